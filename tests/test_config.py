@@ -1,0 +1,60 @@
+import pytest
+
+from charrnn.config import CHOICES, FIELDS, ConfigError, TrainConfig, make_config, parse_key_values
+
+
+def test_defaults_are_valid():
+    assert make_config() == TrainConfig()
+
+
+def test_cli_strings_are_coerced_to_field_types():
+    cfg = make_config(parse_key_values(["hidden_size=64", "lr=1e-3", "residual=true", "cell=lstm"]))
+    assert (cfg.hidden_size, cfg.lr, cfg.residual, cfg.cell) == (64, 1e-3, True, "lstm")
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"hiden_size": 3}, "unknown key 'hiden_size'"),
+    ({"cell": "transformer"}, "cell='transformer'"),
+    ({"hidden_size": "big"}, "hidden_size='big': expected an integer"),
+    ({"hidden_size": 0}, "hidden_size=0: out of range"),
+    ({"hidden_size": -4}, "hidden_size=-4"),
+    ({"dataset_fraction": 0}, "dataset_fraction=0.0"),
+    ({"dataset_fraction": 1.5}, "dataset_fraction=1.5"),
+    ({"layers": 9}, "layers=9"),
+    ({"residual": "maybe"}, "residual='maybe'"),
+    ({"task": "text", "path": "/no/such/file.txt"}, "path='/no/such/file.txt': file not found"),
+    ({"task": "text"}, "task=text needs path=FILE"),
+    ({"cell": "vanilla", "input_combine": "add", "backend": "fused"}, "use backend=loop"),
+    ({"arith_ops": "+/"}, "arith_ops='+/'"),
+])
+def test_bad_values_raise_one_line_naming_key_and_value(overrides, needle):
+    with pytest.raises(ConfigError) as err:
+        make_config(overrides)
+    message = str(err.value)
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_unknown_value_lists_valid_choices():
+    with pytest.raises(ConfigError, match="valid choices: " + ", ".join(CHOICES["hidden_init"])):
+        make_config({"hidden_init": "ones"})
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError, match="valid keys: " + ", ".join(FIELDS[:3])):
+        make_config({"nope": 1})
+
+
+def test_key_value_without_equals_is_rejected():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_key_values(["cell"])
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a, b = make_config({"seed": 1}), make_config({"seed": 1})
+    assert a.config_hash() == b.config_hash()
+    assert a.config_hash() != make_config({"seed": 2}).config_hash()
+
+
+def test_run_name_reads_well():
+    assert make_config({"cell": "gru", "hidden_size": 256, "layers": 2}).run_name() == "gru-h256-l2-s0"

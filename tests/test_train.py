@@ -1,0 +1,99 @@
+"""The training loop: determinism, resume, every task x cell, hidden-state modes, divergence."""
+import math
+
+import pytest
+
+from charrnn.config import CHOICES, make_config
+from charrnn.train import Diverged, Trainer
+
+TINY = {"hidden_size": 16, "batch_size": 4, "seq_len": 16, "eval_batches": 2, "device": "cpu"}
+
+
+def tiny(**overrides):
+    return make_config({**TINY, **overrides})
+
+
+@pytest.mark.parametrize("task", [t for t in CHOICES["task"] if t != "text"])
+@pytest.mark.parametrize("cell", CHOICES["cell"])
+def test_every_task_trains_three_steps_with_every_cell(task, cell):
+    result = Trainer(tiny(task=task, cell=cell, steps=3, eval_interval=3), progress=False).fit()
+    assert len(result.train_losses) == 3
+    assert all(math.isfinite(x) for x in result.train_losses)
+    assert math.isfinite(result.final["final_val_loss"])
+    if task in ("arithmetic", "bitflip"):
+        assert 0.0 <= result.final["final_val_accuracy"] <= 1.0
+
+
+def test_text_task_trains_on_any_utf8_file(tmp_path):
+    corpus = tmp_path / "poem.txt"
+    corpus.write_text("Grüße aus Köln — ünïcödé ✓\n" * 200, encoding="utf-8")
+    result = Trainer(tiny(task="text", path=str(corpus), steps=3, eval_interval=3), progress=False).fit()
+    assert len(result.train_losses) == 3
+
+
+def test_first_loss_is_near_ln_vocab():
+    trainer = Trainer(tiny(hidden_size=64, steps=1, eval_interval=1), progress=False)
+    loss, _ = trainer.train_step(0)
+    assert abs(loss - math.log(65)) < 0.15
+
+
+def test_same_config_and_seed_give_bit_identical_losses():
+    cfg = tiny(steps=8, eval_interval=4, hidden_init="random")
+    first = Trainer(cfg, progress=False).fit().train_losses
+    second = Trainer(cfg, progress=False).fit().train_losses
+    assert first == second
+
+
+def test_different_seeds_give_different_losses():
+    a = Trainer(tiny(steps=3, eval_interval=3, seed=0), progress=False).fit().train_losses
+    b = Trainer(tiny(steps=3, eval_interval=3, seed=1), progress=False).fit().train_losses
+    assert a != b
+
+
+@pytest.mark.parametrize("hidden_init", CHOICES["hidden_init"])
+def test_resumed_run_matches_uninterrupted_run(tmp_path, hidden_init):
+    cfg = tiny(steps=12, eval_interval=4, hidden_init=hidden_init, cell="lstm")
+    full = Trainer(cfg, progress=False).fit()
+    first = Trainer(cfg, checkpoint_dir=tmp_path, progress=False)
+    for step in range(8):  # train part of the way, checkpoint as an eval point would
+        first.train_step(step)
+        first.step = step + 1
+    first.save_checkpoint()
+    resumed = Trainer(cfg, progress=False)
+    resumed.load_checkpoint(tmp_path / "checkpoint.pt")
+    result = resumed.fit()
+    assert result.start_step == 8
+    assert result.train_losses == full.train_losses[8:]
+    assert result.final["final_val_loss"] == full.final["final_val_loss"]
+
+
+def test_epoch_modes_carry_hidden_within_an_epoch_and_reset_at_its_start():
+    trainer = Trainer(tiny(hidden_init="epoch_random", steps=4), progress=False)
+    trainer.train_step(0)
+    carried = trainer.initial_hidden(1)
+    assert carried is not None and not carried.requires_grad
+    assert (carried == trainer.hidden).all()
+    fresh = trainer.initial_hidden(trainer.batches_per_epoch)
+    assert not (fresh == trainer.hidden).all()
+
+
+def test_zero_mode_starts_every_batch_from_zeros():
+    trainer = Trainer(tiny(hidden_init="zero", steps=2), progress=False)
+    trainer.train_step(0)
+    assert trainer.hidden is None
+    assert (trainer.initial_hidden(1) == 0).all()
+
+
+def test_nan_loss_raises_diverged_with_step():
+    cfg = tiny(cell="vanilla", backend="loop", activation="identity", optimizer="sgd",
+               lr=1e6, grad_clip=0, steps=50)
+    with pytest.raises(Diverged, match=r"diverged at step \d+"):
+        Trainer(cfg, progress=False).fit()
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    trainer = Trainer(tiny(steps=2), checkpoint_dir=tmp_path, progress=False)
+    trainer.save_checkpoint()
+    other = Trainer(tiny(steps=2, seed=5), progress=False)
+    with pytest.raises(ValueError, match="belongs to config"):
+        other.load_checkpoint(tmp_path / "checkpoint.pt")
