@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest tests/benchmarks -q --benchmark-only --bench-profile=$(PROFILE)
+	$(BIN)/charrnn bench --profile $(PROFILE)
 
 grid: $(STAMP)
 	$(BIN)/charrnn grid ablations/$(ABLATION).yaml --profile $(PROFILE)
