@@ -134,8 +134,9 @@ class Trainer:
     def save_checkpoint(self) -> Path | None:
         if self.checkpoint_dir is None:
             return None
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        path = self.checkpoint_dir / CHECKPOINT_NAME
+        directory = Path(self.checkpoint_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / CHECKPOINT_NAME
         tmp = path.with_suffix(".tmp")
         torch.save(self.state_dict(), tmp)
         os.replace(tmp, path)  # atomic: a kill never leaves a torn checkpoint
