@@ -86,7 +86,7 @@ def predictions(model: CharRNN, task: Task, seq_len: int) -> dict[str, Any]:
     probs = torch.softmax(logits[0].float(), dim=-1).cpu()  # (T, V)
     teacher = probs.argmax(-1)
     start = _free_running_start(mask)
-    if torch.equal(x[1:], y[:-1]):  # language modelling: feed predictions back as inputs
+    if task.autoregressive:  # language modelling: feed predictions back as inputs
         free = y[:start].tolist() + continue_from(
             model, x[:start + 1].tolist(), len(y) - start, 0.0, torch.Generator(), None)
     else:  # inputs are given (bitflip): nothing to feed back, both views coincide
