@@ -19,17 +19,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
+# The main job: the smoke grid (4 tiny CPU runs, under a minute) into MLflow.
 smoke: $(STAMP)
-	$(BIN)/charrnn smoke
+	$(BIN)/charrnn grid ablations/smoke.yaml --profile quick
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Kernel timing suite (tests/benchmarks): PROFILE=quick (CPU, a few shapes, <= 10 min) | full (the GPU
+# grid); K='pytest -k expression' times a part. JSON in results/benchmarks/, run in MLflow `kernels`.
 bench: $(STAMP)
-	$(BIN)/charrnn bench --profile $(PROFILE)
+	$(BIN)/charrnn bench --profile $(PROFILE) $(if $(K),-k '$(K)')
 
 grid: $(STAMP)
 	$(BIN)/charrnn grid ablations/$(ABLATION).yaml --profile $(PROFILE)
+
+report: $(STAMP)
+	$(BIN)/charrnn report
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RESULTS_DIR)/mlflow.db \

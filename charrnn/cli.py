@@ -8,6 +8,7 @@ import tempfile
 from .config import FIELDS, ConfigError, TrainConfig, make_config, parse_key_values
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 SMOKE_OVERRIDES = {"task": "tinyshakespeare", "cell": "gru", "hidden_size": 64, "steps": 60,
                    "eval_interval": 20, "batch_size": 32, "seq_len": 64, "device": "cpu"}
 
@@ -76,6 +77,80 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1")
+    return value
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    """Train every RunSpec of a grid file not already FINISHED (or, with --dry-run, list them)."""
+    from .grid import load_grid
+
+    grid = load_grid(args.file)
+    specs = grid.expand(args.profile)
+    if args.dry_run:
+        return _dry_run(grid, args.profile, specs, args.rerun_failed)
+    from .executors import run_grid
+    from .session import FAILED, summary_text
+
+    session = run_grid(grid, args.profile, executor=args.executor, max_parallel=args.max_parallel,
+                       ray_address=args.ray_address, rerun_failed=args.rerun_failed,
+                       progress=not args.no_progress)
+    print(summary_text(session))
+    print(f"view it: make ui   (or: mlflow ui --backend-store-uri {session.tracker.uri})")
+    return 1 if session.counts()[FAILED] else 0
+
+
+def _dry_run(grid, profile: str, specs, rerun_failed: bool) -> int:
+    from .session import plan_text
+    from .tracking import Tracker, store_exists
+
+    tracker = Tracker() if store_exists() else None
+    print(plan_text(grid, profile, specs, tracker, rerun_failed))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .results import export
+
+    path = export(args.experiment, args.format, args.out, curves=args.curves)
+    print(path)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """HTML reports: one page per experiment (default: all in the store), kernels page, index."""
+    from .report import ReportError, render_reports, reports_dir
+
+    try:
+        pages = render_reports(args.experiments, args.out)
+    except ReportError as exc:
+        raise UsageError(str(exc)) from None
+    for page in pages:
+        print(f"{page.path}  ({page.seconds:.1f} s)  {page.line}")
+    print(f"index: {reports_dir(args.out) / 'index.html'}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """The kernel suite (tests/benchmarks) → results/benchmarks/*.json, a table, MLflow `kernels`."""
+    from .bench import run_bench
+
+    return run_bench(args.profile, ["-k", args.select] if args.select else [], mlflow=not args.no_mlflow)
+
+
+def cmd_bench_table(args: argparse.Namespace) -> int:
+    from .bench import format_table, load_results
+
+    print(format_table(load_results(args.file)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="charrnn", description="RNN ablation and benchmark harness")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +173,54 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--prime", default=None, help="text to start from (default: the task's)")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(func=cmd_sample)
+
+    grid = sub.add_parser("grid", help="train an ablation grid: every variant x seed of a YAML file",
+                          description="Runs already FINISHED are skipped; KILLED/FAILED ones resume from "
+                                      "their last checkpoint. Safe to re-run and to kill.")
+    grid.add_argument("file", help="grid file, e.g. ablations/smoke.yaml")
+    grid.add_argument("--profile", default="quick", help="named overrides from the file (default: quick)")
+    grid.add_argument("--executor", default="local", help="local (in this process) | ray (one task per run)")
+    grid.add_argument("--max-parallel", type=_positive_int, default=None, metavar="N",
+                      help="ray: runs at once (default: one per CPU, or per GPU when there are GPUs)")
+    grid.add_argument("--ray-address", default=None, help="join this Ray cluster (default: $RAY_ADDRESS, "
+                                                           "else start a local one)")
+    grid.add_argument("--dry-run", action="store_true", help="list the runs and their store status; "
+                                                             "create nothing")
+    grid.add_argument("--rerun-failed", action=argparse.BooleanOptionalAction, default=True,
+                      help="re-run FAILED runs (default: yes)")
+    grid.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    grid.set_defaults(func=cmd_grid)
+
+    export = sub.add_parser("export", help="an experiment as a table: one row per run (CSV or Parquet)")
+    export.add_argument("experiment", help="MLflow experiment (a grid's name)")
+    export.add_argument("--format", default="csv", help="csv | parquet (default: csv)")
+    export.add_argument("--out", default=None, help="output file (default: results/EXPERIMENT.FORMAT)")
+    export.add_argument("--curves", action="store_true", help="the long-form learning curves instead")
+    export.set_defaults(func=cmd_export)
+
+    report = sub.add_parser("report", help="HTML reports: one page per experiment, kernels, index",
+                            description="Writes DIR/EXPERIMENT.html per experiment, DIR/kernels.html "
+                                        "(when benchmark JSON exists) and DIR/index.html; each page is "
+                                        "also logged to its grid's parent run.")
+    report.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                        help="experiments to render (default: every experiment in the store)")
+    report.add_argument("--out", default=None, metavar="DIR",
+                        help="output directory (default: $CHARRNN_REPORTS_DIR or reports/)")
+    report.set_defaults(func=cmd_report)
+    bench = sub.add_parser("bench", help="kernel timing suite: every backend vs fused (pytest-benchmark)",
+                           description="Runs tests/benchmarks (from the repository root), writes "
+                                       "results/benchmarks/<host>-<device>-<timestamp>.json, prints the "
+                                       "table and logs one run to MLflow experiment `kernels`.")
+    bench.add_argument("--profile", default="quick", choices=("quick", "full"),
+                       help="quick: CPU, a few shapes per cell (default) | full: the GPU grid")
+    bench.add_argument("-k", dest="select", default=None, metavar="EXPR",
+                       help="pytest -k expression: time part of the profile, e.g. 'gru and h512'")
+    bench.add_argument("--no-mlflow", action="store_true", help="skip the MLflow run")
+    bench.set_defaults(func=cmd_bench)
+
+    bench_table = sub.add_parser("bench-table", help="median, IQR and speedup vs fused from a bench JSON")
+    bench_table.add_argument("file", metavar="FILE.json")
+    bench_table.set_defaults(func=cmd_bench_table)
     return parser
 
 
@@ -108,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UsageError) as exc:
         print(f"charrnn: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # runs in flight ended KILLED; the same command resumes them
+        print("charrnn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

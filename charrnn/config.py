@@ -177,15 +177,19 @@ def _check_combination(cfg: TrainConfig) -> None:
         raise ConfigError("arith_ops='': needs at least one operator; valid characters: + - *")
 
 
+def check_value(key: str, raw: Any) -> Any:
+    """One key on its own: known, right type, valid choice, in range. Returns the coerced value.
+    (Combinations of keys are checked by make_config; grid files check every key with this first.)"""
+    if key not in FIELD_TYPES:
+        raise ConfigError(f"unknown key {key!r}; valid keys: {', '.join(FIELDS)}")
+    value = _coerce(key, raw)
+    _check_value(key, value)
+    return value
+
+
 def make_config(overrides: dict[str, Any] | None = None, base: TrainConfig | None = None) -> TrainConfig:
     """Validated TrainConfig from `base` (default: defaults) with `overrides` applied."""
-    values: dict[str, Any] = {}
-    for key, raw in (overrides or {}).items():
-        if key not in FIELD_TYPES:
-            raise ConfigError(f"unknown key {key!r}; valid keys: {', '.join(FIELDS)}")
-        value = _coerce(key, raw)
-        _check_value(key, value)
-        values[key] = value
+    values = {key: check_value(key, raw) for key, raw in (overrides or {}).items()}
     cfg = dataclasses.replace(base or TrainConfig(), **values)
     _check_combination(cfg)
     return cfg

@@ -1,0 +1,295 @@
+"""Where a grid's runs train, and `run_grid`, the body of `charrnn grid`.
+
+- `local` (default): in this process, one after the other, with a per-run progress bar.
+- `ray`: one Ray task per RunSpec. Joins `--ray-address` / `RAY_ADDRESS` when given, otherwise
+  starts a local Ray with this machine's CPUs (and GPUs: `num_gpus` per task). Each task gets
+  CPUs // parallel CPUs and as many torch threads. The driver owns every MLflow write: a worker
+  logs through a `QueueRun`, whose calls travel over a Ray queue and are applied by the driver to
+  the real run, so the sqlite store has one writer and workers need no access to it (a remote
+  cluster works the same way). A dead driver leaves its workers nobody to write to.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, TrainConfig
+from .grid import Grid, GridError, RunSpec
+from .runner import ResumePoint, RunOutcome, train_run
+from .session import GridSession, Job
+from .tracking import Tracker, now_ms
+
+POLL_S = 0.2
+
+
+def preflight(grid: Grid, specs: tuple[RunSpec, ...]) -> None:
+    """Build every RunSpec's data (task, validation batches, a first batch) before any run exists,
+    so unusable data (a corpus shorter than seq_len, ...) is a bad-input error, not a failed run."""
+    from .data import make_task
+
+    for spec in specs:
+        cfg = spec.config
+        try:
+            task = make_task(cfg)
+            task.val_batches(cfg.batch_size, cfg.seq_len, cfg.eval_batches)
+            task.train_batch(0, cfg.batch_size, cfg.seq_len, cfg.seed, cfg.hidden_init.startswith("epoch_"))
+        except ConfigError as err:
+            raise GridError(f"{grid.path}: profile {spec.profile}, run {spec.run_name}: {err}") from None
+
+
+class LocalExecutor:
+    """Runs in this process, in order; specs another invocation holds are retried at the end."""
+
+    def __init__(self, max_parallel: int | None = None, ray_address: str | None = None,
+                 progress: bool = True):
+        if max_parallel not in (None, 1):
+            raise ConfigError(f"--max-parallel={max_parallel}: the local executor trains one run at a "
+                              "time; valid: 1, or use --executor ray")
+        self.progress = progress
+
+    def __enter__(self) -> "LocalExecutor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def run(self, session: GridSession) -> None:
+        for spec in session.specs:
+            self._train(session, session.claim(spec))
+        for spec in session.take_deferred():
+            self._train(session, session.claim(spec, wait=True))
+
+    def _train(self, session: GridSession, job: Job | None) -> None:
+        if job is None:
+            return
+        try:
+            outcome = train_run(job.spec.config, job.run, job.resume, progress=self.progress)
+        except Exception as exc:  # a store write failed: this run ends FAILED, the grid goes on
+            session.abort(job, "FAILED", f"{type(exc).__name__}: {exc}"[:2000])
+            return
+        except BaseException:  # KeyboardInterrupt: the run already ended KILLED
+            job.lock.release()
+            raise
+        session.finish(job, outcome)
+
+
+# ------------------------------------------------------------------------------------------ ray
+
+class QueueRun:
+    """A Ray worker's stand-in for tracking.RunHandle: each call becomes a message on `queue`,
+    applied by the driver to the real run (see `apply_message`). Metrics are buffered until flush."""
+
+    def __init__(self, run_id: str, queue: Any, flush_every: int = 200):
+        self.run_id, self.queue, self.flush_every = run_id, queue, flush_every
+        self._rows: list[tuple[str, float, int, int]] = []
+
+    def _send(self, method: str, *args: Any) -> None:
+        self.queue.put((self.run_id, method, args))
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self._send("log_params", {k: str(v) for k, v in params.items()})
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self._send("set_tags", {k: str(v) for k, v in tags.items()})
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        now = now_ms()
+        self._rows.extend((k, float(v), now, step) for k, v in metrics.items())
+        if len(self._rows) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self._send("log_metric_rows", rows)
+        self._send("flush")
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self._send("log_text", text, artifact_file)
+
+    def log_json(self, obj: Any, artifact_file: str) -> None:
+        self.log_text(json.dumps(obj, indent=1, ensure_ascii=False), artifact_file)
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        self.flush()
+        path = Path(local_path)
+        self._send("log_artifact", path.name, path.read_bytes(), artifact_path)
+
+    def end(self, status: str = "FINISHED", failure: str | None = None) -> None:
+        self.flush()
+        self._send("end", status, failure)
+
+
+def apply_message(run, method: str, args: tuple) -> None:
+    """Replay one QueueRun call on the driver's RunHandle."""
+    if method == "log_artifact":
+        name, data, artifact_path = args
+        with tempfile.TemporaryDirectory(prefix="charrnn-upload-") as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            run.log_artifact(path, artifact_path)
+        return
+    if method not in ("log_params", "set_tags", "log_metric_rows", "flush", "log_text", "end"):
+        raise ValueError(f"unknown run message {method!r}")
+    getattr(run, method)(*args)
+
+
+def train_task(cfg: TrainConfig, run_id: str, resume: ResumePoint | None, queue: Any,
+               threads: int) -> RunOutcome:
+    """The body of one Ray task: train `cfg` into run `run_id` through the driver's queue."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return train_run(cfg, QueueRun(run_id, queue), resume, progress=False)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (respects taskset/cpusets, unlike os.cpu_count())."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def task_resources(cluster: dict[str, float], max_parallel: int | None) -> tuple[int, float, int]:
+    """(CPUs per task, GPUs per task, tasks at once) for a cluster's total resources."""
+    cpus, gpus = max(1, int(cluster.get("CPU", 1))), float(cluster.get("GPU", 0))
+    parallel = max_parallel or (int(gpus) if gpus >= 1 else cpus)
+    return max(1, cpus // parallel), (min(1.0, gpus / parallel) if gpus else 0.0), parallel
+
+
+class RayExecutor:
+    """One Ray task per claimed RunSpec, at most `parallel` at once; the driver writes to MLflow."""
+
+    def __init__(self, max_parallel: int | None = None, ray_address: str | None = None,
+                 progress: bool = True):
+        self.max_parallel = max_parallel
+        self.address = ray_address or os.environ.get("RAY_ADDRESS") or None
+        self._started = False
+
+    def __enter__(self) -> "RayExecutor":
+        """Connect to (or start) Ray before any run exists: a bad address is bad input."""
+        import ray
+
+        if ray.is_initialized():
+            return self
+        common = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
+        try:
+            if self.address:
+                ray.init(address=self.address, **common)
+            else:
+                ray.init(num_cpus=usable_cpus(), **common)
+        except (ConnectionError, ValueError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"--ray-address={self.address!r}: cannot start or join Ray ({first}); "
+                              "valid: a running cluster's address, or none for a local Ray") from None
+        self._started = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        if self._started:
+            ray.shutdown()
+            self._started = False
+
+    def run(self, session: GridSession) -> None:
+        import ray
+        from ray.util.queue import Queue
+
+        cpus, gpus, parallel = task_resources(ray.cluster_resources(), self.max_parallel)
+        remote = ray.remote(train_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
+        _RayLoop(session, Queue(), remote, cpus, parallel).run()
+
+
+class _RayLoop:
+    """Submit claimed jobs, apply worker messages, record outcomes, until every spec is done."""
+
+    def __init__(self, session: GridSession, queue: Any, remote: Any, threads: int, parallel: int):
+        self.session, self.queue, self.remote = session, queue, remote
+        self.threads, self.parallel = threads, parallel
+        self.inflight: dict[Any, Job] = {}
+        self.by_run: dict[str, Job] = {}
+
+    def run(self) -> None:
+        todo = deque(self.session.specs)
+        try:
+            while todo or self.inflight:
+                while todo and len(self.inflight) < self.parallel:
+                    self._submit(self.session.claim(todo.popleft()))
+                if not todo and not self.inflight:
+                    todo.extend(self.session.take_deferred())
+                    if todo:
+                        self._submit(self.session.claim(todo.popleft(), wait=True))
+                self._wait()
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _submit(self, job: Job | None) -> None:
+        if job is None:
+            return
+        ref = self.remote.remote(job.spec.config, job.run_id, job.resume, self.queue, self.threads)
+        self.inflight[ref] = job
+        self.by_run[job.run_id] = job
+
+    def _drain(self) -> None:
+        size = self.queue.size()
+        if size:
+            for run_id, method, args in self.queue.get_nowait_batch(size):
+                job = self.by_run.get(run_id)
+                if job is not None:
+                    apply_message(job.run, method, args)
+
+    def _wait(self) -> None:
+        import ray
+
+        self._drain()
+        if not self.inflight:
+            return
+        ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=POLL_S)
+        for ref in ready:
+            self._drain()  # the task put its last message before returning
+            job = self.inflight.pop(ref)
+            self.by_run.pop(job.run_id, None)
+            try:
+                self.session.finish(job, ray.get(ref))
+            except Exception as exc:  # the worker died or the task raised
+                self.session.abort(job, "FAILED", f"worker: {type(exc).__name__}: {exc}"[:2000])
+
+    def _abandon(self) -> None:
+        """Interrupted: stop the tasks, end their runs KILLED (resumable), release their locks."""
+        import ray
+
+        for ref, job in list(self.inflight.items()):
+            ray.cancel(ref, force=True)
+            try:
+                self.session.abort(job, "KILLED", "interrupted")
+            except Exception:  # the store is what we are failing on: the next invocation reaps it
+                job.lock.release()
+        self.inflight.clear()
+
+
+EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}
+
+
+def run_grid(grid: Grid, profile: str, executor: str = "local", max_parallel: int | None = None,
+             ray_address: str | None = None, rerun_failed: bool = True, progress: bool = True,
+             tracker: Tracker | None = None) -> GridSession:
+    """Train every RunSpec of `profile` not already FINISHED; returns the closed session (its
+    results and summary). Bad input raises ConfigError before any run is created."""
+    specs = grid.expand(profile)
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor={executor!r}: unknown executor; valid choices: {', '.join(EXECUTORS)}")
+    runner = EXECUTORS[executor](max_parallel=max_parallel, ray_address=ray_address, progress=progress)
+    preflight(grid, specs)
+    with runner:
+        session = GridSession(tracker or Tracker(), grid, profile, specs, executor, rerun_failed, progress)
+        with session:
+            runner.run(session)
+    return session

@@ -1,0 +1,142 @@
+"""An MLflow experiment as tidy pandas tables, and their CSV/Parquet export. Never imports torch.
+
+- `runs_frame`: one row per trained run (grid parent runs excluded): run id and name, config
+  hash, status and failure reason, seed, the varied values (typed, one column each), final
+  metrics, duration, param_count, then every other config key.
+- `curves_frame`: long form, one row per (run, metric, step) — the last value logged at a step
+  wins, so a resumed run's replayed steps appear once.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from .config import FIELD_TYPES, FIELDS, ConfigError
+from .tracking import StoredRun, Tracker, results_dir, store_exists, tracking_uri
+
+ROLE_TAG, GRID_ROLE = "charrnn.role", "grid"
+GRID_ARTIFACT = "grid.yaml"
+CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy", "val_exact_match", "grad_norm",
+                 "tokens_per_s", "step_time_ms")
+ID_COLUMNS = ["run_id", "run_name", "variant", "config_hash", "status", "failure", "seed"]
+INFO_COLUMNS = ["param_count", "duration_s", "start_time", "end_time", "grid", "profile",
+                "resumed_from_step", "parent_run_id"]
+FORMATS = {"csv": ".csv", "parquet": ".parquet"}
+
+
+def _typed(key: str, text: str | None) -> Any:
+    """An MLflow param string back to its config type ("64" → 64, "True" → True)."""
+    if text is None:
+        return None
+    kind = FIELD_TYPES.get(key, str)
+    try:
+        if kind is bool:
+            return text.lower() in ("true", "1", "yes")
+        return kind(float(text)) if kind is int else kind(text)
+    except ValueError:
+        return text
+
+
+def _int(text: str | None) -> int | None:
+    return None if text is None else int(float(text))
+
+
+def _varied(run: StoredRun) -> dict[str, Any]:
+    raw = run.tags.get("charrnn.varied")
+    return json.loads(raw) if raw else {}
+
+
+def trained_runs(experiment: str, tracker: Tracker) -> list[StoredRun]:
+    """The experiment's runs that trained something: grid parent runs excluded."""
+    return [r for r in tracker.runs(experiment) if r.tags.get(ROLE_TAG) != GRID_ROLE]
+
+
+def _row(run: StoredRun) -> dict[str, Any]:
+    varied = _varied(run)
+    end = run.end_time if run.status != "RUNNING" else None
+    row: dict[str, Any] = {
+        "run_id": run.run_id, "run_name": run.name, "variant": run.tags.get("charrnn.variant", ""),
+        "config_hash": run.config_hash, "status": run.status, "failure": run.tags.get("charrnn.failure"),
+        "seed": _typed("seed", run.params.get("seed")),
+        **{key: _typed(key, run.params.get(key, str(value))) for key, value in varied.items()},
+        **{k: v for k, v in sorted(run.metrics.items()) if k.startswith("final_") or k == "train_time_s"},
+        "param_count": _int(run.params.get("param_count")),
+        "duration_s": (end - run.start_time) / 1000 if end else None,
+        "start_time": pd.Timestamp(run.start_time, unit="ms", tz="UTC"),
+        "end_time": pd.Timestamp(end, unit="ms", tz="UTC") if end else None,
+        "grid": run.tags.get("charrnn.grid"), "profile": run.tags.get("charrnn.profile"),
+        "resumed_from_step": _int(run.tags.get("charrnn.resumed_from_step")),
+        "parent_run_id": run.parent_run_id,
+    }
+    row.update({key: _typed(key, run.params.get(key)) for key in FIELDS if key not in row})
+    return row
+
+
+def runs_frame(experiment: str, tracker: Tracker | None = None) -> pd.DataFrame:
+    """One row per trained run of `experiment`, oldest first; `attrs["axes"]` lists the varied keys."""
+    runs = trained_runs(experiment, tracker or Tracker())
+    frame = pd.DataFrame([_row(r) for r in runs])
+    axes = list(dict.fromkeys(key for r in runs for key in _varied(r)))
+    if frame.empty:
+        frame = pd.DataFrame(columns=ID_COLUMNS + INFO_COLUMNS + list(FIELDS))
+    metrics = sorted(c for c in frame.columns if c.startswith("final_") or c == "train_time_s")
+    ordered = ID_COLUMNS + axes + metrics + INFO_COLUMNS
+    frame = frame[ordered + [c for c in frame.columns if c not in ordered]]
+    frame.attrs["axes"] = axes
+    return frame
+
+
+def curves_frame(experiment: str, metrics: tuple[str, ...] = CURVE_METRICS,
+                 tracker: Tracker | None = None) -> pd.DataFrame:
+    """Long form: run_id, run_name, variant, seed, the varied values, metric, step, value."""
+    tracker = tracker or Tracker()
+    rows = []
+    for run in trained_runs(experiment, tracker):
+        ident = {"run_id": run.run_id, "run_name": run.name, "variant": run.tags.get("charrnn.variant", ""),
+                 "seed": _typed("seed", run.params.get("seed")),
+                 **{k: _typed(k, run.params.get(k)) for k in _varied(run)}}
+        for metric in (m for m in metrics if m in run.metrics):
+            by_step = {step: value for step, value, _ in sorted(tracker.metric_history(run.run_id, metric),
+                                                                key=lambda m: m[2])}
+            rows.extend({**ident, "metric": metric, "step": step, "value": value}
+                        for step, value in sorted(by_step.items()))
+    columns = ["run_id", "run_name", "variant", "seed", "metric", "step", "value"]
+    return pd.DataFrame(rows, columns=None if rows else columns)
+
+
+def grid_definition(experiment: str, tracker: Tracker | None = None) -> dict[str, Any] | None:
+    """The grid file (parsed YAML) of the experiment's latest invocation, or None."""
+    tracker = tracker or Tracker()
+    parents = [r for r in tracker.runs(experiment) if r.tags.get(ROLE_TAG) == GRID_ROLE]
+    for parent in reversed(parents):
+        text = tracker.artifact_text(parent.run_id, GRID_ARTIFACT)
+        if text is not None:
+            return yaml.safe_load(text)
+    return None
+
+
+def export(experiment: str, fmt: str = "csv", out: str | Path | None = None, curves: bool = False,
+           tracker: Tracker | None = None) -> Path:
+    """Write the runs (or curves) table of `experiment` to `out` (default results/<experiment>.<fmt>)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format={fmt!r}: unknown format; valid choices: {', '.join(FORMATS)}")
+    if tracker is None and not store_exists():
+        raise ConfigError(f"experiment={experiment!r}: there is no store at {tracking_uri(create=False)} "
+                          "yet; valid: an experiment that `charrnn grid` or `charrnn train` created")
+    tracker = tracker or Tracker()
+    if tracker.find_experiment(experiment) is None:
+        names = ", ".join(tracker.experiment_names()) or "none yet"
+        raise ConfigError(f"experiment={experiment!r}: not in the store; valid: {names}")
+    frame = curves_frame(experiment, tracker=tracker) if curves else runs_frame(experiment, tracker)
+    suffix = ("-curves" if curves else "") + FORMATS[fmt]
+    path = Path(out) if out else results_dir() / f"{experiment}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path

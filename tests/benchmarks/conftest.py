@@ -1,0 +1,88 @@
+"""Kernel benchmark suite (pytest-benchmark), parametrised over the cases of one profile.
+
+    pytest tests/benchmarks --benchmark-enable --benchmark-only --bench-profile=quick   # = make bench
+    pytest -q                                                                            # = make test
+
+Profiles (charrnn/bench.py): `test` (default; tiny shapes, correctness only under make test's
+--benchmark-disable), `quick` (CPU, a few shapes per cell), `full` (the GPU grid). Backends that
+cannot run on this device are skipped with the reason, and the reasons are written into the JSON
+(`skipped`) so `charrnn bench-table` lists them.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from charrnn import bench
+
+SKIPPED: list[dict[str, str]] = []  # {"name", "reason"} of every skipped benchmark this session
+
+
+def pytest_addoption(parser):
+    parser.addoption("--bench-profile", default="test", choices=tuple(bench.PROFILES),
+                     help="benchmark profile: test (tiny, correctness), quick (CPU), full (GPU grid)")
+
+
+def _profile_name(config) -> str:
+    # Registered only when this directory is on the command line; `pytest -q` gets the default.
+    return config.getoption("bench_profile", default="test")
+
+
+def pytest_generate_tests(metafunc):
+    profile = bench.PROFILES[_profile_name(metafunc.config)]
+    if "case" in metafunc.fixturenames:
+        metafunc.parametrize("case", profile.cases(), ids=lambda c: c.id)
+    if "train_case" in metafunc.fixturenames:
+        metafunc.parametrize("train_case", profile.train_cases(), ids=lambda c: c.id)
+
+
+@pytest.fixture(scope="session")
+def profile_name(request) -> str:
+    return _profile_name(request.config)
+
+
+@pytest.fixture(scope="session")
+def profile(profile_name) -> bench.Profile:
+    return bench.PROFILES[profile_name]
+
+
+@pytest.fixture(scope="session")
+def device():
+    return bench.bench_device()
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and "benchmarks/" in report.nodeid and isinstance(report.longrepr, tuple):
+        reason = report.longrepr[2].removeprefix("Skipped: ")
+        SKIPPED.append({"name": report.nodeid.split("::")[-1], "reason": reason})
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    device = bench.bench_device()
+    machine_info["charrnn"] = {"profile": _profile_name(config), "device": device.type,
+                               "device_name": bench.device_name(device), **bench.versions(),
+                               "loadavg_1m": os.getloadavg()[0]}
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["skipped"] = SKIPPED
+
+
+@pytest.fixture
+def run_case(benchmark, device, profile):
+    """run_case(case): skip with the reason when the backend cannot run here; otherwise build, time
+    the first call (compilation), assert equivalence with `fused`, then time steady state."""
+    return lambda case: _run_case(benchmark, case, device, profile)
+
+
+def _run_case(benchmark, case: bench.Case, device, profile: bench.Profile) -> None:
+    reason = bench.skip_reason(case.backend, device)
+    if reason:
+        pytest.skip(reason)
+    work, info = bench.prepare(case, device, reset_compiled=not benchmark.disabled)
+    benchmark.group = case.shape
+    benchmark.extra_info.update(info)
+    rounds = 1 if benchmark.disabled else profile.rounds(work.timed_call())
+    benchmark.pedantic(work.run, rounds=rounds, warmup_rounds=profile.warmup_rounds)
+    benchmark.extra_info["loadavg_end"] = os.getloadavg()[0]

@@ -1,0 +1,283 @@
+"""Backends beyond loop/fused, and the benchmark plumbing in charrnn/bench.py.
+
+Every backend's equivalence with `fused` at small shapes (fp32, 1 and 2 layers, fwd and fwd_bwd)
+runs in tests/benchmarks under `make test`; this file covers what that suite does not: bf16, the
+activations and state paths nn.* cannot check, profiles, the table, the JSON path, the CLI and the
+MLflow run.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from charrnn import bench
+from charrnn.bench import Case
+from charrnn.cells import BACKENDS, CELLS, make_layer
+from charrnn.cli import main
+from charrnn.config import ConfigError
+
+B, T, I, H = 3, 5, 4, 6
+CPU = torch.device("cpu")
+JIT_WARNING = "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"  # inductor import
+pytestmark = pytest.mark.filterwarnings(JIT_WARNING)
+EAGER = ("loop", "loop_premul", "loop_bptt")  # no compilation: cheap to run everywhere
+
+
+def tiny(cell="gru", backend="loop_bptt", **kw) -> Case:
+    return Case(cell, backend, **{"hidden": 8, "batch": 3, "seq_len": 5, "layers": 1} | kw)
+
+
+def hidden_of(cell: str, layers: int = 1, requires_grad: bool = False):
+    n = 2 if CELLS[cell].has_cell_state else 1
+    states = tuple(torch.randn(layers, B, H, requires_grad=requires_grad) for _ in range(n))
+    return states if n == 2 else states[0]
+
+
+# --------------------------------------------------------------------------- backends
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_every_backend_shares_the_nn_state_dict_layout(backend):
+    layer = make_layer(backend, "lstm", I, H)
+    assert list(layer.state_dict()) == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
+    layer.load_state_dict(make_layer("fused", "lstm", I, H).state_dict())
+
+
+@pytest.mark.parametrize("dtype", ["bf16"])
+@pytest.mark.parametrize("backend", EAGER)
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_bf16_autocast_matches_fused_within_stated_tolerance(cell, backend, dtype):
+    case = tiny(cell, backend, layers=2, dtype=dtype)
+    bench.assert_equivalent(case, CPU, bench.reference_model(case))
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "identity"])
+def test_bptt_vanilla_matches_autograd_loop_for_every_activation(activation):
+    torch.manual_seed(0)
+    ref = make_layer("loop_premul", "vanilla", I, H, activation=activation)
+    bptt = make_layer("loop_bptt", "vanilla", I, H, activation=activation)
+    bptt.load_state_dict(ref.state_dict())
+    x, h0 = torch.randn(B, T, I), hidden_of("vanilla")
+    results = []
+    for layer in (ref, bptt):
+        xg, hg = x.clone().requires_grad_(), h0.clone().requires_grad_()
+        out, h_n = layer(xg, hg)
+        ((out * torch.linspace(-1, 1, H)).sum() + h_n.square().sum()).backward()
+        results.append([out, h_n, xg.grad, hg.grad, *(p.grad for p in layer.parameters())])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_bptt_gradient_through_final_state_only(cell):
+    """Loss on h_n (and c_n) alone: the unused per-step output gets zero gradient."""
+    torch.manual_seed(0)
+    ref, bptt = make_layer("loop_premul", cell, I, H), make_layer("loop_bptt", cell, I, H)
+    bptt.load_state_dict(ref.state_dict())
+    x = torch.randn(B, T, I)
+    grads = []
+    for layer in (ref, bptt):
+        _, h_n = layer(x)
+        finals = h_n if isinstance(h_n, tuple) else (h_n,)
+        finals[-1].square().sum().backward()  # c_n for lstm, h_n otherwise
+        grads.append([p.grad for p in layer.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_bptt_no_grad_path_equals_grad_path(cell):
+    layer = make_layer("loop_bptt", cell, I, H)
+    x, h0 = torch.randn(B, T, I), hidden_of(cell)
+    out, h_n = layer(x, h0)
+    with torch.no_grad():
+        out_ng, h_ng = layer(x, h0)
+    torch.testing.assert_close(out_ng, out.detach())
+    for a, b in zip(h_ng if cell == "lstm" else (h_ng,), h_n if cell == "lstm" else (h_n,)):
+        torch.testing.assert_close(a, b.detach())
+
+
+def test_bptt_handles_empty_sequences_like_the_loop():
+    out, h_n = make_layer("loop_bptt", "gru", I, H)(torch.randn(B, 0, I))
+    assert out.shape == (B, 0, H) and h_n.shape == (1, B, H) and not h_n.any()
+
+
+def test_per_step_projection_loop_equals_premul_loop():
+    torch.manual_seed(0)
+    loop, premul = make_layer("loop", "lstm", I, H), make_layer("loop_premul", "lstm", I, H)
+    premul.load_state_dict(loop.state_dict())
+    assert not loop.premul and premul.premul
+    x = torch.randn(B, T, I)
+    torch.testing.assert_close(loop(x)[0], premul(x)[0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["loop_bptt", "loop_bptt_compiled", "loop_cudagraph"])
+def test_bptt_backends_reject_add_combine_and_point_to_loop(backend):
+    with pytest.raises(ConfigError, match="loop_premul") as err:
+        make_layer(backend, "vanilla", I, H, input_combine="add")
+    assert str(err.value).startswith("input_combine='add'")
+
+
+def test_cudagraph_layer_refuses_non_cuda_tensors():
+    with pytest.raises(RuntimeError, match="CUDA"):
+        make_layer("loop_cudagraph", "gru", I, H)(torch.randn(B, T, I))
+
+
+def test_fused_nocudnn_is_the_fused_module_with_cudnn_off():
+    layer = make_layer("fused_nocudnn", "gru", I, H)
+    assert isinstance(layer, torch.nn.GRU) and type(layer).__name__ == "GRUNoCudnn"
+    fused = make_layer("fused", "gru", I, H)
+    layer.load_state_dict(fused.state_dict())
+    x = torch.randn(B, T, I)
+    torch.testing.assert_close(layer(x)[0], fused(x)[0])
+
+
+def test_layer_stack_takes_nn_multilayer_weights():
+    torch.manual_seed(0)
+    case = tiny("lstm", "loop_premul", layers=3)
+    fused = bench.reference_model(case)
+    stack = bench.build_layer_model(case, fused)
+    x, h0 = torch.randn(3, 5, 8), tuple(torch.randn(3, 3, 8) for _ in range(2))
+    out_f, (h_f, c_f) = fused(x, h0)
+    out_s, (h_s, c_s) = stack(x, h0)
+    for a, b in ((out_s, out_f), (h_s, h_f), (c_s, c_f)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    assert bench._canonical("layers.2.weight_hh_l0") == "weight_hh_l2"
+    assert bench._canonical("head.weight") == "head.weight"
+
+
+def test_equivalence_failure_names_the_case_and_tensor(monkeypatch):
+    build = BACKENDS["loop_premul"]
+
+    def off_by_a_bit(*args):
+        layer = build(*args)
+        step = layer.step
+        layer.step = lambda xp, h, w, b: step(xp + 1e-3, h, w, b)
+        return layer
+
+    monkeypatch.setitem(BACKENDS, "loop_premul", off_by_a_bit)
+    case = tiny("gru", "loop_premul")
+    with pytest.raises(AssertionError, match=r"gru-h8-b3-t5-l1-fp32-fwd_bwd-loop_premul: out: max \|error\|"):
+        bench.assert_equivalent(case, CPU, bench.reference_model(case))
+
+
+# --------------------------------------------------------------------------- cases and profiles
+
+def test_case_ids_name_every_parameter():
+    case = Case("gru", "loop_bptt", 256, 32, 64, 2, "bf16", "fwd")
+    assert case.shape == "gru-h256-b32-t64-l2-bf16-fwd"
+    assert case.id == "gru-h256-b32-t64-l2-bf16-fwd-loop_bptt"
+    assert set(case.params()) == {"cell", "backend", "hidden", "batch", "seq_len", "layers", "dtype",
+                                  "direction"}
+
+
+@pytest.mark.parametrize("name", list(bench.PROFILES))
+def test_every_profile_times_every_backend_of_every_cell(name):
+    profile = bench.PROFILES[name]
+    cases = profile.cases() + profile.train_cases()
+    assert {(c.cell, c.backend) for c in cases} == {(c, b) for c in CELLS for b in BACKENDS}
+    assert len({c.id for c in cases}) == len(cases)
+
+
+def test_quick_profile_holds_the_cpu_goal_shape_and_full_the_gpu_one():
+    quick = {c.id for c in bench.PROFILES["quick"].cases()}
+    assert "gru-h256-b32-t64-l1-fp32-fwd_bwd-loop_bptt" in quick
+    full = bench.PROFILES["full"].cases()
+    assert "gru-h512-b64-t100-l1-fp32-fwd_bwd-fused" in {c.id for c in full}
+    assert {c.hidden for c in full} == {64, 128, 256, 512, 1024, 2048}
+    assert {c.batch for c in full} == {1, 8, 32, 64, 128}
+    assert {c.seq_len for c in full} == {16, 64, 100, 256, 1024}
+    assert {c.layers for c in full} == {1, 2, 4} and {c.dtype for c in full} == {"fp32", "bf16"}
+
+
+def test_rounds_follow_the_time_target_within_bounds():
+    quick = bench.PROFILES["quick"]
+    assert quick.rounds(10.0) == quick.min_rounds
+    assert quick.rounds(1e-6) == quick.max_rounds
+    assert quick.min_rounds < quick.rounds(quick.target_s / 50) <= quick.max_rounds
+
+
+def test_cuda_only_backends_have_a_skip_reason_on_cpu():
+    for backend in BACKENDS:
+        reason = bench.skip_reason(backend, CPU)
+        assert (reason is not None) == (backend in bench.CUDA_ONLY), backend
+        if reason:
+            assert reason.startswith(backend) and "cpu" in reason
+    assert bench.skip_reason("loop_cudagraph", torch.device("cuda")) is None
+
+
+def test_device_timer_on_cpu_is_a_monotonic_clock():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the timer reads CUDA events")
+    first = bench.device_timer()
+    assert bench.device_timer() >= first
+
+
+def test_output_path_is_host_device_timestamp(tmp_path):
+    from datetime import datetime, timezone
+
+    path = bench.output_path(tmp_path, CPU, datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    assert path.parent == tmp_path / "benchmarks"
+    assert re.fullmatch(r"[A-Za-z0-9.-]+-cpu-20260102T030405Z\.json", path.name)
+
+
+# --------------------------------------------------------------------------- table, CLI, MLflow
+
+def fake_results() -> dict:
+    def entry(backend, median, iqr, shape="gru-h8-b3-t5-l1-fp32-fwd_bwd", **info):
+        return {"name": f"test_layer[{shape}-{backend}]", "group": shape,
+                "stats": {"median": median, "iqr": iqr, "rounds": 20},
+                "extra_info": {"shape": shape, "backend": backend, "first_call_s": 0.5,
+                               "compile_s": 2.0 if "compiled" in backend else 0.0, **info}}
+    return {"machine_info": {"charrnn": {"device": "cpu"}}, "benchmarks": [
+        entry("fused", 0.040, 0.001), entry("loop", 0.080, 0.002), entry("loop_bptt_compiled", 0.032, 0.001),
+        {**entry("harness", 2.1, 0.02, shape="harness-vs-bare"), "extra_info": {
+            "shape": "harness-vs-bare", "backend": None, "ratio": 1.02}}],
+        "skipped": [{"name": "x", "reason": "loop_cudagraph: CUDA graphs need a CUDA device; device is cpu"}]}
+
+
+def test_table_has_median_iqr_speedup_best_custom_and_skips():
+    text = bench.format_table(fake_results())
+    assert re.search(r"fused\s+40\.000\s+1\.000\s+2\.5%\s+1\.00x", text)
+    assert re.search(r"loop\s+80\.000\s+2\.000\s+2\.5%\s+0\.50x", text)
+    assert re.search(r"loop_bptt_compiled\s+32\.000 .* 1\.25x\s+20\s+2\.0", text)
+    assert re.search(r"gru-h8-b3-t5-l1-fp32-fwd_bwd\s+loop_bptt_compiled\s+0\.800", text)
+    assert "ratio 1.020" in text
+    assert "1 x loop_cudagraph: CUDA graphs need a CUDA device" in text
+
+
+def test_bench_table_cli_prints_and_rejects_bad_files(tmp_path, capsys):
+    good = tmp_path / "b.json"
+    good.write_text(json.dumps(fake_results()))
+    assert main(["bench-table", str(good)]) == 0
+    assert "vs fused" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert main(["bench-table", str(bad)]) == 2
+    assert main(["bench-table", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert "not a pytest-benchmark JSON" in err and "no such file" in err
+
+
+def test_bench_cli_rejects_unknown_profile():
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--profile", "huge"])
+    assert exit_info.value.code == 2
+
+
+def test_mlflow_run_in_kernels_experiment_holds_json_and_table(results_dir, tmp_path):
+    from charrnn.tracking import Tracker
+
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(fake_results()))
+    run_id = bench.log_to_mlflow(path, "quick", wall_s=12.0, exit_code=0)
+    tracker = Tracker()
+    run = tracker.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert tracker.client.get_experiment(run.info.experiment_id).name == "kernels"
+    assert run.data.params["profile"] == "quick"
+    assert run.data.metrics["best_over_fused.gru-h8-b3-t5-l1-fp32-fwd_bwd"] == pytest.approx(0.8)
+    files = {f.path for f in tracker.client.list_artifacts(run_id)}
+    assert {"benchmarks", "summary.txt", "summary.json"} <= files

@@ -1,0 +1,379 @@
+"""HTML reports: content, escaping, self-containment, the CLI over a real store, headless Chromium."""
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from charrnn import cli
+from charrnn.report import (ExperimentData, heatmap_view, prediction_view, render_experiment, render_index,
+                            reports_dir)
+from charrnn.report_kernels import render_kernels
+from report_synthetic import PROVENANCE_TAGS, artifact_reader, make_curves, make_experiment, make_runs, predictions
+
+XSS = "<script>alert(1)</script>"
+XSS_IMG = '<img src=x onerror="alert(2)">'
+CLAIM = {"source": "seed 002", "metric": "val_loss", "expect": {"input_combine": "concat", "better_than": "add"}}
+
+
+class Page(HTMLParser):
+    """Tags, attributes, <style> text and visible text of a page."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.text: list[str] = []
+        self.style = ""
+        self._in_style = False
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag):
+        self._in_style = False
+
+    def handle_data(self, data):
+        if self._in_style:
+            self.style += data
+        self.text.append(data)
+
+    def images(self) -> list[str]:
+        return [a["src"] for t, a in self.tags if t == "img"]
+
+    def visible(self) -> str:
+        return "".join(self.text)
+
+
+def render(exp: ExperimentData, tmp_path: Path) -> tuple[Path, str]:
+    path = render_experiment(exp, tmp_path).path
+    return path, path.read_text(encoding="utf-8")
+
+
+def figure_keys(html: str) -> set[str]:
+    return set(re.findall(r'<h2 id="([^"]+)">[^<]*</h2>\s*<figure>', html))
+
+
+def decode_png(src: str) -> Image.Image:
+    prefix = "data:image/png;base64,"
+    assert src.startswith(prefix)
+    image = Image.open(io.BytesIO(base64.b64decode(src[len(prefix):])))
+    image.load()
+    return image
+
+
+# --------------------------------------------------------------------------- content
+
+def test_page_and_index_are_written_with_a_one_line_result(tmp_path):
+    exp = make_experiment("combine", effect={"input_combine": {"concat": -0.1}}, claim=CLAIM)
+    path, html = render(exp, tmp_path)
+    assert path == tmp_path / "combine.html"
+    assert "Does concatenating beat adding?" in html and "reproduced" in html
+    index = render_index(tmp_path).read_text(encoding="utf-8")
+    assert 'href="combine.html"' in index
+    assert "reproduced: val_loss(input_combine=concat) − val_loss(input_combine=add) = -0.1" in index
+
+
+def test_index_keeps_every_experiment_rendered_into_the_directory(tmp_path):
+    render_experiment(make_experiment("first"), tmp_path)
+    render_experiment(make_experiment("second", claim=CLAIM), tmp_path)
+    index = render_index(tmp_path).read_text(encoding="utf-8")
+    assert 'href="first.html"' in index and 'href="second.html"' in index
+    assert "best val_loss:" in index        # no claim: the best variant with its CI
+
+
+def test_every_multi_seed_number_in_the_summary_has_its_ci_and_n(tmp_path):
+    _, html = render(make_experiment(claim=CLAIM), tmp_path)
+    summary = html.split('<h2 id="summary">')[1].split("</table>")[0]
+    cells = re.findall(r'<td class="num">([^<]*)</td>', summary)
+    stats = [c for c in cells if "(n=" in c]
+    assert len(stats) == 2 * 3              # 2 variants × (val_loss, train_loss, wall time)
+    assert all(re.fullmatch(r"-?[\d.]+ \[-?[\d.]+, -?[\d.]+\] \(n=3\)", c) for c in stats)
+    assert re.search(r"paired by seed: <strong>-?[\d.]+ \[-?[\d.]+, -?[\d.]+\] \(n=3\)</strong>", html)
+
+
+def test_every_figure_caption_states_its_ci_and_n(tmp_path):
+    exp = make_experiment(axes={"hidden_size": [64, 128], "layers": [1, 2]}, claim=None)
+    _, html = render(exp, tmp_path)
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", html, re.S)
+    assert len(captions) == 6
+    assert all("95 % " in caption and re.search(r"\bn = ", caption) for caption in captions)
+
+
+def test_single_seed_shows_no_ci_and_verdict_too_few_seeds(tmp_path):
+    _, html = render(make_experiment(seeds=[0], claim=CLAIM), tmp_path)
+    assert "(n=1, no CI)" in html and "too few seeds" in html
+    assert 'class="badge inconclusive"' in html
+
+
+def test_failed_runs_are_listed_with_reasons_and_left_out_of_the_means(tmp_path):
+    exp = make_experiment(claim=CLAIM)
+    exp.runs.loc[0, ["status", "failure", "final_val_loss"]] = ["FAILED", "diverged at step 17", 99.0]
+    _, html = render(exp, tmp_path)
+    failed = html.split('<h2 id="failed">')[1]
+    assert "diverged at step 17" in failed and "FAILED" in failed
+    assert "2/3" in html                    # add: 2 of 3 runs finished
+    assert "99.0" not in html.split('<h2 id="failed">')[0]
+    assert "1 failed run(s) excluded" in html
+
+
+@pytest.mark.parametrize("axes,expected,absent", [
+    ({"input_combine": ["add", "concat"]}, {"curves", "final-val_loss", "cost"},
+     {"importance", "gap", "by-hidden_size", "by-layers"}),
+    ({"hidden_size": [64, 128], "layers": [1, 2]}, {"by-hidden_size", "by-layers", "importance"}, {"gap"}),
+    ({"dataset_fraction": [0.25, 1.0]}, {"gap"}, {"importance"}),
+])
+def test_figures_follow_what_the_grid_varies(tmp_path, axes, expected, absent):
+    _, html = render(make_experiment(axes=axes), tmp_path)
+    keys = figure_keys(html)
+    assert expected <= keys and not absent & keys
+
+
+def test_samples_predictions_and_heatmap_come_from_run_artifacts(tmp_path):
+    _, html = render(make_experiment(claim=CLAIM), tmp_path)
+    assert "ROMEO:␣to␣be" not in html        # samples are shown as written, not with markers
+    assert "ROMEO: to be or not to be (r0000)" in html
+    assert 'class="bad"' in html and 'class="ok"' in html and 'class="ctx"' in html
+    assert html.count('<table class="heat">') == 2   # the claim's two arms
+
+
+def test_claim_on_an_unlogged_metric_is_inconclusive_and_says_so(tmp_path):
+    claim = {"metric": "val_accuracy", "higher_is_better": True,
+             "expect": {"input_combine": "concat", "better_than": "add"}}
+    path, html = render(make_experiment(claim=claim), tmp_path)
+    assert "metric &#39;val_accuracy&#39; was not logged" in html
+    assert 'class="badge inconclusive"' in html and "Final val_loss per variant" in html
+
+
+def test_experiment_without_finished_runs_renders_its_failures(tmp_path):
+    exp = make_experiment(claim=CLAIM)
+    exp.runs["status"], exp.runs["failure"] = "FAILED", "CUDA out of memory"
+    rendered = render_experiment(exp, tmp_path)
+    html = rendered.path.read_text(encoding="utf-8")
+    assert html.count("CUDA out of memory") == 6 and "too few seeds: 0 paired (6 failed" in html
+    empty = ExperimentData("empty", exp.runs.iloc[0:0], axes=[])
+    assert render_experiment(empty, tmp_path).line == "no finished runs"
+
+
+def test_experiment_without_artifacts_or_curves_still_renders(tmp_path):
+    runs = make_runs({"cell": ["gru", "lstm"]}, [0, 1])
+    _, html = render(ExperimentData("bare", runs, axes=["cell"]), tmp_path)
+    assert "Learning curves" not in html and "Text samples" not in html
+    assert "Final val_loss per variant" in html
+
+
+def test_prediction_view_colours_wrong_characters_and_greys_the_given_context():
+    view = prediction_view(predictions("abcdefgh", wrong_every=3))
+    teacher, free = view["rows"]
+    assert [c["cls"] for c in teacher["cells"]][:4] == ["bad", "ok", "ok", "bad"]
+    assert {c["cls"] for c in free["cells"][:4]} == {"ctx"}
+    assert view["target"][0]["text"] == "b"
+
+
+def test_prediction_view_leaves_unscored_positions_uncoloured():
+    pred = {"target": list("12=3\n"), "scored": [False, False, False, True, True],
+            "teacher_forced": list("xx=3\n"), "free_running": list("12=4\n"), "free_running_from": 3}
+    teacher, free = prediction_view(pred)["rows"]
+    assert [c["cls"] for c in teacher["cells"]] == ["na", "na", "na", "ok", "ok"]
+    assert [c["cls"] for c in free["cells"]] == ["ctx", "ctx", "ctx", "bad", "ok"]
+    assert teacher["cells"][4]["text"] == "↵" and free["score"] == "1/2 scored characters right"
+
+
+def test_heatmap_view_is_rank_by_position_with_probability_shading():
+    heat = heatmap_view(predictions("hello world"))
+    assert len(heat["ranks"]) == 3 and len(heat["ranks"][0]) == 10
+    top, third = heat["ranks"][0][0], heat["ranks"][2][0]
+    assert top["p"] == "0.70" and top["fg"] == "#ffffff" and third["fg"] == "#111111"
+    assert third["text"] == "␣"
+
+
+def test_reports_dir_follows_charrnn_reports_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("CHARRNN_REPORTS_DIR", str(tmp_path / "elsewhere"))
+    assert reports_dir() == tmp_path / "elsewhere"
+    assert reports_dir(tmp_path / "given") == tmp_path / "given"
+
+
+def test_report_modules_never_import_torch():
+    code = ("import sys, charrnn.report, charrnn.report_store, charrnn.report_kernels, charrnn.cli; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# --------------------------------------------------------------------------- escaping, self-containment
+
+def hostile_experiment() -> ExperimentData:
+    """Run-derived text everywhere carries markup: samples, names, values, reasons, predictions."""
+    runs = make_runs({"input_combine": ["add", XSS]}, [0, 1, 2])
+    runs.loc[0, ["status", "failure"]] = ["FAILED", f"RuntimeError: {XSS_IMG}"]
+    runs["run_name"] = runs["run_name"] + XSS
+    runs["charrnn.device_name"] = XSS_IMG
+    read = artifact_reader(runs, sample=f"ROMEO {XSS} & {XSS_IMG} $x$ ")
+    return ExperimentData(f"evil{XSS}", runs, make_curves(runs, 60, 20), ["input_combine"],
+                          question=f"Is {XSS} safe?", artifact=read,
+                          claim={"source": XSS_IMG, "metric": "val_loss",
+                                 "expect": {"input_combine": XSS, "better_than": "add"}})
+
+
+def test_markup_from_runs_is_shown_literally_and_nothing_executes(tmp_path):
+    path, html = render(hostile_experiment(), tmp_path)
+    page = Page(html)
+    assert not [t for t, _ in page.tags if t in ("script", "iframe", "object", "embed", "link")]
+    assert not [k for _, attrs in page.tags for k in attrs if k.startswith("on")]
+    assert all(not v.strip().lower().startswith("javascript:") for _, a in page.tags for v in a.values())
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    visible = page.visible()
+    assert XSS in visible and XSS_IMG in visible and "$x$" in visible
+    assert path.name == "evil_script_alert_1_script.html"
+    index = render_index(tmp_path).read_text(encoding="utf-8")
+    assert "<script" not in index and "&lt;script&gt;" in index
+
+
+def test_page_is_self_contained_with_decodable_inline_figures(tmp_path):
+    exp = make_experiment(axes={"hidden_size": [64, 128], "dataset_fraction": [0.5, 1.0]}, claim=None)
+    _, html = render(exp, tmp_path)
+    page = Page(html)
+    images = page.images()
+    assert len(images) == len(figure_keys(html)) >= 5
+    for src in images:
+        image = decode_png(src)
+        assert image.width > 100 and image.height > 100
+    refs = [v for _, attrs in page.tags for k, v in attrs.items() if k in ("src", "href")]
+    assert not [r for r in refs if re.match(r"\s*(https?:)?//", r, re.I)]
+    assert "@import" not in page.style and "url(" not in page.style
+    assert not re.search(r"https?://", html)
+
+
+# --------------------------------------------------------------------------- kernels page
+
+def bench_file(path: Path, device: str, timings: dict[tuple[str, str, int, int], float]) -> Path:
+    """A pytest-benchmark JSON file: (cell, backend, hidden, batch) → median seconds."""
+    benches = [{"name": f"test_{cell}_{backend}_{h}_{b}", "stats": {"median": t, "iqr": t / 20, "rounds": 30},
+                "extra_info": {"cell": cell, "backend": backend, "hidden": h, "batch": b, "seq_len": 64,
+                               "layers": 1, "dtype": "fp32", "direction": "fwd_bwd", "device_name": device,
+                               "compile_time_s": 12.5 if backend == "loop_compiled" else None}}
+               for (cell, backend, h, b), t in timings.items()]
+    path.write_text(json.dumps({"datetime": "2025-01-01T00:00:00", "benchmarks": benches}))
+    return path
+
+
+def test_kernel_page_has_one_section_per_device_with_speedups_tables_and_compile_times(tmp_path):
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    shapes = [(h, b) for h in (64, 128) for b in (8, 32)]
+    bench_file(bench / "cpu.json", "x86_64 <cpu>", {
+        **{("gru", "fused", h, b): 0.002 for h, b in shapes},
+        **{("gru", "loop", h, b): 0.004 for h, b in shapes},
+        **{("gru", "loop_compiled", h, b): 0.001 for h, b in shapes}})
+    bench_file(bench / "gpu.json", "NVIDIA H100", {("lstm", "fused", 64, 8): 0.001, ("lstm", "loop", 64, 8): 0.01})
+    html = render_kernels(tmp_path / "out", bench).read_text(encoding="utf-8")
+    assert html.count('<h2 id="device-') == 2 and "x86_64 &lt;cpu&gt;" in html
+    assert "0.50×" in html and "2.00×" in html and "0.10×" in html and "1.00×" in html
+    assert "12.50" in html                               # compile time of loop_compiled
+    images = Page(html).images()
+    assert len(images) == 2 and all(decode_png(src).width > 100 for src in images)
+
+
+def test_no_benchmark_files_means_no_kernel_page(tmp_path):
+    assert render_kernels(tmp_path / "out", tmp_path) is None
+    assert not (tmp_path / "out" / "kernels.html").exists()
+
+
+# --------------------------------------------------------------------------- CLI over a real store
+
+def _store_experiment(name: str, grid_text: str) -> str:
+    """A grid parent run and 2 × 2 trained child runs written straight through the Tracker."""
+    from charrnn.tracking import Tracker
+
+    tracker = Tracker()
+    parent = tracker.start_run(name, "grid", {}, tags={"charrnn.role": "grid"}, system_metrics=False)
+    parent.log_text(grid_text, "grid.yaml")
+    parent.end()
+    for cell, loss in (("vanilla", 2.3), ("gru", 2.1)):
+        for seed in (0, 1):
+            run = tracker.start_run(name, f"cell={cell},seed={seed}",
+                                    {"task": "tinyshakespeare", "cell": cell, "seed": seed, "param_count": 999},
+                                    tags={"charrnn.role": "run", "charrnn.varied": json.dumps({"cell": cell}),
+                                          **PROVENANCE_TAGS},
+                                    parent_run_id=parent.run_id, system_metrics=False)
+            for step in range(3):
+                run.log_metrics({"train_loss": 4 - step, "val_loss": 4.1 - step}, step)
+            run.log_metrics({"final_val_loss": loss + seed / 100, "final_train_loss": loss, "train_time_s": 3.0}, 3)
+            run.log_text(f"sample {XSS}", "samples/sample.txt")
+            run.log_json(predictions("First Citizen:"), "predictions.json")
+            run.end()
+    return parent.run_id
+
+
+def test_cli_report_renders_the_store_and_logs_the_page_to_the_grid_run(results_dir, tmp_path, capsys):
+    grid = {"name": "smoke", "question": "Does a GRU win?", "seeds": [0, 1], "axes": {"cell": ["vanilla", "gru"]},
+            "claim": {"metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}}}
+    parent_id = _store_experiment("smoke", yaml.safe_dump(grid))
+    out = tmp_path / "reports"
+    assert cli.main(["report", "--out", str(out)]) == 0
+    html = (out / "smoke.html").read_text(encoding="utf-8")
+    assert "Does a GRU win?" in html and "reproduced" in html and "sample &lt;script&gt;" in html
+    assert 'href="smoke.html"' in (out / "index.html").read_text(encoding="utf-8")
+    assert "smoke.html" in capsys.readouterr().out
+    from charrnn.tracking import Tracker
+    logged = [a.path for a in Tracker().client.list_artifacts(parent_id, "report")]
+    assert logged == ["report/smoke.html"]
+
+
+def test_bulk_curves_equal_results_curves_frame_including_replayed_steps(results_dir):
+    from charrnn import report_store, results
+    from charrnn.tracking import Tracker
+
+    _store_experiment("curves", yaml.safe_dump({"name": "curves"}))
+    tracker = Tracker()
+    runs = results.trained_runs("curves", tracker)
+    replay = tracker.resume_run(runs[0].run_id)          # a resumed run logs step 2 again
+    replay.log_metrics({"train_loss": 0.123}, 2)
+    replay.end()
+    mine = report_store.curves(tracker, runs)
+    theirs = results.curves_frame("curves", report_store.CURVE_METRICS, tracker)[list(mine.columns)]
+    key = ["run_id", "metric", "step"]
+    assert mine.sort_values(key).reset_index(drop=True).equals(theirs.sort_values(key).reset_index(drop=True))
+    assert 0.123 in set(mine["value"])
+
+
+def test_cli_report_on_an_unknown_experiment_exits_2_naming_it(results_dir, capsys):
+    _store_experiment("real", yaml.safe_dump({"name": "real"}))
+    assert cli.main(["report", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "nosuch" in err and "real" in err and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- headless Chromium
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--no-first-run", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_chromium_renders_the_page_with_every_figure(tmp_path):
+    exp = hostile_experiment()
+    exp.runs["hidden_size"] = np.where(exp.runs.index % 2 == 0, 64, 128)
+    exp.axes = ["input_combine", "hidden_size"]
+    path, html = render(exp, tmp_path / "out")
+    srcs = Page(html).images()
+    assert len(srcs) >= 5 and all(decode_png(s).width > 100 for s in srcs)
+    shot = tmp_path / "shot.png"
+    cmd = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+           "--window-size=1280,4000", path.as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 10                             # not blank
+    dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                          path.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert dom.count("<img ") == len(srcs) and "<script" not in dom and "&lt;script&gt;alert(1)" in dom
