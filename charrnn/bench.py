@@ -19,6 +19,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -92,6 +93,8 @@ class Profile:
     min_rounds: int
     max_rounds: int
     warmup_rounds: int
+    quiet_wait_s: float = 0.0        # per case: wait up to this long for other processes to go idle
+    quiet_budget_s: float = 0.0      # ... and at most this long in one session
 
     def cases(self) -> list[Case]:
         return [Case(s[0], b, *s[1:]) for s in self.layer_shapes for b in BACKENDS]
@@ -124,7 +127,8 @@ PROFILES: dict[str, Profile] = {
         layer_shapes=tuple((c, h, 32, 64, 1, "fp32", d) for c in CELL_NAMES
                            for h, d in ((256, "fwd_bwd"), (256, "fwd"), (128, "fwd_bwd"))),
         train_shapes=tuple((c, 128, 32, 64, 1, "fp32") for c in CELL_NAMES),
-        target_s=1.0, min_rounds=20, max_rounds=200, warmup_rounds=3),
+        target_s=0.6, min_rounds=15, max_rounds=150, warmup_rounds=3,
+        quiet_wait_s=15.0, quiet_budget_s=150.0),
     # make bench PROFILE=full: the GPU grid around fastrnns' shape (H512 B64 T100 L1).
     "full": Profile(
         layer_shapes=_sweep(CELL_NAMES, {"hidden": 512, "batch": 64, "seq_len": 100, "layers": 1},
@@ -193,6 +197,39 @@ class DeviceTimer:
 
 
 device_timer = DeviceTimer()
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat; None off Linux."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def machine_busy(window_s: float = 1.0) -> float | None:
+    """Fraction of all CPUs busy over the next `window_s` (this process idles meanwhile)."""
+    before = _cpu_ticks()
+    time.sleep(window_s)
+    after = _cpu_ticks()
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
+def wait_for_quiet(max_wait_s: float, threshold: float = 0.1, window_s: float = 1.0) -> tuple[float, float | None]:
+    """On a shared machine, wait (at most `max_wait_s`) until other processes leave the CPUs
+    idle: one busy core halves what a 2-thread CPU benchmark measures. Returns (seconds waited,
+    busy fraction of the last window)."""
+    start = time.perf_counter()
+    busy = None
+    while max_wait_s > 0:
+        busy = machine_busy(window_s)
+        if busy is None or busy < threshold or time.perf_counter() - start >= max_wait_s:
+            break
+    return time.perf_counter() - start, busy
 
 
 @contextmanager
@@ -401,22 +438,44 @@ def assert_equivalent(case: Case, device: torch.device, fused: nn.Module) -> Non
 
 # --------------------------------------------------------------------------- one benchmark
 
-def prepare(case: Case, device: torch.device, reset_compiled: bool = True) -> tuple[Workload, dict]:
+@dataclass
+class Prepared:
+    """A case ready to time: its workload, the `fused` workload on the same weights and inputs
+    (timed in alternation with it, None for `fused` itself), and the extra_info so far."""
+
+    work: Workload
+    paired: Workload | None
+    info: dict[str, Any]
+
+
+def prepare(case: Case, device: torch.device, reset_compiled: bool = True) -> Prepared:
     """Build the workload, time its first call (compilation / graph capture happen there), assert
-    equivalence with `fused`, and return it with the case's extra_info."""
+    equivalence with `fused`, and build the paired `fused` workload."""
     if reset_compiled and case.backend in COMPILING:
         torch._dynamo.reset()  # each case pays, and reports, its own compilation
     fused = reference_model(case)
     work = make_workload(case, device, fused)
     first_call_s = work.timed_call()
     assert_equivalent(case, device, fused)
+    paired = None if case.backend == REFERENCE else make_workload(
+        dataclasses.replace(case, backend=REFERENCE), device, fused)
     info = {**case.params(), "shape": case.shape, "device": str(device), "device_name": device_name(device),
             **versions(), "first_call_s": first_call_s,
             "compile_caches": os.environ.get("TORCHINDUCTOR_FORCE_DISABLE_CACHES") != "1",
             "compile_s": first_call_s if case.backend in COMPILING else 0.0,
             "tf32": False, "equivalence": f"max|err| <= {TOLERANCE[case.dtype]:g} max(1, max|ref|)",
             "loadavg_start": os.getloadavg()[0]}
-    return work, info
+    return Prepared(work, paired, info)
+
+
+def paired_info(case_s: list[float], fused_s: list[float]) -> dict[str, Any]:
+    """extra_info for rounds timed in alternation with `fused`: its median and the ratio of medians
+    (this backend / fused), which drifting machine load moves far less than separate runs do."""
+    if not fused_s:
+        return {}
+    fused_median = statistics.median(fused_s)
+    return {"paired_fused_median_ms": 1e3 * fused_median,
+            "paired_ratio": statistics.median(case_s) / fused_median}
 
 
 # --------------------------------------------------------------------------- results: JSON → table
@@ -428,12 +487,13 @@ def _stats_row(bench: dict) -> dict[str, Any]:
             "backend": info.get("backend") or bench["name"], "median_ms": median, "iqr_ms": iqr,
             "iqr_pct": 100 * iqr / median if median else math.nan, "rounds": stats["rounds"],
             "first_call_s": info.get("first_call_s"), "compile_s": info.get("compile_s", 0.0),
-            "ratio": info.get("ratio")}
+            "paired": info.get("paired_ratio"), "ratio": info.get("ratio")}
 
 
 def table_rows(data: dict) -> list[dict[str, Any]]:
-    """One row per benchmark with median/IQR in ms and speedup vs `fused` of the same shape
-    (`speedup` = fused median / this median; None without a fused row)."""
+    """One row per benchmark with median/IQR in ms, `speedup` vs `fused` of the same shape (fused
+    median / this median, from separate runs; None without a fused row) and `paired` (this median /
+    the median of `fused` timed in alternation with it; None where not paired)."""
     rows = [_stats_row(b) for b in data["benchmarks"]]
     fused = {r["shape"]: r["median_ms"] for r in rows if r["backend"] == REFERENCE}
     for r in rows:
@@ -442,36 +502,49 @@ def table_rows(data: dict) -> list[dict[str, Any]]:
     return rows
 
 
+def vs_fused(row: dict) -> float | None:
+    """This backend's time over fused's: the paired ratio where there is one."""
+    if row["paired"] is not None:
+        return row["paired"]
+    return 1 / row["speedup"] if row["speedup"] else None
+
+
 def best_custom(rows: list[dict]) -> dict[str, tuple[str, float]]:
-    """Per shape: the fastest non-fused backend and its median / fused median."""
+    """Per shape: the fastest non-fused backend and its time / fused's (`vs_fused`)."""
     best: dict[str, tuple[str, float]] = {}
     for r in rows:
-        if r["backend"].startswith("fused") or r["speedup"] is None:
+        ratio = vs_fused(r)
+        if r["backend"].startswith("fused") or ratio is None:
             continue
-        ratio = 1 / r["speedup"]
         if r["shape"] not in best or ratio < best[r["shape"]][1]:
             best[r["shape"]] = (r["backend"], ratio)
     return best
 
 
+def _cell(value: float | None, fmt: str) -> str:
+    return format(value, fmt) if value is not None else "-"
+
+
 def format_table(data: dict) -> str:
+    """Per shape: median, IQR, speedup vs fused, paired ratio, rounds, compile time; then the best
+    custom backend per shape and the skipped backends with their reasons."""
     rows = table_rows(data)
     order = {b: i for i, b in enumerate(BACKENDS)}
-    lines = []
+    lines = ["speedup = fused median / median (separate runs); paired = median / median of fused "
+             "timed in alternation (< 1: faster than fused)"]
     for shape, group in itertools.groupby(sorted(rows, key=lambda r: (r["shape"], order.get(r["backend"], 99))),
                                           key=lambda r: r["shape"]):
         lines.append(shape)
         lines.append(f"  {'backend':<20} {'median ms':>10} {'IQR ms':>8} {'IQR %':>6} "
-                     f"{'vs fused':>9} {'rounds':>6} {'compile s':>9}")
+                     f"{'speedup':>8} {'paired':>7} {'rounds':>6} {'compile s':>9}")
         for r in group:
-            speed = f"{r['speedup']:.2f}x" if r["speedup"] else "-"
-            compile_s = f"{r['compile_s']:.1f}" if r["compile_s"] else "-"
             lines.append(f"  {r['backend']:<20} {r['median_ms']:>10.3f} {r['iqr_ms']:>8.3f} "
-                         f"{r['iqr_pct']:>5.1f}% {speed:>9} {r['rounds']:>6} {compile_s:>9}"
-                         + (f"  ratio {r['ratio']:.3f}" if r["ratio"] is not None else ""))
+                         f"{r['iqr_pct']:>5.1f}% {_cell(r['speedup'], '.2f'):>7}x {_cell(r['paired'], '.3f'):>7} "
+                         f"{r['rounds']:>6} {_cell(r['compile_s'] or None, '.1f'):>9}"
+                         + (f"  harness/bare {r['ratio']:.3f}" if r["ratio"] is not None else ""))
     best = best_custom(rows)
     if best:
-        lines.append("\nbest custom backend / fused (median; < 1 = custom faster):")
+        lines.append("\nbest custom backend / fused (paired where timed so; < 1 = custom faster):")
         lines += [f"  {shape:<40} {b:<20} {ratio:.3f}" for shape, (b, ratio) in sorted(best.items())]
     skipped = data.get("skipped", [])
     if skipped:

@@ -357,6 +357,7 @@ class _BPTT(torch.autograd.Function):
         w = w_hh.to(dtype)
         states, saved = _recur(gm, xp, w, b_hh.to(dtype), tuple(s.to(dtype) for s in state), keep=True)
         ctx.gm, ctx.w, ctx.states, ctx.saved = gm, w, states, saved
+        ctx.xp_shape = xp.shape
         ctx.hs = torch.stack([s[0] for s in states])          # (T+1, B, H)
         return (ctx.hs[1:], *states[-1][1:])
 
@@ -368,17 +369,21 @@ class _BPTT(torch.autograd.Function):
         g_out = g_out.to(dtype)
         back_proj = step_linear(ctx.w.t().contiguous(), None, g_out.shape[1])  # dh → dh W_hh
         grad = (g_out[-1], *(g.to(dtype) for g in g_final))
-        d_xp, d_hp = [], []
+        d_xp = g_out.new_empty(ctx.xp_shape)                       # (T, B, G*H)
+        d_hp = None                                                # stays None while d_hp == d_xp
         for t in reversed(range(g_out.shape[0])):
             dx, dh, direct = gm.bwd(grad, states[t], states[t + 1], saved[t])
-            dh = dx if dh is None else dh                          # (B, G*H)
-            d_xp.append(dx)
-            d_hp.append(dh)
+            d_xp[t].copy_(dx)           # written step by step while hot, not stacked afterwards
+            if dh is None:
+                dh = dx
+            else:
+                d_hp = torch.empty_like(d_xp) if d_hp is None else d_hp
+                d_hp[t].copy_(dh)
             carried = _plus(direct[0], g_out[t - 1] if t > 0 else None)
             grad = (back_proj(dh, carried), *direct[1:])           # gradient at state t
-        d_hp_all = torch.stack(d_hp[::-1]).flatten(0, 1)           # (T*B, G*H)
-        d_w = torch.mm(d_hp_all.t(), ctx.hs[:-1].flatten(0, 1))    # (G*H, T*B) x (T*B, H)
-        return (None, torch.stack(d_xp[::-1]), d_w, d_hp_all.sum(0), *grad)
+        d_hp = (d_xp if d_hp is None else d_hp).flatten(0, 1)      # (T*B, G*H)
+        d_w = torch.mm(d_hp.t(), ctx.hs[:-1].flatten(0, 1))        # (G*H, T*B) x (T*B, H)
+        return (None, d_xp, d_w, d_hp.sum(0), *grad)
 
 
 class BPTTRNNLayer(LoopRNNLayer):

@@ -4,13 +4,13 @@
 - `ray`: one Ray task per RunSpec. Joins `--ray-address` / `RAY_ADDRESS` when given, otherwise
   starts a local Ray with this machine's CPUs (and GPUs: `num_gpus` per task). Each task gets
   CPUs // parallel CPUs and as many torch threads. The driver owns every MLflow write: a worker
-  logs through a `QueueRun`, whose calls travel over a Ray queue and are applied by the driver to
-  the real run, so the sqlite store has one writer and workers need no access to it (a remote
-  cluster works the same way). A dead driver leaves its workers nobody to write to.
+  (`worker.py`, which never imports MLflow) logs through a `QueueRun`, whose calls travel over a
+  Ray queue and are replayed by the driver on the real run, so the sqlite store has one writer and
+  workers need no access to it (a remote cluster works the same way). A dead driver leaves its
+  workers nobody to write to.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -18,11 +18,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError
 from .grid import Grid, GridError, RunSpec
-from .runner import ResumePoint, RunOutcome, train_run
+from .runner import train_run
 from .session import GridSession, Job
-from .tracking import Tracker, now_ms
+from .tracking import Tracker
+from .worker import train_task
 
 POLL_S = 0.2
 
@@ -80,51 +81,6 @@ class LocalExecutor:
 
 # ------------------------------------------------------------------------------------------ ray
 
-class QueueRun:
-    """A Ray worker's stand-in for tracking.RunHandle: each call becomes a message on `queue`,
-    applied by the driver to the real run (see `apply_message`). Metrics are buffered until flush."""
-
-    def __init__(self, run_id: str, queue: Any, flush_every: int = 200):
-        self.run_id, self.queue, self.flush_every = run_id, queue, flush_every
-        self._rows: list[tuple[str, float, int, int]] = []
-
-    def _send(self, method: str, *args: Any) -> None:
-        self.queue.put((self.run_id, method, args))
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        self._send("log_params", {k: str(v) for k, v in params.items()})
-
-    def set_tags(self, tags: dict[str, Any]) -> None:
-        self._send("set_tags", {k: str(v) for k, v in tags.items()})
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        now = now_ms()
-        self._rows.extend((k, float(v), now, step) for k, v in metrics.items())
-        if len(self._rows) >= self.flush_every:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._rows:
-            rows, self._rows = self._rows, []
-            self._send("log_metric_rows", rows)
-        self._send("flush")
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        self._send("log_text", text, artifact_file)
-
-    def log_json(self, obj: Any, artifact_file: str) -> None:
-        self.log_text(json.dumps(obj, indent=1, ensure_ascii=False), artifact_file)
-
-    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
-        self.flush()
-        path = Path(local_path)
-        self._send("log_artifact", path.name, path.read_bytes(), artifact_path)
-
-    def end(self, status: str = "FINISHED", failure: str | None = None) -> None:
-        self.flush()
-        self._send("end", status, failure)
-
-
 def apply_message(run, method: str, args: tuple) -> None:
     """Replay one QueueRun call on the driver's RunHandle."""
     if method == "log_artifact":
@@ -137,15 +93,6 @@ def apply_message(run, method: str, args: tuple) -> None:
     if method not in ("log_params", "set_tags", "log_metric_rows", "flush", "log_text", "end"):
         raise ValueError(f"unknown run message {method!r}")
     getattr(run, method)(*args)
-
-
-def train_task(cfg: TrainConfig, run_id: str, resume: ResumePoint | None, queue: Any,
-               threads: int) -> RunOutcome:
-    """The body of one Ray task: train `cfg` into run `run_id` through the driver's queue."""
-    import torch
-
-    torch.set_num_threads(threads)
-    return train_run(cfg, QueueRun(run_id, queue), resume, progress=False)
 
 
 def usable_cpus() -> int:

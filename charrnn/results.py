@@ -16,10 +16,9 @@ import pandas as pd
 import yaml
 
 from .config import FIELD_TYPES, FIELDS, ConfigError
-from .tracking import StoredRun, Tracker, results_dir, store_exists, tracking_uri
+from .tags import FAILURE_TAG, GRID_ARTIFACT, GRID_ROLE, RESUMED_TAG, ROLE_TAG, TAG_PREFIX
+from .tracking import StoredRun, Tracker, metric_histories, results_dir, store_exists, tracking_uri
 
-ROLE_TAG, GRID_ROLE = "charrnn.role", "grid"
-GRID_ARTIFACT = "grid.yaml"
 CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy", "val_exact_match", "grad_norm",
                  "tokens_per_s", "step_time_ms")
 ID_COLUMNS = ["run_id", "run_name", "variant", "config_hash", "status", "failure", "seed"]
@@ -46,7 +45,7 @@ def _int(text: str | None) -> int | None:
 
 
 def _varied(run: StoredRun) -> dict[str, Any]:
-    raw = run.tags.get("charrnn.varied")
+    raw = run.tag("varied")
     return json.loads(raw) if raw else {}
 
 
@@ -55,22 +54,25 @@ def trained_runs(experiment: str, tracker: Tracker) -> list[StoredRun]:
     return [r for r in tracker.runs(experiment) if r.tags.get(ROLE_TAG) != GRID_ROLE]
 
 
+def _identity(run: StoredRun) -> dict[str, Any]:
+    """The columns that name a run: id, name, variant, seed and its varied values (typed)."""
+    return {"run_id": run.run_id, "run_name": run.name, "variant": run.tag("variant"),
+            "seed": _typed("seed", run.params.get("seed")),
+            **{key: _typed(key, run.params.get(key, str(value))) for key, value in _varied(run).items()}}
+
+
 def _row(run: StoredRun) -> dict[str, Any]:
-    varied = _varied(run)
     end = run.end_time if run.status != "RUNNING" else None
     row: dict[str, Any] = {
-        "run_id": run.run_id, "run_name": run.name, "variant": run.tags.get("charrnn.variant", ""),
-        "config_hash": run.config_hash, "status": run.status, "failure": run.tags.get("charrnn.failure"),
-        "seed": _typed("seed", run.params.get("seed")),
-        **{key: _typed(key, run.params.get(key, str(value))) for key, value in varied.items()},
+        **_identity(run), "config_hash": run.config_hash, "status": run.status,
+        "failure": run.tags.get(FAILURE_TAG),
         **{k: v for k, v in sorted(run.metrics.items()) if k.startswith("final_") or k == "train_time_s"},
         "param_count": _int(run.params.get("param_count")),
         "duration_s": (end - run.start_time) / 1000 if end else None,
         "start_time": pd.Timestamp(run.start_time, unit="ms", tz="UTC"),
         "end_time": pd.Timestamp(end, unit="ms", tz="UTC") if end else None,
-        "grid": run.tags.get("charrnn.grid"), "profile": run.tags.get("charrnn.profile"),
-        "resumed_from_step": _int(run.tags.get("charrnn.resumed_from_step")),
-        "parent_run_id": run.parent_run_id,
+        "grid": run.tags.get(TAG_PREFIX + "grid"), "profile": run.tags.get(TAG_PREFIX + "profile"),
+        "resumed_from_step": _int(run.tags.get(RESUMED_TAG)), "parent_run_id": run.parent_run_id,
     }
     row.update({key: _typed(key, run.params.get(key)) for key in FIELDS if key not in row})
     return row
@@ -94,18 +96,17 @@ def curves_frame(experiment: str, metrics: tuple[str, ...] = CURVE_METRICS,
                  tracker: Tracker | None = None) -> pd.DataFrame:
     """Long form: run_id, run_name, variant, seed, the varied values, metric, step, value."""
     tracker = tracker or Tracker()
-    rows = []
-    for run in trained_runs(experiment, tracker):
-        ident = {"run_id": run.run_id, "run_name": run.name, "variant": run.tags.get("charrnn.variant", ""),
-                 "seed": _typed("seed", run.params.get("seed")),
-                 **{k: _typed(k, run.params.get(k)) for k in _varied(run)}}
-        for metric in (m for m in metrics if m in run.metrics):
-            by_step = {step: value for step, value, _ in sorted(tracker.metric_history(run.run_id, metric),
-                                                                key=lambda m: m[2])}
-            rows.extend({**ident, "metric": metric, "step": step, "value": value}
-                        for step, value in sorted(by_step.items()))
+    runs = {r.run_id: r for r in trained_runs(experiment, tracker)}
+    points = sorted(metric_histories(tracker, runs, metrics), key=lambda p: p[4])  # by time logged
+    last = {(run_id, key, step): value for run_id, key, step, value, _ in points}
+    rows = [{**_identity(runs[run_id]), "metric": key, "step": step, "value": value}
+            for (run_id, key, step), value in last.items()]
     columns = ["run_id", "run_name", "variant", "seed", "metric", "step", "value"]
-    return pd.DataFrame(rows, columns=None if rows else columns)
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    order = {run_id: i for i, run_id in enumerate(runs)}
+    rows.sort(key=lambda r: (order[r["run_id"]], metrics.index(r["metric"]), r["step"]))
+    return pd.DataFrame(rows)
 
 
 def grid_definition(experiment: str, tracker: Tracker | None = None) -> dict[str, Any] | None:

@@ -11,22 +11,24 @@ import tempfile
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from . import provenance
 from .config import TrainConfig
 from .sample import generate, predictions
-from .tracking import HASH_TAG, TAG_PREFIX, Tracker
+from .tags import HASH_TAG, RESUMED_TAG, TAG_PREFIX
 from .train import CHECKPOINT_NAME, Diverged, Trainer
 
+if TYPE_CHECKING:  # MLflow stays out of processes that only train (Ray workers)
+    from .tracking import Tracker
+
 DEFAULT_EXPERIMENT = "train"
-RESUMED_TAG = TAG_PREFIX + "resumed_from_step"
 
 
 class RunSink(Protocol):
-    """What a run is written through: tracking.RunHandle, or executors.QueueRun in a Ray worker."""
+    """What a run is written through: tracking.RunHandle, or worker.QueueRun in a Ray worker."""
     run_id: str
 
     def log_params(self, params: dict[str, Any]) -> None: ...

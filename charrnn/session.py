@@ -25,15 +25,14 @@ from tqdm import tqdm
 from .grid import Grid, RunSpec
 from .locks import FileLock, is_held, lock_path
 from .runner import ResumePoint, RunOutcome
-from .tracking import (HASH_TAG, HEARTBEAT_TAG, TAG_PREFIX, RunHandle, StoredRun,
-                       Tracker, now_ms, results_dir)
+from .tags import GRID_ARTIFACT, HASH_TAG, HEARTBEAT_TAG, ROLE_TAG, TAG_PREFIX
+from .tags import GRID_ROLE as ROLE_GRID
+from .tags import RUN_ROLE as ROLE_RUN
+from .tracking import RunHandle, StoredRun, Tracker, now_ms, results_dir
 from .train import CHECKPOINT_NAME
 
 HOST = socket.gethostname()
-ROLE_TAG = TAG_PREFIX + "role"
-ROLE_GRID, ROLE_RUN = "grid", "run"
 OWNER_HOST, OWNER_PID, INVOCATION = (TAG_PREFIX + k for k in ("owner_host", "owner_pid", "invocation"))
-GRID_ARTIFACT = "grid.yaml"
 NEW, RESUME, SKIP = "new", "resume", "skip"
 FINISHED, FAILED, SKIPPED = "finished", "failed", "skipped"   # what this invocation did per spec
 

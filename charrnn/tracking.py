@@ -25,13 +25,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
 from .locks import FileLock
+from .tags import FAILURE_TAG, HASH_TAG, HEARTBEAT_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401 (re-exported)
 
 RUN_STATUS = RunStatus
-TAG_PREFIX = "charrnn."
-HASH_TAG = TAG_PREFIX + "config_hash"
-FAILURE_TAG = TAG_PREFIX + "failure"
-HEARTBEAT_TAG = TAG_PREFIX + "heartbeat"
-PARENT_TAG = "mlflow.parentRunId"
 MAX_BATCH = 1000  # MLflow's per-call limit on metrics in log_batch
 SYSTEM_METRICS_INTERVAL_S = 5.0
 SQLITE_PREFIX = "sqlite:///"

@@ -82,6 +82,13 @@ def parents(runs: list[StoredRun]) -> list[StoredRun]:
     return [r for r in runs if r.tag("role") == "grid"]
 
 
+def heavy_imports(module: str) -> list[str]:
+    """Which of torch, mlflow, ray a fresh interpreter has loaded after importing `module`."""
+    code = f"import sys, {module}; print(','.join(m for m in ('torch', 'mlflow', 'ray') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    return [m for m in out.stdout.strip().split(",") if m]
+
+
 def charrnn_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "charrnn", *args]
 

@@ -232,19 +232,29 @@ def fake_results() -> dict:
                 "extra_info": {"shape": shape, "backend": backend, "first_call_s": 0.5,
                                "compile_s": 2.0 if "compiled" in backend else 0.0, **info}}
     return {"machine_info": {"charrnn": {"device": "cpu"}}, "benchmarks": [
-        entry("fused", 0.040, 0.001), entry("loop", 0.080, 0.002), entry("loop_bptt_compiled", 0.032, 0.001),
+        entry("fused", 0.040, 0.001), entry("loop", 0.080, 0.002, paired_ratio=1.9),
+        entry("loop_bptt_compiled", 0.032, 0.001),
         {**entry("harness", 2.1, 0.02, shape="harness-vs-bare"), "extra_info": {
             "shape": "harness-vs-bare", "backend": None, "ratio": 1.02}}],
         "skipped": [{"name": "x", "reason": "loop_cudagraph: CUDA graphs need a CUDA device; device is cpu"}]}
 
 
+def test_paired_ratio_is_preferred_over_separate_medians():
+    rows = bench.table_rows(fake_results())
+    loop = next(r for r in rows if r["backend"] == "loop")
+    assert bench.vs_fused(loop) == 1.9 and loop["speedup"] == pytest.approx(0.5)
+    assert bench.paired_info([2.0, 4.0, 3.0], [1.0, 2.0, 3.0]) == {
+        "paired_fused_median_ms": 2000.0, "paired_ratio": 1.5}
+    assert bench.paired_info([1.0], []) == {}
+
+
 def test_table_has_median_iqr_speedup_best_custom_and_skips():
     text = bench.format_table(fake_results())
     assert re.search(r"fused\s+40\.000\s+1\.000\s+2\.5%\s+1\.00x", text)
-    assert re.search(r"loop\s+80\.000\s+2\.000\s+2\.5%\s+0\.50x", text)
-    assert re.search(r"loop_bptt_compiled\s+32\.000 .* 1\.25x\s+20\s+2\.0", text)
+    assert re.search(r"loop\s+80\.000\s+2\.000\s+2\.5%\s+0\.50x\s+1\.900\s+20", text)
+    assert re.search(r"loop_bptt_compiled\s+32\.000 .* 1\.25x\s+-\s+20\s+2\.0", text)
     assert re.search(r"gru-h8-b3-t5-l1-fp32-fwd_bwd\s+loop_bptt_compiled\s+0\.800", text)
-    assert "ratio 1.020" in text
+    assert "harness/bare 1.020" in text
     assert "1 x loop_cudagraph: CUDA graphs need a CUDA device" in text
 
 
@@ -252,7 +262,7 @@ def test_bench_table_cli_prints_and_rejects_bad_files(tmp_path, capsys):
     good = tmp_path / "b.json"
     good.write_text(json.dumps(fake_results()))
     assert main(["bench-table", str(good)]) == 0
-    assert "vs fused" in capsys.readouterr().out
+    assert "speedup" in capsys.readouterr().out
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     assert main(["bench-table", str(bad)]) == 2

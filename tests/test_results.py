@@ -1,11 +1,9 @@
 """results.py: experiment → tidy runs table and long-form curves; `charrnn export`."""
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
-from grid_support import REPO, TINY_FIXED, empty_store_db, store, write_grid  # noqa: F401
+from grid_support import TINY_FIXED, empty_store_db, heavy_imports, store, write_grid  # noqa: F401
 
 from charrnn import results
 from charrnn.cli import main
@@ -127,6 +125,4 @@ def test_grid_definition_is_the_latest_invocations_grid_file(grid_results):
 
 
 def test_results_module_never_imports_torch():
-    code = "import sys, charrnn.results; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
-    assert out.stdout.strip() == "False"
+    assert "torch" not in heavy_imports("charrnn.results")

@@ -6,8 +6,9 @@ import math
 from types import MappingProxyType
 
 import pytest
-from grid_support import (TINY_FIXED, children, grid_data, kill_tree, parents, run_charrnn, runs_of,
-                          start_charrnn, store, empty_store_db, tracker_at, wait_for, write_grid)  # noqa: F401
+from grid_support import (TINY_FIXED, children, empty_store_db, grid_data, heavy_imports,  # noqa: F401
+                          kill_tree, parents, run_charrnn, runs_of, start_charrnn, store, tracker_at,
+                          wait_for, write_grid)
 
 import charrnn.executors as executors
 from charrnn.cli import main
@@ -16,6 +17,7 @@ from charrnn.locks import FileLock, lock_path
 from charrnn.session import HOST, NEW, RESUME, SKIP, GridSession, decide
 from charrnn.tracking import StoredRun, Tracker, results_dir
 from charrnn.train import Trainer
+from charrnn.worker import QueueRun
 
 
 def uninterrupted_final(cfg) -> dict[str, float]:
@@ -247,7 +249,7 @@ def test_queue_run_messages_replay_onto_the_real_run(store, tmp_path):
     tracker = Tracker()
     run = tracker.start_run("q", "r", {}, system_metrics=False)
     sent = []
-    remote = executors.QueueRun(run.run_id, type("Q", (), {"put": staticmethod(sent.append)})(), flush_every=3)
+    remote = QueueRun(run.run_id, type("Q", (), {"put": staticmethod(sent.append)})(), flush_every=3)
     remote.log_params({"a": 1})
     remote.set_tags({"charrnn.x": "y"})
     for step in range(4):
@@ -263,6 +265,11 @@ def test_queue_run_messages_replay_onto_the_real_run(store, tmp_path):
     assert [s for s, _, _ in tracker.metric_history(run.run_id, "train_loss")] == [0, 1, 2, 3]
     assert tracker.artifact_text(run.run_id, "predictions.json").replace(" ", "").replace("\n", "") == '{"k":[1]}'
     assert (tracker.download(run.run_id, "checkpoint/ckpt.pt", tmp_path / "dl")).read_bytes() == b"weights"
+
+
+def test_ray_worker_code_never_imports_mlflow():
+    """Workers write only through the driver's queue: they cannot even reach the store."""
+    assert heavy_imports("charrnn.worker") == ["torch"]
 
 
 @pytest.mark.parametrize("cluster, max_parallel, expected", [

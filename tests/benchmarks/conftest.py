@@ -17,6 +17,7 @@ import pytest
 from charrnn import bench
 
 SKIPPED: list[dict[str, str]] = []  # {"name", "reason"} of every skipped benchmark this session
+QUIET = [0.0]                       # seconds spent this session waiting for an idle machine
 
 
 def pytest_addoption(parser):
@@ -70,19 +71,44 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 
 
 @pytest.fixture
-def run_case(benchmark, device, profile):
+def quiet(profile):
+    """quiet() → {"quiet_wait_s", "cpu_busy_before"}: wait for other processes to leave the CPUs
+    idle, within the profile's per-case and per-session limits (no wait when benchmarks are off)."""
+    def wait() -> dict:
+        if not profile.quiet_wait_s:
+            return {}
+        waited, busy = bench.wait_for_quiet(max(0.0, min(profile.quiet_wait_s, profile.quiet_budget_s - QUIET[0])))
+        QUIET[0] += waited
+        return {"quiet_wait_s": waited, "cpu_busy_before": busy}
+    return wait
+
+
+@pytest.fixture
+def run_case(benchmark, device, profile, quiet):
     """run_case(case): skip with the reason when the backend cannot run here; otherwise build, time
     the first call (compilation), assert equivalence with `fused`, then time steady state."""
-    return lambda case: _run_case(benchmark, case, device, profile)
+    return lambda case: _run_case(benchmark, case, device, profile, quiet)
 
 
-def _run_case(benchmark, case: bench.Case, device, profile: bench.Profile) -> None:
+def _run_case(benchmark, case: bench.Case, device, profile: bench.Profile, quiet) -> None:
     reason = bench.skip_reason(case.backend, device)
     if reason:
         pytest.skip(reason)
-    work, info = bench.prepare(case, device, reset_compiled=not benchmark.disabled)
+    prep = bench.prepare(case, device, reset_compiled=not benchmark.disabled)
     benchmark.group = case.shape
-    benchmark.extra_info.update(info)
-    rounds = 1 if benchmark.disabled else profile.rounds(work.timed_call())
-    benchmark.pedantic(work.run, rounds=rounds, warmup_rounds=profile.warmup_rounds)
-    benchmark.extra_info["loadavg_end"] = os.getloadavg()[0]
+    benchmark.extra_info.update(prep.info)
+    if benchmark.disabled:  # make test: correctness only, one untimed call
+        benchmark.pedantic(prep.work.run)
+        return
+    fused_s: list[float] = []  # `fused` timed just before every round of this backend
+
+    def setup() -> None:
+        if prep.paired is not None:
+            fused_s.append(prep.paired.timed_call())
+
+    benchmark.extra_info.update(quiet())
+    rounds = profile.rounds(prep.work.timed_call())
+    benchmark.pedantic(prep.work.run, setup=setup, rounds=rounds, warmup_rounds=profile.warmup_rounds)
+    timed = fused_s[profile.warmup_rounds:]
+    benchmark.extra_info.update(bench.paired_info(benchmark.stats.stats.data, timed),
+                                loadavg_end=os.getloadavg()[0])
