@@ -90,10 +90,12 @@ def _positive_int(text: str) -> int:
 
 def cmd_grid(args: argparse.Namespace) -> int:
     """Train every RunSpec of a grid file not already FINISHED (or, with --dry-run, list them)."""
-    # Before torch loads (Ray workers inherit it too): idle OpenMP threads sleep instead of spinning.
-    # Spinning threads on a 2-core machine with any other busy process made a GRU-64 step 3.3 s
-    # instead of 15-22 ms. Set OMP_WAIT_POLICY yourself to override.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Before torch loads (Ray workers inherit it): idle OpenMP threads sleep instead of spinning.
+    # Measured on the 2-core machine: with any other busy process, spinning threads made a GRU-64
+    # training step 3-5 s instead of 20-40 ms; on an idle machine sleeping costs up to ~3x on tiny
+    # models. Bounded beats catastrophic for a grid; set OMP_WAIT_POLICY yourself to override.
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .grid import load_grid
 
     grid = load_grid(args.file)
