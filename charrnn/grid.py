@@ -107,6 +107,11 @@ class Grid:
     zipped: tuple[tuple[str, tuple[Any, ...]], ...]
     seeds: tuple[int, ...]
     profiles: tuple[tuple[str, Pairs], ...]
+    profile_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()  # profiles with their own `seeds`
+
+    def seeds_of(self, profile: str) -> tuple[int, ...]:
+        """The profile's own `seeds` list when it has one (e.g. more seeds in `full`), else `seeds`."""
+        return dict(self.profile_seeds).get(profile, self.seeds)
 
     @property
     def profile_names(self) -> tuple[str, ...]:
@@ -128,7 +133,7 @@ class Grid:
         base = {"task": self.task, **dict(self.fixed), **dict(overrides)}
         specs = []
         for varied in self.variants():
-            for seed in self.seeds:
+            for seed in self.seeds_of(profile):
                 try:
                     cfg = make_config({**base, **dict(varied), "seed": seed})
                 except ConfigError as err:
@@ -213,6 +218,12 @@ class _Checker:
             raise self.fail("seeds", f"{raw!r}: repeated seed; valid: distinct integers")
         return seeds
 
+    def profile_seeds(self, raw: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """Profiles that list their own `seeds` (a profile block's only non-config key)."""
+        data = self.mapping(raw, "profiles", allow_none=False)
+        return tuple((name, self.seeds(block["seeds"])) for name, block in data.items()
+                     if isinstance(block, dict) and "seeds" in block)
+
     def profiles(self, raw: Any, varied: set[str]) -> tuple[tuple[str, Pairs], ...]:
         data = self.mapping(raw, "profiles", allow_none=False)
         for name in REQUIRED_PROFILES:
@@ -225,6 +236,7 @@ class _Checker:
                 raise self.fail("profiles", f"profile name {name!r}: valid: {NAME_RULE}")
             forbidden = {"seed": NOT_VARIABLE["seed"],
                          **{k: f"{k} is varied by the grid" for k in varied}}
+            block = {k: v for k, v in block.items() if k != "seeds"} if isinstance(block, dict) else block
             out.append((name, self.overrides(block, f"profiles.{name}", forbidden)))
         return tuple(out)
 
@@ -320,7 +332,8 @@ def load_grid(path: str | Path) -> Grid:
     grid = Grid(path=str(path), text=text, name=name, question=check.text(data["question"], "question"),
                 task=task, claim=check.claim(data.get("claim"), lists), fixed=fixed, axes=axes,
                 zipped=zipped, seeds=check.seeds(data["seeds"]),
-                profiles=check.profiles(data["profiles"], set(lists)))
+                profiles=check.profiles(data["profiles"], set(lists)),
+                profile_seeds=check.profile_seeds(data["profiles"]))
     for profile in grid.profile_names:
         grid.expand(profile)
     return grid

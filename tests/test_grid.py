@@ -173,3 +173,23 @@ def test_dry_run_lists_every_run_and_creates_nothing(tmp_path, results_dir, caps
 
 def test_grid_module_imports_neither_torch_nor_mlflow():
     assert heavy_imports("charrnn.grid") == []
+
+
+def test_a_profile_may_list_its_own_seeds(tmp_path):
+    path = tmp_path / "seeded.yaml"
+    path.write_text(
+        "name: seeded\nquestion: q?\ntask: bitflip\naxes: {cell: [vanilla, gru]}\nseeds: [0, 1, 2]\n"
+        "profiles:\n  quick: {steps: 2}\n  full: {steps: 4, seeds: [0, 1, 2, 3, 4]}\n")
+    grid = load_grid(path)
+    assert sorted({s.seed for s in grid.expand("quick")}) == [0, 1, 2]
+    assert sorted({s.seed for s in grid.expand("full")}) == [0, 1, 2, 3, 4]
+    assert len(grid.expand("full")) == 10
+
+
+def test_a_profile_seeds_list_is_validated(tmp_path):
+    path = tmp_path / "badseeds.yaml"
+    path.write_text(
+        "name: badseeds\nquestion: q?\ntask: bitflip\naxes: {cell: [vanilla, gru]}\nseeds: [0]\n"
+        "profiles:\n  quick: {steps: 2, seeds: [0, 0]}\n  full: {steps: 4}\n")
+    with pytest.raises(GridError, match="repeated seed"):
+        load_grid(path)
