@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
-# The main job: the smoke grid (4 tiny CPU runs, under a minute) into MLflow.
+# The main job: the smoke grid (4 tiny CPU runs, under a minute) into MLflow, then its HTML report.
+# The report is rendered even when a run failed; the target still fails in that case.
 smoke: $(STAMP)
-	$(BIN)/charrnn grid ablations/smoke.yaml --profile quick
+	$(BIN)/charrnn grid ablations/smoke.yaml --profile quick; status=$$?; \
+		$(BIN)/charrnn report smoke && exit $$status
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -34,6 +36,12 @@ bench: $(STAMP)
 grid: $(STAMP)
 	$(BIN)/charrnn grid ablations/$(ABLATION).yaml --profile $(PROFILE)
 
+# Every claim grid (all ablations/*.yaml but smoke), resumable, then every report + the index.
+CLAIM_GRIDS := $(filter-out ablations/smoke.yaml,$(sort $(wildcard ablations/*.yaml)))
+ablations: $(STAMP)
+	status=0; for f in $(CLAIM_GRIDS); do $(BIN)/charrnn grid $$f --profile $(PROFILE) || status=1; done; \
+		$(BIN)/charrnn report && exit $$status
+
 report: $(STAMP)
 	$(BIN)/charrnn report
 
@@ -42,4 +50,4 @@ ui: $(STAMP)
 		--default-artifact-root $(RESULTS_DIR)/mlartifacts --host 127.0.0.1 --port $(PORT)
 
 clean:
-	find results reports -mindepth 1 ! -name README.md -exec rm -rf {} +
+	find results reports -mindepth 1 -maxdepth 1 ! -name README.md ! -name examples -exec rm -rf {} +
