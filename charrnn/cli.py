@@ -6,12 +6,10 @@ import os
 import sys
 import tempfile
 
-from .config import FIELDS, ConfigError, TrainConfig, make_config, parse_key_values
+from .config import FIELDS, ConfigError, make_config, parse_key_values
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
-SMOKE_OVERRIDES = {"task": "tinyshakespeare", "cell": "gru", "hidden_size": 64, "steps": 60,
-                   "eval_interval": 20, "batch_size": 32, "seq_len": 64, "device": "cpu"}
 
 
 class UsageError(Exception):
@@ -28,24 +26,16 @@ def _print_outcome(outcome, uri: str) -> None:
     print(f"view it: make ui   (or: mlflow ui --backend-store-uri {uri})")
 
 
-def _train(cfg: TrainConfig, experiment: str, progress: bool) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
+    """One run: validate every key first, then train it into MLflow."""
+    cfg = make_config(parse_key_values(args.overrides))
     from .runner import run_one
     from .tracking import Tracker
 
     tracker = Tracker()
-    outcome = run_one(cfg, tracker, experiment=experiment, progress=progress)
+    outcome = run_one(cfg, tracker, experiment=args.experiment, progress=not args.no_progress)
     _print_outcome(outcome, tracker.uri)
     return 0 if outcome.status == "FINISHED" else 1
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    cfg = make_config(parse_key_values(args.overrides))
-    return _train(cfg, args.experiment, not args.no_progress)
-
-
-def cmd_smoke(args: argparse.Namespace) -> int:
-    """The main job on embedded defaults: a short CPU run on tiny-shakespeare."""
-    return _train(make_config(SMOKE_OVERRIDES), "smoke", not args.no_progress)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -168,10 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--experiment", default="train", help="MLflow experiment (default: train)")
     train.add_argument("--no-progress", action="store_true", help="hide the tqdm bar")
     train.set_defaults(func=cmd_train)
-
-    smoke = sub.add_parser("smoke", help="the main job on embedded defaults (CPU, about a minute)")
-    smoke.add_argument("--no-progress", action="store_true")
-    smoke.set_defaults(func=cmd_smoke)
 
     sample = sub.add_parser("sample", help="generate text from a finished run")
     sample.add_argument("run_id")
