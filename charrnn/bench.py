@@ -27,7 +27,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -301,7 +301,7 @@ def train_config(case: Case) -> TrainConfig:
     is set on the dataclass directly (TrainConfig's own choices list only loop and fused)."""
     return dataclasses.replace(TrainConfig(cell=case.cell, hidden_size=case.hidden, layers=case.layers,
                                            batch_size=case.batch, seq_len=case.seq_len,
-                                           dtype=case.dtype, device="cpu"), backend=case.backend)
+                                           dtype=case.dtype), backend=case.backend)
 
 
 def build_train_model(case: Case, fused: nn.Module | None = None) -> nn.Module:

@@ -7,6 +7,11 @@ Profiles (charrnn/bench.py): `test` (default; tiny shapes, correctness only unde
 --benchmark-disable), `quick` (CPU, a few shapes per cell), `full` (the GPU grid). Backends that
 cannot run on this device are skipped with the reason, and the reasons are written into the JSON
 (`skipped`) so `charrnn bench-table` lists them.
+
+Per case: build, time the first call (compile / graph capture: `compile_s`), assert equivalence
+with `fused`, wait (bounded) for other processes to leave the CPUs idle, then time `rounds` calls
+after warm-up with the device-synchronising timer; `fused` on the same weights and inputs runs
+untimed by pytest-benchmark before every round and is timed here, giving `paired_ratio`.
 """
 from __future__ import annotations
 
