@@ -73,10 +73,11 @@ def _legend(ax: plt.Axes, n_items: int) -> None:
 
 
 def _errors(intervals: list[Interval]) -> np.ndarray:
-    """(2, N) asymmetric error bars; zero length where there is no CI."""
+    """(2, N) asymmetric error bars; zero length where there is no CI. A resampled CI need not
+    contain the point estimate (e.g. variance shares), so each side is clipped at zero."""
     lo = [iv.mean - iv.low if iv.has_ci else 0.0 for iv in intervals]
     hi = [iv.high - iv.mean if iv.has_ci else 0.0 for iv in intervals]
-    return np.array([lo, hi])
+    return np.clip(np.array([lo, hi]), 0.0, None)
 
 
 # --------------------------------------------------------------------------- learning curves

@@ -377,3 +377,11 @@ def test_chromium_renders_the_page_with_every_figure(tmp_path):
     dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
                           path.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
     assert dom.count("<img ") == len(srcs) and "<script" not in dom and "&lt;script&gt;alert(1)" in dom
+
+
+def test_error_bars_stay_drawable_when_the_ci_misses_the_point_estimate():
+    from charrnn.report_figures import _errors
+    from charrnn.stats import Interval
+    bars = _errors([Interval(0.10, 0.12, 0.30, 5), Interval(0.5, 0.4, 0.45, 5)])
+    assert (bars >= 0).all()
+    assert bars[1, 0] == pytest.approx(0.20) and bars[0, 1] == pytest.approx(0.10)
