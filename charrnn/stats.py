@@ -159,12 +159,19 @@ def _arm(runs: pd.DataFrame, claim: Claim, level: Any, metric_col: str) -> tuple
     return rows[ok], int((~ok).sum())
 
 
+def _moves_with(runs: pd.DataFrame, axis: str, claim_axis: str) -> bool:
+    """True when `axis` takes one value per level of `claim_axis` (a `zip:` partner, e.g. hidden
+    size paired with cell for equal parameter counts): it cannot be matched across arms."""
+    return bool((runs.astype({axis: str}).groupby(claim_axis)[axis].nunique() <= 1).all())
+
+
 def paired_differences(runs: pd.DataFrame, claim: Claim, metric_col: str,
                        axes: list[str]) -> tuple[pd.Series, int, int]:
     """Per-seed metric(value) − metric(baseline), matched on seed and every other varied axis
     (then averaged over those other axes so each seed counts once). Returns the differences by
     seed, the number of unpaired finished runs and the number of failed runs."""
-    keys = [a for a in axes if a != claim.axis and a in runs] + ["seed"]
+    keys = [a for a in axes if a != claim.axis and a in runs
+            and not _moves_with(runs, a, claim.axis)] + ["seed"]
     arms = [_arm(runs, claim, level, metric_col) for level in (claim.value, claim.baseline)]
     n_failed = arms[0][1] + arms[1][1]
     means = [arm.assign(_m=pd.to_numeric(arm[metric_col]))

@@ -192,3 +192,18 @@ def test_pareto_front_keeps_only_undominated_points():
     costs = [1.0, 2.0, 3.0, 2.5, float("nan")]
     losses = [2.0, 1.5, 1.0, 1.8, 0.5]
     assert list(pareto_front(costs, losses)) == [True, True, True, False, False]
+
+
+def test_an_axis_zipped_with_the_claim_axis_does_not_block_pairing():
+    runs = table(add=[1.80, 1.82, 1.79], concat=[1.70, 1.71, 1.69])
+    runs["hidden_size"] = runs["input_combine"].map({"add": 220, "concat": 124})  # zip partner
+    result = judge(runs, axes=("input_combine", "hidden_size"))
+    assert result.label == REPRODUCED and result.effect.n == 3
+
+
+def test_an_independent_second_axis_is_still_matched():
+    runs = pd.concat([table(add=[1.80, 1.82, 1.79], concat=[1.70, 1.71, 1.69]).assign(layers=1),
+                      table(add=[2.80, 2.82, 2.79], concat=[2.70, 2.71, 2.69]).assign(layers=2)])
+    result = judge(runs, axes=("input_combine", "layers"))
+    assert result.label == REPRODUCED and result.effect.n == 3
+    assert result.effect.mean == pytest.approx(-0.1033, abs=1e-3)
