@@ -11,6 +11,7 @@ permutation drawn from `DATA_SEED`.
 from __future__ import annotations
 
 import functools
+from abc import ABC, abstractmethod
 import hashlib
 import os
 import tempfile
@@ -161,7 +162,7 @@ def _fraction(n: int, fraction: float) -> int:
 
 # ----------------------------------------------------------------------------------------- task base
 
-class Task:
+class Task(ABC):
     """A training task: vocabulary, deterministic train batches, fixed validation batches."""
     name: str
     vocab: Vocab
@@ -170,20 +171,25 @@ class Task:
     fixed_seq_len: int | None = None  # sequence tasks have a fixed T and ignore seq_len
     train_tokens: int            # characters/tokens in the (fraction-reduced) train split
 
+    @abstractmethod
     def train_batch(self, step: int, batch_size: int, seq_len: int, seed: int, carry: bool) -> Batch:
-        raise NotImplementedError
+        """Implemented by every task."""
 
+    @abstractmethod
     def batches_per_epoch(self, batch_size: int, seq_len: int) -> int:
-        raise NotImplementedError
+        """Implemented by every task."""
 
+    @abstractmethod
     def val_batches(self, batch_size: int, seq_len: int, n: int) -> list[Batch]:
-        raise NotImplementedError
+        """Implemented by every task."""
 
+    @abstractmethod
     def val_text(self, length: int) -> str:
-        raise NotImplementedError
+        """Implemented by every task."""
 
+    @abstractmethod
     def sample_prime(self) -> str:
-        raise NotImplementedError
+        """Implemented by every task."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, vocab={self.vocab.size}, train_tokens={self.train_tokens})"
@@ -430,10 +436,6 @@ class SequenceTask(Task):
             out.append(text)
             total += len(text)
         return "".join(out)
-
-    def sample_prime(self) -> str:
-        raise NotImplementedError
-
 
 class LMSequenceTask(SequenceTask):
     """Language-model-style examples [bos]+text+[eos]: the first n_train texts train, the rest val."""
