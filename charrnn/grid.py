@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ CLAIM_METRICS = ("val_loss", "val_accuracy", "val_exact_match", "train_loss", "t
 REQUIRED_PROFILES = ("quick", "full")
 NOT_VARIABLE = {"seed": "list seeds under the top-level `seeds`",
                 "task": "set the task with the top-level `task`"}
+EXPECT_FORMS = "expected {AXIS: VALUE, better_than: BASELINE} or {better_than: NUMBER}"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit"
 
@@ -256,11 +258,18 @@ class _Checker:
         return Claim(metric, self.expectation(data["expect"], lists), source, higher)
 
     def expectation(self, raw: Any, lists: dict[str, tuple]) -> Pairs:
-        """`{AXIS: VALUE, better_than: BASELINE}`, both values among the axis's values."""
+        """`{AXIS: VALUE, better_than: BASELINE}`, both values among the axis's values, or
+        `{better_than: NUMBER}`: the grid's runs beat a reference number (a threshold claim)."""
         expect = dict(self.mapping(raw, "claim.expect", allow_none=False))
         baseline = expect.pop("better_than", None)
-        if baseline is None or len(expect) != 1:
-            raise self.fail("claim.expect", f"{raw!r}: expected {{AXIS: VALUE, better_than: BASELINE}}")
+        if baseline is None or len(expect) > 1:
+            raise self.fail("claim.expect", f"{raw!r}: {EXPECT_FORMS}")
+        if not expect:
+            if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) \
+                    or not math.isfinite(baseline):
+                raise self.fail("claim.expect", f"better_than={baseline!r}: a threshold claim needs a "
+                                                f"finite number; {EXPECT_FORMS}")
+            return (("better_than", float(baseline)),)
         (axis, value), = expect.items()
         if axis not in lists:
             raise self.fail("claim.expect", f"{axis!r} is not an axis; valid: {', '.join(lists) or 'none'}")

@@ -224,9 +224,7 @@ def one_line(claim: Claim | None, result: Verdict | None, best: tuple[str, Inter
     """The index's one-line result for an experiment: the claim's paired effect with its CI, or
     without a claim the best variant's mean with its CI."""
     if result is not None and claim is not None:
-        m = claim.metric
-        return (f"{result.label}: {m}({claim.axis}={claim.value}) − {m}({claim.axis}="
-                f"{claim.baseline}) = {result.effect.fmt(4)} paired over seeds")
+        return f"{result.label}: {claim.difference()} = {result.effect.fmt(4)} {claim.pairing()}"
     if best is None:
         return "no finished runs"
     return f"best {metric.removeprefix('final_')}: {best[0]} = {best[1].fmt(4)}"
@@ -473,7 +471,7 @@ def _heat_variants(variants: list[str], claim: Claim | None, st: RunStats, metri
     """Whose heat maps to show: the claim's two arms, else the best and the worst variant."""
     runs = st.runs
     ivs = {v: iv for v, iv in st.intervals(metric).items() if iv.n > 0}
-    if claim is not None and claim.axis in runs:
+    if claim is not None and not claim.is_threshold and claim.axis in runs:
         arms = [[v for v in variants if _variant_has(runs, v, claim.axis, level)]
                 for level in (claim.value, claim.baseline)]
         picks = [arm[0] for arm in arms if arm]

@@ -111,9 +111,15 @@ def matches(column: pd.Series, value: Any) -> pd.Series:
 
 @dataclass(frozen=True)
 class Claim:
-    """`expect: {axis: value, better_than: baseline}` on `metric` from a grid file's `claim:`."""
+    """A grid file's `claim:` on `metric`, in one of two forms:
 
-    axis: str
+    - comparison, `expect: {axis: value, better_than: baseline}`: the variant with `axis=value`
+      beats the one with `axis=baseline`, paired by seed;
+    - threshold, `expect: {better_than: 1.60}` (`axis` is None): the grid's runs beat a reference
+      number, e.g. a published loss.
+    """
+
+    axis: str | None
     value: Any
     baseline: Any
     metric: str = "val_loss"
@@ -124,13 +130,19 @@ class Claim:
     def from_spec(cls, spec: dict[str, Any]) -> "Claim":
         expect = dict(spec.get("expect") or {})
         baseline = expect.pop("better_than", None)
-        if len(expect) != 1 or baseline is None:
-            raise ValueError(f"claim.expect={spec.get('expect')!r}: want {{AXIS: VALUE, better_than: BASELINE}}")
-        (axis, value), = expect.items()
-        return cls(axis=str(axis), value=value, baseline=baseline,
+        if len(expect) > 1 or baseline is None or (not expect and not _is_number(baseline)):
+            raise ValueError(f"claim.expect={spec.get('expect')!r}: want {{AXIS: VALUE, better_than: "
+                             "BASELINE}} or {better_than: NUMBER}")
+        (axis, value), = expect.items() if expect else ((None, None),)
+        return cls(axis=None if axis is None else str(axis), value=value,
+                   baseline=baseline if expect else float(baseline),
                    metric=str(spec.get("metric", "val_loss")),
                    higher_is_better=bool(spec.get("higher_is_better", False)),
                    source=str(spec.get("source", "")))
+
+    @property
+    def is_threshold(self) -> bool:
+        return self.axis is None
 
     @property
     def expected_sign(self) -> int:
@@ -139,8 +151,25 @@ class Claim:
 
     def describe(self) -> str:
         word = "higher" if self.higher_is_better else "lower"
+        if self.is_threshold:
+            return f"{self.metric} is {word} than {self.baseline:g}"
         return (f"{self.axis}={self.value} gives {word} {self.metric} "
                 f"than {self.axis}={self.baseline}")
+
+    def difference(self) -> str:
+        """The quantity the verdict's interval is about."""
+        m = self.metric
+        if self.is_threshold:
+            return f"{m} − {self.baseline:g}"
+        return f"{m}({self.axis}={self.value}) − {m}({self.axis}={self.baseline})"
+
+    def pairing(self) -> str:
+        """How runs become the per-seed values the interval is drawn from."""
+        return "per seed, mean over the grid's variants" if self.is_threshold else "paired by seed"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -183,24 +212,36 @@ def paired_differences(runs: pd.DataFrame, claim: Claim, metric_col: str,
     return diffs, n_unpaired, n_failed
 
 
+def threshold_differences(runs: pd.DataFrame, claim: Claim, metric_col: str) -> tuple[pd.Series, int, int]:
+    """Per-seed metric − threshold over the finished runs (averaged over variants so each seed
+    counts once); the number of unpaired runs (always 0) and of failed runs."""
+    ok = (runs["status"] == FINISHED) & np.isfinite(pd.to_numeric(runs[metric_col], errors="coerce"))
+    values = pd.to_numeric(runs.loc[ok, metric_col]).groupby(runs.loc[ok, "seed"].astype(str)).mean()
+    return values - float(claim.baseline), 0, int((~ok).sum())
+
+
 def verdict(runs: pd.DataFrame, claim: Claim, metric_col: str, axes: list[str]) -> Verdict:
     """reproduced / contradicted / inconclusive from the CI of the paired difference."""
-    if claim.axis not in runs:
+    if claim.is_threshold:
+        diffs, n_unpaired, n_failed = threshold_differences(runs, claim, metric_col)
+    elif claim.axis not in runs:
         return Verdict(INCONCLUSIVE, f"axis {claim.axis!r} is not in this experiment",
                        bootstrap_ci([]))
-    diffs, n_unpaired, n_failed = paired_differences(runs, claim, metric_col, axes)
+    else:
+        diffs, n_unpaired, n_failed = paired_differences(runs, claim, metric_col, axes)
     effect = bootstrap_ci(diffs.to_numpy())
     extra = _missing_note(n_unpaired, n_failed)
     if effect.n < 2:
         return Verdict(INCONCLUSIVE, f"too few seeds: {effect.n} paired{extra}", effect,
                        n_unpaired, n_failed)
     side = effect.excludes_zero()
+    kind = "difference from the threshold" if claim.is_threshold else "paired difference"
     if side == claim.expected_sign:
-        label, reason = REPRODUCED, "the CI of the paired difference excludes 0 in the expected direction"
+        label, reason = REPRODUCED, f"the CI of the {kind} excludes 0 in the expected direction"
     elif side == -claim.expected_sign:
-        label, reason = CONTRADICTED, "the CI of the paired difference excludes 0 in the opposite direction"
+        label, reason = CONTRADICTED, f"the CI of the {kind} excludes 0 in the opposite direction"
     else:
-        label, reason = INCONCLUSIVE, "the CI of the paired difference includes 0"
+        label, reason = INCONCLUSIVE, f"the CI of the {kind} includes 0"
     if effect.n < FEW_SEEDS:
         extra += f"; only {effect.n} seeds: the bootstrap CI of so few values is little more than their range"
     return Verdict(label, reason + extra, effect, n_unpaired, n_failed)

@@ -62,6 +62,11 @@ def test_a_grid_without_axes_is_one_variant_per_seed(tmp_path):
     assert [s.run_name for s in load_grid(write_grid(tmp_path, data)).expand("quick")] == ["seed=3", "seed=4"]
 
 
+def test_a_threshold_claim_compares_the_runs_with_a_number(tmp_path):
+    grid = load_grid(write_grid(tmp_path, axes=None, claim={"metric": "val_loss", "expect": {"better_than": 1.6}}))
+    assert grid.claim.expect == (("better_than", 1.6),)
+
+
 def test_every_shipped_grid_is_valid_for_every_profile():
     files = sorted(ABLATIONS.glob("*.yaml"))
     assert ABLATIONS / "smoke.yaml" in files
@@ -115,6 +120,8 @@ MALFORMED = {
                                 "claim.expect: cell='lstm' is not on the axis; valid: vanilla, gru"),
     "claim_unknown_metric": (_with(claim={"metric": "bleu", "expect": {"cell": "gru", "better_than": "vanilla"}}),
                              "claim.metric: 'bleu': unknown metric; valid choices: val_loss"),
+    "claim_threshold_not_a_number": (_with(claim={"metric": "val_loss", "expect": {"better_than": "low"}}),
+                                     "claim.expect: better_than='low': a threshold claim needs a finite number"),
     "not_a_mapping": ("- just\n- a list\n", "expected a mapping of key: value"),
 }
 

@@ -84,6 +84,16 @@ def test_page_and_index_are_written_with_a_one_line_result(tmp_path):
     assert "reproduced: val_loss(input_combine=concat) − val_loss(input_combine=add) = -0.1" in index
 
 
+def test_threshold_claim_page_states_loss_minus_the_reference_number(tmp_path):
+    claim = {"source": "bare loop", "metric": "val_loss", "expect": {"better_than": 1.9}}
+    exp = make_experiment("reference", axes={"cell": ["gru"]}, claim=claim)   # losses ≈ 1.8
+    _, html = render(exp, tmp_path)
+    assert "val_loss is lower than 1.9" in html and "val_loss − 1.9, per seed" in html
+    index = render_index(tmp_path).read_text(encoding="utf-8")
+    effect = re.search(r"reproduced: val_loss − 1.9 = (-?[\d.]+) \[", index)
+    assert effect and abs(float(effect.group(1)) + 0.1) < 0.02
+
+
 def test_index_keeps_every_experiment_rendered_into_the_directory(tmp_path):
     render_experiment(make_experiment("first"), tmp_path)
     render_experiment(make_experiment("second", claim=CLAIM), tmp_path)

@@ -86,10 +86,37 @@ def test_claim_higher_is_better_flips_the_expected_sign():
     assert claim.expected_sign == 1
 
 
-@pytest.mark.parametrize("expect", [{}, {"input_combine": "concat"}, {"a": 1, "b": 2, "better_than": 3}])
+@pytest.mark.parametrize("expect", [{}, {"input_combine": "concat"}, {"a": 1, "b": 2, "better_than": 3},
+                                    {"better_than": "add"}, {"better_than": float("nan")}])
 def test_malformed_claim_is_rejected(expect):
     with pytest.raises(ValueError, match="better_than"):
         Claim.from_spec({"expect": expect})
+
+
+THRESHOLD = Claim.from_spec({"metric": "val_loss", "expect": {"better_than": 1.6}})
+
+
+def test_threshold_claim_has_no_axis_and_names_the_number():
+    assert THRESHOLD.is_threshold and THRESHOLD.baseline == 1.6
+    assert THRESHOLD.describe() == "val_loss is lower than 1.6"
+    assert THRESHOLD.difference() == "val_loss − 1.6"
+
+
+@pytest.mark.parametrize("losses,label", [([1.55, 1.57, 1.56], REPRODUCED), ([1.65, 1.63, 1.70], CONTRADICTED),
+                                          ([1.55, 1.65, 1.60], INCONCLUSIVE)])
+def test_threshold_verdict_follows_the_ci_of_loss_minus_threshold(losses, label):
+    runs = table(add=[], concat=losses)
+    result = judge(runs, THRESHOLD, axes=())
+    assert result.label == label and result.effect.n == 3
+    assert math.isclose(result.effect.mean, np.mean(losses) - 1.6, abs_tol=1e-12)
+    assert "difference from the threshold" in result.reason
+
+
+def test_threshold_verdict_averages_variants_per_seed_and_excludes_failed_runs():
+    runs = table(add=[1.50, 1.50, 1.50], concat=[1.58, 1.58, None], status={("add", 2): "FAILED"})
+    result = judge(runs, THRESHOLD)
+    assert result.effect.n == 2 and result.n_failed == 1
+    assert math.isclose(result.effect.mean, 1.54 - 1.6)
 
 
 @pytest.mark.parametrize("a,b,equal", [("512", 512, True), ("0.2", 0.2, True), ("True", True, True),
