@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= quick
 ABLATION ?= smoke
+# Where grid runs train: ray (default; one run per CPU on CPU, one per GPU on GPU) | local (in-process, one at a time)
+EXECUTOR ?= ray
 PORT ?= 5000
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
@@ -34,12 +36,12 @@ bench: $(STAMP)
 	$(BIN)/charrnn bench --profile $(PROFILE) $(if $(K),-k '$(K)')
 
 grid: $(STAMP)
-	$(BIN)/charrnn grid ablations/$(ABLATION).yaml --profile $(PROFILE)
+	$(BIN)/charrnn grid ablations/$(ABLATION).yaml --profile $(PROFILE) --executor $(EXECUTOR)
 
 # Every claim grid (all ablations/*.yaml but smoke), resumable, then every report + the index.
 CLAIM_GRIDS := $(filter-out ablations/smoke.yaml,$(sort $(wildcard ablations/*.yaml)))
 ablations: $(STAMP)
-	status=0; for f in $(CLAIM_GRIDS); do $(BIN)/charrnn grid $$f --profile $(PROFILE) || status=1; done; \
+	status=0; for f in $(CLAIM_GRIDS); do $(BIN)/charrnn grid $$f --profile $(PROFILE) --executor $(EXECUTOR) || status=1; done; \
 		$(BIN)/charrnn report && exit $$status
 
 report: $(STAMP)

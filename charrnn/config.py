@@ -41,6 +41,7 @@ class TrainConfig:
     # --- optimisation ---
     optimizer: str = "adam"         # adam | sgd | rmsprop
     lr: float = 2e-3
+    lr_schedule: str = "constant"   # constant | cosine (from lr down to lr/10 at the last step)
     grad_clip: float = 5.0          # max global grad norm; 0 = off
     steps: int = 500
     batch_size: int = 32
@@ -81,6 +82,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "input": ("embedding", "onehot"),
     "hidden_init": ("zero", "random", "epoch_zero", "epoch_random", "learned"),
     "optimizer": ("adam", "sgd", "rmsprop"),
+    "lr_schedule": ("constant", "cosine"),
     "dtype": ("fp32", "bf16"),
     "device": ("auto", "cpu", "cuda", "mps"),
 }

@@ -23,6 +23,16 @@ from .models import CharRNN, detach_hidden, param_count
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
 CHECKPOINT_NAME = "checkpoint.pt"
+COSINE_FLOOR = 0.1   # cosine schedule ends at lr * COSINE_FLOOR (nanoGPT's min_lr = lr / 10)
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of `step` (0-based): a pure function of the step, so a resumed run
+    continues the schedule exactly."""
+    if cfg.lr_schedule == "constant" or cfg.steps <= 1:
+        return cfg.lr
+    progress = step / (cfg.steps - 1)                                   # 0 → 1
+    return cfg.lr * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 class Diverged(RuntimeError):
@@ -165,6 +175,8 @@ class Trainer:
         loss.backward()
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(cfg, step)
         self.optimizer.step()
         self.hidden = hidden if self.carry else None
         return loss.item(), grad_norm.item()

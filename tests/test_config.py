@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 
 from charrnn.config import CHOICES, FIELDS, ConfigError, TrainConfig, make_config, parse_key_values
@@ -58,3 +61,9 @@ def test_config_hash_is_stable_and_sensitive():
 
 def test_run_name_reads_well():
     assert make_config({"cell": "gru", "hidden_size": 256, "layers": 2}).run_name() == "gru-h256-l2-s0"
+
+
+def test_readme_key_table_documents_every_config_key():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `(\w+)` \|", readme, flags=re.M))
+    assert set(FIELDS) <= documented, sorted(set(FIELDS) - documented)

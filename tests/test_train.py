@@ -4,7 +4,7 @@ import math
 import pytest
 
 from charrnn.config import CHOICES, make_config
-from charrnn.train import Diverged, Trainer
+from charrnn.train import COSINE_FLOOR, Diverged, Trainer, lr_at
 
 TINY = {"hidden_size": 16, "batch_size": 4, "seq_len": 16, "eval_batches": 2, "device": "cpu"}
 
@@ -50,9 +50,10 @@ def test_different_seeds_give_different_losses():
     assert a != b
 
 
-@pytest.mark.parametrize("hidden_init", CHOICES["hidden_init"])
-def test_resumed_run_matches_uninterrupted_run(tmp_path, hidden_init):
-    cfg = tiny(steps=12, eval_interval=4, hidden_init=hidden_init, cell="lstm")
+@pytest.mark.parametrize("hidden_init,lr_schedule",
+                         [(h, "constant") for h in CHOICES["hidden_init"]] + [("zero", "cosine")])
+def test_resumed_run_matches_uninterrupted_run(tmp_path, hidden_init, lr_schedule):
+    cfg = tiny(steps=12, eval_interval=4, hidden_init=hidden_init, cell="lstm", lr_schedule=lr_schedule)
     full = Trainer(cfg, progress=False).fit()
     first = Trainer(cfg, checkpoint_dir=tmp_path, progress=False)
     for step in range(8):  # train part of the way, checkpoint as an eval point would
@@ -65,6 +66,24 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, hidden_init):
     assert result.start_step == 8
     assert result.train_losses == full.train_losses[8:]
     assert result.final["final_val_loss"] == full.final["final_val_loss"]
+
+
+def test_constant_schedule_keeps_lr_and_cosine_decays_it_to_a_tenth():
+    steps = 50
+    constant = [lr_at(tiny(steps=steps, lr=0.01), s) for s in range(steps)]
+    cosine = [lr_at(tiny(steps=steps, lr=0.01, lr_schedule="cosine"), s) for s in range(steps)]
+    assert constant == [0.01] * steps
+    assert cosine[0] == pytest.approx(0.01) and cosine[-1] == pytest.approx(0.01 * COSINE_FLOOR)
+    assert all(a > b for a, b in zip(cosine, cosine[1:]))
+    assert cosine[steps // 2] == pytest.approx(0.01 * (1 + COSINE_FLOOR) / 2, rel=0.05)
+
+
+def test_optimizer_steps_with_the_scheduled_lr():
+    cfg = tiny(steps=10, lr=0.01, lr_schedule="cosine")
+    trainer = Trainer(cfg, progress=False)
+    for step in range(4):
+        trainer.train_step(step)
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == [lr_at(cfg, 3)]
 
 
 def test_epoch_modes_carry_hidden_within_an_epoch_and_reset_at_its_start():
