@@ -34,13 +34,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .cells import BACKENDS, CELLS, FUSED, FUSED_NOCUDNN, Hidden, make_layer
-from .config import ConfigError, TrainConfig
+from .config import CUDA_ONLY, ConfigError, TrainConfig
 
 REFERENCE = "fused"
-CUDA_ONLY = {
-    "fused_nocudnn": "cuDNN can only be switched off on CUDA (off CUDA this is `fused`)",
-    "loop_cudagraph": "CUDA graphs need a CUDA device",
-}
 COMPILING = ("loop_compiled", "loop_bptt_compiled", "loop_cudagraph")  # first call compiles/captures
 DIRECTIONS = ("fwd", "fwd_bwd")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from charrnn.config import CHOICES, ConfigError
+from charrnn.config import CHOICES, ConfigError, check_fused_vanilla
 
 Hidden = Union[Tensor, tuple[Tensor, Tensor]]
 StepFn = Callable[[Tensor, Hidden, Tensor, Tensor], Hidden]
@@ -492,25 +492,20 @@ def _make_loop_bptt_compiled(*args) -> nn.Module:
     return layer
 
 
-def _fused_factory(classes: dict[str, type[nn.RNNBase]]) -> Callable[..., nn.Module]:
+def _fused_factory(backend: str, classes: dict[str, type[nn.RNNBase]]) -> Callable[..., nn.Module]:
     def make(cell: str, input_size: int, hidden_size: int,
              input_combine: str, activation: str) -> nn.Module:
         if cell != "vanilla":
             return classes[cell](input_size, hidden_size, num_layers=1, batch_first=True)
-        if input_combine != "concat":
-            raise ConfigError(f"input_combine={input_combine!r}: backend=fused has no fused kernel "
-                              "for it; valid with backend=fused: concat (use backend=loop for add)")
-        if activation not in ("tanh", "relu"):
-            raise ConfigError(f"activation={activation!r}: backend=fused supports only tanh, relu "
-                              f"(use backend=loop for {activation})")
+        check_fused_vanilla(backend, input_combine, activation)
         return classes[cell](input_size, hidden_size, num_layers=1, nonlinearity=activation,
                              batch_first=True)
     return make
 
 
 BACKENDS: dict[str, Callable[..., nn.Module]] = {
-    "fused": _fused_factory(FUSED),
-    "fused_nocudnn": _fused_factory(FUSED_NOCUDNN),
+    "fused": _fused_factory("fused", FUSED),
+    "fused_nocudnn": _fused_factory("fused_nocudnn", FUSED_NOCUDNN),
     "loop": _make_loop,
     "loop_premul": _make_loop_premul,
     "loop_compiled": _make_loop_compiled,
@@ -518,6 +513,7 @@ BACKENDS: dict[str, Callable[..., nn.Module]] = {
     "loop_bptt_compiled": _make_loop_bptt_compiled,
     "loop_cudagraph": CudaGraphRNNLayer,
 }
+assert tuple(BACKENDS) == CHOICES["backend"], "cells.BACKENDS and config.CHOICES['backend'] disagree"
 
 
 def make_layer(backend: str, cell: str, input_size: int, hidden_size: int,

@@ -29,7 +29,7 @@ class TrainConfig:
     bitflip_bits: int = 8           # bitflip: width N of the integers
     # --- model ---
     cell: str = "gru"               # vanilla | gru | lstm
-    backend: str = "fused"          # loop (custom Python cell) | fused (nn.RNN/GRU/LSTM, cuDNN on GPU)
+    backend: str = "fused"          # fused (nn.RNN/GRU/LSTM, cuDNN on GPU) | loop (custom Python cell) | ... (CHOICES)
     input_combine: str = "concat"   # vanilla only: add (project x, add to h, one hidden matrix) | concat
     activation: str = "tanh"        # vanilla only: tanh | relu | identity
     input: str = "embedding"        # embedding | onehot
@@ -76,7 +76,9 @@ class TrainConfig:
 CHOICES: dict[str, tuple[str, ...]] = {
     "task": ("tinyshakespeare", "nietzsche", "names", "arithmetic", "bitflip", "text"),
     "cell": ("vanilla", "gru", "lstm"),
-    "backend": ("loop", "fused"),
+    # fused*: nn.RNN/GRU/LSTM; loop*: the custom cells of cells.py (see cells.BACKENDS)
+    "backend": ("fused", "fused_nocudnn", "loop", "loop_premul", "loop_compiled", "loop_bptt",
+                "loop_bptt_compiled", "loop_cudagraph"),
     "input_combine": ("add", "concat"),
     "activation": ("tanh", "relu", "identity"),
     "input": ("embedding", "onehot"),
@@ -86,6 +88,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": ("fp32", "bf16"),
     "device": ("auto", "cpu", "cuda", "mps"),
 }
+
+# Backends that run only on CUDA, and why.
+CUDA_ONLY: dict[str, str] = {
+    "fused_nocudnn": "cuDNN can only be switched off on CUDA (off CUDA this is `fused`)",
+    "loop_cudagraph": "CUDA graphs need a CUDA device",
+}
+FUSED_BACKENDS = ("fused", "fused_nocudnn")   # nn.RNN's vanilla cell: concat only, tanh/relu only
 
 # Inclusive numeric ranges: (low, high, description of the valid range).
 RANGES: dict[str, tuple[float, float, str]] = {
@@ -164,19 +173,32 @@ def _check_combination(cfg: TrainConfig) -> None:
             raise ConfigError("path='': task=text needs path=FILE (a UTF-8 text file)")
         if not Path(cfg.path).is_file():
             raise ConfigError(f"path={cfg.path!r}: file not found (task=text needs an existing UTF-8 file)")
-    if cfg.backend == "fused" and cfg.cell == "vanilla":
-        if cfg.input_combine != "concat":
-            raise ConfigError(
-                f"input_combine={cfg.input_combine!r}: backend=fused has no fused kernel for it; "
-                "valid with backend=fused: concat (use backend=loop for add)")
-        if cfg.activation not in ("tanh", "relu"):
-            raise ConfigError(
-                f"activation={cfg.activation!r}: backend=fused supports only tanh, relu "
-                "(use backend=loop for identity)")
+    if cfg.backend in FUSED_BACKENDS and cfg.cell == "vanilla":
+        check_fused_vanilla(cfg.backend, cfg.input_combine, cfg.activation)
+    if cfg.device in ("cpu", "mps"):
+        check_backend_device(cfg.backend, cfg.device)
     if cfg.arith_ops and set(cfg.arith_ops) - set("+-*"):
         raise ConfigError(f"arith_ops={cfg.arith_ops!r}: unknown operator; valid characters: + - *")
     if not cfg.arith_ops:
         raise ConfigError("arith_ops='': needs at least one operator; valid characters: + - *")
+
+
+def check_fused_vanilla(backend: str, input_combine: str, activation: str) -> None:
+    """nn.RNN concatenates input and hidden state and knows only tanh and relu."""
+    if input_combine != "concat":
+        raise ConfigError(f"input_combine={input_combine!r}: backend={backend} has no fused kernel for "
+                          f"it; valid with backend={backend}: concat (use backend=loop for add)")
+    if activation not in ("tanh", "relu"):
+        raise ConfigError(f"activation={activation!r}: backend={backend} supports only tanh, relu "
+                          f"(use backend=loop for {activation})")
+
+
+def check_backend_device(backend: str, device: str) -> None:
+    """A CUDA-only backend on another device (`device` as resolved, e.g. `cpu`) is bad input."""
+    if backend in CUDA_ONLY and device != "cuda":
+        usable = ", ".join(b for b in CHOICES["backend"] if b not in CUDA_ONLY)
+        raise ConfigError(f"backend={backend!r}: {CUDA_ONLY[backend]}; device is {device}; "
+                          f"valid on {device}: {usable}")
 
 
 def check_value(key: str, raw: Any) -> Any:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .config import TrainConfig
+from .config import TrainConfig, check_backend_device
 from .data import Batch, Task, make_task
 from .models import CharRNN, detach_hidden, param_count
 
@@ -100,6 +100,7 @@ class Trainer:
         self.sink = sink
         self.progress = progress
         self.device = resolve_device(cfg.device)
+        check_backend_device(cfg.backend, self.device.type)   # e.g. loop_cudagraph with auto → cpu
         seed_everything(cfg.seed)
         self.task: Task = make_task(cfg)
         self.model = CharRNN(cfg, self.task.vocab.size).to(self.device)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from charrnn.cells import CELLS
-from charrnn.config import ConfigError, make_config
+from charrnn.config import CHOICES, CUDA_ONLY, ConfigError, make_config
 from charrnn.models import CharRNN, detach_hidden, param_count
 
 V, B, T, H = 11, 3, 7, 8
@@ -17,6 +17,11 @@ FUSED_CASES = {
     "vanilla-tanh": {"cell": "vanilla", "activation": "tanh"},
     "vanilla-relu": {"cell": "vanilla", "activation": "relu"},
 }
+
+# Every custom backend that runs on CPU; the compiled ones get one case each (compiling is slow).
+EAGER_LOOPS = [b for b in CHOICES["backend"] if b.startswith("loop") and b not in CUDA_ONLY
+               and "compiled" not in b]
+COMPILED_LOOPS = [b for b in CHOICES["backend"] if "compiled" in b]
 
 
 def model(**overrides) -> CharRNN:
@@ -47,12 +52,22 @@ def forward_backward(net: CharRNN, x, h0: tuple):
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("case", list(FUSED_CASES))
-def test_charrnn_loop_matches_fused_outputs_and_gradients(case, layers, residual):
+@pytest.mark.parametrize("backend", EAGER_LOOPS)
+def test_charrnn_loop_matches_fused_outputs_and_gradients(backend, case, layers, residual):
+    check_model_matches_fused(backend, case, layers, residual)
+
+
+@pytest.mark.parametrize("backend", COMPILED_LOOPS)
+def test_charrnn_compiled_loop_matches_fused_outputs_and_gradients(backend):
+    check_model_matches_fused(backend, "lstm", layers=2, residual=True)
+
+
+def check_model_matches_fused(backend: str, case: str, layers: int, residual: bool) -> None:
     # embed_size != hidden_size so the residual of layer 0 goes through a projection.
     opts = FUSED_CASES[case] | {"layers": layers, "residual": residual, "embed_size": 5}
     torch.manual_seed(0)
     fused = model(backend="fused", **opts)
-    loop = model(backend="loop", **opts)
+    loop = model(backend=backend, **opts)
     loop.load_state_dict(fused.state_dict())
     x = tokens()
     h0 = tuple(torch.randn(layers, B, H) for _ in states(fused.init_hidden(B, "zero")))

@@ -2,8 +2,9 @@
 import math
 
 import pytest
+import torch
 
-from charrnn.config import CHOICES, make_config
+from charrnn.config import CHOICES, CUDA_ONLY, ConfigError, make_config
 from charrnn.train import COSINE_FLOOR, Diverged, Trainer, lr_at
 
 TINY = {"hidden_size": 16, "batch_size": 4, "seq_len": 16, "eval_batches": 2, "device": "cpu"}
@@ -108,6 +109,25 @@ def test_nan_loss_raises_diverged_with_step():
                lr=1e6, grad_clip=0, steps=50)
     with pytest.raises(Diverged, match=r"diverged at step \d+"):
         Trainer(cfg, progress=False).fit()
+
+
+@pytest.mark.parametrize("backend", [b for b in CHOICES["backend"] if b not in CUDA_ONLY and b != "fused"])
+def test_every_cpu_backend_trains_like_fused_from_the_same_weights(backend):
+    cfg = tiny(cell="gru", steps=3, eval_interval=3, hidden_init="epoch_zero")
+    fused = Trainer(cfg, progress=False)
+    custom = Trainer(make_config({"backend": backend}, base=cfg), progress=False)
+    custom.model.load_state_dict(fused.model.state_dict())
+    a, b = fused.fit(), custom.fit()
+    assert b.train_losses == pytest.approx(a.train_losses, abs=1e-5)
+    assert b.final["final_val_loss"] == pytest.approx(a.final["final_val_loss"], abs=1e-5)
+
+
+@pytest.mark.parametrize("backend", sorted(CUDA_ONLY))
+def test_cuda_only_backend_on_a_machine_without_cuda_is_bad_input(backend, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=f"backend='{backend}': .*; device is cpu; valid on cpu: fused, loop"):
+        Trainer(make_config({**TINY, "device": "auto", "backend": backend}), progress=False)
 
 
 def test_checkpoint_from_another_config_is_refused(tmp_path):
