@@ -29,9 +29,12 @@ def _print_outcome(outcome, uri: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     """One run: validate every key first, then train it into MLflow."""
     cfg = make_config(parse_key_values(args.overrides))
+    from .config import check_backend_device
     from .runner import run_one
     from .tracking import Tracker
+    from .train import resolve_device
 
+    check_backend_device(cfg.backend, resolve_device(cfg.device).type)  # before the store exists
     tracker = Tracker()
     outcome = run_one(cfg, tracker, experiment=args.experiment, progress=not args.no_progress)
     _print_outcome(outcome, tracker.uri)

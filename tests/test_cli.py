@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from charrnn.cli import main
@@ -33,6 +34,15 @@ def test_bad_input_exits_2_with_one_line_and_creates_no_run(results_dir, capsys,
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
     assert all_runs(results_dir) == []
+
+
+def test_cuda_only_backend_without_cuda_exits_2_before_the_store_exists(results_dir, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert main(["train", "backend=loop_cudagraph", "steps=2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "backend='loop_cudagraph': CUDA graphs need a CUDA device" in err and len(err.splitlines()) == 1
+    assert not (results_dir / "mlflow.db").exists()
 
 
 def test_non_utf8_text_file_is_rejected_before_any_run(results_dir, tmp_path, capsys):
