@@ -18,7 +18,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from .config import ConfigError, check_backend_device
 from .grid import Grid, GridError, RunSpec
 from .runner import train_run
 from .session import GridSession, Job
@@ -28,14 +28,18 @@ from .worker import train_task
 POLL_S = 0.2
 
 
-def preflight(grid: Grid, specs: tuple[RunSpec, ...]) -> None:
+def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True) -> None:
     """Build every RunSpec's data (task, validation batches, a first batch) before any run exists,
-    so unusable data (a corpus shorter than seq_len, ...) is a bad-input error, not a failed run."""
+    so unusable data (a corpus shorter than seq_len, ...) is a bad-input error, not a failed run.
+    With `local_devices` (runs train on this machine) a backend this machine cannot run is one too."""
     from .data import make_task
+    from .train import resolve_device
 
     for spec in specs:
         cfg = spec.config
         try:
+            if local_devices:
+                check_backend_device(cfg.backend, resolve_device(cfg.device).type)
             task = make_task(cfg)
             task.val_batches(cfg.batch_size, cfg.seq_len, cfg.eval_batches)
             task.train_batch(0, cfg.batch_size, cfg.seq_len, cfg.seed, cfg.hidden_init.startswith("epoch_"))
@@ -234,7 +238,7 @@ def run_grid(grid: Grid, profile: str, executor: str = "local", max_parallel: in
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor={executor!r}: unknown executor; valid choices: {', '.join(EXECUTORS)}")
     runner = EXECUTORS[executor](max_parallel=max_parallel, ray_address=ray_address, progress=progress)
-    preflight(grid, specs)
+    preflight(grid, specs, local_devices=not getattr(runner, "address", None))  # a cluster's GPUs are its own
     with runner:
         session = GridSession(tracker or Tracker(), grid, profile, specs, executor, rerun_failed, progress)
         with session:

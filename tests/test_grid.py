@@ -3,6 +3,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 from grid_support import REPO, grid_data, heavy_imports, write_grid
 
 from charrnn.cli import main
@@ -166,6 +167,17 @@ def test_charrnn_grid_bad_input_exits_2_one_line_and_creates_no_store(tmp_path, 
     assert err.startswith("charrnn: error: ") and needle in err
     assert len(err.splitlines()) == 1
     assert not results_dir.exists()
+
+
+def test_grid_with_a_cuda_only_backend_on_a_cpu_machine_exits_2_and_creates_no_store(
+        tmp_path, results_dir, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    path = write_grid(tmp_path, _with(fixed={"backend": "loop_cudagraph", "device": "auto"}))
+    assert main(["grid", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "backend='loop_cudagraph': CUDA graphs need a CUDA device; device is cpu" in err
+    assert len(err.splitlines()) == 1 and not results_dir.exists()
 
 
 def test_dry_run_lists_every_run_and_creates_nothing(tmp_path, results_dir, capsys):
