@@ -183,6 +183,11 @@ def _check_combination(cfg: TrainConfig) -> None:
         raise ConfigError("arith_ops='': needs at least one operator; valid characters: + - *")
 
 
+def is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool) that is neither NaN nor infinite, e.g. a claim's threshold."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def check_fused_vanilla(backend: str, input_combine: str, activation: str) -> None:
     """nn.RNN concatenates input and hidden state and knows only tanh and relu."""
     if input_combine != "concat":

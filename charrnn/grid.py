@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, TrainConfig, check_value, make_config
+from .config import ConfigError, TrainConfig, check_value, is_finite_number, make_config
 
 TOP_KEYS = {"name": True, "question": True, "claim": False, "task": True, "fixed": False,
             "axes": False, "zip": False, "seeds": True, "profiles": True}   # key -> required
@@ -265,8 +264,7 @@ class _Checker:
         if baseline is None or len(expect) > 1:
             raise self.fail("claim.expect", f"{raw!r}: {EXPECT_FORMS}")
         if not expect:
-            if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) \
-                    or not math.isfinite(baseline):
+            if not is_finite_number(baseline):
                 raise self.fail("claim.expect", f"better_than={baseline!r}: a threshold claim needs a "
                                                 f"finite number; {EXPECT_FORMS}")
             return (("better_than", float(baseline)),)

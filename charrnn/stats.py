@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .config import is_finite_number
+
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000
 BAND_RESAMPLES = 1000           # per-step bands of learning curves: drawn, not read off, and many
@@ -130,7 +132,7 @@ class Claim:
     def from_spec(cls, spec: dict[str, Any]) -> "Claim":
         expect = dict(spec.get("expect") or {})
         baseline = expect.pop("better_than", None)
-        if len(expect) > 1 or baseline is None or (not expect and not _is_number(baseline)):
+        if len(expect) > 1 or baseline is None or (not expect and not is_finite_number(baseline)):
             raise ValueError(f"claim.expect={spec.get('expect')!r}: want {{AXIS: VALUE, better_than: "
                              "BASELINE}} or {better_than: NUMBER}")
         (axis, value), = expect.items() if expect else ((None, None),)
@@ -166,10 +168,6 @@ class Claim:
     def pairing(self) -> str:
         """How runs become the per-seed values the interval is drawn from."""
         return "per seed, mean over the grid's variants" if self.is_threshold else "paired by seed"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
