@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from . import registry
+
 
 class ConfigError(ValueError):
     """Bad user input. Its message is one line naming the key, the bad value and the valid choices."""
@@ -74,11 +76,9 @@ class TrainConfig:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "task": ("tinyshakespeare", "nietzsche", "names", "arithmetic", "bitflip", "text"),
-    "cell": ("vanilla", "gru", "lstm"),
-    # fused*: nn.RNN/GRU/LSTM; loop*: the custom cells of cells.py (see cells.BACKENDS)
-    "backend": ("fused", "fused_nocudnn", "loop", "loop_premul", "loop_compiled", "loop_bptt",
-                "loop_bptt_compiled", "loop_cudagraph"),
+    "task": tuple(registry.TASKS),
+    "cell": tuple(registry.CELLS),
+    "backend": registry.backend_names(),     # facts about each: registry.BACKENDS
     "input_combine": ("add", "concat"),
     "activation": ("tanh", "relu", "identity"),
     "input": ("embedding", "onehot"),
@@ -89,12 +89,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda", "mps"),
 }
 
-# Backends that run only on CUDA, and why.
-CUDA_ONLY: dict[str, str] = {
-    "fused_nocudnn": "cuDNN can only be switched off on CUDA (off CUDA this is `fused`)",
-    "loop_cudagraph": "CUDA graphs need a CUDA device",
-}
-FUSED_BACKENDS = ("fused", "fused_nocudnn")   # nn.RNN's vanilla cell: concat only, tanh/relu only
+CUDA_ONLY: dict[str, str] = registry.cuda_only()          # backend → why it needs CUDA
+FUSED_BACKENDS = registry.fused_backends()   # nn.RNN's vanilla cell: concat only, tanh/relu only
 
 # Inclusive numeric ranges: (low, high, description of the valid range).
 RANGES: dict[str, tuple[float, float, str]] = {
@@ -173,6 +169,7 @@ def _check_combination(cfg: TrainConfig) -> None:
             raise ConfigError("path='': task=text needs path=FILE (a UTF-8 text file)")
         if not Path(cfg.path).is_file():
             raise ConfigError(f"path={cfg.path!r}: file not found (task=text needs an existing UTF-8 file)")
+    check_cell_backend(cfg.cell, cfg.backend)
     if cfg.backend in FUSED_BACKENDS and cfg.cell == "vanilla":
         check_fused_vanilla(cfg.backend, cfg.input_combine, cfg.activation)
     if cfg.device in ("cpu", "mps"):
@@ -196,6 +193,13 @@ def check_fused_vanilla(backend: str, input_combine: str, activation: str) -> No
     if activation not in ("tanh", "relu"):
         raise ConfigError(f"activation={activation!r}: backend={backend} supports only tanh, relu "
                           f"(use backend=loop for {activation})")
+
+
+def check_cell_backend(cell: str, backend: str) -> None:
+    """A backend runs only the cells the registry lists for it."""
+    if cell not in registry.BACKENDS[backend].cells:
+        usable = ", ".join(b.name for b in registry.BACKENDS.values() if cell in b.cells)
+        raise ConfigError(f"backend={backend!r}: does not run cell={cell}; valid backends for {cell}: {usable}")
 
 
 def check_backend_device(backend: str, device: str) -> None:

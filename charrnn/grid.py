@@ -17,12 +17,13 @@ from typing import Any
 
 import yaml
 
+from . import registry
 from .config import ConfigError, TrainConfig, check_value, is_finite_number, make_config
 
 TOP_KEYS = {"name": True, "question": True, "claim": False, "task": True, "fixed": False,
             "axes": False, "zip": False, "seeds": True, "profiles": True}   # key -> required
 CLAIM_KEYS = {"source": False, "metric": True, "expect": True, "higher_is_better": False}
-CLAIM_METRICS = ("val_loss", "val_accuracy", "val_exact_match", "train_loss", "tokens_per_s")
+CLAIM_METRICS = registry.claim_metrics()
 REQUIRED_PROFILES = ("quick", "full")
 NOT_VARIABLE = {"seed": "list seeds under the top-level `seeds`",
                 "task": "set the task with the top-level `task`"}
@@ -250,7 +251,7 @@ class _Checker:
         if metric not in CLAIM_METRICS:
             raise self.fail("claim.metric", f"{metric!r}: unknown metric; valid choices: "
                                             f"{', '.join(CLAIM_METRICS)}")
-        higher = data.get("higher_is_better", False)
+        higher = data.get("higher_is_better", registry.higher_is_better(metric))
         if not isinstance(higher, bool):
             raise self.fail("claim.higher_is_better", f"{higher!r}: expected true or false")
         source = "" if data.get("source") is None else str(data["source"])

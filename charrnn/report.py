@@ -23,16 +23,16 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from matplotlib import colormaps
 
+from . import registry
 from . import report_figures as rf
 from .config import FIELDS
 from .grid import format_value
 from .stats import (FINISHED, INCONCLUSIVE, Claim, Interval, Verdict, bootstrap_ci, bootstrap_columns,
                     importance, matches, pareto_front, verdict)
 
-FINAL_METRICS = ("final_val_loss", "final_val_accuracy", "final_val_exact_match",
-                 "final_train_loss", "final_tokens_per_s")
+FINAL_METRICS = registry.final_metrics()
 DIGITS = {"final_tokens_per_s": 0, "wall_time_s": 1}   # decimals in tables; default 4
-CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy")
+CURVE_METRICS = registry.plotted_metrics()
 LINE_AXES = {"hidden_size": True, "layers": False}   # axis → log2 x scale
 GAP_AXIS = "dataset_fraction"
 GAP_COLUMN = "train_val_gap"    # final val loss − final train loss, per run
@@ -561,7 +561,7 @@ def build_context(exp: ExperimentData) -> dict[str, Any]:
     runs, axes, variants = prepare(exp)
     claim = Claim.from_spec(exp.claim) if exp.claim else None
     metric = primary_metric(runs, claim)
-    higher = claim.higher_is_better if claim else metric.endswith(("accuracy", "exact_match"))
+    higher = claim.higher_is_better if claim else registry.higher_is_better(metric)
     colors = rf.variant_colors(variants)
     result = claim_verdict(runs, claim, axes)
     metrics = [metric] + [m for m in FINAL_METRICS if m in runs and m != metric]

@@ -15,12 +15,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from . import registry
 from .config import FIELD_TYPES, FIELDS, ConfigError
 from .tags import FAILURE_TAG, GRID_ARTIFACT, GRID_ROLE, RESUMED_TAG, ROLE_TAG, TAG_PREFIX
 from .tracking import StoredRun, Tracker, metric_histories, results_dir, store_exists, tracking_uri
 
-CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy", "val_exact_match", "grad_norm",
-                 "tokens_per_s", "step_time_ms")
+CURVE_METRICS = registry.curve_metrics()
 ID_COLUMNS = ["run_id", "run_name", "variant", "config_hash", "status", "failure", "seed"]
 INFO_COLUMNS = ["param_count", "duration_s", "start_time", "end_time", "grid", "profile",
                 "resumed_from_step", "parent_run_id"]

@@ -72,3 +72,18 @@ def test_readme_key_table_documents_every_config_key():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `(\w+)` \|", readme, flags=re.M))
     assert set(FIELDS) <= documented, sorted(set(FIELDS) - documented)
+
+
+def test_registry_is_the_source_of_every_name_list():
+    from charrnn import cells, data, registry
+    assert CHOICES["backend"] == tuple(registry.BACKENDS) == tuple(cells.BACKENDS)
+    assert CHOICES["cell"] == tuple(registry.CELLS) == tuple(cells.CELLS)
+    assert CHOICES["task"] == tuple(registry.TASKS) == tuple(data.TASKS)
+    assert set(registry.final_metrics()) == {f"final_{m}" for m in registry.METRICS if registry.METRICS[m].final}
+
+
+def test_metric_direction_comes_from_the_registry_not_the_name():
+    from charrnn import registry
+    assert registry.higher_is_better("final_tokens_per_s") and not registry.higher_is_better("val_loss")
+    with pytest.raises(KeyError):
+        registry.higher_is_better("made_up_metric")

@@ -7,6 +7,7 @@ from torch import nn
 
 from charrnn.cells import CELLS
 from charrnn.config import CHOICES, CUDA_ONLY, ConfigError, make_config
+from charrnn.registry import compiling_backends
 from charrnn.models import CharRNN, detach_hidden, param_count
 
 V, B, T, H = 11, 3, 7, 8
@@ -21,7 +22,7 @@ FUSED_CASES = {
 # Every custom backend that runs on CPU; the compiled ones get one case each (compiling is slow).
 EAGER_LOOPS = [b for b in CHOICES["backend"] if b.startswith("loop") and b not in CUDA_ONLY
                and "compiled" not in b]
-COMPILED_LOOPS = [b for b in CHOICES["backend"] if "compiled" in b]
+COMPILED_LOOPS = [b for b in CHOICES["backend"] if b in compiling_backends() and b not in CUDA_ONLY]
 
 
 def model(**overrides) -> CharRNN:
