@@ -31,7 +31,8 @@ POLL_S = 0.2
 def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True) -> None:
     """Build every RunSpec's data (task, validation batches, a first batch) before any run exists,
     so unusable data (a corpus shorter than seq_len, ...) is a bad-input error, not a failed run.
-    With `local_devices` (runs train on this machine) a backend this machine cannot run is one too."""
+    With `local_devices` (runs train on this machine) a backend or dtype this machine cannot run is one too."""
+    from .capabilities import check_device_support
     from .data import make_task
     from .train import resolve_device
 
@@ -40,6 +41,7 @@ def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True
         try:
             if local_devices:
                 check_backend_device(cfg.backend, resolve_device(cfg.device).type)
+                check_device_support(cfg, resolve_device(cfg.device).type)
             task = make_task(cfg)
             task.val_batches(cfg.batch_size, cfg.seq_len, cfg.eval_batches)
             task.train_batch(0, cfg.batch_size, cfg.seq_len, cfg.seed, cfg.hidden_init.startswith("epoch_"))
