@@ -2,7 +2,8 @@
 
 - `local` (default): in this process, one after the other, with a per-run progress bar.
 - `ray`: one Ray task per RunSpec. Joins `--ray-address` / `RAY_ADDRESS` when given, otherwise
-  starts a local Ray with this machine's CPUs (and GPUs: `num_gpus` per task). Each task gets
+  starts a fresh local Ray (`address="local"`) with this machine's CPUs (and GPUs: `num_gpus` per
+  task) — never the cluster named in Ray's `ray_current_cluster` file, which outlives a dead Ray. Each task gets
   CPUs // parallel CPUs and as many torch threads. The driver owns every MLflow write: a worker
   (`worker.py`, which never imports MLflow) logs through a `QueueRun`, whose calls travel over a
   Ray queue and are replayed by the driver on the real run, so the sqlite store has one writer and
@@ -135,8 +136,8 @@ class RayExecutor:
         try:
             if self.address:
                 ray.init(address=self.address, **common)
-            else:
-                ray.init(num_cpus=usable_cpus(), **common)
+            else:  # a fresh local Ray: never a stale /tmp/ray/ray_current_cluster or someone else's
+                ray.init(address="local", num_cpus=usable_cpus(), **common)
         except (ConnectionError, ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(f"--ray-address={self.address!r}: cannot start or join Ray ({first}); "

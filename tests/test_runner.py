@@ -363,7 +363,7 @@ def test_ray_executor_gives_the_same_final_metrics_as_local(store, tmp_path, mon
     other.mkdir()
     other.joinpath("mlflow.db").write_bytes(empty_store_db.read_bytes())
     monkeypatch.setenv("CHARRNN_RESULTS_DIR", str(other))
-    ray.init(num_cpus=2, include_dashboard=False)  # the 2-CPU local Ray of the issue, on any machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False)  # the 2-CPU local Ray of the issue
     try:
         ray_session = executors.run_grid(grid, "quick", executor="ray", progress=False)
     finally:
