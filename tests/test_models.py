@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from charrnn.capabilities import compile_support
 from charrnn.cells import CELLS
 from charrnn.config import CHOICES, CUDA_ONLY, ConfigError, make_config
 from charrnn.models import CharRNN, detach_hidden, param_count
