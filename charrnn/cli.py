@@ -34,7 +34,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .tracking import Tracker
     from .train import resolve_device
 
-    check_backend_device(cfg.backend, resolve_device(cfg.device).type)  # before the store exists
+    from .capabilities import check_device_support
+
+    device_type = resolve_device(cfg.device).type
+    check_backend_device(cfg.backend, device_type)  # before the store exists
+    check_device_support(cfg, device_type)           # e.g. dtype=bf16 on a CPU without bf16 kernels
     tracker = Tracker()
     outcome = run_one(cfg, tracker, experiment=args.experiment, progress=not args.no_progress)
     _print_outcome(outcome, tracker.uri)

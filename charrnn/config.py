@@ -11,7 +11,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Mapping, get_type_hints
+
+
+IDENTITY_SCHEMA = 1   # bump when the meaning of an existing key (or its default) changes
+
+
+def _sha16(obj: Any) -> str:
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 from . import registry
 
@@ -61,9 +69,21 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def config_hash(self) -> str:
-        """Stable identity of this run: sha256 of the canonical JSON (sorted keys), 16 hex chars."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        """The legacy hash: sha256 of every field, defaults included, 16 hex chars. It changes
+        whenever a field is added, so it is not the run's identity (see `identity_hash`); it is
+        still written as the `charrnn.config_hash` tag so earlier releases recognise new runs."""
+        return _sha16(self.to_dict())
+
+    def identity(self) -> dict[str, Any]:
+        """The canonical config: the schema version, `task`, and only the keys whose values
+        differ from the defaults. A key added later with a default leaves it unchanged."""
+        changed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                   if f.name == "task" or getattr(self, f.name) != f.default}
+        return {"schema": IDENTITY_SCHEMA, "config": changed}
+
+    def identity_hash(self) -> str:
+        """Stable identity of this run: sha256 of `identity()` as canonical JSON, 16 hex chars."""
+        return _sha16(self.identity())
 
     def run_name(self) -> str:
         """Readable MLflow run name, e.g. `gru-h256-l2-s0`."""
@@ -237,3 +257,16 @@ def parse_key_values(args: list[str]) -> dict[str, str]:
             raise ConfigError(f"argument {arg!r}: expected key=value; valid keys: {', '.join(FIELDS)}")
         out[key.strip()] = value.strip()
     return out
+
+
+def identity_from_params(params: Mapping[str, str]) -> str | None:
+    """The identity hash of a stored run from its logged params (every config key is one), so runs
+    logged before the identity tag existed are recognised. Keys the run did not log take their
+    defaults; params that are not config keys are ignored. None when a value cannot be read back."""
+    if "task" not in params:
+        return None
+    try:
+        values = {key: _coerce(key, text) for key, text in params.items() if key in FIELD_TYPES}
+    except ConfigError:
+        return None
+    return dataclasses.replace(TrainConfig(), **values).identity_hash()

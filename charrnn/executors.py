@@ -2,7 +2,8 @@
 
 - `local` (default): in this process, one after the other, with a per-run progress bar.
 - `ray`: one Ray task per RunSpec. Joins `--ray-address` / `RAY_ADDRESS` when given, otherwise
-  starts a local Ray with this machine's CPUs (and GPUs: `num_gpus` per task). Each task gets
+  starts a fresh local Ray (`address="local"`) with this machine's CPUs (and GPUs: `num_gpus` per
+  task) — never the cluster named in Ray's `ray_current_cluster` file, which outlives a dead Ray. Each task gets
   CPUs // parallel CPUs and as many torch threads. The driver owns every MLflow write: a worker
   (`worker.py`, which never imports MLflow) logs through a `QueueRun`, whose calls travel over a
   Ray queue and are replayed by the driver on the real run, so the sqlite store has one writer and
@@ -31,7 +32,8 @@ POLL_S = 0.2
 def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True) -> None:
     """Build every RunSpec's data (task, validation batches, a first batch) before any run exists,
     so unusable data (a corpus shorter than seq_len, ...) is a bad-input error, not a failed run.
-    With `local_devices` (runs train on this machine) a backend this machine cannot run is one too."""
+    With `local_devices` (runs train on this machine) a backend or dtype this machine cannot run is one too."""
+    from .capabilities import check_device_support
     from .data import make_task
     from .train import resolve_device
 
@@ -40,6 +42,7 @@ def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True
         try:
             if local_devices:
                 check_backend_device(cfg.backend, resolve_device(cfg.device).type)
+                check_device_support(cfg, resolve_device(cfg.device).type)
             task = make_task(cfg)
             task.val_batches(cfg.batch_size, cfg.seq_len, cfg.eval_batches)
             task.train_batch(0, cfg.batch_size, cfg.seq_len, cfg.seed, cfg.hidden_init.startswith("epoch_"))
@@ -133,8 +136,8 @@ class RayExecutor:
         try:
             if self.address:
                 ray.init(address=self.address, **common)
-            else:
-                ray.init(num_cpus=usable_cpus(), **common)
+            else:  # a fresh local Ray: never a stale /tmp/ray/ray_current_cluster or someone else's
+                ray.init(address="local", num_cpus=usable_cpus(), **common)
         except (ConnectionError, ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(f"--ray-address={self.address!r}: cannot start or join Ray ({first}); "

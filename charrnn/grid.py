@@ -78,7 +78,14 @@ class RunSpec:
 
     @property
     def config_hash(self) -> str:
+        """The legacy all-fields hash (the `charrnn.config_hash` tag); see `identity`."""
         return self.config.config_hash()
+
+    @property
+    def identity(self) -> str:
+        """The stable identity of its config (`TrainConfig.identity_hash`): what the store is
+        searched by, what a lock is named after, what `results` keeps one FINISHED run of."""
+        return self.config.identity_hash()
 
     @property
     def variant(self) -> str:

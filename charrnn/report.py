@@ -74,6 +74,7 @@ class ExperimentData:
     claim: dict[str, Any] | None = None
     artifact: ArtifactReader = _no_artifacts
     parent_run_id: str | None = None
+    duplicates: list[dict[str, Any]] = field(default_factory=list)  # results.duplicate_groups: not counted
 
 
 # =========================================================================== output places
@@ -578,6 +579,7 @@ def build_context(exp: ExperimentData) -> dict[str, Any]:
         "failed": failed_runs(runs), "provenance": provenance(exp, runs),
         "generated": now_text(), "open_details": OPEN_DETAILS,
         **detail_sections(exp, runs, variants, heat_for),
+        "duplicates": exp.duplicates,
     }
 
 

@@ -85,8 +85,8 @@ def load_experiment(name: str) -> ExperimentData:
     """Runs, curves, grid question/claim, provenance and an artifact reader of `name`."""
     require_experiment(name)
     t = tracker()
-    frame = results.runs_frame(name, t)
-    stored = results.trained_runs(name, t)
+    frame = results.runs_frame(name, t)                     # one FINISHED run per identity
+    stored = results.counted_runs(results.trained_runs(name, t))
     runs = frame.merge(_provenance(stored), on="run_id", how="left") if len(frame) else frame
     grid = results.grid_definition(name, t)
     parents = _grid_runs(name, t)
@@ -94,7 +94,8 @@ def load_experiment(name: str) -> ExperimentData:
         name=name, runs=runs, curves=curves(t, stored),
         axes=_axes(frame, grid), question=str((grid or {}).get("question") or ""),
         claim=(grid or {}).get("claim"), artifact=t.artifact_text,
-        parent_run_id=parents[-1].run_id if parents else None)
+        parent_run_id=parents[-1].run_id if parents else None,
+        duplicates=frame.attrs.get("duplicates", []))
 
 
 def log_report(parent_run_id: str, path: Path) -> None:

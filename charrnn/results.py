@@ -5,6 +5,9 @@
   metrics, duration, param_count, then every other config key.
 - `curves_frame`: long form, one row per (run, metric, step) — the last value logged at a step
   wins, so a resumed run's replayed steps appear once.
+- Exactly one FINISHED run per config identity is kept (the earliest started); any further
+  FINISHED run of the same identity is a duplicate (`finished_duplicates`), left out of both
+  tables and listed in `runs_frame(...).attrs["duplicates"]` instead of being counted.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from .tags import FAILURE_TAG, GRID_ARTIFACT, GRID_ROLE, RESUMED_TAG, ROLE_TAG, 
 from .tracking import StoredRun, Tracker, metric_histories, results_dir, store_exists, tracking_uri
 
 CURVE_METRICS = registry.curve_metrics()
-ID_COLUMNS = ["run_id", "run_name", "variant", "config_hash", "status", "failure", "seed"]
+ID_COLUMNS = ["run_id", "run_name", "variant", "identity", "config_hash", "status", "failure", "seed"]
 INFO_COLUMNS = ["param_count", "duration_s", "start_time", "end_time", "grid", "profile",
                 "resumed_from_step", "parent_run_id"]
 FORMATS = {"csv": ".csv", "parquet": ".parquet"}
@@ -64,7 +67,7 @@ def _identity(run: StoredRun) -> dict[str, Any]:
 def _row(run: StoredRun) -> dict[str, Any]:
     end = run.end_time if run.status != "RUNNING" else None
     row: dict[str, Any] = {
-        **_identity(run), "config_hash": run.config_hash, "status": run.status,
+        **_identity(run), "identity": run.identity, "config_hash": run.config_hash, "status": run.status,
         "failure": run.tags.get(FAILURE_TAG),
         **{k: v for k, v in sorted(run.metrics.items()) if k.startswith("final_") or k == "train_time_s"},
         "param_count": _int(run.params.get("param_count")),
@@ -78,8 +81,29 @@ def _row(run: StoredRun) -> dict[str, Any]:
     return row
 
 
+def finished_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
+    """The FINISHED runs that repeat an identity: every FINISHED run of an identity but the earliest
+    started (ties: lowest run id), which is the one kept. Needs columns run_id, identity, status,
+    start_time; returns identity, run_id, kept_run_id (runs without an identity never repeat)."""
+    done = frame[(frame["status"] == "FINISHED") & frame["identity"].notna()]
+    done = done.sort_values(["start_time", "run_id"], kind="stable")
+    kept = done.drop_duplicates("identity", keep="first").set_index("identity")["run_id"]
+    extra = done[done.duplicated("identity", keep="first")]
+    return pd.DataFrame({"identity": extra["identity"], "run_id": extra["run_id"],
+                         "kept_run_id": extra["identity"].map(kept)}).reset_index(drop=True)
+
+
+def duplicate_groups(duplicates: pd.DataFrame) -> list[dict[str, Any]]:
+    """`finished_duplicates` per identity: [{identity, kept_run_id, run_ids}] (plain data)."""
+    grouped = duplicates.groupby(["identity", "kept_run_id"], sort=True)["run_id"]
+    return [{"identity": identity, "kept_run_id": kept, "run_ids": sorted(ids)}
+            for (identity, kept), ids in grouped]
+
+
 def runs_frame(experiment: str, tracker: Tracker | None = None) -> pd.DataFrame:
-    """One row per trained run of `experiment`, oldest first; `attrs["axes"]` lists the varied keys."""
+    """One row per trained run of `experiment`, oldest first, one FINISHED run per identity;
+    `attrs["axes"]` lists the varied keys, `attrs["duplicates"]` the FINISHED runs left out
+    (`duplicate_groups`)."""
     runs = trained_runs(experiment, tracker or Tracker())
     frame = pd.DataFrame([_row(r) for r in runs])
     axes = list(dict.fromkeys(key for r in runs for key in _varied(r)))
@@ -88,7 +112,10 @@ def runs_frame(experiment: str, tracker: Tracker | None = None) -> pd.DataFrame:
     metrics = sorted(c for c in frame.columns if c.startswith("final_") or c == "train_time_s")
     ordered = ID_COLUMNS + axes + metrics + INFO_COLUMNS
     frame = frame[ordered + [c for c in frame.columns if c not in ordered]]
+    duplicates = finished_duplicates(frame)
+    frame = frame[~frame["run_id"].isin(duplicates["run_id"])].reset_index(drop=True)
     frame.attrs["axes"] = axes
+    frame.attrs["duplicates"] = duplicate_groups(duplicates)
     return frame
 
 
@@ -96,7 +123,7 @@ def curves_frame(experiment: str, metrics: tuple[str, ...] = CURVE_METRICS,
                  tracker: Tracker | None = None) -> pd.DataFrame:
     """Long form: run_id, run_name, variant, seed, the varied values, metric, step, value."""
     tracker = tracker or Tracker()
-    runs = {r.run_id: r for r in trained_runs(experiment, tracker)}
+    runs = {r.run_id: r for r in counted_runs(trained_runs(experiment, tracker))}
     points = sorted(metric_histories(tracker, runs, metrics), key=lambda p: p[4])  # by time logged
     last = {(run_id, key, step): value for run_id, key, step, value, _ in points}
     rows = [{**_identity(runs[run_id]), "metric": key, "step": step, "value": value}
@@ -107,6 +134,15 @@ def curves_frame(experiment: str, metrics: tuple[str, ...] = CURVE_METRICS,
     order = {run_id: i for i, run_id in enumerate(runs)}
     rows.sort(key=lambda r: (order[r["run_id"]], metrics.index(r["metric"]), r["step"]))
     return pd.DataFrame(rows)
+
+
+def counted_runs(runs: list[StoredRun]) -> list[StoredRun]:
+    """`runs` without the FINISHED duplicates (`finished_duplicates`)."""
+    frame = pd.DataFrame([{"run_id": r.run_id, "identity": r.identity, "status": r.status,
+                           "start_time": r.start_time} for r in runs],
+                         columns=["run_id", "identity", "status", "start_time"])
+    extra = set(finished_duplicates(frame)["run_id"])
+    return [r for r in runs if r.run_id not in extra]
 
 
 def grid_definition(experiment: str, tracker: Tracker | None = None) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ import torch
 from . import provenance
 from .config import TrainConfig
 from .sample import generate, predictions
-from .tags import HASH_TAG, RESUMED_TAG, TAG_PREFIX
+from .tags import HASH_TAG, IDENTITY_TAG, RESUMED_TAG, TAG_PREFIX
 from .train import CHECKPOINT_NAME, Diverged, Trainer
 
 if TYPE_CHECKING:  # MLflow stays out of processes that only train (Ray workers)
@@ -57,6 +57,11 @@ class ResumePoint:
     train_losses: tuple[tuple[int, float], ...] = ()   # (step, value), deduplicated by step
 
 
+def identity_tags(cfg: TrainConfig) -> dict[str, str]:
+    """The run's stable identity, and the legacy all-fields hash that earlier releases look up."""
+    return {IDENTITY_TAG: cfg.identity_hash(), HASH_TAG: cfg.config_hash()}
+
+
 def _log_outputs(run: RunSink, trainer: Trainer) -> None:
     """Sample text and the teacher-forced vs free-running record, for the report."""
     cfg = trainer.cfg
@@ -83,7 +88,7 @@ def run_one(cfg: TrainConfig, tracker: Tracker, experiment: str = DEFAULT_EXPERI
     run = tracker.start_run(
         experiment, run_name or cfg.run_name(),
         params={**cfg.to_dict(), "param_count": trainer.param_count},
-        tags={HASH_TAG: cfg.config_hash(), **prov_tags, **(tags or {})},
+        tags={**identity_tags(cfg), **prov_tags, **(tags or {})},
         parent_run_id=parent_run_id)
     for name, text in prov_files.items():
         run.log_text(text, name)
@@ -97,7 +102,7 @@ def train_run(cfg: TrainConfig, run: RunSink, resume: ResumePoint | None = None,
     try:
         trainer = Trainer(cfg, progress=progress)
         run.log_params({**cfg.to_dict(), "param_count": trainer.param_count})
-        run.set_tags({HASH_TAG: cfg.config_hash(), **_log_provenance(run, trainer)})
+        run.set_tags({**identity_tags(cfg), **_log_provenance(run, trainer)})
     except Exception as exc:  # unusable data or a bug before the first step
         return _fail(run, exc)
     return _train_in(trainer, run, resume)

@@ -1,8 +1,11 @@
 """One `charrnn grid` invocation against the store: who owns which run, what to do with each RunSpec.
 
 - The invocation is a parent run; each RunSpec a child run (`mlflow.parentRunId`) named after its
-  varied values and seed, tagged `charrnn.config_hash`, `charrnn.grid`, `charrnn.profile`.
-- Ownership on one host is an fcntl lock (`locks.py`): one per config hash, held while its run
+  varied values and seed, tagged `charrnn.identity` (the config's stable identity, see
+  `TrainConfig.identity`), `charrnn.config_hash` (the legacy all-fields hash), `charrnn.grid`,
+  `charrnn.profile`. A run stored before the identity tag existed is matched by the identity of
+  its logged params, so a store written by an earlier release is never trained again.
+- Ownership on one host is an fcntl lock (`locks.py`): one per identity, held while its run
   trains, and one per invocation, held while its parent run is open. A RUNNING run whose lock is
   free has a dead owner; it is marked KILLED and resumed. Runs owned by another host are left alone
   while their `charrnn.heartbeat` tag is fresher than CHARRNN_STALE_AFTER_S (default 1800 s).
@@ -25,7 +28,7 @@ from tqdm import tqdm
 from .grid import Grid, RunSpec
 from .locks import FileLock, is_held, lock_path
 from .runner import ResumePoint, RunOutcome
-from .tags import GRID_ARTIFACT, HASH_TAG, HEARTBEAT_TAG, ROLE_TAG, TAG_PREFIX
+from .tags import GRID_ARTIFACT, HASH_TAG, HEARTBEAT_TAG, IDENTITY_TAG, ROLE_TAG, TAG_PREFIX
 from .tags import GRID_ROLE as ROLE_GRID
 from .tags import RUN_ROLE as ROLE_RUN
 from .tracking import RunHandle, StoredRun, Tracker, now_ms, results_dir
@@ -50,16 +53,16 @@ class Decision:
 
 def decide(runs: list[StoredRun], rerun_failed: bool, since_ms: int,
            alive: Callable[[StoredRun], bool]) -> Decision:
-    """What to do with one RunSpec, given the store's runs with its config hash.
+    """What to do with one RunSpec, given the store's runs with its identity (oldest first).
 
-    FINISHED anywhere → skip. No run → new. The latest run RUNNING → skip while `alive` says its
+    FINISHED anywhere → skip (naming the earliest FINISHED run, the one `results` keeps). No run → new. The latest run RUNNING → skip while `alive` says its
     owner lives, else resume it. Ended after `since_ms` (by a concurrent invocation) → skip.
     FAILED → resume unless `rerun_failed` is off; KILLED → resume.
     """
     finished = [r for r in runs if r.status == "FINISHED"]
     if finished:
-        late = (finished[-1].end_time or 0) >= since_ms
-        return Decision(SKIP, finished[-1], "FINISHED by another invocation" if late else "already FINISHED")
+        late = (finished[0].end_time or 0) >= since_ms
+        return Decision(SKIP, finished[0], "FINISHED by another invocation" if late else "already FINISHED")
     if not runs:
         return Decision(NEW)
     latest = max(runs, key=lambda r: r.start_time)
@@ -86,8 +89,9 @@ def heartbeat_fresh(run: StoredRun) -> bool:
 def run_lock(grid_name: str, run: StoredRun) -> FileLock | None:
     """The lock that a live owner of `run` holds (None for runs this harness did not create)."""
     root = results_dir()
-    if run.tag("role") == ROLE_RUN and run.config_hash:
-        return FileLock(lock_path(root, grid_name, run.config_hash))
+    owned_by = run.tags.get(IDENTITY_TAG) or run.config_hash  # earlier releases locked the config hash
+    if run.tag("role") == ROLE_RUN and owned_by:
+        return FileLock(lock_path(root, grid_name, owned_by))
     if run.tag("role") == ROLE_GRID and run.tag("invocation"):
         return FileLock(lock_path(root, grid_name, "invocations", run.tag("invocation")))
     return None
@@ -139,6 +143,7 @@ class GridSession:
         self.since_ms = 0
         self.parent: RunHandle | None = None
         self._deferred: list[RunSpec] = []
+        self._untagged: dict[str, list[str]] = {}   # identity → ids of runs without the identity tag
         self._lock = FileLock(lock_path(results_dir(), grid.name, "invocations", self.invocation))
         self._bar = tqdm(total=len(specs), desc=f"grid {grid.name} [{profile}]", unit="run",
                          disable=not progress, dynamic_ncols=True, position=0)
@@ -147,6 +152,7 @@ class GridSession:
     def __enter__(self) -> "GridSession":
         self.tracker.experiment_id(self.grid.name)  # the store and experiment exist before any worker
         self.reap()
+        self._untagged = untagged_runs(self.tracker.runs(self.grid.name, {ROLE_TAG: ROLE_RUN}))
         self.since_ms = now_ms()
         self._lock.acquire()
         self.parent = self.tracker.start_run(
@@ -202,12 +208,12 @@ class GridSession:
     def claim(self, spec: RunSpec, wait: bool = False) -> Job | None:
         """Lock `spec` and open its run (new, or reopened to resume). None when there is nothing to
         train now: skipped (recorded), or locked by a live invocation (deferred; see take_deferred)."""
-        lock = FileLock(lock_path(results_dir(), self.grid.name, spec.config_hash))
+        lock = FileLock(lock_path(results_dir(), self.grid.name, spec.identity))
         if not lock.acquire(blocking=wait):
             self._deferred.append(spec)
             return None
         try:
-            runs = self.tracker.runs(self.grid.name, {HASH_TAG: spec.config_hash, ROLE_TAG: ROLE_RUN})
+            runs = self.stored_runs(spec)
             decision = decide(runs, self.rerun_failed, self.since_ms,
                               lambda r: r.tag("owner_host") != HOST and heartbeat_fresh(r))
             if decision.action == SKIP:
@@ -219,13 +225,22 @@ class GridSession:
             lock.release()
             raise
 
+    def stored_runs(self, spec: RunSpec) -> list[StoredRun]:
+        """The store's runs of `spec`'s identity, read now, oldest first: those tagged with it and
+        those of an earlier release (no identity tag) whose logged params give the same identity."""
+        tagged = self.tracker.runs(self.grid.name, {IDENTITY_TAG: spec.identity, ROLE_TAG: ROLE_RUN})
+        seen = {r.run_id for r in tagged}
+        legacy = [self.tracker.run(i) for i in self._untagged.get(spec.identity, []) if i not in seen]
+        return sorted(tagged + legacy, key=lambda r: (r.start_time, r.run_id))
+
     def take_deferred(self) -> list[RunSpec]:
         """Specs another invocation held when claimed; claim them again with wait=True."""
         deferred, self._deferred = self._deferred, []
         return deferred
 
     def _open(self, spec: RunSpec, decision: Decision, lock: FileLock) -> Job:
-        tags = {ROLE_TAG: ROLE_RUN, HASH_TAG: spec.config_hash, TAG_PREFIX + "variant": spec.variant,
+        tags = {ROLE_TAG: ROLE_RUN, IDENTITY_TAG: spec.identity, HASH_TAG: spec.config_hash,
+                TAG_PREFIX + "variant": spec.variant,
                 TAG_PREFIX + "varied": spec.varied_json, **self._owner_tags()}
         local = self.executor == "local"
         if decision.action == NEW:
@@ -276,11 +291,21 @@ class GridSession:
         return {k: sum(r.outcome == k for r in self.results) for k in (FINISHED, SKIPPED, FAILED)}
 
     def ordered_results(self) -> list[SpecResult]:
-        order = {spec.config_hash: i for i, spec in enumerate(self.specs)}
-        return sorted(self.results, key=lambda r: order[r.spec.config_hash])
+        order = {spec.identity: i for i, spec in enumerate(self.specs)}
+        return sorted(self.results, key=lambda r: order[r.spec.identity])
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
+
+
+def untagged_runs(runs: list[StoredRun]) -> dict[str, list[str]]:
+    """identity → ids of the runs that lack the identity tag (stored by an earlier release),
+    their identity derived from their logged params; runs that logged none are left out."""
+    found: dict[str, list[str]] = {}
+    for run in runs:
+        if IDENTITY_TAG not in run.tags and run.identity:
+            found.setdefault(run.identity, []).append(run.run_id)
+    return found
 
 
 def _skipped(spec: RunSpec, decision: Decision) -> SpecResult:
@@ -304,28 +329,28 @@ def format_metric(value: float | None) -> str:
 def summary_text(session: GridSession) -> str:
     """The end-of-grid table: one line per RunSpec and the finished / skipped / failed counts."""
     counts = session.counts()
-    rows = [[r.outcome, r.spec.run_name, r.spec.config_hash, r.status or "-",
+    rows = [[r.outcome, r.spec.run_name, r.spec.identity, r.status or "-",
              format_metric(r.final.get("final_val_loss")), r.note] for r in session.ordered_results()]
     head = (f"grid {session.grid.name} [{session.profile}]: {len(session.specs)} runs: "
             f"{counts[FINISHED]} finished, {counts[SKIPPED]} skipped, {counts[FAILED]} failed "
             f"in {session.elapsed_s():.1f} s")
-    table = format_table(["outcome", "run", "config_hash", "status", "final_val_loss", "note"], rows)
+    table = format_table(["outcome", "run", "identity", "status", "final_val_loss", "note"], rows)
     parent = f"parent run: {session.parent.run_id}" if session.parent else ""
     return "\n".join(filter(None, [head, table, parent]))
 
 
 def plan_text(grid: Grid, profile: str, specs: tuple[RunSpec, ...], tracker: Tracker | None,
               rerun_failed: bool) -> str:
-    """`--dry-run`: every RunSpec with its hash, store status and what a real run would do."""
+    """`--dry-run`: every RunSpec with its identity, store status and what a real run would do."""
     runs: dict[str, list[StoredRun]] = {}
     for run in tracker.runs(grid.name, {ROLE_TAG: ROLE_RUN}) if tracker else []:
-        runs.setdefault(run.config_hash or "", []).append(run)
+        runs.setdefault(run.identity or "", []).append(run)
     rows = []
     for spec in specs:
-        found = runs.get(spec.config_hash, [])
+        found = runs.get(spec.identity, [])
         decision = decide(found, rerun_failed, now_ms(), lambda r: owner_alive(grid.name, r))
         latest = max(found, key=lambda r: r.start_time).status if found else "-"
         action = {NEW: "train", RESUME: "resume", SKIP: "skip"}[decision.action]
-        rows.append([spec.config_hash, spec.run_name, latest, action, decision.note])
+        rows.append([spec.identity, spec.run_name, latest, action, decision.note])
     head = f"grid {grid.name} [{profile}]: {len(specs)} runs (dry run: nothing was created)"
-    return head + "\n" + format_table(["config_hash", "run", "store", "action", "note"], rows)
+    return head + "\n" + format_table(["identity", "run", "store", "action", "note"], rows)

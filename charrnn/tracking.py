@@ -25,7 +25,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
 from .locks import FileLock
-from .tags import FAILURE_TAG, HASH_TAG, HEARTBEAT_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401 (re-exported)
+from .config import identity_from_params
+from .tags import FAILURE_TAG, HASH_TAG, HEARTBEAT_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401
 
 RUN_STATUS = RunStatus
 MAX_BATCH = 1000  # MLflow's per-call limit on metrics in log_batch
@@ -82,6 +83,12 @@ class StoredRun:
     @property
     def config_hash(self) -> str | None:
         return self.tags.get(HASH_TAG)
+
+    @property
+    def identity(self) -> str | None:
+        """Its config's stable identity: the `charrnn.identity` tag, or, for a run logged before
+        that tag existed, derived from its logged params (None when it logged none)."""
+        return self.tags.get(IDENTITY_TAG) or identity_from_params(self.params)
 
     @property
     def parent_run_id(self) -> str | None:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .capabilities import check_device_support
 from .config import TrainConfig, check_backend_device
 from .data import Batch, Task, make_task
 from .models import CharRNN, detach_hidden, param_count
@@ -101,6 +102,7 @@ class Trainer:
         self.progress = progress
         self.device = resolve_device(cfg.device)
         check_backend_device(cfg.backend, self.device.type)   # e.g. loop_cudagraph with auto → cpu
+        check_device_support(cfg, self.device.type)           # e.g. dtype=bf16 without bf16 kernels
         seed_everything(cfg.seed)
         self.task: Task = make_task(cfg)
         self.model = CharRNN(cfg, self.task.vocab.size).to(self.device)
@@ -123,7 +125,8 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "step": self.step, "hidden": self.hidden, "torch_rng": torch.get_rng_state(),
-                 "python_rng": random.getstate(), "config_hash": self.cfg.config_hash()}
+                 "python_rng": random.getstate(), "config_hash": self.cfg.config_hash(),
+                 "identity": self.cfg.identity_hash()}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
@@ -131,9 +134,10 @@ class Trainer:
     def load_checkpoint(self, path: str | Path) -> None:
         """Resume model, optimiser, step, carried hidden and RNG states from `path`."""
         state = torch.load(path, map_location=self.device, weights_only=True)
-        if state["config_hash"] != self.cfg.config_hash():
-            raise ValueError(f"checkpoint {path} belongs to config {state['config_hash']}, "
-                             f"not {self.cfg.config_hash()}")
+        if state.get("identity", "") != self.cfg.identity_hash() and \
+                state["config_hash"] != self.cfg.config_hash():  # a checkpoint of an earlier release
+            raise ValueError(f"checkpoint {path} belongs to config {state.get('identity') or state['config_hash']}, "
+                             f"not {self.cfg.identity_hash()}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.hidden = state["step"], state["hidden"]

@@ -185,7 +185,7 @@ def test_dry_run_lists_every_run_and_creates_nothing(tmp_path, results_dir, caps
     out = capsys.readouterr().out
     specs = load_grid(tmp_path / "tiny.yaml").expand("quick")
     for spec in specs:
-        assert spec.config_hash in out and spec.run_name in out
+        assert spec.identity in out and spec.run_name in out
     assert out.count(" train") == 8
     assert not results_dir.exists()
 

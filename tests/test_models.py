@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from charrnn.capabilities import compile_support
 from charrnn.cells import CELLS
 from charrnn.config import CHOICES, CUDA_ONLY, ConfigError, make_config
 from charrnn.registry import compiling_backends
@@ -60,6 +61,9 @@ def test_charrnn_loop_matches_fused_outputs_and_gradients(backend, case, layers,
 
 @pytest.mark.parametrize("backend", COMPILED_LOOPS)
 def test_charrnn_compiled_loop_matches_fused_outputs_and_gradients(backend):
+    support = compile_support()
+    if not support.ok:
+        pytest.skip(f"torch.compile cannot run here: {support.reason}")
     check_model_matches_fused(backend, "lstm", layers=2, residual=True)
 
 

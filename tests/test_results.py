@@ -48,8 +48,8 @@ def test_runs_frame_has_one_typed_row_per_child_run_and_no_parent(grid_results):
     for column in ("run_name", "variant", "config_hash", "status", "failure", "seed", "lr", "hidden_size",
                    "final_val_loss", "final_train_loss", "duration_s", "param_count"):
         assert column in frame.columns
-    assert list(frame.columns[:9]) == ["run_id", "run_name", "variant", "config_hash", "status", "failure",
-                                       "seed", "lr", "hidden_size"]
+    assert list(frame.columns[:10]) == ["run_id", "run_name", "variant", "identity", "config_hash", "status",
+                                        "failure", "seed", "lr", "hidden_size"]
     assert frame["hidden_size"].tolist() == [8, 16, 8, 16] and frame["lr"].tolist() == [1e6, 1e6, 0.01, 0.01]
     assert pd.api.types.is_integer_dtype(frame["param_count"]) and (frame["param_count"] > 0).all()
     assert (frame["duration_s"] > 0).all()

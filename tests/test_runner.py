@@ -232,13 +232,17 @@ def test_decide_what_to_do_with_a_run_spec(runs, rerun, alive, action, note):
     assert decision.action == action and note in decision.note
 
 
-def test_running_run_is_reaped_only_once_its_owner_lock_is_free(store, tmp_path):
+@pytest.mark.parametrize("release", ["current", "previous"])
+def test_running_run_is_reaped_only_once_its_owner_lock_is_free(store, tmp_path, release):
     grid = load_grid(write_grid(tmp_path, axes={"cell": ["gru"]}, seeds=[0], claim=None))
     spec, tracker = grid.expand("quick")[0], Tracker()
+    # the previous release tagged (and locked) only the all-fields config hash
+    tags = {"charrnn.identity": spec.identity} if release == "current" else {}
+    owned_by = spec.identity if release == "current" else spec.config_hash
     orphan = tracker.start_run("tiny", spec.run_name, {}, system_metrics=False, tags={
-        "charrnn.role": "run", "charrnn.config_hash": spec.config_hash, "charrnn.owner_host": HOST})
+        "charrnn.role": "run", "charrnn.config_hash": spec.config_hash, "charrnn.owner_host": HOST, **tags})
     session = GridSession(tracker, grid, "quick", (spec,), progress=False)
-    with FileLock(lock_path(results_dir(), "tiny", spec.config_hash)):
+    with FileLock(lock_path(results_dir(), "tiny", owned_by)):
         assert session.reap() == []
     assert tracker.run(orphan.run_id).status == "RUNNING"
     assert session.reap() == [orphan.run_id]
@@ -359,7 +363,7 @@ def test_ray_executor_gives_the_same_final_metrics_as_local(store, tmp_path, mon
     other.mkdir()
     other.joinpath("mlflow.db").write_bytes(empty_store_db.read_bytes())
     monkeypatch.setenv("CHARRNN_RESULTS_DIR", str(other))
-    ray.init(num_cpus=2, include_dashboard=False)  # the 2-CPU local Ray of the issue, on any machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False)  # the 2-CPU local Ray of the issue
     try:
         ray_session = executors.run_grid(grid, "quick", executor="ray", progress=False)
     finally:
