@@ -46,6 +46,7 @@ class TrainConfig:
     lr_schedule: str = "constant"   # constant | cosine (from lr down to lr/10 at the last step)
     grad_clip: float = 5.0          # max global grad norm; 0 = off
     steps: int = 500
+    max_time_s: float = 0.0         # wall-clock budget of the training loop (0 = off); steps is then an upper bound
     batch_size: int = 32
     seq_len: int = 64
     eval_interval: int = 100        # steps between evaluations (and checkpoints); the last step always evaluates
@@ -62,7 +63,8 @@ class TrainConfig:
 
     def config_hash(self) -> str:
         """Stable identity of this run: sha256 of the canonical JSON (sorted keys), 16 hex chars."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        values = {k: v for k, v in self.to_dict().items() if not (k in LATE_KEYS and v == LATE_KEYS[k])}
+        canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def run_name(self) -> str:
@@ -74,6 +76,10 @@ class TrainConfig:
             parts.append(self.backend)
         return "-".join(parts + [f"s{self.seed}"])
 
+
+# Keys added after runs were stored: left out of config_hash while at this default, so every earlier
+# run keeps its identity (resume, dedup).
+LATE_KEYS: dict[str, Any] = {"max_time_s": 0.0}
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "task": tuple(registry.TASKS),
@@ -103,6 +109,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "lr": (0.0, math.inf, "a number > 0"),
     "grad_clip": (0.0, math.inf, "a number >= 0 (0 = off)"),
     "steps": (1, math.inf, "an integer >= 1"),
+    "max_time_s": (0.0, math.inf, "a number >= 0 (0 = off)"),
     "batch_size": (1, math.inf, "an integer >= 1"),
     "seq_len": (1, math.inf, "an integer >= 1"),
     "eval_interval": (1, math.inf, "an integer >= 1"),
