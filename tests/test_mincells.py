@@ -221,3 +221,21 @@ def test_max_time_s_off_keeps_every_earlier_config_hash():
     old = {k: v for k, v in cfg.to_dict().items() if k != "max_time_s"}  # as hashed before the key
     digest = hashlib.sha256(json.dumps(old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
     assert cfg.config_hash() == digest != make_config({"max_time_s": 5}).config_hash()
+
+
+def test_kernels_page_plots_mingru_time_vs_seq_len_and_names_the_crossing(tmp_path):
+    import json
+
+    from charrnn.report_kernels import load_benchmarks, render_kernels
+    from charrnn.report_scan import crossing
+
+    ms = {("gru", "fused"): (10, 40, 160), ("mingru", "scan"): (20, 30, 40), ("mingru", "loop"): (15, 60, 240)}
+    benches = [{"name": f"{c}-{b}-{t}", "stats": {"median": m / 1e3, "iqr": m / 2e4, "rounds": 15},
+                "extra_info": {"cell": c, "backend": b, "hidden": 256, "batch": 32, "seq_len": t, "layers": 1,
+                               "dtype": "fp32", "direction": "fwd_bwd", "device_name": "cpu"}}
+               for (c, b), times in ms.items() for t, m in zip((64, 256, 1024), times)]
+    (tmp_path / "b.json").write_text(json.dumps({"datetime": "2025-01-01", "benchmarks": benches}))
+    frame = load_benchmarks([tmp_path / "b.json"])
+    assert crossing(frame).startswith("mingru scan, H=256 B=32 fp32 fwd_bwd: faster than nn.GRU from T=256")
+    html = render_kernels(tmp_path / "out", tmp_path).read_text(encoding="utf-8")
+    assert "Min cells: time vs sequence length" in html and "T=64: 2.00×" in html
