@@ -33,8 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cells import BACKENDS, CELLS, FUSED, FUSED_NOCUDNN, Hidden, make_layer
+from . import registry
+from .cells import BACKENDS, CELLS, FUSED, FUSED_NOCUDNN, Hidden, has_cell_state, make_layer
 from .config import CUDA_ONLY, ConfigError, TrainConfig
+from .mincells import MIN_BACKENDS, MIN_CELLS, SCAN_TOLERANCE
 
 REFERENCE = "fused"
 COMPILING = ("loop_compiled", "loop_bptt_compiled", "loop_cudagraph")  # first call compiles/captures
@@ -91,12 +93,16 @@ class Profile:
     warmup_rounds: int
     quiet_wait_s: float = 0.0        # per case: wait up to this long for other processes to go idle
     quiet_budget_s: float = 0.0      # ... and at most this long in one session
+    extra_cases: tuple[Case, ...] = ()  # cases beyond shape x backend (the min-cell block below)
 
     def cases(self) -> list[Case]:
-        return [Case(s[0], b, *s[1:]) for s in self.layer_shapes for b in BACKENDS]
+        cases = [Case(s[0], b, *s[1:]) for s in self.layer_shapes for b in BACKENDS
+                 if s[0] in registry.BACKENDS[b].cells] + list(self.extra_cases)
+        return list({c.id: c for c in cases}.values())  # an extra case may repeat a shape's case
 
     def train_cases(self) -> list[Case]:
-        return [Case(s[0], b, *s[1:], direction="train_step") for s in self.train_shapes for b in BACKENDS]
+        return [Case(s[0], b, *s[1:], direction="train_step") for s in self.train_shapes for b in BACKENDS
+                if s[0] in registry.BACKENDS[b].cells]
 
     def rounds(self, one_call_s: float) -> int:
         return int(min(self.max_rounds, max(self.min_rounds, self.target_s / max(one_call_s, 1e-9))))
@@ -111,20 +117,37 @@ def _sweep(cells, base: dict[str, Any], axes: dict[str, tuple], dtypes, directio
 
 
 CELL_NAMES = tuple(CELLS)
+
+
+# --- min cells (charrnn/mincells.py): scan vs loop vs nn.GRU fused at one shape, time vs T --------
+def scan_cases(hidden: int, batch: int, seq_lens: tuple[int, ...], dtypes=("fp32",),
+               direction: str = "fwd_bwd") -> tuple[Case, ...]:
+    """Every min cell on each of its backends, and nn.GRU (`gru`, `fused`) at the same shape: the
+    comparison the kernels page plots against T (charrnn/report_scan.py)."""
+    arms = [(c, b) for c in MIN_CELLS for b in MIN_BACKENDS] + [("gru", "fused")]
+    return tuple(Case(c, b, hidden, batch, t, 1, dt, direction)
+                 for t in seq_lens for dt in dtypes for c, b in arms)
+
+
+SCAN_SEQ_LENS = (64, 256, 1024)
+# --- end of the min-cell block
+
+
 PROFILES: dict[str, Profile] = {
     # make test: correctness only (benchmarks disabled), tiny shapes.
     "test": Profile(
         layer_shapes=tuple((c, 16, 4, 8, layers, "fp32", d) for c in CELL_NAMES
                            for layers, d in ((1, "fwd"), (1, "fwd_bwd"), (2, "fwd_bwd"))),
         train_shapes=tuple((c, 16, 4, 8, 1, "fp32") for c in CELL_NAMES),
-        target_s=0.0, min_rounds=1, max_rounds=1, warmup_rounds=0),
+        target_s=0.0, min_rounds=1, max_rounds=1, warmup_rounds=0,
+        extra_cases=scan_cases(16, 4, (8, 100)) + scan_cases(16, 4, (8,), direction="fwd")),
     # make bench: CPU, a few shapes per cell, ≤ 10 min on 2 cores.
     "quick": Profile(
         layer_shapes=tuple((c, h, 32, 64, 1, "fp32", d) for c in CELL_NAMES
                            for h, d in ((256, "fwd_bwd"), (256, "fwd"), (128, "fwd_bwd"))),
         train_shapes=tuple((c, 128, 32, 64, 1, "fp32") for c in CELL_NAMES),
         target_s=0.6, min_rounds=15, max_rounds=150, warmup_rounds=3,
-        quiet_wait_s=15.0, quiet_budget_s=150.0),
+        quiet_wait_s=15.0, quiet_budget_s=150.0, extra_cases=scan_cases(256, 32, SCAN_SEQ_LENS)),
     # make bench PROFILE=full: the GPU grid around fastrnns' shape (H512 B64 T100 L1).
     "full": Profile(
         layer_shapes=_sweep(CELL_NAMES, {"hidden": 512, "batch": 64, "seq_len": 100, "layers": 1},
@@ -133,7 +156,8 @@ PROFILES: dict[str, Profile] = {
                             ("fp32", "bf16"), DIRECTIONS),
         train_shapes=tuple((c, h, 64, 100, 1, dt) for c in CELL_NAMES for h in (256, 1024)
                            for dt in ("fp32", "bf16")),
-        target_s=1.0, min_rounds=10, max_rounds=100, warmup_rounds=10),
+        target_s=1.0, min_rounds=10, max_rounds=100, warmup_rounds=10,
+        extra_cases=scan_cases(512, 64, SCAN_SEQ_LENS, ("fp32", "bf16"))),
 }
 
 
@@ -287,7 +311,9 @@ def build_layer_model(case: Case, fused: nn.RNNBase | None = None) -> nn.Module:
             model.load_state_dict(fused.state_dict())
         return model
     model = LayerStack(case.backend, case.cell, case.hidden, case.layers)
-    if fused is not None:
+    if isinstance(fused, LayerStack):    # a min cell's `loop` reference: same layout
+        model.load_state_dict(fused.state_dict())
+    elif fused is not None:
         model.load_fused(fused)
     return model
 
@@ -351,7 +377,7 @@ class Workload:
 
 
 def _random_hidden(case: Case, device: torch.device, gen: torch.Generator) -> Hidden:
-    n = 2 if CELLS[case.cell].has_cell_state else 1
+    n = 2 if has_cell_state(case.cell) else 1
     states = tuple(torch.randn(case.layers, case.batch, case.hidden, generator=gen).to(device)
                    for _ in range(n))
     return states if n == 2 else states[0]
@@ -374,10 +400,15 @@ def make_workload(case: Case, device: torch.device, fused: nn.Module | None = No
     return Workload(case, model, device, x, h0, target)
 
 
+def reference_backend(cell: str) -> str:
+    """What a case is checked against: `fused` (nn.*), or `loop` for a cell nn.* lacks (min cells)."""
+    return REFERENCE if cell in registry.BACKENDS[REFERENCE].cells else "loop"
+
+
 def reference_model(case: Case) -> nn.Module:
-    """A freshly initialised `fused` model for the case (CPU); its weights are copied everywhere."""
+    """A freshly initialised reference model for the case (CPU); its weights are copied everywhere."""
     torch.manual_seed(0)
-    ref = dataclasses.replace(case, backend=REFERENCE)
+    ref = dataclasses.replace(case, backend=reference_backend(case.cell))
     if case.direction == "train_step":
         return build_train_model(ref)
     return build_layer_model(ref)
@@ -414,16 +445,21 @@ def _canonical(name: str) -> str:
     return f"{m.group(2)}{m.group(1)}" if m else name
 
 
+def tolerance(case: Case) -> float:
+    """TOLERANCE, or the log-space scan's own (mincells.SCAN_TOLERANCE)."""
+    return (SCAN_TOLERANCE if case.backend == "scan" else TOLERANCE)[case.dtype]
+
+
 def assert_equivalent(case: Case, device: torch.device, fused: nn.Module) -> None:
     """Outputs and gradients of the case's backend equal `fused` on copied weights (see TOLERANCE);
     raises AssertionError naming the first tensor that differs."""
-    ref_case = dataclasses.replace(case, backend=REFERENCE)
+    ref_case = dataclasses.replace(case, backend=reference_backend(case.cell))
     ref = make_workload(ref_case, device, fused)
     got = make_workload(case, device, fused)
     expected = forward_backward(ref.model, ref.x, ref.h0, case, device)
     actual = forward_backward(got.model, got.x, got.h0, case, device)
     assert actual.keys() == expected.keys(), (sorted(actual), sorted(expected))
-    tol = TOLERANCE[case.dtype]
+    tol = tolerance(case)
     for name, want in expected.items():
         have, want = actual[name].float(), want.float()
         assert have.shape == want.shape, f"{case.id}: {name}: shape {have.shape} != {want.shape}"
@@ -453,13 +489,16 @@ def prepare(case: Case, device: torch.device, reset_compiled: bool = True) -> Pr
     work = make_workload(case, device, fused)
     first_call_s = work.timed_call()
     assert_equivalent(case, device, fused)
-    paired = None if case.backend == REFERENCE else make_workload(
-        dataclasses.replace(case, backend=REFERENCE), device, fused)
+    paired_case = dataclasses.replace(case, backend=REFERENCE)
+    if case.cell not in FUSED:                  # min cells: timed against nn.GRU at the same shape
+        paired_case, fused = dataclasses.replace(paired_case, cell="gru"), None
+    paired = None if case.backend == REFERENCE else make_workload(paired_case, device, fused)
     info = {**case.params(), "shape": case.shape, "device": str(device), "device_name": device_name(device),
             **versions(), "first_call_s": first_call_s,
             "compile_caches": os.environ.get("TORCHINDUCTOR_FORCE_DISABLE_CACHES") != "1",
             "compile_s": first_call_s if case.backend in COMPILING else 0.0,
-            "tf32": False, "equivalence": f"max|err| <= {TOLERANCE[case.dtype]:g} max(1, max|ref|)",
+            "tf32": False, "equivalence": f"max|err| <= {tolerance(case):g} max(1, max|ref|)",
+            "paired_with": "gru-fused" if case.cell not in FUSED else REFERENCE,
             "loadavg_start": os.getloadavg()[0]}
     return Prepared(work, paired, info)
 

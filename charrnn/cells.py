@@ -20,6 +20,8 @@ Backends (`make_layer`, registry `BACKENDS`):
 - `loop_bptt_compiled`: `loop_bptt` with the gate math forward and backward each `torch.compile`d
                         into one fused kernel per step.
 - `loop_cudagraph`:     `loop_bptt` captured as CUDA graphs (forward and backward), CUDA only.
+- `scan`:               minGRU / minLSTM only: a log-space parallel scan over time (charrnn/mincells.py,
+                        which also holds their `loop` layer; `make_layer` routes min cells there).
 
 Hidden state follows the nn.* convention: a tensor (1, B, H), or a tuple (h, c) of (1, B, H) for lstm.
 """
@@ -34,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from charrnn.config import CHOICES, ConfigError, check_fused_vanilla
+from charrnn import mincells
+from charrnn.config import CHOICES, ConfigError, check_cell_backend, check_fused_vanilla
 
 Hidden = Union[Tensor, tuple[Tensor, Tensor]]
 StepFn = Callable[[Tensor, Hidden, Tensor, Tensor], Hidden]
@@ -512,6 +515,7 @@ BACKENDS: dict[str, Callable[..., nn.Module]] = {
     "loop_bptt": BPTTRNNLayer,
     "loop_bptt_compiled": _make_loop_bptt_compiled,
     "loop_cudagraph": CudaGraphRNNLayer,
+    "scan": lambda cell, input_size, hidden_size, *_: mincells.MinLayer(cell, input_size, hidden_size, "scan"),
 }
 assert tuple(BACKENDS) == CHOICES["backend"], "cells.BACKENDS and config.CHOICES['backend'] disagree"
 
@@ -525,7 +529,21 @@ def make_layer(backend: str, cell: str, input_size: int, hidden_size: int,
     option combinations the backend cannot run.
     """
     _check_choice("backend", backend, tuple(BACKENDS))
-    _check_choice("cell", cell, tuple(CELLS))
+    _check_choice("cell", cell, ALL_CELLS)
     _check_choice("input_combine", input_combine, CHOICES["input_combine"])
     _check_choice("activation", activation, CHOICES["activation"])
+    check_cell_backend(cell, backend)
+    if cell in mincells.MIN_CELLS:  # min cells: their own layer for each of their backends
+        return mincells.MinLayer(cell, input_size, hidden_size, backend)
     return BACKENDS[backend](cell, input_size, hidden_size, input_combine, activation)
+
+
+# --------------------------------------------------------------------------- every cell
+
+ALL_CELLS: tuple[str, ...] = (*CELLS, *mincells.MIN_CELLS)  # the classic cells above, then the min cells
+assert ALL_CELLS == CHOICES["cell"], "cells.ALL_CELLS and config.CHOICES['cell'] disagree"
+
+
+def has_cell_state(cell: str) -> bool:
+    """True where the hidden state is an (h, c) tuple (lstm); min cells carry h alone."""
+    return cell in CELLS and CELLS[cell].has_cell_state

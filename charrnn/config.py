@@ -54,6 +54,7 @@ class TrainConfig:
     lr_schedule: str = "constant"   # constant | cosine (from lr down to lr/10 at the last step)
     grad_clip: float = 5.0          # max global grad norm; 0 = off
     steps: int = 500
+    max_time_s: float = 0.0         # wall-clock budget of the training loop (0 = off); steps is then an upper bound
     batch_size: int = 32
     seq_len: int = 64
     eval_interval: int = 100        # steps between evaluations (and checkpoints); the last step always evaluates
@@ -72,7 +73,9 @@ class TrainConfig:
         """The legacy hash: sha256 of every field, defaults included, 16 hex chars. It changes
         whenever a field is added, so it is not the run's identity (see `identity_hash`); it is
         still written as the `charrnn.config_hash` tag so earlier releases recognise new runs."""
-        return _sha16(self.to_dict())
+        legacy = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name in LEGACY_FIELDS or getattr(self, f.name) != f.default}
+        return _sha16(legacy)
 
     def identity(self) -> dict[str, Any]:
         """The canonical config: the schema version, `task`, and only the keys whose values
@@ -94,6 +97,16 @@ class TrainConfig:
             parts.append(self.backend)
         return "-".join(parts + [f"s{self.seed}"])
 
+
+# Keys added after runs were stored: left out of config_hash while at this default, so every earlier
+# run keeps its identity (resume, dedup).
+# The fields of the release that introduced `identity`; `config_hash` leaves later fields out while
+# they hold their defaults, so that release still recognises runs made by this one.
+LEGACY_FIELDS = frozenset((
+    "task", "path", "dataset_fraction", "arith_digits", "arith_ops", "bitflip_bits", "cell", "backend",
+    "input_combine", "activation", "input", "embed_size", "hidden_size", "layers", "residual",
+    "hidden_init", "optimizer", "lr", "lr_schedule", "grad_clip", "steps", "batch_size", "seq_len",
+    "eval_interval", "eval_batches", "dtype", "device", "seed", "sample_length", "sample_temperature"))
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "task": tuple(registry.TASKS),
@@ -123,6 +136,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "lr": (0.0, math.inf, "a number > 0"),
     "grad_clip": (0.0, math.inf, "a number >= 0 (0 = off)"),
     "steps": (1, math.inf, "an integer >= 1"),
+    "max_time_s": (0.0, math.inf, "a number >= 0 (0 = off)"),
     "batch_size": (1, math.inf, "an integer >= 1"),
     "seq_len": (1, math.inf, "an integer >= 1"),
     "eval_interval": (1, math.inf, "an integer >= 1"),

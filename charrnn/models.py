@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from charrnn.cells import CELLS, Hidden, map_hidden, make_layer
+from charrnn.cells import ALL_CELLS, Hidden, has_cell_state, map_hidden, make_layer
 from charrnn.config import CHOICES, ConfigError, TrainConfig
 
 INIT_MODES = ("zero", "random", "learned")
@@ -24,11 +24,11 @@ class CharRNN(nn.Module):
         if cfg.input not in CHOICES["input"]:
             raise ConfigError(f"input={cfg.input!r}: unknown value; "
                               f"valid choices: {', '.join(CHOICES['input'])}")
-        if cfg.cell not in CELLS:
-            raise ConfigError(f"cell={cfg.cell!r}: unknown value; valid choices: {', '.join(CELLS)}")
+        if cfg.cell not in ALL_CELLS:
+            raise ConfigError(f"cell={cfg.cell!r}: unknown value; valid choices: {', '.join(ALL_CELLS)}")
         self.cfg, self.vocab_size = cfg, vocab_size
         self.hidden_size, self.num_layers = cfg.hidden_size, cfg.layers
-        self.has_cell_state = CELLS[cfg.cell].has_cell_state
+        self.has_cell_state = has_cell_state(cfg.cell)
         H = cfg.hidden_size
 
         if cfg.input == "embedding":

@@ -43,19 +43,23 @@ CELLS: dict[str, str] = {
     "vanilla": "Elman RNN: h = act(W x + U h + b), inputs added or concatenated",
     "gru": "gated recurrent unit (nn.GRU layout)",
     "lstm": "long short-term memory (nn.LSTM layout)",
+    "mingru": "minGRU (Feng et al. 2024): h = (1 - z) h + z g(h~), z and h~ from x alone",
+    "minlstm": "minLSTM (Feng et al. 2024): h = f' h + i' g(h~), f' + i' = 1, gates from x alone",
 }
 
 _BACKENDS = (
     Backend("fused", "nn.RNN/GRU/LSTM (cuDNN on GPU, native/oneDNN on CPU), the reference", fused=True),
     Backend("fused_nocudnn", "nn.* with cuDNN switched off (PyTorch's own CUDA kernels)", fused=True,
             cuda_only="cuDNN can only be switched off on CUDA (off CUDA this is `fused`)"),
-    Backend("loop", "an eager Python loop; each step projects its input and its state"),
+    Backend("loop", "an eager Python loop; each step projects its input and its state",
+            cells=("vanilla", "gru", "lstm", "mingru", "minlstm")),
     Backend("loop_premul", "all input projections in one matmul, then the eager recurrence"),
     Backend("loop_compiled", "loop_premul with torch.compile of the step", compiles=True),
     Backend("loop_bptt", "loop_premul with hand-written backprop through time"),
     Backend("loop_bptt_compiled", "loop_bptt with compiled gate math", compiles=True),
     Backend("loop_cudagraph", "loop_bptt captured as CUDA graphs", compiles=True,
             cuda_only="CUDA graphs need a CUDA device"),
+    Backend("scan", "log-space parallel scan over time (Heinsen 2023), chunked", cells=("mingru", "minlstm")),
 )
 BACKENDS: dict[str, Backend] = {b.name: b for b in _BACKENDS}
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import report_figures as rf
+from .report_scan import scan_figure
 
 REFERENCE = "fused"
 SHAPE = ["cell", "hidden", "batch", "seq_len", "layers", "dtype", "direction"]
@@ -127,6 +128,7 @@ def _versions(frame: pd.DataFrame) -> list[str]:
 def device_section(device: str, frame: pd.DataFrame) -> dict[str, Any]:
     combos = frame[["direction", "dtype"]].drop_duplicates().sort_values(["direction", "dtype"])
     figs = [heatmap_figure(frame, d, t) for d, t in combos.itertuples(index=False)]
+    figs.append(scan_figure(frame))  # min cells: time vs T (charrnn/report_scan.py)
     return {"device": device, "files": sorted(frame["file"].unique()), "versions": _versions(frame),
             "figures": [f for f in figs if f is not None], "rows": _table(frame),
             "truncated": len(frame) > MAX_TABLE_ROWS, "n": len(frame),

@@ -114,6 +114,7 @@ class Trainer:
         self.batches_per_epoch = self.task.batches_per_epoch(cfg.batch_size, cfg.seq_len)
         self.step = 0
         self.hidden: Any = None  # carried state (epoch_* modes)
+        self.train_time_s = 0.0  # seconds in the training loop so far, across resumes (max_time_s)
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                          if cfg.dtype == "bf16" else nullcontext())
 
@@ -126,7 +127,8 @@ class Trainer:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "step": self.step, "hidden": self.hidden, "torch_rng": torch.get_rng_state(),
                  "python_rng": random.getstate(), "config_hash": self.cfg.config_hash(),
-                 "identity": self.cfg.identity_hash()}
+                 "identity": self.cfg.identity_hash(),
+                 "train_time_s": self.train_time_s}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
@@ -141,6 +143,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.hidden = state["step"], state["hidden"]
+        self.train_time_s = float(state.get("train_time_s", 0.0))
         torch.set_rng_state(state["torch_rng"].cpu())
         random.setstate(state["python_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
@@ -219,7 +222,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=start, disable=not self.progress, desc=cfg.run_name(),
                    unit="step", dynamic_ncols=True, leave=False)
         t_start = t_last = time.perf_counter()
-        last_step = start
+        last_step, time_before = start, self.train_time_s
         for step in range(start, cfg.steps):
             loss, grad_norm = self.train_step(step)
             if not math.isfinite(loss):
@@ -229,11 +232,13 @@ class Trainer:
             losses.append(loss)
             self._log({"train_loss": loss, "grad_norm": grad_norm}, step)
             bar.update(1)
+            self.train_time_s = time_before + time.perf_counter() - t_start
+            out_of_time = 0 < cfg.max_time_s <= self.train_time_s
             if step % 10 == 0:
                 elapsed = time.perf_counter() - t_start
                 rate = tokens_per_step * (self.step - start) / max(elapsed, 1e-9)
                 bar.set_postfix(loss=f"{loss:.3f}", chars_per_s=f"{rate:,.0f}", refresh=False)
-            if self.step % cfg.eval_interval == 0 or self.step == cfg.steps:
+            if self.step % cfg.eval_interval == 0 or self.step == cfg.steps or out_of_time:
                 now = time.perf_counter()
                 interval = {"tokens_per_s": tokens_per_step * (self.step - last_step) / (now - t_last),
                             "step_time_ms": 1000 * (now - t_last) / (self.step - last_step)}
@@ -243,12 +248,14 @@ class Trainer:
                 if self.sink is not None:
                     self.sink.flush()
                 t_last, last_step = time.perf_counter(), self.step
+            if out_of_time:
+                break
         bar.close()
         elapsed = time.perf_counter() - t_start
         tail = losses[-min(len(losses), cfg.eval_interval):] or [float("nan")]
         final = {f"final_{k}": v for k, v in evals.items()}
         final.update(final_train_loss=sum(tail) / len(tail),
-                     final_tokens_per_s=tokens_per_step * (cfg.steps - start) / max(elapsed, 1e-9),
+                     final_tokens_per_s=tokens_per_step * (self.step - start) / max(elapsed, 1e-9),
                      train_time_s=elapsed)
         return TrainResult(final=final, train_losses=losses, start_step=start)
 

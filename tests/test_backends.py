@@ -13,7 +13,7 @@ import re
 import pytest
 import torch
 
-from charrnn import bench
+from charrnn import bench, registry
 from charrnn.bench import Case
 from charrnn.capabilities import MATMUL, bf16_support
 from charrnn.cells import BACKENDS, CELLS, make_layer
@@ -39,7 +39,7 @@ def hidden_of(cell: str, layers: int = 1, requires_grad: bool = False):
 
 # --------------------------------------------------------------------------- backends
 
-@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if "lstm" in registry.BACKENDS[b].cells])
 def test_every_backend_shares_the_nn_state_dict_layout(backend):
     layer = make_layer(backend, "lstm", I, H)
     assert list(layer.state_dict()) == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
@@ -182,8 +182,15 @@ def test_case_ids_name_every_parameter():
 def test_every_profile_times_every_backend_of_every_cell(name):
     profile = bench.PROFILES[name]
     cases = profile.cases() + profile.train_cases()
-    assert {(c.cell, c.backend) for c in cases} == {(c, b) for c in CELLS for b in BACKENDS}
+    assert {(c.cell, c.backend) for c in cases} == {(c, b.name) for b in registry.BACKENDS.values() for c in b.cells}
     assert len({c.id for c in cases}) == len(cases)
+
+
+def test_quick_profile_times_min_cells_scan_loop_and_nn_gru_at_three_seq_lens():
+    quick = {c.id for c in bench.PROFILES["quick"].cases()}
+    for t in (64, 256, 1024):
+        for cell, backend in (("mingru", "scan"), ("mingru", "loop"), ("minlstm", "scan"), ("gru", "fused")):
+            assert f"{cell}-h256-b32-t{t}-l1-fp32-fwd_bwd-{backend}" in quick
 
 
 def test_quick_profile_holds_the_cpu_goal_shape_and_full_the_gpu_one():
