@@ -14,14 +14,7 @@ from charrnn.train import Trainer, masked_cross_entropy
 
 SEQUENCE_TASKS = ("names", "arithmetic", "bitflip")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The training tests here are tiny: one thread keeps them fast on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def task_for(name: str = "tinyshakespeare", **overrides):
@@ -175,7 +168,7 @@ def test_stateful_train_tracks_are_as_long_as_val_tracks():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, one_thread):
     """A GRU trained briefly on a text of 8 random 10-letter words: which word a window is in
     is known only from context, so a cold start mid-word costs loss."""
     rng = random.Random(0)
