@@ -108,6 +108,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.val = self.eval_set("val")
         self.train_eval = self.eval_set("train")   # fixed train batches, scored like val
+        self.test = self.eval_set("test") if self.task.has_test else []   # built now: bad data fails early
         self.carry = cfg.hidden_init.startswith("epoch_")
         self.batches_per_epoch = self.task.batches_per_epoch(cfg.batch_size, cfg.seq_len)
         self.step = 0
@@ -200,7 +201,7 @@ class Trainer:
 
     def evaluate_test(self) -> dict[str, float]:
         """test_loss (+ accuracy, exact match) once, after training; {} without a test split."""
-        return self.score(self.eval_set("test"), "test") if self.task.has_test else {}
+        return self.score(self.test, "test") if self.test else {}
 
     @torch.no_grad()
     def score(self, batches: list[Batch], prefix: str, stateful: bool | None = None) -> dict[str, float]:

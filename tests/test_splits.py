@@ -202,3 +202,12 @@ def test_stateful_loss_equals_one_pass_over_each_whole_track(trained):
         logits, _ = trained.model(whole[0].x)                    # (B, L, V)
         reference = masked_cross_entropy(logits, whole[0]).item()
     assert trained.score(task.stateful_batches("val", B, 48), "val")["val_loss"] == pytest.approx(reference, abs=1e-5)
+
+
+def test_a_test_split_too_short_for_seq_len_fails_before_training(tmp_path):
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("abcde" * 61, encoding="utf-8")   # 305 characters: val 31, test 30
+    cfg = tiny(task="text", path=str(corpus), seq_len=30)
+    Trainer(cfg, progress=False)                         # val alone fits
+    with pytest.raises(ConfigError, match="the test split has only 30"):
+        Trainer(make_config({"test_split": True}, base=cfg), progress=False)
