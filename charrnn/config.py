@@ -65,6 +65,10 @@ class TrainConfig:
     # --- samples ---
     sample_length: int = 200
     sample_temperature: float = 0.8
+    # --- evaluation protocol ---
+    test_split: bool = False        # also hold out a test split, scored once at the end (data.py: split rules)
+    eval_mode: str = "windows"      # windows (eval_batches fixed windows, each from a fresh state) |
+                                    # stateful (corpora: the whole split, state carried across windows)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -120,6 +124,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_schedule": ("constant", "cosine"),
     "dtype": ("fp32", "bf16"),
     "device": ("auto", "cpu", "cuda", "mps"),
+    "eval_mode": ("windows", "stateful"),
 }
 
 CUDA_ONLY: dict[str, str] = registry.cuda_only()          # backend → why it needs CUDA
@@ -212,6 +217,10 @@ def _check_combination(cfg: TrainConfig) -> None:
         raise ConfigError(f"arith_ops={cfg.arith_ops!r}: unknown operator; valid characters: + - *")
     if not cfg.arith_ops:
         raise ConfigError("arith_ops='': needs at least one operator; valid characters: + - *")
+    if cfg.eval_mode == "stateful" and cfg.task not in registry.STREAM_TASKS:
+        raise ConfigError(f"eval_mode='stateful': task={cfg.task} has independent examples, no stream to "
+                          f"carry a state along; valid: eval_mode=windows, or a task among "
+                          f"{', '.join(registry.STREAM_TASKS)}")
 
 
 def is_finite_number(value: Any) -> bool:

@@ -5,8 +5,18 @@ gather. `Task.train_batch` is a pure function of its arguments and the task conf
 comes from a `torch.Generator` seeded from (seed, step) or (seed, epoch)), so resuming from a
 checkpoint at step k replays exactly the batches an uninterrupted run would have seen.
 
-Splits never depend on the run seed: corpora split 90/10 by position, the sequence tasks by a fixed
-permutation drawn from `DATA_SEED`.
+Splits never depend on the run seed: corpora split by position, the sequence tasks by a fixed
+permutation drawn from `DATA_SEED`. By default a task has train and val only (90/10). With
+`test_split=true` it also holds out a test split, scored once at the end of a run and never used
+for selection. The test split is carved so that the val split stays exactly what it was:
+
+    corpus (by position):      | train 80 %                  | test 10 % | val 10 % |
+    sequence tasks (by the     | train (the rest, <= 50k)    | test      | val      |
+      fixed permutation):        val and test: distinct items, same size, never in train
+
+Sequence tasks with `test_split=true` hold out at least `MIN_HOLDOUT` items each for val and test
+(at most a quarter of a small space each), so that e.g. 8-bit bitflip is judged on 64 distinct
+integers, not 25. `dataset_fraction` shrinks the train split only.
 """
 from __future__ import annotations
 
@@ -31,6 +41,8 @@ VAL_FRACTION = 0.1          # share held out for validation (the tail of the cor
 VAL_CAP = 1000              # synthetic tasks: at most this many validation problems
 TRAIN_CAP = 50_000          # synthetic tasks: at most this many training problems
 ENUMERATE_LIMIT = 1 << 20   # synthetic spaces up to this size are permuted in full, larger ones sampled
+TEST_FRACTION = 0.1         # test_split=true: share held out for test, just before val
+MIN_HOLDOUT = 100           # test_split=true, sequence tasks: at least this many val and test items each
 MIN_TEXT_CHARS = 20         # task=text: shortest usable file (the 10 % val split needs >= 2 characters)
 PAD, BOS, EOS = "<pad>", "<bos>", "\n"   # special tokens; EOS is a newline so that decoded text reads naturally
 ARITH_OPS = "+-*"
@@ -163,7 +175,8 @@ def _fraction(n: int, fraction: float) -> int:
 # ----------------------------------------------------------------------------------------- task base
 
 class Task(ABC):
-    """A training task: vocabulary, deterministic train batches, fixed validation batches."""
+    """A training task: vocabulary, deterministic train batches, fixed evaluation batches of its
+    splits ("train", "val" and, with test_split=true, "test")."""
     name: str
     vocab: Vocab
     has_accuracy: bool = False   # the trainer logs val_accuracy + val_exact_match
@@ -180,8 +193,25 @@ class Task(ABC):
         """Implemented by every task."""
 
     @abstractmethod
+    def eval_batches(self, split: str, batch_size: int, seq_len: int, n: int) -> list[Batch]:
+        """n fixed batches of `split` ("train", "val", "test"), each row scored from a fresh state."""
+
+    @property
+    @abstractmethod
+    def has_test(self) -> bool:
+        """Implemented by every task: True when a test split is held out (test_split=true)."""
+
     def val_batches(self, batch_size: int, seq_len: int, n: int) -> list[Batch]:
-        """Implemented by every task."""
+        return self.eval_batches("val", batch_size, seq_len, n)
+
+    def stateful_batches(self, split: str, batch_size: int, seq_len: int) -> list[Batch]:
+        """Consecutive windows whose rows continue each other (eval_mode=stateful); corpora only."""
+        raise ConfigError(f"eval_mode='stateful': task={self.name} has independent examples, no "
+                          "stream to carry a state along; valid: eval_mode=windows for this task")
+
+    def _split_error(self, split: str) -> ConfigError:
+        valid = "train, val, test" if self.has_test else "train, val (test needs test_split=true)"
+        return ConfigError(f"split={split!r}: task={self.name} has no such split; valid: {valid}")
 
     @abstractmethod
     def val_text(self, length: int) -> str:
@@ -273,16 +303,37 @@ def _windows(ids: torch.Tensor, starts: torch.Tensor, seq_len: int) -> Batch:
     return Batch(x, y, torch.ones_like(x, dtype=torch.bool))
 
 
+def _track_batches(ids: torch.Tensor, starts: torch.Tensor, track_len: int, seq_len: int) -> list[Batch]:
+    """Windows of T along B tracks ids[s : s+L+1] (one per start s): row b of window k+1 continues
+    row b of window k, the last window is shorter when T does not divide L. Every target of every
+    track is scored exactly once, whatever T is.
+    """
+    return [_windows(ids, starts + lo, min(seq_len, track_len - lo)) for lo in range(0, track_len, seq_len)]
+
+
 class StreamTask(Task):
     """Character-level language modelling over one text: tinyshakespeare, nietzsche, text (cfg.path)."""
 
     def __init__(self, cfg: TrainConfig) -> None:
         stream = _text_stream(cfg.path) if cfg.task == "text" else _packaged_stream(cfg.task)
         cut = int(len(stream.ids) * (1 - VAL_FRACTION))
+        test_cut = cut - int(len(stream.ids) * TEST_FRACTION) if cfg.test_split else cut
         self.name, self.vocab = cfg.task, stream.vocab
-        self.train_ids = stream.ids[:_fraction(cut, cfg.dataset_fraction)]  # (N_train,)
-        self.val_ids = stream.ids[cut:]                                      # (N_val,)
+        self.train_ids = stream.ids[:_fraction(test_cut, cfg.dataset_fraction)]  # (N_train,)
+        self.val_ids = stream.ids[cut:]                                           # (N_val,)
+        self.test_ids = stream.ids[test_cut:cut] if cfg.test_split else None     # (N_test,)
         self.train_tokens = len(self.train_ids)
+
+    @property
+    def has_test(self) -> bool:
+        return self.test_ids is not None
+
+    def split_ids(self, split: str) -> torch.Tensor:
+        """The token ids of `split`: "train" (fraction-reduced), "val" or "test"."""
+        ids = {"train": self.train_ids, "val": self.val_ids, "test": self.test_ids}.get(split)
+        if ids is None:
+            raise self._split_error(split)
+        return ids
 
     def _track_len(self, batch_size: int, seq_len: int) -> int:
         """Length L of each of the B parallel tracks, leaving room for a per-epoch offset < T."""
@@ -316,13 +367,44 @@ class StreamTask(Task):
         offset = torch.randint(seq_len, (1,), generator=_generator(seed, epoch, _TAG_OFFSET))
         return offset + torch.arange(batch_size) * track_len + k * seq_len
 
-    def val_batches(self, batch_size: int, seq_len: int, n: int) -> list[Batch]:
-        """n batches of B windows whose starts are evenly spaced over the val split."""
-        last = len(self.val_ids) - seq_len - 1
+    def eval_batches(self, split: str, batch_size: int, seq_len: int, n: int) -> list[Batch]:
+        """n batches of B windows whose starts are evenly spaced over `split`."""
+        ids = self.split_ids(split)
+        last = len(ids) - seq_len - 1
         if last < 0:
-            raise _too_short("val", len(self.val_ids), seq_len + 1, f"seq_len={seq_len}")
+            raise _too_short(split, len(ids), seq_len + 1, f"seq_len={seq_len}")
         starts = torch.linspace(0, last, n * batch_size).round().long().view(n, batch_size)  # (n, B)
-        return [_windows(self.val_ids, row, seq_len) for row in starts]
+        return [_windows(ids, row, seq_len) for row in starts]
+
+    def stateful_batches(self, split: str, batch_size: int, seq_len: int) -> list[Batch]:
+        """The split as B parallel tracks read window by window, char-rnn style (eval_mode=stateful).
+
+        val / test: the whole split cut into B contiguous tracks of L = (N-1) // B targets (the
+        last < B targets are dropped). train: B tracks of the same L (shorter if the train split
+        is), evenly spaced over it, so train and val are scored alike. Example, N = 13, B = 3, T = 2:
+
+            split      a b c d e f g h i j k l m       L = (13 - 1) // 3 = 4
+            tracks     row 0: a b c d [e]              x = track[:, :-1], y = track[:, 1:]
+                       row 1: e f g h [i]              ([.] is a target only)
+                       row 2: i j k l [m]
+            windows    k=0: x = [[a b] [e f] [i j]]    y = [[b c] [f g] [j k]]
+                       k=1: x = [[c d] [g h] [k l]]    y = [[d e] [h i] [l m]]
+
+        The evaluator carries the hidden state of row b from window k to window k+1, so every
+        target is predicted from its whole track prefix: the loss does not depend on T (up to
+        float rounding), only on B through the B cold starts.
+        """
+        val_len = (len(self.val_ids) - 1) // batch_size
+        ids = self.split_ids(split)
+        if split == "train":
+            track_len = min(val_len, (len(ids) - 1) // batch_size)
+            starts = torch.linspace(0, len(ids) - 1 - track_len, batch_size).round().long()  # (B,)
+        else:
+            track_len = (len(ids) - 1) // batch_size
+            starts = torch.arange(batch_size) * track_len                                      # (B,)
+        if track_len < 1:
+            raise _too_short(split, len(ids), batch_size + 1, f"batch_size={batch_size} with eval_mode=stateful")
+        return _track_batches(ids, starts, track_len, seq_len)
 
     def val_text(self, length: int) -> str:
         return self.vocab.decode(self.val_ids[:length])
@@ -372,17 +454,32 @@ def _pack_lm(texts: Sequence[str], vocab: Vocab, loss_from: np.ndarray, seq_len:
     return _Examples(x, y, mask)
 
 
-def _split_space(space: int, tag: int) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint (train, val) problem ids from range(space), drawn from DATA_SEED.
+def _holdout_size(n: int, test_split: bool) -> int:
+    """Items in val (and as many in test): 10 % of n, capped at VAL_CAP; with a test split at least
+    MIN_HOLDOUT where that leaves train half of a small space."""
+    share = int(n * VAL_FRACTION)
+    if test_split:
+        share = max(share, min(MIN_HOLDOUT, n // 4))
+    return min(VAL_CAP, max(1, share))
 
-    val = min(VAL_CAP, 10 % of the space); train = all the rest up to TRAIN_CAP (every remaining
-    problem when the space is small). Val is the tail of one random order of distinct ids.
+
+def _split_space(space: int, tag: int, test_split: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Disjoint (train, test, val) problem ids from range(space), drawn from DATA_SEED.
+
+    val = _holdout_size(space) ids; test = as many (none without test_split); train = all the rest
+    up to TRAIN_CAP (every remaining problem when the space is small). One random order of
+    distinct ids is cut [train | test | val], so val is the same with and without a test split.
     """
     rng = np.random.default_rng([DATA_SEED, tag])
-    n_val = min(VAL_CAP, max(1, int(space * VAL_FRACTION)))
-    need = min(space, TRAIN_CAP + n_val)
+    n_val = _holdout_size(space, test_split)
+    n_test = n_val if test_split else 0
+    need = min(space, TRAIN_CAP + n_val + n_test)
+    if need - n_val - n_test < 1:
+        raise ConfigError(f"space of {space} problems: too small for train, test and val splits; "
+                          "valid: a larger problem space (more bits or digits) or test_split=false")
     ids = rng.permutation(space)[:need] if space <= ENUMERATE_LIMIT else _distinct(rng, space, need)
-    return ids[:-n_val].astype(np.uint64), ids[-n_val:].astype(np.uint64)
+    ids = ids.astype(np.uint64)
+    return ids[:-n_val - n_test], ids[len(ids) - n_val - n_test:-n_val], ids[-n_val:]
 
 
 def _distinct(rng: np.random.Generator, space: int, k: int) -> np.ndarray:
@@ -399,10 +496,11 @@ class SequenceTask(Task):
     """Fixed-length examples (x, y, mask); `seq_len` is ignored, T is fixed by the data."""
 
     def __init__(self, cfg: TrainConfig, vocab: Vocab, train: _Examples, val: _Examples,
-                 val_texts: Sequence[str]) -> None:
+                 val_texts: Sequence[str], test: _Examples | None = None) -> None:
         self.name, self.vocab = cfg.task, vocab
         self.train = train.rows(slice(_fraction(len(train), cfg.dataset_fraction)))
         self.val = val
+        self.test = test if test is not None and len(test) else None
         self.val_texts = tuple(val_texts)  # each val example as text (with its eos newline where it has one)
         self.fixed_seq_len = train.x.shape[1]
         real = self.train.y if vocab.pad_id is None else self.train.y[self.train.y != vocab.pad_id]
@@ -422,10 +520,17 @@ class SequenceTask(Task):
             idx = torch.randint(n, (batch_size,), generator=_generator(seed, step, _TAG_EXAMPLES))
         return self.train.take(idx)
 
-    def val_batches(self, batch_size: int, seq_len: int, n: int) -> list[Batch]:
-        """n batches of consecutive val examples (wrapping around when n*B exceeds the val set)."""
-        idx = (torch.arange(n * batch_size) % len(self.val)).view(n, batch_size)  # (n, B)
-        return [self.val.take(row) for row in idx]
+    @property
+    def has_test(self) -> bool:
+        return self.test is not None
+
+    def eval_batches(self, split: str, batch_size: int, seq_len: int, n: int) -> list[Batch]:
+        """n batches of consecutive examples of `split` (wrapping around when n*B exceeds it)."""
+        examples = {"train": self.train, "val": self.val, "test": self.test}.get(split)
+        if examples is None:
+            raise self._split_error(split)
+        idx = (torch.arange(n * batch_size) % len(examples)).view(n, batch_size)  # (n, B)
+        return [examples.take(row) for row in idx]
 
     def val_text(self, length: int) -> str:
         """Whole val examples concatenated, as many as fit in `length` characters (at least one)."""
@@ -438,33 +543,37 @@ class SequenceTask(Task):
         return "".join(out)
 
 class LMSequenceTask(SequenceTask):
-    """Language-model-style examples [bos]+text+[eos]: the first n_train texts train, the rest val."""
+    """Language-model-style examples [bos]+text+[eos]: the first n_train texts train, the next
+    n_test test, the rest val."""
 
     def __init__(self, cfg: TrainConfig, vocab: Vocab, texts: Sequence[str], loss_from: np.ndarray,
-                 n_train: int) -> None:
+                 n_train: int, n_test: int = 0) -> None:
         data = _pack_lm(texts, vocab, loss_from, seq_len=max(map(len, texts)) + 1)
-        super().__init__(cfg, vocab, data.rows(slice(n_train)), data.rows(slice(n_train, None)),
-                         [t + EOS for t in texts[n_train:]])
+        held = n_train + n_test
+        super().__init__(cfg, vocab, data.rows(slice(n_train)), data.rows(slice(held, None)),
+                         [t + EOS for t in texts[held:]], test=data.rows(slice(n_train, held)))
 
 
-@functools.lru_cache(maxsize=1)
-def _names() -> tuple[tuple[str, ...], int]:
-    """All distinct names in split order (fixed DATA_SEED permutation) and the number of training
-    names. names.txt repeats about 2.5k names; splitting distinct names keeps val out of train."""
+@functools.lru_cache(maxsize=2)
+def _names(test_split: bool = False) -> tuple[tuple[str, ...], int, int]:
+    """All distinct names in split order (fixed DATA_SEED permutation) [train | test | val], the
+    number of train names and of test names. names.txt repeats about 2.5k names; splitting
+    distinct names keeps val and test out of train."""
     lines = list(dict.fromkeys(s for s in _decode_utf8(_packaged_bytes("names"), "names").splitlines()
                                if s.strip()))
     order = np.random.default_rng([DATA_SEED, _TAG_NAMES]).permutation(len(lines))
     n_val = max(1, int(len(lines) * VAL_FRACTION))
-    return tuple(lines[i] for i in order), len(lines) - n_val
+    n_test = n_val if test_split else 0
+    return tuple(lines[i] for i in order), len(lines) - n_val - n_test, n_test
 
 
 class NamesTask(LMSequenceTask):
     """One name per example: [bos] + name + [eos], padded to the longest name; loss on every real target."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        texts, n_train = _names()
+        texts, n_train, n_test = _names(cfg.test_split)
         vocab = _special_vocab("".join(texts))
-        super().__init__(cfg, vocab, texts, np.zeros(len(texts), dtype=np.int64), n_train)
+        super().__init__(cfg, vocab, texts, np.zeros(len(texts), dtype=np.int64), n_train, n_test)
 
     def sample_prime(self) -> str:
         return ""  # the trainer starts from <bos>
@@ -484,12 +593,12 @@ def _problem(pid: int, base: int, ops: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _arith_problems(digits: int, ops: str) -> tuple[tuple[str, ...], int]:
-    """Train problems then val problems (disjoint), and the number of train problems."""
+def _arith_problems(digits: int, ops: str, test_split: bool = False) -> tuple[tuple[str, ...], int, int]:
+    """Train, test, then val problems (disjoint), the number of train and of test problems."""
     base = 10 ** digits
-    train_ids, val_ids = _split_space(len(ops) * base**2, _TAG_ARITH)
-    texts = tuple(_problem(int(p), base, ops) for p in np.concatenate([train_ids, val_ids]).tolist())
-    return texts, len(train_ids)
+    parts = _split_space(len(ops) * base**2, _TAG_ARITH, test_split)
+    texts = tuple(_problem(int(p), base, ops) for p in np.concatenate(parts).tolist())
+    return texts, len(parts[0]), len(parts[1])
 
 
 class ArithmeticTask(LMSequenceTask):
@@ -498,10 +607,10 @@ class ArithmeticTask(LMSequenceTask):
 
     def __init__(self, cfg: TrainConfig) -> None:
         ops = _canonical_ops(cfg.arith_ops)
-        texts, n_train = _arith_problems(cfg.arith_digits, ops)
+        texts, n_train, n_test = _arith_problems(cfg.arith_digits, ops, cfg.test_split)
         vocab = _special_vocab("0123456789=-" + ops)
         loss_from = np.array([t.index("=") + 1 for t in texts], dtype=np.int64)
-        super().__init__(cfg, vocab, texts, loss_from, n_train)
+        super().__init__(cfg, vocab, texts, loss_from, n_train, n_test)
 
     def sample_prime(self) -> str:
         question = self.val_texts[0]
@@ -526,11 +635,12 @@ class BitflipTask(SequenceTask):
 
     def __init__(self, cfg: TrainConfig) -> None:
         width = cfg.bitflip_bits
-        train_ids, val_ids = _split_space(2 ** width, _TAG_BITFLIP)
+        train_ids, test_ids, val_ids = _split_space(2 ** width, _TAG_BITFLIP, cfg.test_split)
         vocab = Vocab(("0", "1"))
         val = _flip_examples(val_ids, width)
         val_texts = [vocab.decode(row) for row in val.x]
-        super().__init__(cfg, vocab, _flip_examples(train_ids, width), val, val_texts)
+        super().__init__(cfg, vocab, _flip_examples(train_ids, width), val, val_texts,
+                         test=_flip_examples(test_ids, width))
 
     def sample_prime(self) -> str:
         return self.val_texts[0]

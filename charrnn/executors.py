@@ -44,7 +44,8 @@ def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True
                 check_backend_device(cfg.backend, resolve_device(cfg.device).type)
                 check_device_support(cfg, resolve_device(cfg.device).type)
             task = make_task(cfg)
-            task.val_batches(cfg.batch_size, cfg.seq_len, cfg.eval_batches)
+            for split in ("val", "test") if task.has_test else ("val",):
+                task.eval_batches(split, cfg.batch_size, cfg.seq_len, cfg.eval_batches)
             task.train_batch(0, cfg.batch_size, cfg.seq_len, cfg.seed, cfg.hidden_init.startswith("epoch_"))
         except ConfigError as err:
             raise GridError(f"{grid.path}: profile {spec.profile}, run {spec.run_name}: {err}") from None

@@ -1,7 +1,10 @@
 """Grid files (`ablations/*.yaml`): load, validate against the TrainConfig schema, expand to RunSpecs.
 
 A resolved config is built in this order, later layers winning:
-TrainConfig defaults < `task` < `fixed` < the chosen profile < the variant's `axes`/`zip` values < seed.
+TrainConfig defaults < `task` < `fixed` < the chosen profile < the variant's `axes`/`zip` values
+< the `tune` values < seed.
+`tune: {KEY: [v1, v2, ...]}` declares nuisance parameters: every (variant, seed) trains once per
+combination of tuned values; `charrnn.tuning` then selects one run per (variant, seed) on val.
 Every key and value is checked (each on its own, then every resolved config of every profile)
 before anything runs; a problem is a `GridError`, one line naming the file, the key, the bad value
 and the valid choices. Importing this module pulls in neither torch nor MLflow.
@@ -21,7 +24,7 @@ from . import registry
 from .config import ConfigError, TrainConfig, check_value, is_finite_number, make_config
 
 TOP_KEYS = {"name": True, "question": True, "claim": False, "task": True, "fixed": False,
-            "axes": False, "zip": False, "seeds": True, "profiles": True}   # key -> required
+            "axes": False, "zip": False, "seeds": True, "profiles": True, "tune": False}   # key -> required
 CLAIM_KEYS = {"source": False, "metric": True, "expect": True, "higher_is_better": False}
 CLAIM_METRICS = registry.claim_metrics()
 REQUIRED_PROFILES = ("quick", "full")
@@ -71,6 +74,7 @@ class RunSpec:
     varied: Pairs              # the axes/zip values of this variant, in file order
     grid: str
     profile: str
+    tuned: Pairs = ()          # this run's values of the grid's `tune` keys (a nuisance, not an arm)
 
     @property
     def seed(self) -> int:
@@ -94,8 +98,8 @@ class RunSpec:
 
     @property
     def run_name(self) -> str:
-        """`input_combine=concat,seed=1`: the MLflow run name."""
-        return run_name(self.varied, self.seed)
+        """`input_combine=concat,seed=1` (`input_combine=concat,lr=0.003,seed=1` when tuned): the MLflow run name."""
+        return run_name(self.varied + self.tuned, self.seed)
 
     @property
     def varied_json(self) -> str:
@@ -117,6 +121,7 @@ class Grid:
     seeds: tuple[int, ...]
     profiles: tuple[tuple[str, Pairs], ...]
     profile_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()  # profiles with their own `seeds`
+    tune: tuple[tuple[str, tuple[Any, ...]], ...] = ()             # nuisance key -> values to try
 
     def seeds_of(self, profile: str) -> tuple[int, ...]:
         """The profile's own `seeds` list when it has one (e.g. more seeds in `full`), else `seeds`."""
@@ -133,6 +138,10 @@ class Grid:
         axis_rows = itertools.product(*([(key, v) for v in values] for key, values in self.axes))
         return [tuple(a) + z for a in axis_rows for z in zip_rows]
 
+    def tunings(self) -> list[Pairs]:
+        """Every combination of the `tune` values, in file order ([()] without `tune`)."""
+        return [tuple(row) for row in itertools.product(*([(k, v) for v in vs] for k, vs in self.tune))]
+
     def expand(self, profile: str) -> tuple[RunSpec, ...]:
         """The RunSpecs of `profile`: every variant × seed, as frozen resolved configs."""
         overrides = dict(self.profiles).get(profile)
@@ -141,14 +150,14 @@ class Grid:
                             f"valid: {', '.join(self.profile_names)}")
         base = {"task": self.task, **dict(self.fixed), **dict(overrides)}
         specs = []
-        for varied in self.variants():
+        for varied, tuned in itertools.product(self.variants(), self.tunings()):
             for seed in self.seeds_of(profile):
                 try:
-                    cfg = make_config({**base, **dict(varied), "seed": seed})
+                    cfg = make_config({**base, **dict(varied), **dict(tuned), "seed": seed})
                 except ConfigError as err:
-                    raise GridError(f"{self.path}: profile {profile}, run {run_name(varied, seed)}: "
+                    raise GridError(f"{self.path}: profile {profile}, run {run_name(varied + tuned, seed)}: "
                                     f"{err}") from None
-                specs.append(RunSpec(cfg, varied, self.name, profile))
+                specs.append(RunSpec(cfg, varied, self.name, profile, tuned))
         return tuple(specs)
 
 
@@ -343,12 +352,14 @@ def load_grid(path: str | Path) -> Grid:
     in_axes = {k: f"{k} is already an axis" for k, _ in axes}
     zipped = check.value_lists(data.get("zip"), "zip", {**NOT_VARIABLE, **fixed_note, **in_axes})
     _lengths_match(check, zipped)
+    in_zip = {k: f"{k} is already in zip" for k, _ in zipped}
+    tune = check.value_lists(data.get("tune"), "tune", {**NOT_VARIABLE, **fixed_note, **in_axes, **in_zip})
     lists = dict(axes + zipped)
     grid = Grid(path=str(path), text=text, name=name, question=check.text(data["question"], "question"),
                 task=task, claim=check.claim(data.get("claim"), lists), fixed=fixed, axes=axes,
                 zipped=zipped, seeds=check.seeds(data["seeds"]),
-                profiles=check.profiles(data["profiles"], set(lists)),
-                profile_seeds=check.profile_seeds(data["profiles"]))
+                profiles=check.profiles(data["profiles"], set(lists) | {k for k, _ in tune}),
+                profile_seeds=check.profile_seeds(data["profiles"]), tune=tune)
     for profile in grid.profile_names:
         grid.expand(profile)
     return grid

@@ -71,12 +71,19 @@ TASKS: dict[str, str] = {
     "bitflip": "flip every bit of an N-bit integer, sequence to sequence",
     "text": "character LM on any UTF-8 file (path=FILE)",
 }
+STREAM_TASKS = ("tinyshakespeare", "nietzsche", "text")  # one contiguous text per split (eval_mode=stateful)
 
 _METRICS = (
     Metric("val_loss", higher_is_better=False, unit="nats/char", plot=True),
     Metric("train_loss", higher_is_better=False, unit="nats/char", plot=True),
     Metric("val_accuracy", higher_is_better=True, plot=True),
     Metric("val_exact_match", higher_is_better=True),
+    # the same model scored on fixed train batches at each eval, as val is: the train-val gap like for like
+    Metric("train_eval_loss", higher_is_better=False, unit="nats/char", plot=True),
+    # test_split=true: scored once, after the last step; no curve, so nothing can select on it
+    Metric("test_loss", higher_is_better=False, unit="nats/char", curve=False),
+    Metric("test_accuracy", higher_is_better=True, curve=False),
+    Metric("test_exact_match", higher_is_better=True, curve=False),
     Metric("tokens_per_s", higher_is_better=True, unit="tokens/s"),
     Metric("grad_norm", higher_is_better=False, final=False, claim=False),
     Metric("step_time_ms", higher_is_better=False, unit="ms", final=False, claim=False),

@@ -108,8 +108,9 @@ class Trainer:
         self.model = CharRNN(cfg, self.task.vocab.size).to(self.device)
         self.optimizer = OPTIMIZERS[cfg.optimizer](self.model.parameters(), lr=cfg.lr)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        self.val = [batch_to(b, self.device)
-                    for b in self.task.val_batches(cfg.batch_size, cfg.seq_len, cfg.eval_batches)]
+        self.val = self.eval_set("val")
+        self.train_eval = self.eval_set("train")   # fixed train batches, scored like val
+        self.test = self.eval_set("test") if self.task.has_test else []   # built now: bad data fails early
         self.carry = cfg.hidden_init.startswith("epoch_")
         self.batches_per_epoch = self.task.batches_per_epoch(cfg.batch_size, cfg.seq_len)
         self.step = 0
@@ -189,14 +190,39 @@ class Trainer:
         self.hidden = hidden if self.carry else None
         return loss.item(), grad_norm.item()
 
-    @torch.no_grad()
+    # --- evaluation ---
+    def eval_set(self, split: str) -> list[Batch]:
+        """The fixed evaluation batches of `split` under cfg.eval_mode (data.py shows both layouts)."""
+        cfg = self.cfg
+        if cfg.eval_mode == "stateful":
+            batches = self.task.stateful_batches(split, cfg.batch_size, cfg.seq_len)
+        else:
+            batches = self.task.eval_batches(split, cfg.batch_size, cfg.seq_len, cfg.eval_batches)
+        return [batch_to(b, self.device) for b in batches]
+
     def evaluate(self) -> dict[str, float]:
-        """val_loss over the fixed val batches; val_accuracy / val_exact_match for synthetic tasks."""
+        """val_loss (+ val_accuracy / val_exact_match for synthetic tasks) and train_eval_loss."""
+        metrics = self.score(self.val, "val")
+        metrics["train_eval_loss"] = self.score(self.train_eval, "train_eval")["train_eval_loss"]
+        return metrics
+
+    def evaluate_test(self) -> dict[str, float]:
+        """test_loss (+ accuracy, exact match) once, after training; {} without a test split."""
+        return self.score(self.test, "test") if self.test else {}
+
+    @torch.no_grad()
+    def score(self, batches: list[Batch], prefix: str, stateful: bool | None = None) -> dict[str, float]:
+        """Mean loss over `batches` (and accuracy / exact match where the task has them). Each batch
+        starts from the learned h0 (if any) or zeros; when stateful (default: eval_mode=stateful)
+        row b carries its state into the next batch, which continues it."""
         self.model.eval()
+        carry = self.cfg.eval_mode == "stateful" if stateful is None else stateful
+        hidden = None
         loss_sum = correct = counted = exact = rows = 0.0
-        for batch in self.val:
+        for batch in batches:
             with self.autocast:
-                logits, _ = self.model(batch.x, None)  # learned h0 if any, else zeros
+                logits, last = self.model(batch.x, hidden)  # (B, T, V)
+            hidden = last if carry else None
             n = batch.mask.sum().item()
             loss_sum += masked_cross_entropy(logits, batch).item() * n
             hit = (logits.argmax(-1) == batch.y) | ~batch.mask  # (B, T)
@@ -206,10 +232,10 @@ class Trainer:
             exact += (hit.all(dim=1) & has_target).sum().item()
             rows += has_target.sum().item()
         self.model.train()
-        metrics = {"val_loss": loss_sum / max(counted, 1)}
+        metrics = {f"{prefix}_loss": loss_sum / max(counted, 1)}
         if self.task.has_accuracy:
-            metrics["val_accuracy"] = correct / max(counted, 1)
-            metrics["val_exact_match"] = exact / max(rows, 1)
+            metrics[f"{prefix}_accuracy"] = correct / max(counted, 1)
+            metrics[f"{prefix}_exact_match"] = exact / max(rows, 1)
         return metrics
 
     # --- the loop ---
@@ -218,7 +244,7 @@ class Trainer:
         start = self.step
         losses: list[float] = []
         evals: dict[str, float] = {}
-        tokens_per_step = cfg.batch_size * self.val[0].x.shape[1]
+        tokens_per_step = cfg.batch_size * (self.task.fixed_seq_len or cfg.seq_len)
         bar = tqdm(total=cfg.steps, initial=start, disable=not self.progress, desc=cfg.run_name(),
                    unit="step", dynamic_ncols=True, leave=False)
         t_start = t_last = time.perf_counter()
@@ -253,7 +279,7 @@ class Trainer:
         bar.close()
         elapsed = time.perf_counter() - t_start
         tail = losses[-min(len(losses), cfg.eval_interval):] or [float("nan")]
-        final = {f"final_{k}": v for k, v in evals.items()}
+        final = {f"final_{k}": v for k, v in {**evals, **self.evaluate_test()}.items()}
         final.update(final_train_loss=sum(tail) / len(tail),
                      final_tokens_per_s=tokens_per_step * (self.step - start) / max(elapsed, 1e-9),
                      train_time_s=elapsed)

@@ -13,3 +13,13 @@ def results_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("CHARRNN_RESULTS_DIR", str(path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny training runs are fastest on one thread on a busy shared machine (restored after)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,134 @@
+"""Nuisance tuning: `tune:` in grid files expands per (variant, seed); selection on val per arm."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from grid_support import REPO, grid_data, write_grid
+
+from charrnn import tuning
+from charrnn.grid import GridError, load_grid
+
+LRS = [0.001, 0.003, 0.01]
+
+
+# ----------------------------------------------------------------------------- grid expansion
+
+def tuned_grid(tmp_path, **overrides):
+    data = grid_data(axes={"cell": ["vanilla", "gru"]}, **{"tune": {"lr": LRS}, **overrides})
+    return load_grid(write_grid(tmp_path, data))
+
+
+def test_tune_trains_every_variant_and_seed_once_per_value(tmp_path):
+    specs = tuned_grid(tmp_path).expand("quick")
+    assert len(specs) == 2 * 3 * 2 and len({s.config_hash for s in specs}) == 12
+    assert {(s.variant, s.config.lr, s.seed) for s in specs} == {
+        (f"cell={c}", lr, seed) for c in ("vanilla", "gru") for lr in LRS for seed in (0, 1)}
+    assert specs[0].run_name == "cell=vanilla,lr=0.001,seed=0"
+    assert specs[0].tuned == (("lr", 0.001),) and specs[0].varied == (("cell", "vanilla"),)
+    assert specs[0].varied_json == '{"cell": "vanilla"}'   # a tuned key is not an axis
+
+
+def test_two_tuned_keys_expand_to_their_product(tmp_path):
+    grid = tuned_grid(tmp_path, tune={"lr": LRS, "grad_clip": [1.0, 5.0]})
+    assert len(grid.tunings()) == 6
+    assert len(grid.expand("quick")) == 2 * 6 * 2
+
+
+def test_grid_without_tune_expands_as_before(tmp_path):
+    specs = load_grid(write_grid(tmp_path)).expand("quick")
+    assert len(specs) == 8 and all(s.tuned == () for s in specs)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"tune": {"cell": ["gru"]}}, "cell is already an axis"),
+    ({"tune": {"seed": [1, 2]}}, "seed cannot vary here"),
+    ({"tune": {"lr": [0.01, 0.01]}}, "repeated value"),
+    ({"tune": {"lr": []}}, "empty axis"),
+    ({"tune": {"lr": [-1.0]}}, "lr=-1.0: out of range"),
+    ({"tune": {"nope": [1]}}, "unknown key 'nope'"),
+    ({"tune": {"lr": LRS}, "profiles": {"quick": {"lr": 0.1}, "full": {}}}, "lr is varied by the grid"),
+])
+def test_bad_tune_block_is_a_one_line_grid_error(tmp_path, overrides, message):
+    data = grid_data(axes={"cell": ["vanilla", "gru"]}, **overrides)
+    with pytest.raises(GridError, match=message) as err:
+        load_grid(write_grid(tmp_path, data))
+    assert "\n" not in str(err.value)
+
+
+def test_tune_key_in_fixed_is_a_grid_error(tmp_path):
+    data = grid_data(tune={"lr": LRS})
+    data["fixed"]["lr"] = 0.01
+    with pytest.raises(GridError, match="lr is already in fixed"):
+        load_grid(write_grid(tmp_path, data))
+
+
+# ----------------------------------------------------------------------------- selection
+
+def runs(values: dict[tuple[str, int, float], float], status: dict | None = None) -> pd.DataFrame:
+    """A runs_frame-like table: (variant, seed, lr) -> final_val_loss (+ a test loss to ignore)."""
+    rows = [{"run_id": f"{v}-{s}-{lr}", "variant": v, "seed": s, "lr": lr, "final_val_loss": loss,
+             "final_test_loss": 10 - loss, "status": (status or {}).get((v, s, lr), "FINISHED")}
+            for (v, s, lr), loss in values.items()]
+    return pd.DataFrame(rows)
+
+
+def test_selects_the_best_val_run_per_variant_and_seed():
+    frame = runs({("a", 0, 0.001): 2.0, ("a", 0, 0.003): 1.5, ("a", 0, 0.01): 1.7,
+                  ("a", 1, 0.001): 1.4, ("a", 1, 0.003): 1.6, ("a", 1, 0.01): 1.8,
+                  ("b", 0, 0.001): 2.2, ("b", 0, 0.003): 2.1, ("b", 0, 0.01): 1.9})
+    chosen = tuning.select(frame, {"lr": LRS})
+    assert list(zip(chosen["variant"], chosen["seed"], chosen["lr"])) == [
+        ("a", 0, 0.003), ("a", 1, 0.001), ("b", 0, 0.01)]
+    assert list(chosen["tuned"]) == ["lr=0.003", "lr=0.001", "lr=0.01"]
+    assert list(chosen["tune_at_edge"]) == [False, True, True]
+    assert (chosen["tune_candidates"] == 3).all() and (chosen["tune_planned"] == 3).all()
+    assert chosen["final_test_loss"].tolist() == [8.5, 8.6, 8.1]   # the selected runs' test numbers
+
+
+def test_a_tie_goes_to_the_value_listed_first():
+    frame = runs({("a", 0, 0.01): 1.5, ("a", 0, 0.003): 1.5, ("a", 0, 0.001): 1.9})
+    assert tuning.select(frame, {"lr": LRS})["lr"].tolist() == [0.003]
+    assert tuning.select(frame, {"lr": [0.01, 0.003, 0.001]})["lr"].tolist() == [0.01]
+
+
+def test_failed_and_diverged_runs_are_never_selected_and_an_empty_group_is_reported():
+    frame = runs({("a", 0, 0.001): 2.0, ("a", 0, 0.003): 0.1, ("a", 0, 0.01): math.nan,
+                  ("b", 0, 0.001): 1.0}, status={("a", 0, 0.003): "FAILED", ("b", 0, 0.001): "KILLED"})
+    chosen = tuning.select(frame, {"lr": LRS})
+    assert chosen[["variant", "lr", "tune_candidates"]].values.tolist() == [["a", 0.001, 1]]
+    assert chosen.attrs["unselected"] == [("b", 0)]
+
+
+def test_selection_on_a_test_metric_is_refused():
+    with pytest.raises(ValueError, match="never uses the test split"):
+        tuning.select(runs({("a", 0, 0.001): 1.0}), {"lr": LRS}, metric="final_test_loss")
+
+
+def test_higher_is_better_metrics_select_the_maximum():
+    frame = runs({("a", 0, 0.001): 0.2, ("a", 0, 0.003): 0.9}).rename(columns={"final_val_loss": "final_val_accuracy"})
+    assert tuning.select(frame, {"lr": LRS}, metric="final_val_accuracy")["lr"].tolist() == [0.003]
+
+
+def test_params_read_back_as_floats_still_match_the_tuned_values():
+    frame = runs({("a", 0, float("0.0030000000000000001")): 1.0})
+    assert tuning.select(frame, {"lr": LRS})["tuned"].tolist() == ["lr=0.003"]
+    with pytest.raises(ValueError, match="not among the tuned values"):
+        tuning.select(runs({("a", 0, 0.5): 1.0}), {"lr": LRS})
+
+
+def test_isolation_and_chosen_counts_feed_the_page():
+    frame = runs({("a", s, lr): 1 + lr * 100 + s for s in (0, 1) for lr in LRS})
+    view = tuning.isolation(frame, "lr")
+    assert view[view["variant"] == "a"]["count"].tolist() == [2, 2, 2]
+    assert view["mean"].tolist() == pytest.approx([1.6, 1.8, 2.5])
+    assert tuning.chosen_counts(tuning.select(frame, {"lr": LRS})).values.tolist() == [["a", "lr=0.001", 2]]
+    assert tuning.tune_of({"tune": {"lr": LRS}}) == {"lr": LRS} and tuning.tune_of(None) == {}
+
+
+def test_tuning_module_does_not_import_torch():
+    code = "import sys, charrnn.tuning; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
