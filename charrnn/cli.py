@@ -125,7 +125,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """HTML reports: one page per experiment (default: all in the store), kernels page, index."""
-    from .report import ReportError, render_reports, reports_dir
+    from .report.base import ReportError, reports_dir
+    from .report.run import render_reports
 
     try:
         pages = render_reports(args.experiments, args.out)

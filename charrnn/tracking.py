@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
 from .locks import FileLock
+from .paths import results_dir  # noqa: F401 (re-exported: the store lives under it)
 from .tags import FAILURE_TAG, HASH_TAG, HEARTBEAT_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401 (re-exported)
 
 RUN_STATUS = RunStatus
@@ -35,10 +36,6 @@ SQLITE_PREFIX = "sqlite:///"
 logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def results_dir() -> Path:
-    return Path(os.environ.get("CHARRNN_RESULTS_DIR", "results")).resolve()
 
 
 def tracking_uri(create: bool = True) -> str:

@@ -206,8 +206,11 @@ def power_numbers(d: Interval, margin: float, alpha: float) -> tuple[float, int 
     return mde, int(ns[ok.argmax()]) if ok.any() else None
 
 
-def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPHA) -> Verdict:
-    """The verdict of `claim` over the runs (a frame with status, seed, the axes and final_*)."""
+def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPHA, looks: int = 1) -> Verdict:
+    """The verdict of `claim` over the runs (a frame with status, seed, the axes and final_*).
+    `looks`: planned looks of sequential seeding; each look is judged at α / looks (Bonferroni
+    over looks), shown as the interval's level and as p × looks."""
+    alpha = alpha / looks
     runs = scoped(runs, claim)
     if claim.column not in runs:
         return Verdict(claim, NOT_TESTED, f"{claim.metric} was not logged", mean_ci([]), alpha=alpha)
@@ -225,6 +228,7 @@ def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPH
         return Verdict(claim, UNDERPOWERED, f"{d.n} usable seed(s): an interval needs 2{extra}", d, **common)
     label, p = decide(d, claim, alpha)
     mde, needed = power_numbers(d, claim.margin, alpha)
+    p = min(1.0, p * looks)          # on the scale of the suite's α (Holm compares it with ALPHA)
     return Verdict(claim, label, _reason(label, claim) + extra, d, p, mde, needed, **common)
 
 
@@ -256,21 +260,25 @@ def _missing_note(n_unpaired: int, n_failed: int) -> str:
 
 # --------------------------------------------------------------------------- suite level
 
-def holm(verdicts: list[Verdict], alpha: float = ALPHA) -> list[Verdict]:
-    """Holm's step-down over the claims that were tested: a decision stands when its adjusted p
-    is below α; a decision that does not is `underpowered` after adjustment."""
-    tested = [i for i, v in enumerate(verdicts) if v.label != NOT_TESTED and math.isfinite(v.p)]
-    order = sorted(tested, key=lambda i: verdicts[i].p)
-    m, running, adjusted = len(order), 0.0, {}
+def holm_p(ps: list[float]) -> list[float]:
+    """Holm step-down adjusted p-values (NaN stays NaN and is not counted in the family)."""
+    order = sorted((i for i, p in enumerate(ps) if math.isfinite(p)), key=lambda i: ps[i])
+    adjusted, running = [math.nan] * len(ps), 0.0
     for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * verdicts[i].p))
+        running = max(running, min(1.0, (len(order) - rank) * ps[i]))
         adjusted[i] = running
-    out = []
-    for i, v in enumerate(verdicts):
-        p_adj = adjusted.get(i, math.nan)
-        label = v.label if (not v.decided or p_adj < alpha) else UNDERPOWERED
-        out.append(replace(v, adjusted=label, p_adjusted=p_adj))
-    return out
+    return adjusted
 
 
-__all__ = ["ALPHA", "DECIDED", "LABELS", "T_METHOD", "Verdict", "holm", "judge"]
+def adjusted_label(label: str, p_adjusted: float, alpha: float = ALPHA) -> str:
+    """A decision stands after adjustment when its adjusted p is below α; else underpowered."""
+    return UNDERPOWERED if label in DECIDED and not p_adjusted < alpha else label
+
+
+def holm(verdicts: list[Verdict], alpha: float = ALPHA) -> list[Verdict]:
+    """Holm's step-down over the claims that were tested (not-tested claims have no p)."""
+    ps = holm_p([v.p if v.label != NOT_TESTED else math.nan for v in verdicts])
+    return [replace(v, adjusted=adjusted_label(v.label, p, alpha), p_adjusted=p) for v, p in zip(verdicts, ps)]
+
+
+__all__ = ["ALPHA", "DECIDED", "LABELS", "T_METHOD", "Verdict", "holm", "holm_p", "judge"]
