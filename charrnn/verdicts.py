@@ -62,7 +62,7 @@ class Verdict:
 
     @property
     def method(self) -> str:
-        return f"{self.effect.method}, {100 * (1 - self.alpha):g} % CI"
+        return f"{self.effect.method}, {100 * (1 - self.alpha):.3g} % CI"
 
     def mde_text(self) -> str:
         if not math.isfinite(self.mde):
