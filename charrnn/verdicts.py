@@ -132,18 +132,15 @@ def manipulation_failure(runs: pd.DataFrame, claim: Claim, paired: pd.DataFrame)
     """Why the comparison did not test anything ("" when it did)."""
     if claim.is_threshold or paired.empty:
         return ""
-    if (paired["value"].to_numpy() == paired["baseline"].to_numpy()).all():
-        return (f"the two arms gave bit-identical {claim.metric} on all {len(paired)} paired runs: "
-                "the intervention changed nothing")
-    engaged = _not_engaged(runs, claim)
-    if engaged:
-        return engaged
     bounds = registry.METRICS[claim.metric].bounds
     values = np.concatenate([paired["value"].to_numpy(), paired["baseline"].to_numpy()])
     for bound, word in zip(bounds or (), ("floor", "ceiling")):
         if np.allclose(values, bound, rtol=0, atol=1e-12):
             return f"both arms at the {claim.metric} {word} ({bound:g}) on every run: no room to differ"
-    return ""
+    if (paired["value"].to_numpy() == paired["baseline"].to_numpy()).all():
+        return (f"the two arms gave bit-identical {claim.metric} on all {len(paired)} paired runs: "
+                "the intervention changed nothing")
+    return _not_engaged(runs, claim)
 
 
 def _active(level: Any) -> bool:

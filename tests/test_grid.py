@@ -84,7 +84,7 @@ def test_claims_list_with_where_equivalence_and_margin(tmp_path):
 
 def test_every_shipped_grid_loads_and_plans_with_its_claims():
     from pathlib import Path
-    for path in sorted(Path("ablations").glob("*.yaml")):
+    for path in sorted((Path(__file__).resolve().parents[1] / "ablations").glob("*.yaml")):
         grid = load_grid(path)
         assert grid.claims and all(c.metric for c in grid.claims)
         assert all(grid.expand(p) for p in grid.profile_names)

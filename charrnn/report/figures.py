@@ -12,6 +12,7 @@ import math
 from typing import Iterable
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -194,6 +195,7 @@ def forest_plot(rows: list[dict]) -> plt.Figure:
     ax.set_yticks(range(len(rows)), [literal(r["label"]) for r in rows], fontsize="small")
     ax.invert_yaxis()
     ax.set_xscale("symlog", linthresh=1.0)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set(xlabel="effect / margin (symlog; grey band: ±margin)")
     handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=k) for k, c in VERDICT_COLORS.items()]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
