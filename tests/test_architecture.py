@@ -74,3 +74,10 @@ def test_report_base_is_the_package_leaf():
 @pytest.mark.parametrize("path", SMALL, ids=lambda p: str(p.relative_to(ROOT)))
 def test_module_is_at_most_450_lines(path):
     assert len(path.read_text(encoding="utf-8").splitlines()) <= MAX_LINES
+
+
+def test_report_pages_and_output_paths_load_neither_torch_nor_mlflow():
+    from grid_support import heavy_imports
+
+    assert heavy_imports("charrnn.report.pages") == [] and heavy_imports("charrnn.paths") == []
+    assert heavy_imports("charrnn.verdicts") == []
