@@ -102,12 +102,44 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from .executors import run_grid
     from .session import FAILED, summary_text
 
-    session = run_grid(grid, args.profile, executor=args.executor, max_parallel=args.max_parallel,
-                       ray_address=args.ray_address, rerun_failed=args.rerun_failed,
-                       progress=not args.no_progress)
+    def run_round(g):
+        return run_grid(g, args.profile, executor=args.executor, max_parallel=args.max_parallel,
+                        ray_address=args.ray_address, rerun_failed=args.rerun_failed,
+                        progress=not args.no_progress)
+
+    if args.until_decided:
+        return _until_decided(grid, args, run_round)
+    session = run_round(grid)
     print(summary_text(session))
     print(f"view it: make ui   (or: mlflow ui --backend-store-uri {session.tracker.uri})")
     return 1 if session.counts()[FAILED] else 0
+
+
+def _until_decided(grid, args: argparse.Namespace, run_round) -> int:
+    """Rounds of seeds until every claim is decided (see charrnn.sequential); the rule and the
+    stopping reason are tagged on the last round's parent run."""
+    from .results import runs_frame
+    from .sequential import summary, until_decided
+    from .session import FAILED, summary_text
+
+    trackers = []
+
+    def tracked_round(g):
+        session = run_round(g)
+        trackers.append(session.tracker)
+        print(summary_text(session))
+        return session
+
+    def runs_of(g, seeds):
+        frame = runs_frame(g.name, trackers[-1])
+        return frame if frame.empty else frame[(frame["profile"] == args.profile) & frame["seed"].isin(seeds)]
+
+    max_seeds = args.max_seeds or 2 * len(grid.seeds_of(args.profile))
+    outcome = until_decided(grid, args.profile, max_seeds, tracked_round, runs_of)
+    last = outcome.sessions[-1]
+    last.parent.set_tags(outcome.tags())
+    print(summary(outcome))
+    return 1 if any(s.counts()[FAILED] for s in outcome.sessions) else 0
 
 
 def _dry_run(grid, profile: str, specs, rerun_failed: bool) -> int:
@@ -129,7 +161,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """HTML reports: one page per experiment (default: all in the store), kernels page, index."""
-    from .report import ReportError, render_reports, reports_dir
+    from .report.base import ReportError, reports_dir
+    from .report.run import render_reports
 
     try:
         pages = render_reports(args.experiments, args.out)
@@ -189,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--rerun-failed", action=argparse.BooleanOptionalAction, default=True,
                       help="re-run FAILED runs (default: yes)")
     grid.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    grid.add_argument("--until-decided", action="store_true",
+                      help="add seeds (the next integers after the profile's) in rounds until every claim "
+                           "is decided; each of the K planned looks is judged at alpha/K")
+    grid.add_argument("--max-seeds", type=_positive_int, default=None, metavar="N",
+                      help="--until-decided: at most N seeds per arm (default: twice the profile's)")
     grid.set_defaults(func=cmd_grid)
 
     export = sub.add_parser("export", help="an experiment as a table: one row per run (CSV or Parquet)")

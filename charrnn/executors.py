@@ -69,9 +69,9 @@ class LocalExecutor:
 
     def run(self, session: GridSession) -> None:
         for spec in session.specs:
-            self._train(session, session.claim(spec))
+            self._train(session, session.acquire(spec))
         for spec in session.take_deferred():
-            self._train(session, session.claim(spec, wait=True))
+            self._train(session, session.acquire(spec, wait=True))
 
     def _train(self, session: GridSession, job: Job | None) -> None:
         if job is None:
@@ -176,11 +176,11 @@ class _RayLoop:
         try:
             while todo or self.inflight:
                 while todo and len(self.inflight) < self.parallel:
-                    self._submit(self.session.claim(todo.popleft()))
+                    self._submit(self.session.acquire(todo.popleft()))
                 if not todo and not self.inflight:
                     todo.extend(self.session.take_deferred())
                     if todo:
-                        self._submit(self.session.claim(todo.popleft(), wait=True))
+                        self._submit(self.session.acquire(todo.popleft(), wait=True))
                 self._wait()
         except BaseException:
             self._abandon()

@@ -14,23 +14,21 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import registry
-from .config import ConfigError, TrainConfig, check_value, is_finite_number, make_config
+from .claims import Claim, parse_claims
+from .config import ConfigError, TrainConfig, check_value, make_config
 
-TOP_KEYS = {"name": True, "question": True, "claim": False, "task": True, "fixed": False,
-            "axes": False, "zip": False, "seeds": True, "profiles": True, "tune": False}   # key -> required
-CLAIM_KEYS = {"source": False, "metric": True, "expect": True, "higher_is_better": False}
-CLAIM_METRICS = registry.claim_metrics()
+TOP_KEYS = {"name": True, "question": True, "claim": False, "claims": False, "task": True,
+            "fixed": False, "axes": False, "zip": False, "seeds": True, "profiles": True,
+            "tune": False}  # key -> required
 REQUIRED_PROFILES = ("quick", "full")
 NOT_VARIABLE = {"seed": "list seeds under the top-level `seeds`",
                 "task": "set the task with the top-level `task`"}
-EXPECT_FORMS = "expected {AXIS: VALUE, better_than: BASELINE} or {better_than: NUMBER}"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit"
 
@@ -48,15 +46,6 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What the grid is expected to show, e.g. `expect: {input_combine: concat, better_than: add}`."""
-    metric: str
-    expect: Pairs
-    source: str = ""
-    higher_is_better: bool = False
 
 
 def variant_name(varied: Pairs) -> str:
@@ -114,7 +103,7 @@ class Grid:
     name: str                  # MLflow experiment
     question: str
     task: str
-    claim: Claim | None
+    claims: tuple[Claim, ...]
     fixed: Pairs
     axes: tuple[tuple[str, tuple[Any, ...]], ...]
     zipped: tuple[tuple[str, tuple[Any, ...]], ...]
@@ -122,6 +111,11 @@ class Grid:
     profiles: tuple[tuple[str, Pairs], ...]
     profile_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()  # profiles with their own `seeds`
     tune: tuple[tuple[str, tuple[Any, ...]], ...] = ()             # nuisance key -> values to try
+
+    def with_seeds(self, profile: str, seeds: tuple[int, ...]) -> "Grid":
+        """The same grid with `profile` running `seeds` (sequential seeding adds seeds this way)."""
+        others = tuple((p, s) for p, s in self.profile_seeds if p != profile)
+        return replace(self, profile_seeds=others + ((profile, tuple(seeds)),))
 
     def seeds_of(self, profile: str) -> tuple[int, ...]:
         """The profile's own `seeds` list when it has one (e.g. more seeds in `full`), else `seeds`."""
@@ -258,46 +252,11 @@ class _Checker:
             out.append((name, self.overrides(block, f"profiles.{name}", forbidden)))
         return tuple(out)
 
-    def claim(self, raw: Any, lists: dict[str, tuple]) -> Claim | None:
-        if raw is None:
-            return None
-        data = self.mapping(raw, "claim", allow_none=False)
-        self.keys(data, CLAIM_KEYS, "claim")
-        metric = self.text(data["metric"], "claim.metric")
-        if metric not in CLAIM_METRICS:
-            raise self.fail("claim.metric", f"{metric!r}: unknown metric; valid choices: "
-                                            f"{', '.join(CLAIM_METRICS)}")
-        higher = data.get("higher_is_better", registry.higher_is_better(metric))
-        if not isinstance(higher, bool):
-            raise self.fail("claim.higher_is_better", f"{higher!r}: expected true or false")
-        source = "" if data.get("source") is None else str(data["source"])
-        return Claim(metric, self.expectation(data["expect"], lists), source, higher)
-
-    def expectation(self, raw: Any, lists: dict[str, tuple]) -> Pairs:
-        """`{AXIS: VALUE, better_than: BASELINE}`, both values among the axis's values, or
-        `{better_than: NUMBER}`: the grid's runs beat a reference number (a threshold claim)."""
-        expect = dict(self.mapping(raw, "claim.expect", allow_none=False))
-        baseline = expect.pop("better_than", None)
-        if baseline is None or len(expect) > 1:
-            raise self.fail("claim.expect", f"{raw!r}: {EXPECT_FORMS}")
-        if not expect:
-            if not is_finite_number(baseline):
-                raise self.fail("claim.expect", f"better_than={baseline!r}: a threshold claim needs a "
-                                                f"finite number; {EXPECT_FORMS}")
-            return (("better_than", float(baseline)),)
-        (axis, value), = expect.items()
-        if axis not in lists:
-            raise self.fail("claim.expect", f"{axis!r} is not an axis; valid: {', '.join(lists) or 'none'}")
-        levels = tuple(self.level(axis, v, lists[axis]) for v in (value, baseline))
-        return (axis, levels[0]), ("better_than", levels[1])
-
-    def level(self, axis: str, raw: Any, choices: tuple) -> Any:
-        """A claim value: valid for `axis` and one of the values the grid gives it."""
-        value = self.value(axis, raw, "claim.expect")
-        if value not in choices:
-            raise self.fail("claim.expect", f"{axis}={raw!r} is not on the axis; valid: "
-                                            f"{', '.join(map(format_value, choices))}")
-        return value
+    def claims(self, data: dict[str, Any], lists: dict[str, tuple]) -> tuple[Claim, ...]:
+        try:
+            return parse_claims(data, lists)
+        except ConfigError as err:
+            raise self.fail("", str(err)) from None
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -356,7 +315,7 @@ def load_grid(path: str | Path) -> Grid:
     tune = check.value_lists(data.get("tune"), "tune", {**NOT_VARIABLE, **fixed_note, **in_axes, **in_zip})
     lists = dict(axes + zipped)
     grid = Grid(path=str(path), text=text, name=name, question=check.text(data["question"], "question"),
-                task=task, claim=check.claim(data.get("claim"), lists), fixed=fixed, axes=axes,
+                task=task, claims=check.claims(data, lists), fixed=fixed, axes=axes,
                 zipped=zipped, seeds=check.seeds(data["seeds"]),
                 profiles=check.profiles(data["profiles"], set(lists) | {k for k, _ in tune}),
                 profile_seeds=check.profile_seeds(data["profiles"]), tune=tune)

@@ -28,7 +28,10 @@ class Backend:
 class Metric:
     """A logged metric. `curve`: logged per step/eval (learning curves); `final`: also logged once as
     `final_<name>`; `claim`: a grid claim may judge it; `plot`: the report draws its learning curves.
-    `higher_is_better` gives its direction."""
+    `higher_is_better` gives its direction. `margin`: the default half-width of a claim's region of
+    practical equivalence, in the metric's units (0.01 nats/char for losses, 0.01 = one point for
+    accuracies; 0 where no default makes sense, so an equivalence claim must state one).
+    `bounds`: the metric's floor and ceiling when it has both (both arms there: nothing to compare)."""
 
     name: str
     higher_is_better: bool
@@ -37,6 +40,8 @@ class Metric:
     final: bool = True
     claim: bool = True
     plot: bool = False
+    margin: float = 0.01
+    bounds: tuple[float, float] | None = None
 
 
 CELLS: dict[str, str] = {
@@ -76,19 +81,24 @@ STREAM_TASKS = ("tinyshakespeare", "nietzsche", "text")  # one contiguous text p
 _METRICS = (
     Metric("val_loss", higher_is_better=False, unit="nats/char", plot=True),
     Metric("train_loss", higher_is_better=False, unit="nats/char", plot=True),
-    Metric("val_accuracy", higher_is_better=True, plot=True),
-    Metric("val_exact_match", higher_is_better=True),
+    Metric("val_accuracy", higher_is_better=True, plot=True, bounds=(0.0, 1.0)),
+    Metric("val_exact_match", higher_is_better=True, bounds=(0.0, 1.0)),
     # the same model scored on fixed train batches at each eval, as val is: the train-val gap like for like
     Metric("train_eval_loss", higher_is_better=False, unit="nats/char", plot=True),
     # test_split=true: scored once, after the last step; no curve, so nothing can select on it
     Metric("test_loss", higher_is_better=False, unit="nats/char", curve=False),
-    Metric("test_accuracy", higher_is_better=True, curve=False),
-    Metric("test_exact_match", higher_is_better=True, curve=False),
-    Metric("tokens_per_s", higher_is_better=True, unit="tokens/s"),
+    Metric("test_accuracy", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
+    Metric("test_exact_match", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
+    Metric("tokens_per_s", higher_is_better=True, unit="tokens/s", margin=0.0),
     Metric("grad_norm", higher_is_better=False, final=False, claim=False),
+    Metric("clip_fraction", higher_is_better=False, claim=False, bounds=(0.0, 1.0)),  # steps clipped
     Metric("step_time_ms", higher_is_better=False, unit="ms", final=False, claim=False),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
+
+# Manipulation checks: axis -> the final metric that is > 0 in a run where its intervention
+# engaged. A claim on such an axis whose arms never engaged is "not tested".
+ENGAGEMENT: dict[str, str] = {"grad_clip": "final_clip_fraction"}
 
 
 def backend_names() -> tuple[str, ...]:

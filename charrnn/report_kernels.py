@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import report_figures as rf
+from .paths import results_dir
+from .report import figures as rf
+from .report.base import now_text, render_template
 from .report_scan import scan_figure
 
 REFERENCE = "fused"
@@ -31,8 +33,6 @@ MAX_TABLE_ROWS = 2000
 
 
 def benchmarks_dir() -> Path:
-    from .tracking import results_dir
-
     return results_dir() / "benchmarks"
 
 
@@ -137,8 +137,6 @@ def device_section(device: str, frame: pd.DataFrame) -> dict[str, Any]:
 
 def render_kernels(out_dir: Path, bench_dir: Path | None = None) -> Path | None:
     """Write `kernels.html` when benchmark JSON exists; return its path (None when there is none)."""
-    from .report import now_text, render_template
-
     paths = sorted((bench_dir or benchmarks_dir()).glob("*.json"))
     frame = load_benchmarks(paths)
     if frame.empty:

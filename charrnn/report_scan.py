@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import report_figures as rf
+from .report import figures as rf
 
 MIN_CELLS = ("mingru", "minlstm")
 COMPARED = ("gru", "fused")          # the vendor kernel the scan is held against

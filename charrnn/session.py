@@ -205,7 +205,7 @@ class GridSession:
         return reaped
 
     # --- RunSpecs ---
-    def claim(self, spec: RunSpec, wait: bool = False) -> Job | None:
+    def acquire(self, spec: RunSpec, wait: bool = False) -> Job | None:
         """Lock `spec` and open its run (new, or reopened to resume). None when there is nothing to
         train now: skipped (recorded), or locked by a live invocation (deferred; see take_deferred)."""
         lock = FileLock(lock_path(results_dir(), self.grid.name, spec.identity))
@@ -234,7 +234,7 @@ class GridSession:
         return sorted(tagged + legacy, key=lambda r: (r.start_time, r.run_id))
 
     def take_deferred(self) -> list[RunSpec]:
-        """Specs another invocation held when claimed; claim them again with wait=True."""
+        """Specs another invocation held when acquired; acquire them again with wait=True."""
         deferred, self._deferred = self._deferred, []
         return deferred
 

@@ -13,3 +13,4 @@ ROLE_TAG = TAG_PREFIX + "role"                 # grid (an invocation's parent ru
 GRID_ROLE, RUN_ROLE = "grid", "run"
 PARENT_TAG = "mlflow.parentRunId"
 GRID_ARTIFACT = "grid.yaml"                    # the grid file, logged on every invocation's parent run
+SEQUENTIAL_PREFIX = TAG_PREFIX + "sequential."  # + seeds_used, looks_planned, look, stop_reason, alpha_per_look

@@ -26,6 +26,7 @@ from mlflow.utils.file_utils import local_file_uri_to_path
 
 from .locks import FileLock
 from .config import identity_from_params
+from .paths import results_dir  # noqa: F401 (re-exported: the store lives under it)
 from .tags import FAILURE_TAG, HASH_TAG, HEARTBEAT_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401
 
 RUN_STATUS = RunStatus
@@ -36,10 +37,6 @@ SQLITE_PREFIX = "sqlite:///"
 logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def results_dir() -> Path:
-    return Path(os.environ.get("CHARRNN_RESULTS_DIR", "results")).resolve()
 
 
 def tracking_uri(create: bool = True) -> str:

@@ -249,6 +249,7 @@ class Trainer:
                    unit="step", dynamic_ncols=True, leave=False)
         t_start = t_last = time.perf_counter()
         last_step, time_before = start, self.train_time_s
+        clipped = clipped_total = 0   # steps where clipping changed the gradient (norm > grad_clip)
         for step in range(start, cfg.steps):
             loss, grad_norm = self.train_step(step)
             if not math.isfinite(loss):
@@ -256,6 +257,8 @@ class Trainer:
                 raise Diverged(step, loss)
             self.step = step + 1
             losses.append(loss)
+            was_clipped = int(0 < cfg.grad_clip < grad_norm)
+            clipped, clipped_total = clipped + was_clipped, clipped_total + was_clipped
             self._log({"train_loss": loss, "grad_norm": grad_norm}, step)
             bar.update(1)
             self.train_time_s = time_before + time.perf_counter() - t_start
@@ -267,7 +270,9 @@ class Trainer:
             if self.step % cfg.eval_interval == 0 or self.step == cfg.steps or out_of_time:
                 now = time.perf_counter()
                 interval = {"tokens_per_s": tokens_per_step * (self.step - last_step) / (now - t_last),
-                            "step_time_ms": 1000 * (now - t_last) / (self.step - last_step)}
+                            "step_time_ms": 1000 * (now - t_last) / (self.step - last_step),
+                            "clip_fraction": clipped / (self.step - last_step)}
+                clipped = 0
                 evals = self.evaluate()
                 self._log({**evals, **interval}, step)
                 self.save_checkpoint()
@@ -282,6 +287,7 @@ class Trainer:
         final = {f"final_{k}": v for k, v in {**evals, **self.evaluate_test()}.items()}
         final.update(final_train_loss=sum(tail) / len(tail),
                      final_tokens_per_s=tokens_per_step * (self.step - start) / max(elapsed, 1e-9),
+                     final_clip_fraction=clipped_total / max(self.step - start, 1),
                      train_time_s=elapsed)
         return TrainResult(final=final, train_losses=losses, start_step=start)
 

@@ -67,7 +67,7 @@ def timed_store_report(exp, out: Path) -> tuple[float, Path]:
     t0 = time.perf_counter()
     write_store(exp)
     print(f"store written in {time.perf_counter() - t0:.0f} s (not timed)")
-    from charrnn.report import render_reports
+    from charrnn.report.run import render_reports
 
     t0 = time.perf_counter()
     page, = render_reports([exp.name], out / "reports")
@@ -75,7 +75,7 @@ def timed_store_report(exp, out: Path) -> tuple[float, Path]:
 
 
 def timed_render(exp, out: Path) -> tuple[float, Path]:
-    from charrnn.report import render_experiment
+    from charrnn.report.pages import render_experiment
 
     t0 = time.perf_counter()
     page = render_experiment(exp, out)

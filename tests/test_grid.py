@@ -65,7 +65,29 @@ def test_a_grid_without_axes_is_one_variant_per_seed(tmp_path):
 
 def test_a_threshold_claim_compares_the_runs_with_a_number(tmp_path):
     grid = load_grid(write_grid(tmp_path, axes=None, claim={"metric": "val_loss", "expect": {"better_than": 1.6}}))
-    assert grid.claim.expect == (("better_than", 1.6),)
+    (claim,) = grid.claims
+    assert claim.is_threshold and claim.baseline == 1.6 and claim.margin == 0.01
+
+
+def test_claims_list_with_where_equivalence_and_margin(tmp_path):
+    claims = [{"source": "s1", "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"},
+               "where": {"hidden_size": 16}},
+              {"id": "same", "metric": "val_loss", "margin": 0.02,
+               "expect": {"cell": "gru", "equivalent_to": "vanilla"}}]
+    grid = load_grid(write_grid(tmp_path, claim=None, claims=claims, axes={"cell": ["vanilla", "gru"],
+                                                                           "hidden_size": [8, 16]}))
+    first, second = grid.claims
+    assert first.id == "cell=gru_vs_vanilla.hidden_size=16" and first.where == (("hidden_size", 16),)
+    assert first.source == "s1" and first.expected_sign == -1
+    assert (second.id, second.kind, second.margin) == ("same", "equivalence", 0.02)
+
+
+def test_every_shipped_grid_loads_and_plans_with_its_claims():
+    from pathlib import Path
+    for path in sorted((Path(__file__).resolve().parents[1] / "ablations").glob("*.yaml")):
+        grid = load_grid(path)
+        assert grid.claims and all(c.metric for c in grid.claims)
+        assert all(grid.expand(p) for p in grid.profile_names)
 
 
 def test_every_shipped_grid_is_valid_for_every_profile():
@@ -123,6 +145,21 @@ MALFORMED = {
                              "claim.metric: 'bleu': unknown metric; valid choices: val_loss"),
     "claim_threshold_not_a_number": (_with(claim={"metric": "val_loss", "expect": {"better_than": "low"}}),
                                      "claim.expect: better_than='low': a threshold claim needs a finite number"),
+    "claim_and_claims": (_with(claims=[]), "give either `claim:` (one) or `claims:` (a list), not both"),
+    "claims_not_a_list": (_with(claim=None, claims={"metric": "val_loss"}), "claims: {'metric': 'val_loss'}: expected a list"),
+    "claim_duplicate_id": (_with(claim=None, claims=[
+        {"id": "a", "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}},
+        {"id": "a", "metric": "val_loss", "expect": {"better_than": 1.5}}]), "claims: id 'a' repeated"),
+    "claim_where_not_an_axis": (_with(claim=None, claims=[
+        {"metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}, "where": {"layers": 2}}]),
+        "claims[0].where: 'layers' is not an axis it can restrict; valid: hidden_size"),
+    "claim_negative_margin": (_with(claim={"metric": "val_loss", "margin": -1,
+                                           "expect": {"cell": "gru", "better_than": "vanilla"}}),
+                              "claim.margin: -1: valid: a finite number >= 0"),
+    "equivalence_without_margin_on_speed": (_with(claim={"metric": "tokens_per_s", "expect": {
+        "cell": "gru", "equivalent_to": "vanilla"}}), "claim.margin: an equivalence claim on tokens_per_s needs a stated margin"),
+    "claim_unknown_key": (_with(claim={"metric": "val_loss", "expect": {"better_than": 1.5}, "rope": 1}),
+                          "claim: unknown key 'rope'; valid keys: id, source, metric"),
     "not_a_mapping": ("- just\n- a list\n", "expected a mapping of key: value"),
 }
 

@@ -10,13 +10,16 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
 
 from charrnn import cli
-from charrnn.report import (ExperimentData, heatmap_view, prediction_view, render_experiment, render_index,
-                            reports_dir)
+from charrnn.claims import COMPARISON, Claim
+from charrnn.report.base import ExperimentData, reports_dir
+from charrnn.report.details import heatmap_view, prediction_view
+from charrnn.report.pages import render_experiment, render_index
 from charrnn.report_kernels import render_kernels
 from report_synthetic import PROVENANCE_TAGS, artifact_reader, make_curves, make_experiment, make_runs, predictions
 
@@ -79,9 +82,15 @@ def test_page_and_index_are_written_with_a_one_line_result(tmp_path):
     path, html = render(exp, tmp_path)
     assert path == tmp_path / "combine.html"
     assert "Does concatenating beat adding?" in html and "reproduced" in html
+    assert "Student-t (df = n − 1), 95 % CI" in html
     index = render_index(tmp_path).read_text(encoding="utf-8")
     assert 'href="combine.html"' in index
-    assert "reproduced: val_loss(input_combine=concat) − val_loss(input_combine=add) = -0.1" in index
+    assert "input_combine=concat_vs_add: reproduced, -0.1" in index
+    assert "Student-t (df = n − 1)" in index and 'alt="Every claim: effect and interval' in index
+    csv = pd.read_csv(tmp_path / "verdicts.csv")
+    assert list(csv.columns) == ["experiment", "claim", "metric", "effect", "sd", "n", "low", "high", "method",
+                                 "margin", "verdict", "adjusted_verdict", "mde"]
+    assert csv.loc[0, "verdict"] == csv.loc[0, "adjusted_verdict"] == "reproduced" and csv.loc[0, "n"] == 3
 
 
 def test_threshold_claim_page_states_loss_minus_the_reference_number(tmp_path):
@@ -90,7 +99,7 @@ def test_threshold_claim_page_states_loss_minus_the_reference_number(tmp_path):
     _, html = render(exp, tmp_path)
     assert "val_loss is lower than 1.9" in html and "val_loss − 1.9, per seed" in html
     index = render_index(tmp_path).read_text(encoding="utf-8")
-    effect = re.search(r"reproduced: val_loss − 1.9 = (-?[\d.]+) \[", index)
+    effect = re.search(r"val_loss_vs_1.9: reproduced, (-?[\d.]+) \[", index)
     assert effect and abs(float(effect.group(1)) + 0.1) < 0.02
 
 
@@ -120,10 +129,20 @@ def test_every_figure_caption_states_its_ci_and_n(tmp_path):
     assert all("95 % " in caption and re.search(r"\bn = ", caption) for caption in captions)
 
 
-def test_single_seed_shows_no_ci_and_verdict_too_few_seeds(tmp_path):
+def test_single_seed_shows_no_ci_and_verdict_underpowered(tmp_path):
     _, html = render(make_experiment(seeds=[0], claim=CLAIM), tmp_path)
-    assert "(n=1, no CI)" in html and "too few seeds" in html
-    assert 'class="badge inconclusive"' in html
+    assert "(n=1, no CI)" in html and "an interval needs 2" in html
+    assert 'class="badge underpowered"' in html
+
+
+def test_no_page_says_inconclusive_and_each_claim_has_its_block(tmp_path):
+    claims = [CLAIM, {"id": "same", "metric": "val_loss", "margin": 0.5,
+                      "expect": {"input_combine": "concat", "equivalent_to": "add"}}]
+    _, html = render(make_experiment(claims=claims, seeds=[0, 1, 2, 3, 4]), tmp_path)
+    assert 'id="claim-same"' in html and 'id="claim-input_combine=concat_vs_add"' in html
+    assert 'class="badge equivalent"' in html
+    index = render_index(tmp_path).read_text(encoding="utf-8")
+    assert "inconclusive" not in (html + index).lower()
 
 
 def test_failed_runs_are_listed_with_reasons_and_left_out_of_the_means(tmp_path):
@@ -157,12 +176,12 @@ def test_samples_predictions_and_heatmap_come_from_run_artifacts(tmp_path):
     assert html.count('<table class="heat">') == 2   # the claim's two arms
 
 
-def test_claim_on_an_unlogged_metric_is_inconclusive_and_says_so(tmp_path):
+def test_claim_on_an_unlogged_metric_is_not_tested_and_says_so(tmp_path):
     claim = {"metric": "val_accuracy", "higher_is_better": True,
              "expect": {"input_combine": "concat", "better_than": "add"}}
     path, html = render(make_experiment(claim=claim), tmp_path)
-    assert "metric &#39;val_accuracy&#39; was not logged" in html
-    assert 'class="badge inconclusive"' in html and "Final val_loss per variant" in html
+    assert "val_accuracy was not logged" in html
+    assert 'class="badge not-tested"' in html and "Final val_loss per variant" in html
 
 
 def test_experiment_without_finished_runs_renders_its_failures(tmp_path):
@@ -170,7 +189,7 @@ def test_experiment_without_finished_runs_renders_its_failures(tmp_path):
     exp.runs["status"], exp.runs["failure"] = "FAILED", "CUDA out of memory"
     rendered = render_experiment(exp, tmp_path)
     html = rendered.path.read_text(encoding="utf-8")
-    assert html.count("CUDA out of memory") == 6 and "too few seeds: 0 paired (6 failed" in html
+    assert html.count("CUDA out of memory") == 6 and "0 usable seed(s): an interval needs 2 (6 failed" in html
     empty = ExperimentData("empty", exp.runs.iloc[0:0], axes=[])
     assert render_experiment(empty, tmp_path).line == "no finished runs"
 
@@ -214,7 +233,7 @@ def test_reports_dir_follows_charrnn_reports_dir(monkeypatch, tmp_path):
 
 
 def test_report_modules_never_import_torch():
-    code = ("import sys, charrnn.report, charrnn.report_store, charrnn.report_kernels, charrnn.cli; "
+    code = ("import sys, charrnn.report.run, charrnn.report.store, charrnn.report_kernels, charrnn.cli; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -230,8 +249,8 @@ def hostile_experiment() -> ExperimentData:
     read = artifact_reader(runs, sample=f"ROMEO {XSS} & {XSS_IMG} $x$ ")
     return ExperimentData(f"evil{XSS}", runs, make_curves(runs, 60, 20), ["input_combine"],
                           question=f"Is {XSS} safe?", artifact=read,
-                          claim={"source": XSS_IMG, "metric": "val_loss",
-                                 "expect": {"input_combine": XSS, "better_than": "add"}})
+                          claims=(Claim(XSS, "val_loss", COMPARISON, "input_combine", XSS, "add", 0.01,
+                                        source=XSS_IMG),))
 
 
 def test_markup_from_runs_is_shown_literally_and_nothing_executes(tmp_path):
@@ -340,7 +359,8 @@ def test_cli_report_renders_the_store_and_logs_the_page_to_the_grid_run(results_
 
 
 def test_bulk_curves_equal_results_curves_frame_including_replayed_steps(results_dir):
-    from charrnn import report_store, results
+    from charrnn import results
+    from charrnn.report import store as report_store
     from charrnn.tracking import Tracker
 
     _store_experiment("curves", yaml.safe_dump({"name": "curves"}))
@@ -390,7 +410,7 @@ def test_chromium_renders_the_page_with_every_figure(tmp_path):
 
 
 def test_error_bars_stay_drawable_when_the_ci_misses_the_point_estimate():
-    from charrnn.report_figures import _errors
+    from charrnn.report.figures import _errors
     from charrnn.stats import Interval
     bars = _errors([Interval(0.10, 0.12, 0.30, 5), Interval(0.5, 0.4, 0.45, 5)])
     assert (bars >= 0).all()

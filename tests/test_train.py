@@ -139,3 +139,24 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
     other = Trainer(tiny(steps=2, seed=5), progress=False)
     with pytest.raises(ValueError, match="belongs to config"):
         other.load_checkpoint(tmp_path / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("grad_clip,expected", [(0.0, 0.0), (1e-4, 1.0), (1e6, 0.0)])
+def test_clip_fraction_is_the_share_of_steps_where_clipping_changed_the_gradient(grad_clip, expected):
+    class Sink:
+        def __init__(self):
+            self.logged = []
+
+        def log_metrics(self, metrics, step):
+            self.logged.append(metrics)
+
+        def log_artifact(self, *args):
+            pass
+
+        def flush(self):
+            pass
+
+    sink = Sink()
+    result = Trainer(tiny(steps=4, eval_interval=2, grad_clip=grad_clip), sink=sink, progress=False).fit()
+    assert result.final["final_clip_fraction"] == expected
+    assert [m["clip_fraction"] for m in sink.logged if "clip_fraction" in m] == [expected, expected]

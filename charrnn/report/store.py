@@ -1,21 +1,26 @@
 """The report's view of the MLflow store: `ExperimentData` built from `charrnn.results`.
 
-Tables come from `results.runs_frame` / `results.curves_frame`, the question and claim from
+Tables come from `results.runs_frame` / `results.curves_frame`, the question and claims from
 `results.grid_definition` (the grid file of the latest invocation), provenance tags and artifact
 text from `tracking`. The report page is logged back to the latest grid parent run. No torch.
 """
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from . import results
-from .report import CURVE_METRICS, PROVENANCE, ExperimentData, ReportError, infer_axes
-from .tracking import RunHandle, StoredRun, Tracker, metric_histories, store_exists, tracking_uri
+from .. import results
+from ..claims import Claim, claims_or_none
+from ..config import ConfigError, check_value
+from ..tags import SEQUENTIAL_PREFIX
+from ..tracking import RunHandle, StoredRun, Tracker, metric_histories, store_exists, tracking_uri
+from .base import CURVE_METRICS, PROVENANCE, ExperimentData, ReportError
+from .tables import infer_axes
 
 # one progress bar per downloaded artifact would bury the report's own output
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -81,6 +86,31 @@ def _axes(frame: pd.DataFrame, grid: dict[str, Any] | None) -> list[str]:
     return [a for a in declared if a in frame] or infer_axes(frame)
 
 
+def _claims(name: str, grid: dict[str, Any] | None) -> tuple[Claim, ...]:
+    """The claims of the stored grid file, parsed by the grid loader's rules."""
+    if not isinstance(grid, dict):
+        return ()
+    lists = {}
+    for block in ("axes", "zip"):
+        for key, values in (grid.get(block) or {}).items() if isinstance(grid.get(block), dict) else []:
+            try:
+                lists[key] = tuple(check_value(key, v) for v in values)
+            except (ConfigError, TypeError):
+                lists[key] = tuple(values or ())
+    warn = lambda err: print(f"charrnn report: {name}: claims skipped: {err}", file=sys.stderr)  # noqa: E731
+    return claims_or_none(grid, lists, warn)
+
+
+def _sequential(parents: list[StoredRun]) -> dict[str, str] | None:
+    """How sequential seeding ended: the tags of the latest parent run that carries them."""
+    for parent in reversed(parents):
+        found = {k.removeprefix(SEQUENTIAL_PREFIX): v for k, v in parent.tags.items()
+                 if k.startswith(SEQUENTIAL_PREFIX)}
+        if found:
+            return found
+    return None
+
+
 def load_experiment(name: str) -> ExperimentData:
     """Runs, curves, grid question/claim, provenance and an artifact reader of `name`."""
     require_experiment(name)
@@ -93,8 +123,8 @@ def load_experiment(name: str) -> ExperimentData:
     return ExperimentData(
         name=name, runs=runs, curves=curves(t, stored),
         axes=_axes(frame, grid), question=str((grid or {}).get("question") or ""),
-        claim=(grid or {}).get("claim"), artifact=t.artifact_text,
-        parent_run_id=parents[-1].run_id if parents else None,
+        claims=_claims(name, grid), artifact=t.artifact_text,
+        parent_run_id=parents[-1].run_id if parents else None, sequential=_sequential(parents),
         duplicates=frame.attrs.get("duplicates", []))
 
 

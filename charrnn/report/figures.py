@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import io
 import math
-from dataclasses import dataclass
 from typing import Iterable
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .stats import Interval  # noqa: E402
+from ..stats import Interval  # noqa: E402
+from .base import Figure  # noqa: E402,F401 (figures are returned as base.Figure)
 
 DPI = 90
 PALETTE_SMALL = "colorblind"    # up to 10 variants
@@ -29,18 +30,6 @@ THEME = {"style": "whitegrid", "context": "notebook", "font_scale": 0.85,
          "rc": {"figure.dpi": DPI, "savefig.dpi": DPI}}
 PANEL_W, PANEL_H = 5.6, 3.6
 PARETO_STYLE = {"color": "black", "lw": 1.0, "ls": "--", "zorder": 1}
-
-
-@dataclass(frozen=True)
-class Figure:
-    key: str        # stable id (anchor in the page)
-    title: str
-    caption: str
-    data: str       # base64 PNG
-
-    @property
-    def src(self) -> str:
-        return f"data:image/png;base64,{self.data}"
 
 
 def apply_theme() -> None:
@@ -83,7 +72,7 @@ def _errors(intervals: list[Interval]) -> np.ndarray:
 # --------------------------------------------------------------------------- learning curves
 
 def learning_curves(panels: dict[str, dict[str, pd.DataFrame]], colors: dict[str, str]) -> plt.Figure:
-    """One panel per metric; per variant the mean over seeds and its 95 % CI band.
+    """One panel per metric; per variant the mean over seeds and its 95 % Student-t CI band.
     `panels[metric][variant]` has columns step, mean, low, high, n."""
     fig, axes = plt.subplots(1, len(panels), figsize=(PANEL_W * len(panels), PANEL_H), squeeze=False)
     for ax, (metric, bands) in zip(axes[0], panels.items()):
@@ -180,6 +169,36 @@ def importance_plot(shares: dict[str, Interval], metric: str) -> plt.Figure:
     ax.invert_yaxis()
     ax.set(xlabel=literal(f"share of {metric} variance (main effect, 95 % CI over seeds)"),
            xlim=(0, max(1.0, *(iv.high for iv in ivs if iv.has_ci), 0)))
+    return fig
+
+
+# --------------------------------------------------------------------------- forest plot
+
+VERDICT_COLORS = {"reproduced": "#1a7f37", "contradicted": "#cf222e", "equivalent": "#0969da",
+                  "underpowered": "#9a6700", "not tested": "#6e7781"}
+
+
+def forest_plot(rows: list[dict]) -> plt.Figure:
+    """One row per claim: its effect with the CI (in units of its margin, so claims on different
+    metrics share an axis), the ±margin band shaded, the marker coloured by verdict. Each row
+    has label, effect, low, high, margin, verdict."""
+    fig, ax = plt.subplots(figsize=(PANEL_W + 2.5, 0.9 + 0.34 * len(rows)))
+    ax.axvspan(-1, 1, color="0.85", lw=0, zorder=0, label="within ±margin")
+    ax.axvline(0, color="0.4", lw=0.8, zorder=1)
+    for y, r in enumerate(rows):
+        scale = r["margin"] if r["margin"] > 0 else 1.0
+        mid, lo, hi = (v / scale for v in (r["effect"], r["low"], r["high"]))
+        color = VERDICT_COLORS.get(r["verdict"], "black")
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.plot([lo, hi], [y, y], color=color, lw=2, zorder=2)
+        ax.plot([mid], [y], "o", color=color, zorder=3)
+    ax.set_yticks(range(len(rows)), [literal(r["label"]) for r in rows], fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set(xlabel="effect / margin (symlog; grey band: ±margin)")
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=k) for k, c in VERDICT_COLORS.items()]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     return fig
 
 
