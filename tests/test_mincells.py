@@ -24,7 +24,7 @@ from charrnn.models import CharRNN, param_count
 MIN_CELLS = ("mingru", "minlstm")
 TOL = mincells.SCAN_TOLERANCE
 REPO = Path(__file__).resolve().parent.parent
-GRID = REPO / "ablations" / "pending" / "min_rnn.yaml"
+GRID = REPO / "ablations" / "min_rnn.yaml"
 
 
 def forward_backward(layer, x, h0) -> dict[str, torch.Tensor]:
@@ -182,14 +182,9 @@ def test_mingru_minlstm_training_loss_falls(cell, backend):
 
 
 def test_min_rnn_grid_plans_both_profiles_with_matched_parameter_counts(tmp_path):
-    """The grid's claims list waits for the multi-claim loader; everything else loads today."""
-    data = yaml.safe_load(GRID.read_text())
-    claims = data.pop("claims")
-    assert len({c["id"] for c in claims}) == len(claims) == 3
-    assert all(c["source"].startswith("Feng et al. 2024") for c in claims)
-    path = tmp_path / "min_rnn.yaml"
-    path.write_text(yaml.safe_dump(data))
-    grid = load_grid(path)
+    grid = load_grid(GRID)
+    assert len({c.id for c in grid.claims}) == len(grid.claims) == 3
+    assert all(c.source.startswith("Feng et al. 2024") for c in grid.claims)
     for profile in ("quick", "full"):
         specs = grid.expand(profile)
         assert len(grid.seeds_of(profile)) >= 5
