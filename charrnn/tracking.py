@@ -295,7 +295,7 @@ class RunHandle:
 
 
 # --------------------------------------------------------------------------- bulk metric reads
-# Added for the report (issue 6). Through `get_metric_history` a 2,000-step curve costs ~70 ms
+# Added for the report. Through `get_metric_history` a 2,000-step curve costs ~70 ms
 # per run and key — 18 s for the curves of a 200-run grid; one column query on a database store
 # reads the same 400k points in under a second.
 
