@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .checkpoint import describe
 from .config import TrainConfig, check_backend_device
 from .data import Batch, Task, make_task
 from .models import CharRNN, detach_hidden, param_count
@@ -126,6 +127,7 @@ class Trainer:
                  "python_rng": random.getstate(), "config_hash": self.cfg.config_hash()}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        state.update(describe(self.cfg, self.task.vocab, self.task.sample_prime()))  # self-describing
         return state
 
     def load_checkpoint(self, path: str | Path) -> None:
