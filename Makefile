@@ -53,7 +53,12 @@ ablations: $(STAMP)
 report: $(STAMP)
 	$(BIN)/charrnn report
 
+# MLflow 3.x opens experiments on its GenAI views (traces) unless the sidebar's "Model training"
+# switch is on (the browser remembers it): the printed addresses open each experiment's runs table.
 ui: $(STAMP)
+	@CHARRNN_RESULTS_DIR=$(RESULTS_DIR) $(BIN)/python -c 'from charrnn.tracking import ui_links; \
+		print("runs tables (or switch the UI to Model training):", *ui_links("http://127.0.0.1:$(PORT)"), sep="\n  ")' \
+		2>/dev/null || true
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RESULTS_DIR)/mlflow.db \
 		--default-artifact-root $(RESULTS_DIR)/mlartifacts --host 127.0.0.1 --port $(PORT)
 

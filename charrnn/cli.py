@@ -119,6 +119,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
                        progress=not args.no_progress)
     print(summary_text(session))
     print(f"view it: make ui   (or: mlflow ui --backend-store-uri {session.tracker.uri})")
+    print(f"then open http://127.0.0.1:5000/{session.tracker.ui_path(grid.name)}  (its runs table)")
     return 1 if session.counts()[FAILED] else 0
 
 

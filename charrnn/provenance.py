@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -10,7 +11,11 @@ from pathlib import Path
 
 import torch
 
+from .tracking import source_tags
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ENTRY_POINT = "charrnn"
+_CREDENTIALS = re.compile(r"(?<=//)[^/@]+@")  # user:token@ in a remote URL
 
 
 def _git(*args: str) -> str:
@@ -26,6 +31,13 @@ def pip_freeze() -> str:
     lines = {f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()
              if d.metadata["Name"]}
     return "\n".join(sorted(lines, key=str.lower)) + "\n"
+
+
+def _source(sha: str, dirty: bool) -> dict[str, str]:
+    """`mlflow.source.*`: commit, branch, remote URL (credentials removed), dirty flag, entry point."""
+    branch = _git("rev-parse", "--abbrev-ref", "HEAD").strip()
+    url = _CREDENTIALS.sub("", _git("config", "--get", "remote.origin.url").strip())
+    return source_tags(sha, "" if branch == "HEAD" else branch, url, dirty, ENTRY_POINT)
 
 
 def device_name(device: torch.device) -> str:
@@ -50,6 +62,7 @@ def collect(device: torch.device) -> tuple[dict[str, str], dict[str, str]]:
         "charrnn.cuda": torch.version.cuda or "none",
         "charrnn.cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else "none",
         "charrnn.python": sys.version.split()[0],
+        **_source(sha, bool(diff.strip())),
     }
     files = {"provenance/git_diff.patch": diff, "provenance/pip_freeze.txt": pip_freeze()}
     return tags, files
