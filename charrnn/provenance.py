@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .tracking import source_tags
+from .tags import (GIT_BRANCH_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, GIT_REPO_URL_TAG, SOURCE_NAME_TAG,
+                   SOURCE_TYPE_TAG)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENTRY_POINT = "charrnn"
@@ -31,6 +32,16 @@ def pip_freeze() -> str:
     lines = {f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()
              if d.metadata["Name"]}
     return "\n".join(sorted(lines, key=str.lower)) + "\n"
+
+
+def source_tags(commit: str, branch: str, repo_url: str, dirty: bool, entry_point: str) -> dict[str, str]:
+    """MLflow's own `mlflow.source.*` tags (the UI links a run to its commit); empty facts left out."""
+    tags = {SOURCE_TYPE_TAG: "LOCAL", SOURCE_NAME_TAG: entry_point, GIT_COMMIT_TAG: commit,
+            GIT_BRANCH_TAG: branch, GIT_REPO_URL_TAG: repo_url}
+    tags = {key: value for key, value in tags.items() if value}
+    if commit:
+        tags[GIT_DIRTY_TAG] = str(dirty).lower()
+    return tags
 
 
 def _source(sha: str, dirty: bool) -> dict[str, str]:

@@ -25,9 +25,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
-                                      MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_GIT_BRANCH, MLFLOW_GIT_COMMIT,
-                                      MLFLOW_GIT_DIRTY, MLFLOW_GIT_REPO_URL, MLFLOW_RUN_NOTE, MLFLOW_SOURCE_NAME,
-                                      MLFLOW_SOURCE_TYPE)
+                                      MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
 
 from .locks import FileLock
 from .tags import FAILURE_TAG, HASH_TAG, HEARTBEAT_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401 (re-exported)
@@ -71,16 +69,6 @@ def store_exists(uri: str | None = None) -> bool:
 
 def artifact_root() -> Path:
     return results_dir() / "mlartifacts"
-
-
-def source_tags(commit: str, branch: str, repo_url: str, dirty: bool, entry_point: str) -> dict[str, str]:
-    """MLflow's own `mlflow.source.*` tags (the UI links a run to its commit); empty facts left out."""
-    tags = {MLFLOW_SOURCE_TYPE: "LOCAL", MLFLOW_SOURCE_NAME: entry_point, MLFLOW_GIT_COMMIT: commit,
-            MLFLOW_GIT_BRANCH: branch, MLFLOW_GIT_REPO_URL: repo_url}
-    tags = {key: value for key, value in tags.items() if value}
-    if commit:
-        tags[MLFLOW_GIT_DIRTY] = str(dirty).lower()
-    return tags
 
 
 def now_ms() -> int:

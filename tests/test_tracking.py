@@ -2,12 +2,15 @@
 import subprocess
 
 from grid_support import REPO, children, empty_store_db, grid_data, runs_of, store, write_grid  # noqa: F401
+from mlflow.utils import mlflow_tags
 from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
                                       MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_GIT_COMMIT, MLFLOW_RUN_NOTE,
                                       MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE)
 
 from charrnn.cli import main
-from charrnn.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, UI_QUERY, Tracker, source_tags
+from charrnn import tags
+from charrnn.provenance import source_tags
+from charrnn.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, UI_QUERY, Tracker
 
 
 def experiment_tags(tracker: Tracker, name: str) -> dict[str, str]:
@@ -47,3 +50,11 @@ def test_source_tags_leave_out_unknown_facts():
     assert source_tags("", "", "", False, "charrnn") == {MLFLOW_SOURCE_TYPE: "LOCAL", MLFLOW_SOURCE_NAME: "charrnn"}
     tags = source_tags("abc", "main", "", True, "charrnn")
     assert tags[MLFLOW_GIT_COMMIT] == "abc" and tags["mlflow.source.git.dirty"] == "true"
+
+
+def test_source_tag_names_are_mlflows():
+    pairs = {"SOURCE_TYPE_TAG": "MLFLOW_SOURCE_TYPE", "SOURCE_NAME_TAG": "MLFLOW_SOURCE_NAME",
+             "GIT_COMMIT_TAG": "MLFLOW_GIT_COMMIT", "GIT_BRANCH_TAG": "MLFLOW_GIT_BRANCH",
+             "GIT_REPO_URL_TAG": "MLFLOW_GIT_REPO_URL", "GIT_DIRTY_TAG": "MLFLOW_GIT_DIRTY"}
+    for ours, theirs in pairs.items():
+        assert getattr(tags, ours) == getattr(mlflow_tags, theirs)
