@@ -11,6 +11,7 @@ PORT ?= 5000
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
 .PHONY: install smoke test bench grid ablations report ui clean
+.PHONY: lint
 
 install: $(STAMP)
 
@@ -28,7 +29,12 @@ smoke: $(STAMP)
 		$(BIN)/charrnn report smoke && exit $$status
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q; status=$$?; \
+		if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
+
+# ruff (rules and line length in pyproject.toml); .ci/run runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 # Kernel timing suite (tests/benchmarks): PROFILE=quick (CPU, a few shapes, <= 10 min) | full (the GPU
 # grid); K='pytest -k expression' times a part. JSON in results/benchmarks/, run in MLflow `kernels`.
@@ -47,7 +53,12 @@ ablations: $(STAMP)
 report: $(STAMP)
 	$(BIN)/charrnn report
 
+# MLflow 3.x opens experiments on its GenAI views (traces) unless the sidebar's "Model training"
+# switch is on (the browser remembers it): the printed addresses open each experiment's runs table.
 ui: $(STAMP)
+	@CHARRNN_RESULTS_DIR=$(RESULTS_DIR) $(BIN)/python -c 'from charrnn.tracking import ui_links; \
+		print("runs tables (or switch the UI to Model training):", *ui_links("http://127.0.0.1:$(PORT)"), sep="\n  ")' \
+		2>/dev/null || true
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RESULTS_DIR)/mlflow.db \
 		--default-artifact-root $(RESULTS_DIR)/mlartifacts --host 127.0.0.1 --port $(PORT)
 

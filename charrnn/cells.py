@@ -151,7 +151,7 @@ def vanilla_add_step(xp: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor,
     """Add combine: h' = act(W_hh (W_ih x + b_ih + h) + b_hh), one shared hidden matrix.
 
     The input is projected to the hidden size and added to the hidden state before the single
-    hidden matrix (seed write-ups 002/004). xp, h: (B, H) → (B, H).
+    hidden matrix (write-ups 002/004, docs/references.md). xp, h: (B, H) → (B, H).
     """
     return ACTIVATIONS[activation](F.linear(xp + h, w_hh, b_hh))
 

@@ -46,33 +46,49 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    import torch
+    """Text from a checkpoint file (`*.pt`, needs nothing else) or from a run's checkpoint."""
+    from .checkpoint import CheckpointError, read, rebuild
+    from .sample import generate
 
+    try:
+        if args.run_id.endswith(".pt") or os.path.isfile(args.run_id):
+            model, vocab, prime = rebuild(read(args.run_id), source=f"checkpoint={args.run_id!r}")
+        else:
+            model, vocab, prime = _run_model(args.run_id)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    prime = prime if args.prime is None else args.prime
+    print(generate(model, vocab, prime, args.length, args.temperature, seed=args.seed))
+    return 0
+
+
+def _run_model(run_id: str):
+    """(model, vocab, prime) of a run's last checkpoint; checkpoints older than format 2 get their
+    config from the run's params and their vocabulary from the task's data."""
+    from .checkpoint import is_self_describing, read, rebuild
     from .data import make_task
     from .models import CharRNN
-    from .sample import generate
     from .tracking import Tracker
     from .train import CHECKPOINT_NAME
 
     tracker = Tracker()
     try:
-        run = tracker.get_run(args.run_id)
+        run = tracker.get_run(run_id)
     except Exception:
-        raise UsageError(f"run_id={args.run_id!r}: no such run in {tracker.uri}") from None
-    params = {k: v for k, v in run.data.params.items() if k in FIELDS}
-    cfg = make_config(params)
-    task = make_task(cfg)
-    model = CharRNN(cfg, task.vocab.size)
+        raise UsageError(f"run_id={run_id!r}: no such run in {tracker.uri}") from None
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = tracker.download(args.run_id, f"checkpoint/{CHECKPOINT_NAME}", tmp)
+            path = tracker.download(run_id, f"checkpoint/{CHECKPOINT_NAME}", tmp)
         except Exception:
-            raise UsageError(f"run_id={args.run_id!r}: run has no checkpoint artifact") from None
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            raise UsageError(f"run_id={run_id!r}: run has no checkpoint artifact") from None
+        state = read(path)
+    if is_self_describing(state):
+        return rebuild(state, source=f"run_id={run_id!r}")
+    cfg = make_config({k: v for k, v in run.data.params.items() if k in FIELDS})
+    task = make_task(cfg)
+    model = CharRNN(cfg, task.vocab.size)
     model.load_state_dict(state["model"])
-    prime = task.sample_prime() if args.prime is None else args.prime
-    print(generate(model, task.vocab, prime, args.length, args.temperature, seed=args.seed))
-    return 0
+    return model.eval(), task.vocab, task.sample_prime()
 
 
 def _positive_int(text: str) -> int:
@@ -112,6 +128,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     session = run_round(grid)
     print(summary_text(session))
     print(f"view it: make ui   (or: mlflow ui --backend-store-uri {session.tracker.uri})")
+    print(f"then open http://127.0.0.1:5000/{session.tracker.ui_path(grid.name)}  (its runs table)")
     return 1 if session.counts()[FAILED] else 0
 
 
@@ -199,8 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide the tqdm bar")
     train.set_defaults(func=cmd_train)
 
-    sample = sub.add_parser("sample", help="generate text from a finished run")
-    sample.add_argument("run_id")
+    sample = sub.add_parser("sample", help="generate text from a run or a checkpoint file")
+    sample.add_argument("run_id", help="RUN_ID or CHECKPOINT.pt (a file needs no MLflow store)")
     sample.add_argument("--temperature", type=float, default=0.8)
     sample.add_argument("--length", type=int, default=300)
     sample.add_argument("--prime", default=None, help="text to start from (default: the task's)")

@@ -54,7 +54,7 @@ _TAG_NAMES, _TAG_ARITH, _TAG_BITFLIP = 11, 12, 13
 
 @dataclass(frozen=True)
 class CorpusSource:
-    """Provenance of a corpus shipped in `charrnn/corpora/` (see shared/datasets/MANIFEST.md)."""
+    """Provenance of a corpus shipped in `charrnn/corpora/` (see docs/references.md#datasets)."""
     url: str
     sha256: str            # of the shipped copy
     url_verified: bool     # True when the bytes at `url` are identical to the shipped copy (fetch() can check them)
@@ -629,7 +629,7 @@ def _flip_examples(ids: np.ndarray, width: int) -> _Examples:
 
 
 class BitflipTask(SequenceTask):
-    """x = the N bits of an integer (MSB first), y = every bit flipped; mask all True, T = N (seed 004)."""
+    """x = the N bits of an integer (MSB first), y = every bit flipped; mask all True, T = N (write-up 004)."""
     has_accuracy = True
     autoregressive = False
 

@@ -1,16 +1,18 @@
-"""Ownership on one host: an advisory `fcntl.flock` lock file per owned thing.
+"""Ownership on one host: an advisory lock file per owned thing, through `filelock`'s flock lock.
 
 The kernel drops a flock when the file descriptor closes, so a lock held by a process killed with
 `kill -9` is free again at once: a free lock on a RUNNING run means its owner is dead. Locks live under
 `<results dir>/locks/`; they order processes on one host (or hosts sharing a POSIX-lock filesystem).
-Descriptors are opened non-inheritable (PEP 446), so child processes never keep a lock alive.
+Descriptors are non-inheritable (PEP 446), so child processes never keep a lock alive. Where the
+filesystem has no flock, acquiring fails loudly instead of falling back to a lock a crash would leave
+behind. A `FileLock` is not reentrant and not thread-local: one acquire, one release, any thread.
 """
 from __future__ import annotations
 
-import fcntl
-import os
 import re
 from pathlib import Path
+
+from filelock import Timeout, UnixFileLock
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]")
 
@@ -26,33 +28,26 @@ class FileLock:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._fd: int | None = None
+        self._lock = UnixFileLock(self.path, thread_local=False, fallback_to_soft=False)
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._lock.is_locked
 
     def acquire(self, blocking: bool = False) -> bool:
         """Take the lock; without `blocking`, return False at once when another owner holds it."""
-        if self._fd is not None:
+        if self.held:
             return True
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
+            self._lock.acquire(blocking=blocking)
+        except Timeout:
             return False
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
         return True
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
+        if self.held:
+            self._lock.release(force=True)  # closing the descriptor drops the flock
 
     def __enter__(self) -> "FileLock":
         self.acquire(blocking=True)

@@ -150,7 +150,9 @@ class GridSession:
 
     # --- the invocation ---
     def __enter__(self) -> "GridSession":
-        self.tracker.experiment_id(self.grid.name)  # the store and experiment exist before any worker
+        claim = self.grid.claim  # the store and experiment exist before any worker; the UI shows the question
+        self.tracker.describe_experiment(self.grid.name, self.grid.question, claim and claim.metric,
+                                         claim and claim.higher_is_better)
         self.reap()
         self._untagged = untagged_runs(self.tracker.runs(self.grid.name, {ROLE_TAG: ROLE_RUN}))
         self.since_ms = now_ms()

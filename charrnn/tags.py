@@ -14,3 +14,7 @@ GRID_ROLE, RUN_ROLE = "grid", "run"
 PARENT_TAG = "mlflow.parentRunId"
 GRID_ARTIFACT = "grid.yaml"                    # the grid file, logged on every invocation's parent run
 SEQUENTIAL_PREFIX = TAG_PREFIX + "sequential."  # + seeds_used, looks_planned, look, stop_reason, alpha_per_look
+# MLflow's own source tags (the UI links a run to its commit); equal to mlflow.utils.mlflow_tags'.
+SOURCE_TYPE_TAG, SOURCE_NAME_TAG = "mlflow.source.type", "mlflow.source.name"
+GIT_COMMIT_TAG, GIT_BRANCH_TAG = "mlflow.source.git.commit", "mlflow.source.git.branch"
+GIT_REPO_URL_TAG, GIT_DIRTY_TAG = "mlflow.source.git.repoURL", "mlflow.source.git.dirty"

@@ -20,9 +20,12 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
+from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
+                                      MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
 
 from .locks import FileLock
 from .config import identity_from_params
@@ -33,6 +36,12 @@ RUN_STATUS = RunStatus
 MAX_BATCH = 1000  # MLflow's per-call limit on metrics in log_batch
 SYSTEM_METRICS_INTERVAL_S = 5.0
 SQLITE_PREFIX = "sqlite:///"
+# MLflow 3.x's UI shows an experiment of this kind as "Machine learning" (model training: the runs
+# table and charts) rather than "GenAI apps & agents" (traces). MLflow 3.17's UI takes the view from
+# its global GenAI / Model training switch instead; UI_QUERY opens a page with that switch set.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+UI_QUERY = "workflowType=machine_learning"
 
 logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
@@ -128,12 +137,31 @@ class Tracker:
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             location = (artifact_root() / name).as_uri()
         try:
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.client.create_experiment(name, artifact_location=location,
+                                                 tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
         except Exception:  # created concurrently by another process
             found = self.find_experiment(name)
             if found is None:
                 raise
             return found
+
+    def describe_experiment(self, name: str, description: str, primary_metric: str | None = None,
+                            greater_is_better: bool | None = None) -> str:
+        """Id of experiment `name` (created if missing), its description (`mlflow.note.content`),
+        its kind (model training) and, when given, its primary metric and direction."""
+        exp_id = self.experiment_id(name)
+        tags = {EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND, MLFLOW_RUN_NOTE: description}
+        if primary_metric:
+            tags[MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME] = primary_metric
+            tags[MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER] = str(bool(greater_is_better))
+        for key, value in tags.items():
+            self.client.set_experiment_tag(exp_id, key, value)
+        return exp_id
+
+    def ui_path(self, name: str) -> str:
+        """The MLflow UI's page of experiment `name` on its runs table (append to the UI's address)."""
+        exp_id = self.find_experiment(name)
+        return f"#/experiments/{exp_id}?{UI_QUERY}" if exp_id else f"#/experiments?{UI_QUERY}"
 
     def find_experiment(self, name: str) -> str | None:
         found = self.client.get_experiment_by_name(name)
@@ -216,6 +244,13 @@ class Tracker:
         return Path(self.client.download_artifacts(run_id, artifact_path, str(dest)))
 
 
+def ui_links(base_url: str) -> list[str]:
+    """`experiment: address` of each experiment's runs table in the MLflow UI served at `base_url`."""
+    tracker = Tracker()
+    return [f"{name}: {base_url.rstrip('/')}/{tracker.ui_path(name)}"
+            for name in tracker.experiment_names() if name != "Default"]
+
+
 @dataclass
 class RunHandle:
     """One MLflow run: buffered metrics, params, tags, artifacts, and its end state."""
@@ -277,7 +312,14 @@ class RunHandle:
         os.replace(tmp, dest_dir / Path(local_path).name)
 
     def start_system_metrics(self, uri: str) -> None:
-        """CPU/GPU utilisation and memory as `system/*` metrics, where MLflow can read them."""
+        """CPU/GPU utilisation and memory as `system/*` metrics, where MLflow can read them.
+
+        MLflow's public switch, `mlflow.start_run(log_system_metrics=True)`, only serves the fluent
+        API's one active run; charrnn drives many runs through a client, so it starts the monitor that
+        switch starts. `mlflow.disable_system_metrics_logging()` (or MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
+        =false) turns it off; GPU metrics need the `gpu` extra (nvidia-ml-py)."""
+        if MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.is_set() and not MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get():
+            return
         try:
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
             self._monitor = SystemMetricsMonitor(
@@ -299,7 +341,7 @@ class RunHandle:
 
 
 # --------------------------------------------------------------------------- bulk metric reads
-# Added for the report (issue 6). Through `get_metric_history` a 2,000-step curve costs ~70 ms
+# Added for the report. Through `get_metric_history` a 2,000-step curve costs ~70 ms
 # per run and key — 18 s for the curves of a 200-run grid; one column query on a database store
 # reads the same 400k points in under a second.
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .capabilities import check_device_support
+from .checkpoint import describe
 from .config import TrainConfig, check_backend_device
 from .data import Batch, Task, make_task
 from .models import CharRNN, detach_hidden, param_count
@@ -132,6 +133,7 @@ class Trainer:
                  "train_time_s": self.train_time_s}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        state.update(describe(self.cfg, self.task.vocab, self.task.sample_prime()))  # self-describing
         return state
 
     def load_checkpoint(self, path: str | Path) -> None:

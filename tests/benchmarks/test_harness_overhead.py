@@ -1,4 +1,4 @@
-"""The harness's training loop against a bare PyTorch loop of the same model (issue 3, item 8).
+"""The harness's training loop against a bare PyTorch loop of the same model (a harness-overhead check).
 
 One round = one evaluation interval of `Trainer.fit()` with a real MLflow RunHandle sink (sqlite
 store, system metrics on), the tqdm bar on and checkpoints on: `eval_interval` optimiser steps,

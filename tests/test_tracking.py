@@ -1,0 +1,60 @@
+"""What a user meets in the MLflow UI: experiment kind, description, primary metric, source tags."""
+import subprocess
+
+from grid_support import REPO, children, empty_store_db, grid_data, runs_of, store, write_grid  # noqa: F401
+from mlflow.utils import mlflow_tags
+from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
+                                      MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_GIT_COMMIT, MLFLOW_RUN_NOTE,
+                                      MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE)
+
+from charrnn.cli import main
+from charrnn import tags
+from charrnn.provenance import source_tags
+from charrnn.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, UI_QUERY, Tracker
+
+
+def experiment_tags(tracker: Tracker, name: str) -> dict[str, str]:
+    return dict(tracker.client.get_experiment_by_name(name).tags)
+
+
+def test_every_experiment_charrnn_creates_is_a_model_training_experiment(store):
+    tracker = Tracker()
+    tracker.experiment_id("plain")
+    assert experiment_tags(tracker, "plain")[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+
+
+def test_describe_experiment_sets_question_kind_and_primary_metric(store):
+    tracker = Tracker()
+    exp_id = tracker.describe_experiment("described", "Is GRU better?", "val_accuracy", True)
+    tags = experiment_tags(tracker, "described")
+    assert tags[MLFLOW_RUN_NOTE] == "Is GRU better?" and tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+    assert tags[MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME] == "val_accuracy"
+    assert tags[MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER] == "True"
+    assert tracker.ui_path("described") == f"#/experiments/{exp_id}?{UI_QUERY}"
+
+
+def test_grid_experiment_shows_its_question_and_claim_metric_and_runs_carry_their_commit(store, tmp_path):
+    path = write_grid(tmp_path, axes={"cell": ["vanilla", "gru"]}, seeds=[0])
+    assert main(["grid", str(path), "--no-progress"]) == 0
+    tags = experiment_tags(Tracker(), "tiny")
+    assert tags[MLFLOW_RUN_NOTE] == grid_data()["question"]
+    assert tags[MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME] == "val_loss"
+    assert tags[MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER] == "False"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    for run in children(runs_of("tiny", store)):
+        assert run.tags[MLFLOW_GIT_COMMIT] == head == run.tag("git_sha")
+        assert run.tags[MLFLOW_SOURCE_TYPE] == "LOCAL" and run.tags[MLFLOW_SOURCE_NAME] == "charrnn"
+
+
+def test_source_tags_leave_out_unknown_facts():
+    assert source_tags("", "", "", False, "charrnn") == {MLFLOW_SOURCE_TYPE: "LOCAL", MLFLOW_SOURCE_NAME: "charrnn"}
+    tags = source_tags("abc", "main", "", True, "charrnn")
+    assert tags[MLFLOW_GIT_COMMIT] == "abc" and tags["mlflow.source.git.dirty"] == "true"
+
+
+def test_source_tag_names_are_mlflows():
+    pairs = {"SOURCE_TYPE_TAG": "MLFLOW_SOURCE_TYPE", "SOURCE_NAME_TAG": "MLFLOW_SOURCE_NAME",
+             "GIT_COMMIT_TAG": "MLFLOW_GIT_COMMIT", "GIT_BRANCH_TAG": "MLFLOW_GIT_BRANCH",
+             "GIT_REPO_URL_TAG": "MLFLOW_GIT_REPO_URL", "GIT_DIRTY_TAG": "MLFLOW_GIT_DIRTY"}
+    for ours, theirs in pairs.items():
+        assert getattr(tags, ours) == getattr(mlflow_tags, theirs)
