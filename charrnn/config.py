@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, get_type_hints
 
+from . import registry
+
 
 IDENTITY_SCHEMA = 1   # bump when the meaning of an existing key (or its default) changes
 
@@ -21,7 +23,6 @@ def _sha16(obj: Any) -> str:
     canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-from . import registry
 
 
 class ConfigError(ValueError):

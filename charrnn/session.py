@@ -55,7 +55,8 @@ def decide(runs: list[StoredRun], rerun_failed: bool, since_ms: int,
            alive: Callable[[StoredRun], bool]) -> Decision:
     """What to do with one RunSpec, given the store's runs with its identity (oldest first).
 
-    FINISHED anywhere → skip (naming the earliest FINISHED run, the one `results` keeps). No run → new. The latest run RUNNING → skip while `alive` says its
+    FINISHED anywhere → skip (naming the earliest FINISHED run, the one `results` keeps).
+    No run → new. The latest run RUNNING → skip while `alive` says its
     owner lives, else resume it. Ended after `since_ms` (by a concurrent invocation) → skip.
     FAILED → resume unless `rerun_failed` is off; KILLED → resume.
     """

@@ -146,7 +146,8 @@ MALFORMED = {
     "claim_threshold_not_a_number": (_with(claim={"metric": "val_loss", "expect": {"better_than": "low"}}),
                                      "claim.expect: better_than='low': a threshold claim needs a finite number"),
     "claim_and_claims": (_with(claims=[]), "give either `claim:` (one) or `claims:` (a list), not both"),
-    "claims_not_a_list": (_with(claim=None, claims={"metric": "val_loss"}), "claims: {'metric': 'val_loss'}: expected a list"),
+    "claims_not_a_list": (_with(claim=None, claims={"metric": "val_loss"}),
+                          "claims: {'metric': 'val_loss'}: expected a list"),
     "claim_duplicate_id": (_with(claim=None, claims=[
         {"id": "a", "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}},
         {"id": "a", "metric": "val_loss", "expect": {"better_than": 1.5}}]), "claims: id 'a' repeated"),
@@ -157,7 +158,8 @@ MALFORMED = {
                                            "expect": {"cell": "gru", "better_than": "vanilla"}}),
                               "claim.margin: -1: valid: a finite number >= 0"),
     "equivalence_without_margin_on_speed": (_with(claim={"metric": "tokens_per_s", "expect": {
-        "cell": "gru", "equivalent_to": "vanilla"}}), "claim.margin: an equivalence claim on tokens_per_s needs a stated margin"),
+        "cell": "gru", "equivalent_to": "vanilla"}}),
+        "claim.margin: an equivalence claim on tokens_per_s needs a stated margin"),
     "claim_unknown_key": (_with(claim={"metric": "val_loss", "expect": {"better_than": 1.5}, "rope": 1}),
                           "claim: unknown key 'rope'; valid keys: id, source, metric"),
     "not_a_mapping": ("- just\n- a list\n", "expected a mapping of key: value"),

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from charrnn import mincells
 from charrnn.cells import make_layer
@@ -25,6 +24,15 @@ MIN_CELLS = ("mingru", "minlstm")
 TOL = mincells.SCAN_TOLERANCE
 REPO = Path(__file__).resolve().parent.parent
 GRID = REPO / "ablations" / "min_rnn.yaml"
+
+
+def _sigmoid(u: float) -> float:
+    return 1 / (1 + math.exp(-u))
+
+
+def _g_positive(u: float) -> float:
+    """The paper's positive activation g: x + 0.5 for x >= 0, sigmoid(x) below."""
+    return u + 0.5 if u >= 0 else _sigmoid(u)
 
 
 def forward_backward(layer, x, h0) -> dict[str, torch.Tensor]:
@@ -57,6 +65,7 @@ def pair(cell: str, I: int, H: int, chunk: int = mincells.SCAN_CHUNK):
 @pytest.mark.parametrize("T,chunk", [(2, 64), (37, 64), (64, 64), (300, 64), (1024, 64), (100, 7)],
                          ids=["T2", "T37", "T64", "T300", "T1024", "T100-chunk7"])
 @pytest.mark.parametrize("cell", MIN_CELLS)
+
 def test_mingru_minlstm_scan_equals_loop_outputs_and_every_gradient(cell, T, chunk):
     loop, scan = pair(cell, 12, 24, chunk)
     x, h0 = torch.randn(3, T, 12), torch.randn(1, 3, 24)  # h0 of both signs: outside the log
@@ -75,14 +84,12 @@ def test_mingru_minlstm_scan_under_bf16_autocast_matches_fp32_loop(cell):
 def test_mingru_two_steps_by_hand_from_the_paper_equations():
     # One unit (H = 1), one input: z = σ(w_z x + b_z), h̃ = g(w_h x + b_h), h' = (1 - z) h + z h̃.
     w, b = torch.tensor([[0.5], [-2.0]]), torch.tensor([0.1, 0.3])   # rows z | h̃
-    sig = lambda u: 1 / (1 + math.exp(-u))
-    gpos = lambda u: u + 0.5 if u >= 0 else sig(u)
     h, expected = -0.4, []
     for x in (1.0, -0.7):
-        z, cand = sig(0.5 * x + 0.1), gpos(-2.0 * x + 0.3)
+        z, cand = _sigmoid(0.5 * x + 0.1), _g_positive(-2.0 * x + 0.3)
         h = (1 - z) * h + z * cand
         expected.append(h)
-    assert gpos(-2.0 * 1.0 + 0.3) == pytest.approx(sig(-1.7)) and gpos(1.7) == pytest.approx(2.2)
+    assert _g_positive(-2.0 * 1.0 + 0.3) == pytest.approx(_sigmoid(-1.7)) and _g_positive(1.7) == pytest.approx(2.2)
     for backend in mincells.MIN_BACKENDS:
         layer = make_layer(backend, "mingru", 1, 1)
         layer.load_state_dict({"weight_ih_l0": w, "bias_ih_l0": b})
@@ -94,11 +101,9 @@ def test_mingru_two_steps_by_hand_from_the_paper_equations():
 def test_minlstm_two_steps_by_hand_from_the_paper_equations():
     # f = σ(.), i = σ(.), f' = f / (f + i), i' = i / (f + i), h' = f' h + i' g(h̃).
     w, b = torch.tensor([[1.0], [-0.5], [0.8]]), torch.tensor([0.0, 0.2, -0.1])  # rows f | i | h̃
-    sig = lambda u: 1 / (1 + math.exp(-u))
-    gpos = lambda u: u + 0.5 if u >= 0 else sig(u)
     h, expected = 0.3, []
     for x in (0.6, -1.5):
-        f, i, cand = sig(1.0 * x), sig(-0.5 * x + 0.2), gpos(0.8 * x - 0.1)
+        f, i, cand = _sigmoid(1.0 * x), _sigmoid(-0.5 * x + 0.2), _g_positive(0.8 * x - 0.1)
         h = f / (f + i) * h + i / (f + i) * cand
         expected.append(h)
     for backend in mincells.MIN_BACKENDS:
@@ -209,11 +214,12 @@ def test_max_time_s_stops_training_at_the_budget_and_evaluates_there():
 
 
 def test_max_time_s_off_keeps_every_earlier_config_hash():
+    from charrnn.config import LEGACY_FIELDS
     import hashlib
     import json
 
     cfg = make_config({"cell": "gru"})
-    old = {k: v for k, v in cfg.to_dict().items() if k != "max_time_s"}  # as hashed before the key
+    old = {k: v for k, v in cfg.to_dict().items() if k in LEGACY_FIELDS}  # as hashed before the key
     digest = hashlib.sha256(json.dumps(old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
     assert cfg.config_hash() == digest != make_config({"max_time_s": 5}).config_hash()
 
