@@ -408,10 +408,11 @@ class BPTTRNNLayer(LoopRNNLayer):
     def recurrence(self, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
                    b_ih: Tensor, b_hh: Tensor) -> tuple[Tensor, ...]:
         """x (B, T, I), state (h,) or (h, c) each (B, H) → (out (B, T, H), h_T, [c_T])."""
-        xp = F.linear(x.transpose(0, 1), w_ih, b_ih)                  # (T, B, G*H)
-        if self.lstm_kernel:
-            hs, h_T, c_T = lstm_recurrence(xp, w_hh, b_hh, *state)         # (T, B, H), (B, H) x 2
+        if self.lstm_kernel:  # both biases in the input projection
+            xp = F.linear(x.transpose(0, 1), w_ih, b_ih + b_hh)           # (T, B, 4H)
+            hs, h_T, c_T = lstm_recurrence(xp, w_hh, *state)               # (T, B, H), (B, H) x 2
             return hs.transpose(0, 1), h_T, c_T
+        xp = F.linear(x.transpose(0, 1), w_ih, b_ih)                  # (T, B, G*H)
         if torch.is_grad_enabled():
             hs, *final = _BPTT.apply(self.gate_math, xp, w_hh, b_hh, *state)  # (T, B, H), [c_T]
         else:

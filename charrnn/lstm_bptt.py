@@ -4,8 +4,8 @@ The generic BPTT node (`cells._BPTT`) calls the cell's gate math per step and bu
 gradient from a dozen small ops (slices, `cat`, products). On CPU at H=256, B=32 that per-op cost,
 not the matmul, separated it from oneDNN's fused LSTM. Here the LSTM is written out so that
 
-- the forward step is one matmul with the step's input projection added in the same call
-  (`W_hh h + b_hh + xp_t`), then sigmoid / tanh / cell update written with `out=` into buffers
+- both biases go into the input projection (one matmul for all T), and the forward step is one
+  matmul with the step's input projection added in the same call (`W_hh h + xp_t`), then sigmoid / tanh / cell update written with `out=` into buffers
   allocated once per call: act (T, B, 4H), c (T+1, B, H), tanh(c) (T, B, H), h (T+1, B, H);
 - the backward precomputes, for all T at once (a few large vectorised ops), every factor of the
   step gradient that does not depend on the incoming gradient:
@@ -15,7 +15,8 @@ not the matmul, separated it from oneDNN's fused LSTM. Here the LSTM is written 
       g_c           = g_c(carried) + g_h ⊙ σ(o) · tanh'(c_t)                     (Q,  (T, B, H))
 
   so a step is four elementwise ops and one (B, 4H) x (4H, H) matmul that also adds the step's
-  output gradient; dW_hh and db_hh come from one matmul / sum over all steps after the loop.
+  output gradient; dW_hh comes from one matmul over all steps after the loop (the biases' gradient
+  is d xp, summed by autograd through the input projection).
 
 Gate order and layout as nn.LSTM: rows (i, f, g, o) of weight_hh_l0 (4H, H).
 """
@@ -27,9 +28,9 @@ from torch import Tensor
 
 
 
-def lstm_forward(xp: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor,
-                 c0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """xp (T, B, 4H) = W_ih x + b_ih; h0, c0 (B, H) → hs (T+1, B, H), cs (T+1, B, H),
+def lstm_forward(xp: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """xp (T, B, 4H) = W_ih x + b_ih + b_hh (both biases, folded into the input projection by the
+    caller); h0, c0 (B, H) → hs (T+1, B, H), cs (T+1, B, H),
     act (T, B, 4H) = σ(i), σ(f), tanh(g), σ(o), tanh_c (T, B, H). Computes in xp's dtype."""
     T, B, G = xp.shape
     H = G // 4
@@ -41,9 +42,9 @@ def lstm_forward(xp: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor,
     i_s, f_s, g_s, o_s = (gates[:, :, k].unbind(0) for k in range(4))  # T views of (B, H) each
     h_t, c_t, tc_t, a_t = hs.unbind(0), cs.unbind(0), tanh_c.unbind(0), act.unbind(0)
     w_t = w_hh.t().contiguous()                                       # (H, 4H): x @ w_t is a plain NN gemm
-    x_t = (xp + b_hh).unbind(0)                                       # xp_t + b_hh, one op for all T
+    x_t = xp.unbind(0)
     for t in range(T):
-        pre = torch.addmm(x_t[t], h_t[t], w_t)                        # (B, 4H) = W_hh h + b_hh + xp_t
+        pre = torch.addmm(x_t[t], h_t[t], w_t)                        # (B, 4H) = W_hh h + xp_t
         torch.sigmoid(pre, out=a_t[t])
         torch.tanh(pre[:, 2 * H:3 * H], out=g_s[t])
         torch.mul(f_s[t], c_t[t], out=c_t[t + 1])                     # c' = σ(f) c + σ(i) tanh(g)
@@ -71,9 +72,10 @@ def _step_factors(act: Tensor, cs: Tensor, tanh_c: Tensor) -> tuple[Tensor, Tens
 
 
 def lstm_backward(g_out: Tensor, g_c_final: Tensor, w_hh: Tensor, hs: Tensor, cs: Tensor,
-                  act: Tensor, tanh_c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                  act: Tensor, tanh_c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """g_out (T, B, H): gradient of every h_t; g_c_final (B, H): of c_T.
-    → d_xp (T, B, 4H), d_w_hh (4H, H), d_b_hh (4H,), d_h0, d_c0 (B, H)."""
+    → d_xp (T, B, 4H) (also the biases' gradient, summed by the caller's autograd), d_w_hh (4H, H),
+    d_h0, d_c0 (B, H)."""
     T, B, G = act.shape
     H = G // 4
     sk, r, q = _step_factors(act, cs, tanh_c)
@@ -91,41 +93,42 @@ def lstm_backward(g_out: Tensor, g_c_final: Tensor, w_hh: Tensor, hs: Tensor, cs
         g_h = torch.addmm(g_t[t - 1], d_t[t], w_hh) if t > 0 else torch.mm(d_t[t], w_hh)  # ... and h_{t-1}
     flat = d_pre.flatten(0, 1)                                        # (T*B, 4H)
     d_w = torch.mm(flat.t(), hs[:-1].flatten(0, 1))                   # (4H, T*B) x (T*B, H)
-    return d_pre, d_w, flat.sum(0), g_h, g_c
+    return d_pre, d_w, g_h, g_c
 
 
 class LSTMBPTT(torch.autograd.Function):
     """The LSTM recurrence after the input projection as one autograd node.
 
-    forward(xp (T, B, 4H), w_hh (4H, H), b_hh (4H,), h0, c0 (B, H)) → (hs (T, B, H), c_T (B, H)).
+    forward(xp (T, B, 4H) with both biases, w_hh (4H, H), h0, c0 (B, H)) → (hs (T, B, H), c_T (B, H)).
     Computes in xp's dtype (bf16 under autocast) with autocast itself off inside.
     """
 
     @staticmethod
-    def forward(ctx, xp: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, c0: Tensor):
+    def forward(ctx, xp: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor):
         dtype = xp.dtype
         w = w_hh.to(dtype)
         with torch.autocast(xp.device.type, enabled=False):
-            hs, cs, act, tanh_c = lstm_forward(xp, w, b_hh.to(dtype), h0.to(dtype), c0.to(dtype))
+            hs, cs, act, tanh_c = lstm_forward(xp, w, h0.to(dtype), c0.to(dtype))
         ctx.save_for_backward(w, hs, cs, act, tanh_c)
-        ctx.dtypes = (w_hh.dtype, b_hh.dtype, h0.dtype, c0.dtype)
+        ctx.dtypes = (w_hh.dtype, h0.dtype, c0.dtype)
         return hs[1:], cs[-1]
 
     @staticmethod
     def backward(ctx, g_out: Tensor, g_c_final: Tensor):
         w, hs, cs, act, tanh_c = ctx.saved_tensors
         with torch.autocast(act.device.type, enabled=False):
-            d_xp, d_w, d_b, d_h0, d_c0 = lstm_backward(
+            d_xp, d_w, d_h0, d_c0 = lstm_backward(
                 g_out.to(act.dtype), g_c_final.to(act.dtype), w, hs, cs, act, tanh_c)
-        w_dt, b_dt, h_dt, c_dt = ctx.dtypes
-        return d_xp, d_w.to(w_dt), d_b.to(b_dt), d_h0.to(h_dt), d_c0.to(c_dt)
+        w_dt, h_dt, c_dt = ctx.dtypes
+        return d_xp, d_w.to(w_dt), d_h0.to(h_dt), d_c0.to(c_dt)
 
 
-def lstm_recurrence(xp: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """xp (T, B, 4H), h0 and c0 (B, H) → (hs (T, B, H), h_T, c_T); no graph is kept without grad."""
+def lstm_recurrence(xp: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """xp (T, B, 4H) = W_ih x + b_ih + b_hh, h0 and c0 (B, H) → (hs (T, B, H), h_T, c_T); no graph
+    is kept without grad."""
     if torch.is_grad_enabled():
-        hs, c_T = LSTMBPTT.apply(xp, w_hh, b_hh, h0, c0)
+        hs, c_T = LSTMBPTT.apply(xp, w_hh, h0, c0)
         return hs, hs[-1], c_T
     dtype = xp.dtype
-    hs, cs, _, _ = lstm_forward(xp, w_hh.to(dtype), b_hh.to(dtype), h0.to(dtype), c0.to(dtype))
+    hs, cs, _, _ = lstm_forward(xp, w_hh.to(dtype), h0.to(dtype), c0.to(dtype))
     return hs[1:], hs[-1], cs[-1]

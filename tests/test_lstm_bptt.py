@@ -33,8 +33,7 @@ def test_loop_bptt_lstm_uses_the_written_out_recurrence_and_matches_nn_lstm():
 def test_lstm_bptt_gradients_pass_double_precision_gradcheck():
     torch.manual_seed(0)
     args = [torch.randn(T, B, 4 * H, dtype=torch.float64), 0.3 * torch.randn(4 * H, H, dtype=torch.float64),
-            torch.randn(4 * H, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64),
-            torch.randn(B, H, dtype=torch.float64)]
+            torch.randn(B, H, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)]
     assert torch.autograd.gradcheck(LSTMBPTT.apply, [a.requires_grad_() for a in args])
 
 
@@ -53,11 +52,10 @@ def test_gradient_through_the_final_cell_state_alone():
 
 def test_no_grad_recurrence_equals_the_grad_one_and_keeps_no_graph():
     torch.manual_seed(0)
-    xp, w, b, h0, c0 = torch.randn(T, B, 4 * H), torch.randn(4 * H, H), torch.randn(4 * H), \
-        torch.randn(B, H), torch.randn(B, H)
-    with_grad = lstm_recurrence(xp.requires_grad_(), w, b, h0, c0)
+    xp, w, h0, c0 = torch.randn(T, B, 4 * H), torch.randn(4 * H, H), torch.randn(B, H), torch.randn(B, H)
+    with_grad = lstm_recurrence(xp.requires_grad_(), w, h0, c0)
     with torch.no_grad():
-        without = lstm_recurrence(xp, w, b, h0, c0)
+        without = lstm_recurrence(xp, w, h0, c0)
     assert all(t.grad_fn is None for t in without)
     for a, b_ in zip(with_grad, without, strict=True):
         torch.testing.assert_close(a.detach(), b_)
