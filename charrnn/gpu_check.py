@@ -137,16 +137,16 @@ def plan(python: str, out: Path, dry_run: bool) -> list[Stage]:
     run: the same commands on CPU with tiny sizes."""
     bench = out / "benchmarks"
     store = {"CHARRNN_RESULTS_DIR": str(out / "store")}
-    gpu_bench = [("bench_fp32", "gpu", "fp32", 85.0), ("bench_bf16", "gpu", "bf16", 75.0)]
+    gpu_bench = [("bench_fp32", "gpu", "fp32", 85.0), ("bench_bf16", "gpu", "bf16", 70.0)]
     sweep_select, smoke_profile = None, "full"
     if dry_run:
         gpu_bench = [("bench_fp32", "test", "lstm and l1 and fwd_bwd and (fused or loop_bptt) and not compiled", 120.0),
                      ("bench_bf16", "test", "gru and l1 and fwd and (fused- or loop_bptt-)", 120.0)]
         sweep_select, smoke_profile = "vanilla-h32- or vanilla-h48-", "quick"
-    stages = [Stage("info", [python, "-c", INFO_SCRIPT, str(out / "machine.json")], 30.0),
+    stages = [Stage("info", [python, "-c", INFO_SCRIPT, str(out / "machine.json")], 20.0),
               Stage("cuda_tests", [python, "-m", "pytest", SUITE, "tests/test_backends.py", "-q",
                                    "-p", "no:cacheprovider", "-k", "fused_nocudnn or cudagraph",
-                                   f"--junitxml={out / 'cuda_tests.xml'}"], 50.0)]
+                                   f"--junitxml={out / 'cuda_tests.xml'}"], 70.0)]
     stages += [Stage(name, bench_argv(python, profile, bench / f"{name}.json", select), budget)
                for name, profile, select, budget in gpu_bench]
     stages.append(Stage("sweep_hidden", bench_argv(python, "sweep_hidden", bench / "sweep_hidden.json",
