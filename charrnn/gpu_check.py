@@ -141,7 +141,7 @@ def plan(python: str, out: Path, dry_run: bool) -> list[Stage]:
     sweep_select, smoke_profile = None, "full"
     if dry_run:
         gpu_bench = [("bench_fp32", "test", "lstm and l1 and fwd_bwd and (fused or loop_bptt) and not compiled", 120.0),
-                     ("bench_bf16", "test", "gru and l1 and fwd and (fused- or loop_bptt-)", 120.0)]
+                     ("bench_bf16", "test", "gru and l1 and fp32-fwd- and (fused or loop_bptt) and not compiled", 120.0)]
         sweep_select, smoke_profile = "vanilla-h32- or vanilla-h48-", "quick"
     stages = [Stage("info", [python, "-c", INFO_SCRIPT, str(out / "machine.json")], 20.0),
               Stage("cuda_tests", [python, "-m", "pytest", SUITE, "tests/test_backends.py", "-q",
@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                   "the plumbing on CPU)", file=sys.stderr)
             return EXIT_NO_CUDA
     out = (args.out or default_out()).resolve()
-    (out / "logs").mkdir(parents=True, exist_ok=True)
+    for sub in ("logs", "benchmarks"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
     if args.cpu_dry_run:
         python, note = sys.executable, f"{sys.executable} (CPU dry run)"
     else:
@@ -264,10 +265,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{', '.join(s.name for s in stages)}", file=sys.stderr)
             return 2
         stages = [s for s in stages if s.name in wanted]
-    for stage in stages:
-        reserve = 0.0 if stage.name == "kernels_page" else RESERVE_S
-        run_stage(stage, out / "logs" / f"{stage.name}.log", deadline, reserve)
-        print(f"gpu-check: {stage.name}: {stage.status} ({stage.wall_s:.0f} s)", flush=True)
+    try:
+        for stage in stages:
+            reserve = 0.0 if stage.name == "kernels_page" else RESERVE_S
+            run_stage(stage, out / "logs" / f"{stage.name}.log", deadline, reserve)
+            print(f"gpu-check: {stage.name}: {stage.status} ({stage.wall_s:.0f} s)", flush=True)
+    except KeyboardInterrupt:  # the stage's child got the same Ctrl-C; what finished is kept
+        write_summary(out, stages, started, note + "; interrupted", args.cpu_dry_run)
+        return 130
     summary = write_summary(out, stages, started, note, args.cpu_dry_run)
     print(f"gpu-check: outputs in {out}")
     return 0 if all(s["status"] == "ok" for s in summary["stages"]) else 1
