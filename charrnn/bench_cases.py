@@ -112,7 +112,7 @@ CELL_NAMES = tuple(CELLS)
 # The hidden-size sweep: fixed B and T, H from 32 to 1024 with fine steps at 64-256 (where seed 001
 # reports a discontinuous jump), the reference and the best custom backend of each device (a
 # backend the device cannot run is skipped with its reason).
-SWEEP_HIDDEN = (32, 48, 64, 80, 96, 112, 128, 144, 160, 192, 224, 256, 320, 384, 512, 768, 1024)
+SWEEP_HIDDEN = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 384, 512, 768, 1024)
 SWEEP_CELLS = ("vanilla", "gru", "lstm")
 SWEEP_BACKENDS = ("fused", "loop_bptt", "loop_cudagraph")
 # The GPU proof at fastrnns' shape: no torch.compile backends (their compile time alone would not

@@ -142,7 +142,7 @@ def plan(python: str, out: Path, dry_run: bool) -> list[Stage]:
     if dry_run:
         gpu_bench = [("bench_fp32", "test", "lstm and l1 and fwd_bwd and (fused or loop_bptt) and not compiled", 120.0),
                      ("bench_bf16", "test", "gru and l1 and fp32-fwd- and (fused or loop_bptt) and not compiled", 120.0)]
-        sweep_select, smoke_profile = "vanilla-h32- or vanilla-h48-", "quick"
+        sweep_select, smoke_profile = "vanilla-h32- or vanilla-h64-", "quick"
     stages = [Stage("info", [python, "-c", INFO_SCRIPT, str(out / "machine.json")], 20.0),
               Stage("cuda_tests", [python, "-m", "pytest", SUITE, "tests/test_backends.py", "-q",
                                    "-p", "no:cacheprovider", "-k", "fused_nocudnn or cudagraph",
