@@ -109,7 +109,11 @@ def gpu_python(log: Path) -> tuple[str | None, str]:
         return None, "no interpreter with CUDA torch: python3 lacks it and .venv has none"
     python = GPU_VENV / "bin" / "python"
     with log.open("a") as out:
-        steps = [[base, "-m", "venv", "--system-site-packages", str(GPU_VENV)]]
+        make_venv = [base, "-m", "venv", "--system-site-packages", str(GPU_VENV)]
+        steps = []
+        if subprocess.run(make_venv, stdout=out, stderr=subprocess.STDOUT, timeout=120).returncode != 0:
+            steps.append([*make_venv, "--without-pip"])  # no ensurepip: the system's pip is seen
+                                                         # through the system site-packages
         if (WHEELS / "requirements.txt").exists():
             steps.append([str(python), "-m", "pip", "install", "--no-index", "--find-links", str(WHEELS),
                           "-r", str(WHEELS / "requirements.txt")])
