@@ -89,6 +89,7 @@ class Profile:
     quiet_wait_s: float = 0.0        # per case: wait up to this long for other processes to go idle
     quiet_budget_s: float = 0.0      # ... and at most this long in one session
     backends: tuple[str, ...] = tuple(BACKENDS)  # the backends timed at every shape
+    harness_rounds: int = 0          # rounds of the harness-vs-bare-loop benchmark (0: not run)
 
     def cases(self) -> list[Case]:
         return [Case(s[0], b, *s[1:]) for s in self.layer_shapes for b in self.backends]
@@ -126,14 +127,14 @@ PROFILES: dict[str, Profile] = {
         layer_shapes=tuple((c, 16, 4, 8, layers, "fp32", d) for c in CELL_NAMES
                            for layers, d in ((1, "fwd"), (1, "fwd_bwd"), (2, "fwd_bwd"))),
         train_shapes=tuple((c, 16, 4, 8, 1, "fp32") for c in CELL_NAMES),
-        target_s=0.0, min_rounds=1, max_rounds=1, warmup_rounds=0),
+        target_s=0.0, min_rounds=1, max_rounds=1, warmup_rounds=0, harness_rounds=1),
     # make bench: CPU, a few shapes per cell, ≤ 10 min on 2 cores.
     "quick": Profile(
         layer_shapes=tuple((c, h, 32, 64, 1, "fp32", d) for c in CELL_NAMES
                            for h, d in ((256, "fwd_bwd"), (256, "fwd"), (256, "bwd"), (128, "fwd_bwd"))),
         train_shapes=tuple((c, 128, 32, 64, 1, "fp32") for c in CELL_NAMES),
         target_s=0.6, min_rounds=15, max_rounds=150, warmup_rounds=3,
-        quiet_wait_s=15.0, quiet_budget_s=150.0),
+        quiet_wait_s=15.0, quiet_budget_s=150.0, harness_rounds=8),
     # make bench PROFILE=sweep_hidden: tokens/s against H at B32 T64, fwd+bwd.
     "sweep_hidden": Profile(
         layer_shapes=tuple((c, h, 32, 64, 1, "fp32", "fwd_bwd") for c in SWEEP_CELLS for h in SWEEP_HIDDEN),
@@ -152,7 +153,7 @@ PROFILES: dict[str, Profile] = {
                             ("fp32", "bf16"), ("fwd", "fwd_bwd")),
         train_shapes=tuple((c, h, 64, 100, 1, dt) for c in CELL_NAMES for h in (256, 1024)
                            for dt in ("fp32", "bf16")),
-        target_s=1.0, min_rounds=10, max_rounds=100, warmup_rounds=10),
+        target_s=1.0, min_rounds=10, max_rounds=100, warmup_rounds=10, harness_rounds=8),
 }
 TIMED_PROFILES = tuple(p for p in PROFILES if p != "test")
 

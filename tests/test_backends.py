@@ -364,3 +364,7 @@ def test_gpu_profile_is_the_fastrnns_shape_in_both_dtypes_and_every_direction():
 def test_bench_profile_names_are_checked_with_the_valid_choices():
     with pytest.raises(ConfigError, match="valid choices: quick, sweep_hidden, gpu, full"):
         bench.profile_named("test")
+
+
+def test_only_profiles_with_harness_rounds_time_the_harness():
+    assert {n for n, p in bench.PROFILES.items() if p.harness_rounds} == {"test", "quick", "full"}

@@ -45,6 +45,16 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("train_case", profile.train_cases(), ids=lambda c: c.id)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Profiles that do not time the harness (harness_rounds == 0) deselect its benchmark."""
+    if bench.PROFILES[_profile_name(config)].harness_rounds:
+        return
+    harness = [item for item in items if "test_harness_overhead" in item.nodeid]
+    if harness:
+        config.hook.pytest_deselected(items=harness)
+        items[:] = [item for item in items if item not in harness]
+
+
 @pytest.fixture(scope="session")
 def profile_name(request) -> str:
     return _profile_name(request.config)
