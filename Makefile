@@ -10,8 +10,7 @@ EXECUTOR ?= ray
 PORT ?= 5000
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
-.PHONY: install smoke test bench grid ablations report ui clean
-.PHONY: lint
+.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint
 
 install: $(STAMP)
 
@@ -36,8 +35,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# Kernel timing suite (tests/benchmarks): PROFILE=quick (CPU, a few shapes, <= 10 min) | full (the GPU
-# grid); K='pytest -k expression' times a part. JSON in results/benchmarks/, run in MLflow `kernels`.
+# Kernel timing suite (tests/benchmarks): PROFILE=quick (CPU, a few shapes, <= 10 min) | sweep_hidden
+# (tokens/s against H, <= 10 min on 2 cores) | gpu (H512 B64 T100) | full (the GPU grid);
+# K='pytest -k expression' times a part. JSON in results/benchmarks/, run in MLflow `kernels`.
 bench: $(STAMP)
 	$(BIN)/charrnn bench --profile $(PROFILE) $(if $(K),-k '$(K)')
 
@@ -64,3 +64,11 @@ ui: $(STAMP)
 
 clean:
 	find results reports -mindepth 1 -maxdepth 1 ! -name README.md ! -name examples -exec rm -rf {} +
+
+# The GPU proof in one command (<= 8 min, no network): CUDA-only equivalence tests, the gpu profile
+# (fp32, bf16), the hidden sweep, the smoke grid's full profile, the kernels page, all under
+# results/gpu/<host>-<date>/. Runs with plain python3 (no venv build first): without CUDA it exits 2
+# at once. Needs .whl/ (tools/gpu_wheels.sh) where python3 lacks mlflow. GPU_CHECK_ARGS=--cpu-dry-run
+# checks the plumbing on CPU with tiny sizes.
+gpu-check:
+	$(PYTHON) -m charrnn.gpu_check $(GPU_CHECK_ARGS)

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from charrnn import mincells
 from charrnn.config import CHOICES, ConfigError, check_cell_backend, check_fused_vanilla
+from charrnn.lstm_bptt import lstm_recurrence
 
 Hidden = Union[Tensor, tuple[Tensor, Tensor]]
 StepFn = Callable[[Tensor, Hidden, Tensor, Tensor], Hidden]
@@ -403,10 +404,17 @@ class BPTTRNNLayer(LoopRNNLayer):
             raise ConfigError(f"input_combine={input_combine!r}: the BPTT backends run only concat; "
                               "valid with them: concat (use backend=loop or loop_premul for add)")
         self.gate_math: GateMath = CELLS[cell].gate_math(activation)
+        # lstm: the written-out recurrence of charrnn/lstm_bptt.py instead of the per-step gate math
+        # (off where the gate math is replaced: loop_bptt_compiled, loop_cudagraph)
+        self.lstm_kernel = cell == "lstm"
 
     def recurrence(self, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
                    b_ih: Tensor, b_hh: Tensor) -> tuple[Tensor, ...]:
         """x (B, T, I), state (h,) or (h, c) each (B, H) → (out (B, T, H), h_T, [c_T])."""
+        if self.lstm_kernel:  # both biases in the input projection
+            xp = F.linear(x.transpose(0, 1), w_ih, b_ih + b_hh)           # (T, B, 4H)
+            hs, h_T, c_T = lstm_recurrence(xp, w_hh, *state)               # (T, B, H), (B, H) x 2
+            return hs.transpose(0, 1), h_T, c_T
         xp = F.linear(x.transpose(0, 1), w_ih, b_ih)                  # (T, B, G*H)
         if torch.is_grad_enabled():
             hs, *final = _BPTT.apply(self.gate_math, xp, w_hh, b_hh, *state)  # (T, B, H), [c_T]
@@ -436,6 +444,7 @@ class CudaGraphRNNLayer(BPTTRNNLayer):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.lstm_kernel = False
         self._graphs: dict[tuple, Callable] = {}
 
     def forward(self, x: Tensor, hx: Hidden | None = None) -> tuple[Tensor, Hidden]:
@@ -491,6 +500,7 @@ def _make_loop_compiled(*args) -> nn.Module:
 
 def _make_loop_bptt_compiled(*args) -> nn.Module:
     layer = BPTTRNNLayer(*args)
+    layer.lstm_kernel = False
     layer.gate_math = GateMath(compile_fn(layer.gate_math.fwd), compile_fn(layer.gate_math.bwd))
     return layer
 

@@ -199,9 +199,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_table(args: argparse.Namespace) -> int:
-    from .bench import format_table, load_results
+    from .bench_results import format_table, read_results
 
-    print(format_table(load_results(args.file)))
+    print(format_table(read_results(args.file)))
     return 0
 
 
@@ -266,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Runs tests/benchmarks (from the repository root), writes "
                                        "results/benchmarks/<host>-<device>-<timestamp>.json, prints the "
                                        "table and logs one run to MLflow experiment `kernels`.")
-    bench.add_argument("--profile", default="quick", choices=("quick", "full"),
-                       help="quick: CPU, a few shapes per cell (default) | full: the GPU grid")
+    bench.add_argument("--profile", default="quick",
+                       help="quick: CPU, a few shapes per cell (default) | sweep_hidden: tokens/s against "
+                            "H | gpu: the GPU proof at H512 B64 T100 | full: the GPU grid")
     bench.add_argument("-k", dest="select", default=None, metavar="EXPR",
                        help="pytest -k expression: time part of the profile, e.g. 'gru and h512'")
     bench.add_argument("--no-mlflow", action="store_true", help="skip the MLflow run")

@@ -5,7 +5,6 @@ One section per device found: speedup heat maps (hidden × batch) per cell and b
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,50 +15,31 @@ from .paths import results_dir
 from .report import figures as rf
 from .report.base import now_text, render_template
 from .report_scan import scan_figure
+from .bench_results import SHAPE as SHAPE_FIELDS
+from .bench_results import read_results, table_rows
+from .config import ConfigError
+from .report_sweep import sweep_section
 
 REFERENCE = "fused"
-SHAPE = ["cell", "hidden", "batch", "seq_len", "layers", "dtype", "direction"]
-EXTRA_KEYS = {  # column → extra_info keys tried in order
-    "cell": ("cell",), "backend": ("backend",), "hidden": ("hidden", "hidden_size"),
-    "batch": ("batch", "batch_size"), "seq_len": ("seq_len", "seq"), "layers": ("layers",),
-    "dtype": ("dtype",), "direction": ("direction",),
-    "device": ("device_name", "device"),
-    "compile_s": ("compile_time_s", "compile_s", "compile_time"),
-    "torch": ("torch",), "cuda": ("cuda",), "cudnn": ("cudnn",), "threads": ("threads",),
-}
+SHAPE = list(SHAPE_FIELDS)
 VERSIONS = ("torch", "cuda", "cudnn", "threads")
-DEFAULTS = {"layers": 1, "dtype": "fp32", "direction": "fwd_bwd", "device": "unknown device"}
 MAX_TABLE_ROWS = 2000
+SWEEP_MIN_SIZES = 10  # a (cell, backend) line with this many hidden sizes at one B, T is a sweep
 
 
 def benchmarks_dir() -> Path:
     return results_dir() / "benchmarks"
 
 
-def _extra(info: dict[str, Any], column: str) -> Any:
-    for key in EXTRA_KEYS[column]:
-        if info.get(key) not in (None, ""):
-            return info[key]
-    return DEFAULTS.get(column)
-
-
 def _rows(path: Path) -> list[dict[str, Any]]:
-    """One row per benchmark in a pytest-benchmark JSON file (unreadable files give none)."""
+    """One row per timed benchmark of a JSON file (`bench_results`' reader); a file that is not
+    a pytest-benchmark JSON gives none."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = read_results(path)
+    except ConfigError:
         return []
-    rows = []
-    for bench in doc.get("benchmarks", []) if isinstance(doc, dict) else []:
-        info, st = bench.get("extra_info") or {}, bench.get("stats") or {}
-        if not info.get("backend") or st.get("median") is None:
-            continue
-        row = {col: _extra(info, col) for col in EXTRA_KEYS}
-        row.update(file=path.name, when=str(doc.get("datetime", "")), name=str(bench.get("name", "")),
-                   median_ms=1e3 * float(st["median"]), iqr_ms=1e3 * float(st.get("iqr", np.nan)),
-                   rounds=int(st.get("rounds", 0)))
-        rows.append(row)
-    return rows
+    return [{**r, "file": path.name, "when": str(data.get("datetime", ""))} for r in table_rows(data)
+            if r["backend"] and r["cell"]]
 
 
 def load_benchmarks(paths: list[Path]) -> pd.DataFrame:
@@ -69,7 +49,8 @@ def load_benchmarks(paths: list[Path]) -> pd.DataFrame:
         return frame
     for col in ("hidden", "batch", "seq_len", "layers"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
-    frame["compile_s"] = pd.to_numeric(frame["compile_s"], errors="coerce")
+    for col in ("compile_s", "gflops", "pct_peak", "tokens_per_s", "paired"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
     frame = frame.sort_values("when").drop_duplicates(["device", "backend", *SHAPE], keep="last")
     return with_speedup(frame)
 
@@ -77,7 +58,8 @@ def load_benchmarks(paths: list[Path]) -> pd.DataFrame:
 def with_speedup(frame: pd.DataFrame) -> pd.DataFrame:
     """`speedup` = fused median / this median on the same device and shape (> 1: faster)."""
     ref = frame[frame["backend"] == REFERENCE][["device", *SHAPE, "median_ms"]]
-    merged = frame.merge(ref.rename(columns={"median_ms": "ref_ms"}), on=["device", *SHAPE], how="left")
+    merged = frame.drop(columns="speedup", errors="ignore").merge(
+        ref.rename(columns={"median_ms": "ref_ms"}), on=["device", *SHAPE], how="left")
     return merged.assign(speedup=merged["ref_ms"] / merged["median_ms"]).drop(columns="ref_ms")
 
 
@@ -108,9 +90,14 @@ def _table(frame: pd.DataFrame) -> list[dict[str, Any]]:
         rows.append({"shape": [r[c] for c in SHAPE], "backend": r["backend"],
                      "median": f"{r['median_ms']:.3f}", "iqr": f"{r['iqr_ms']:.3f}",
                      "spread": f"{100 * r['iqr_ms'] / r['median_ms']:.1f} %" if r["median_ms"] else "n/a",
-                     "rounds": r["rounds"],
-                     "speedup": f"{r['speedup']:.2f}×" if np.isfinite(r["speedup"]) else "n/a"})
+                     "rounds": r["rounds"], "speedup": _fmt(r["speedup"], ".2f", "×"),
+                     "paired": _fmt(r["paired"], ".3f"), "gflops": _fmt(r["gflops"], ".1f"),
+                     "pct_peak": _fmt(r["pct_peak"], ".0f", " %")})
     return rows
+
+
+def _fmt(value: Any, spec: str, unit: str = "") -> str:
+    return f"{value:{spec}}{unit}" if value is not None and np.isfinite(value) else "n/a"
 
 
 def _compile_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -131,6 +118,7 @@ def device_section(device: str, frame: pd.DataFrame) -> dict[str, Any]:
     figs.append(scan_figure(frame))  # min cells: time vs T (charrnn/report_scan.py)
     return {"device": device, "files": sorted(frame["file"].unique()), "versions": _versions(frame),
             "figures": [f for f in figs if f is not None], "rows": _table(frame),
+            "sweep": sweep_section(frame),
             "truncated": len(frame) > MAX_TABLE_ROWS, "n": len(frame),
             "compile": _compile_rows(frame)}
 

@@ -178,7 +178,7 @@ def test_case_ids_name_every_parameter():
                                   "direction"}
 
 
-@pytest.mark.parametrize("name", list(bench.PROFILES))
+@pytest.mark.parametrize("name", ["test", "quick", "full"])
 def test_every_profile_times_every_backend_of_every_cell(name):
     profile = bench.PROFILES[name]
     cases = profile.cases() + profile.train_cases()
@@ -255,16 +255,17 @@ def test_paired_ratio_is_preferred_over_separate_medians():
     rows = bench.table_rows(fake_results())
     loop = next(r for r in rows if r["backend"] == "loop")
     assert bench.vs_fused(loop) == 1.9 and loop["speedup"] == pytest.approx(0.5)
-    assert bench.paired_info([2.0, 4.0, 3.0], [1.0, 2.0, 3.0]) == {
-        "paired_fused_median_ms": 2000.0, "paired_ratio": 2.0}  # median of 2, 2, 1
+    info = bench.paired_info([2.0, 4.0, 3.0], [1.0, 2.0, 3.0])  # ratios 2, 2, 1
+    assert info["paired_fused_median_ms"] == 2000.0 and info["paired_ratio"] == 2.0
+    assert info["paired_ratio_q1"] <= info["paired_ratio"] <= info["paired_ratio_q3"]
     assert bench.paired_info([1.0], []) == {}
 
 
 def test_table_has_median_iqr_speedup_best_custom_and_skips():
     text = bench.format_table(fake_results())
     assert re.search(r"fused\s+40\.000\s+1\.000\s+2\.5%\s+1\.00x", text)
-    assert re.search(r"loop\s+80\.000\s+2\.000\s+2\.5%\s+0\.50x\s+1\.900\s+20", text)
-    assert re.search(r"loop_bptt_compiled\s+32\.000 .* 1\.25x\s+-\s+20\s+2\.0", text)
+    assert re.search(r"loop\s+80\.000\s+2\.000\s+2\.5%\s+0\.50x\s+1\.900\s+-\s+-\s+20", text)
+    assert re.search(r"loop_bptt_compiled\s+32\.000 .* 1\.25x\s+-\s+-\s+-\s+20\s+2\.0", text)
     assert re.search(r"gru-h8-b3-t5-l1-fp32-fwd_bwd\s+loop_bptt_compiled\s+0\.800", text)
     assert "harness/bare 1.020" in text
     assert "1 x loop_cudagraph: CUDA graphs need a CUDA device" in text
@@ -283,10 +284,9 @@ def test_bench_table_cli_prints_and_rejects_bad_files(tmp_path, capsys):
     assert "not a pytest-benchmark JSON" in err and "no such file" in err
 
 
-def test_bench_cli_rejects_unknown_profile():
-    with pytest.raises(SystemExit) as exit_info:
-        main(["bench", "--profile", "huge"])
-    assert exit_info.value.code == 2
+def test_bench_cli_rejects_unknown_profile(capsys):
+    assert main(["bench", "--profile", "huge"]) == 2
+    assert "profile='huge': unknown value; valid choices: quick" in capsys.readouterr().err
 
 
 def test_mlflow_run_in_kernels_experiment_holds_json_and_table(results_dir, tmp_path):
@@ -303,3 +303,80 @@ def test_mlflow_run_in_kernels_experiment_holds_json_and_table(results_dir, tmp_
     assert run.data.metrics["best_over_fused.gru-h8-b3-t5-l1-fp32-fwd_bwd"] == pytest.approx(0.8)
     files = {f.path for f in tracker.client.list_artifacts(run_id)}
     assert {"benchmarks", "summary.txt", "summary.json"} <= files
+
+
+# --------------------------------------------------------------------------- FLOPs, bwd, sweep
+
+def test_flops_follow_the_closed_form_per_cell_and_direction():
+    lstm = Case("lstm", "fused", 256, 32, 64)
+    assert lstm.flops() == 4 * 2 * (256 + 256) * 256 * 32 * 64 * 3
+    assert Case("gru", "fused", 8, 2, 3, layers=2, direction="fwd").flops() == 3 * 2 * 16 * 8 * 2 * 3 * 2
+    assert Case("vanilla", "fused", 8, 2, 3, direction="bwd").flops() == 2 * Case(
+        "vanilla", "fused", 8, 2, 3, direction="fwd").flops()
+    assert lstm.matmul_shapes() == {"all_steps": (64 * 32, 256, 1024), "one_step": (32, 256, 1024)}
+
+
+def test_table_reports_gflops_percent_of_peak_and_paired_spread():
+    data = fake_results()
+    data["benchmarks"][1]["extra_info"] |= {"flops": 8e9, "peak_gflops": 400.0, "tokens": 2048,
+                                            "paired_ratio_q1": 1.8, "paired_ratio_q3": 2.1}
+    row = next(r for r in bench.table_rows(data) if r["backend"] == "loop")
+    assert row["gflops"] == pytest.approx(100.0) and row["pct_peak"] == pytest.approx(25.0)
+    assert row["tokens_per_s"] == pytest.approx(2048 / 0.08)
+    assert re.search(r"loop\s+80\.000 .* 1\.900 \[1\.80,2\.10\]\s+100\.0\s+25\s+20", bench.format_table(data))
+
+
+def test_matmul_rate_is_measured_once_per_size():
+    rate = bench.matmul_gflops(16, 8, 24, "fp32", CPU)
+    assert rate > 0 and bench.matmul_gflops(16, 8, 24, "fp32", CPU) == rate
+
+
+def test_bwd_workload_times_the_backward_of_a_forward_run_before_it():
+    case = tiny("lstm", "loop_bptt", direction="bwd")
+    work = bench.make_workload(case, CPU, bench.reference_model(case))
+    work.forward_for_backward()
+    assert work.pending is not None and work.x.grad is None
+    work.run()
+    assert work.pending is None and work.x.grad is not None
+    assert work.timed_call() > 0 and work.pending is None  # runs its own forward when none is pending
+
+
+def test_equivalence_errors_are_explicit_not_library_asserts(monkeypatch):
+    build = BACKENDS["loop_premul"]
+    monkeypatch.setitem(BACKENDS, "loop_premul", lambda *a: _scaled(build(*a)))
+    case = tiny("gru", "loop_premul")
+    with pytest.raises(bench.EquivalenceError, match="out: max"):
+        bench.assert_equivalent(case, CPU, bench.reference_model(case))
+
+
+def _scaled(layer):
+    step = layer.step
+    layer.step = lambda xp, h, w, b: 1.01 * step(xp, h, w, b)
+    return layer
+
+
+def test_sweep_profile_times_fused_and_bptt_at_ten_plus_hidden_sizes_fine_at_64_to_256():
+    sweep = bench.PROFILES["sweep_hidden"]
+    cases = sweep.cases()
+    for cell in ("vanilla", "gru", "lstm"):
+        for backend in ("fused", "loop_bptt"):
+            sizes = sorted({c.hidden for c in cases if (c.cell, c.backend) == (cell, backend)})
+            assert len(sizes) >= 10 and sizes[0] == 32 and sizes[-1] == 1024
+            assert len([h for h in sizes if 64 <= h <= 256]) >= 8
+    assert {(c.batch, c.seq_len, c.direction) for c in cases} == {(32, 64, "fwd_bwd")}
+
+
+def test_gpu_profile_is_the_fastrnns_shape_in_both_dtypes_and_every_direction():
+    cases = bench.PROFILES["gpu"].cases()
+    assert {(c.hidden, c.batch, c.seq_len) for c in cases} == {(512, 64, 100)}
+    assert {c.dtype for c in cases} == {"fp32", "bf16"} and {c.direction for c in cases} == {"fwd", "bwd", "fwd_bwd"}
+    assert not {c.backend for c in cases} & {"loop_compiled", "loop_bptt_compiled"}
+
+
+def test_bench_profile_names_are_checked_with_the_valid_choices():
+    with pytest.raises(ConfigError, match="valid choices: quick, sweep_hidden, gpu, full"):
+        bench.profile_named("test")
+
+
+def test_only_profiles_with_harness_rounds_time_the_harness():
+    assert {n for n, p in bench.PROFILES.items() if p.harness_rounds} == {"test", "quick", "full"}

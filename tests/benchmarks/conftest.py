@@ -3,15 +3,17 @@
     pytest tests/benchmarks --benchmark-enable --benchmark-only --bench-profile=quick   # = make bench
     pytest -q                                                                            # = make test
 
-Profiles (charrnn/bench.py): `test` (default; tiny shapes, correctness only under make test's
---benchmark-disable), `quick` (CPU, a few shapes per cell), `full` (the GPU grid). Backends that
+Profiles (charrnn/bench_cases.py): `test` (default; tiny shapes, correctness only under make test's
+--benchmark-disable), `quick` (CPU, a few shapes per cell), `sweep_hidden` (tokens/s against H),
+`gpu` (the GPU proof at H512 B64 T100), `full` (the GPU grid). Backends that
 cannot run on this device are skipped with the reason, and the reasons are written into the JSON
 (`skipped`) so `charrnn bench-table` lists them.
 
 Per case: build, time the first call (compile / graph capture: `compile_s`), assert equivalence
 with `fused`, wait (bounded) for other processes to leave the CPUs idle, then time `rounds` calls
 after warm-up with the device-synchronising timer; `fused` on the same weights and inputs runs
-untimed by pytest-benchmark before every round and is timed here, giving `paired_ratio`.
+untimed by pytest-benchmark before every round and is timed here, giving `paired_ratio` (median)
+and its quartiles. A `bwd` round times the backward alone: its forward runs in the round's setup.
 """
 from __future__ import annotations
 
@@ -43,6 +45,16 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("train_case", profile.train_cases(), ids=lambda c: c.id)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Profiles that do not time the harness (harness_rounds == 0) deselect its benchmark."""
+    if bench.PROFILES[_profile_name(config)].harness_rounds:
+        return
+    harness = [item for item in items if "test_harness_overhead" in item.nodeid]
+    if harness:
+        config.hook.pytest_deselected(items=harness)
+        items[:] = [item for item in items if item not in harness]
+
+
 @pytest.fixture(scope="session")
 def profile_name(request) -> str:
     return _profile_name(request.config)
@@ -68,7 +80,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     device = bench.bench_device()
     machine_info["charrnn"] = {"profile": _profile_name(config), "device": device.type,
                                "device_name": bench.device_name(device), **bench.versions(),
-                               "loadavg_1m": os.getloadavg()[0]}
+                               "loadavg_1m": os.getloadavg()[0], "cpu_capability": bench.cpu_capability()}
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
@@ -110,6 +122,8 @@ def _run_case(benchmark, case: bench.Case, device, profile: bench.Profile, quiet
     def setup() -> None:
         if prep.paired is not None:
             fused_s.append(prep.paired.timed_call())
+        if case.direction == "bwd":  # the forward whose backward the round times
+            prep.work.forward_for_backward()
 
     benchmark.extra_info.update(quiet())
     rounds = profile.rounds(prep.work.timed_call())

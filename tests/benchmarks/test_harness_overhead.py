@@ -34,7 +34,6 @@ CONFIGS = {
     "default": {"hidden_size": 128, "batch_size": 32, "seq_len": 64, "eval_interval": 100,
                 "eval_batches": 1},
 }
-ROUNDS = {"test": 1, "quick": 8, "full": 8}
 
 
 class BareLoop:
@@ -75,7 +74,7 @@ def harness(results_dir, tmp_path, profile_name):
     run.end()
 
 
-def test_harness_step_vs_bare_loop(benchmark, harness, profile_name, quiet):
+def test_harness_step_vs_bare_loop(benchmark, harness, profile, quiet):
     bare = BareLoop(harness)
     bare_times: list[float] = []
 
@@ -86,7 +85,7 @@ def test_harness_step_vs_bare_loop(benchmark, harness, profile_name, quiet):
         harness.step = 0  # every round is one full eval interval of fit()
 
     waited = {} if benchmark.disabled else quiet()
-    result = benchmark.pedantic(harness.fit, setup=setup, rounds=ROUNDS[profile_name],
+    result = benchmark.pedantic(harness.fit, setup=setup, rounds=profile.harness_rounds,
                                 warmup_rounds=0 if benchmark.disabled else 1)
     assert len(result.train_losses) == harness.cfg.steps
     assert all(math.isfinite(x) for x in result.train_losses)

@@ -1,0 +1,167 @@
+"""Benchmark cases and profiles: what the kernel suite times, and its closed-form FLOP count.
+
+Every case is one (cell, backend, hidden, batch, seq_len, layers, dtype, direction). The layer
+input width equals the hidden size; `fused` and `fused_nocudnn` stack their layers inside one
+nn.RNN/GRU/LSTM (num_layers=L, so cuDNN sees the whole stack), every other backend stacks L
+single layers from `cells.make_layer`. bf16 runs under autocast with fp32 master weights, as
+`TrainConfig.dtype=bf16` does.
+
+Directions: `fwd` (no grad), `bwd` (the backward pass alone, its forward run untimed before each
+round), `fwd_bwd` (both), `train_step` (a whole CharRNN optimiser step).
+
+Which backends a profile times is data: `Profile.backends` (every registered backend by default);
+adding a backend or a cell to a sweep is one entry in the tuples below.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from .cells import BACKENDS, CELLS
+
+REFERENCE = "fused"
+COMPILING = ("loop_compiled", "loop_bptt_compiled", "loop_cudagraph")  # first call compiles/captures
+DIRECTIONS = ("fwd", "bwd", "fwd_bwd")
+# Passes over the weights per direction: forward 1 matmul per gate block, backward 2 (d input and
+# d weight), so fwd+bwd = 3x the forward (the usual 2/4/6 N FLOPs rule).
+PASSES = {"fwd": 1, "bwd": 2, "fwd_bwd": 3, "train_step": 3}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One timed configuration; `train_step` cases time a whole CharRNN optimiser step."""
+
+    cell: str
+    backend: str
+    hidden: int
+    batch: int
+    seq_len: int
+    layers: int = 1
+    dtype: str = "fp32"
+    direction: str = "fwd_bwd"  # fwd | bwd | fwd_bwd | train_step
+
+    @property
+    def shape(self) -> str:
+        """Everything but the backend: the rows one table block compares."""
+        return (f"{self.cell}-h{self.hidden}-b{self.batch}-t{self.seq_len}-l{self.layers}"
+                f"-{self.dtype}-{self.direction}")
+
+    @property
+    def id(self) -> str:
+        return f"{self.shape}-{self.backend}"
+
+    @property
+    def tokens(self) -> int:
+        """Tokens one call processes: batch x seq_len."""
+        return self.batch * self.seq_len
+
+    def flops(self) -> int:
+        """Closed-form matmul FLOPs of the recurrent layers: per layer, step and batch row
+        gates x 2 (I + H) H (input and hidden projection; I = H here), x 3 for fwd+bwd, x 2 for
+        bwd. Elementwise gate math is left out (O(G H) per step against O(G H^2)); a train_step
+        case counts its RNN layers only (embedding and head not included)."""
+        per_row_step = CELLS[self.cell].gates * 2 * (self.hidden + self.hidden) * self.hidden
+        return per_row_step * self.batch * self.seq_len * self.layers * PASSES[self.direction]
+
+    def matmul_shapes(self) -> dict[str, tuple[int, int, int]]:
+        """(m, k, n) of the case's two matmul kinds: `all_steps` projects every step's input at
+        once (T*B, I) x (I, G*H), `one_step` is one step's (B, H) x (H, G*H)."""
+        n = CELLS[self.cell].gates * self.hidden
+        return {"all_steps": (self.seq_len * self.batch, self.hidden, n),
+                "one_step": (self.batch, self.hidden, n)}
+
+    def params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Which cases run, and how long each is timed."""
+
+    layer_shapes: tuple[tuple, ...]  # (cell, hidden, batch, seq_len, layers, dtype, direction)
+    train_shapes: tuple[tuple, ...]  # (cell, hidden, batch, seq_len, layers, dtype)
+    target_s: float                  # timed rounds ≈ target_s / one-call time, clamped to:
+    min_rounds: int
+    max_rounds: int
+    warmup_rounds: int
+    quiet_wait_s: float = 0.0        # per case: wait up to this long for other processes to go idle
+    quiet_budget_s: float = 0.0      # ... and at most this long in one session
+    backends: tuple[str, ...] = tuple(BACKENDS)  # the backends timed at every shape
+    harness_rounds: int = 0          # rounds of the harness-vs-bare-loop benchmark (0: not run)
+
+    def cases(self) -> list[Case]:
+        return [Case(s[0], b, *s[1:]) for s in self.layer_shapes for b in self.backends]
+
+    def train_cases(self) -> list[Case]:
+        return [Case(s[0], b, *s[1:], direction="train_step") for s in self.train_shapes for b in self.backends]
+
+    def rounds(self, one_call_s: float) -> int:
+        return int(min(self.max_rounds, max(self.min_rounds, self.target_s / max(one_call_s, 1e-9))))
+
+
+def _sweep(cells, base: dict[str, Any], axes: dict[str, tuple], dtypes, directions) -> tuple[tuple, ...]:
+    """fastrnns-style grid: the base shape, then one axis at a time through its values."""
+    shapes = [base] + [{**base, axis: v} for axis, values in axes.items() for v in values if v != base[axis]]
+    keys = ("hidden", "batch", "seq_len", "layers")
+    return tuple((cell, *(s[k] for k in keys), dtype, direction)
+                 for cell, s, dtype, direction in itertools.product(cells, shapes, dtypes, directions))
+
+
+CELL_NAMES = tuple(CELLS)
+# The hidden-size sweep: fixed B and T, H from 32 to 1024 with fine steps at 64-256 (where seed 001
+# reports a discontinuous jump), the reference and the best custom backend of each device (a
+# backend the device cannot run is skipped with its reason).
+SWEEP_HIDDEN = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 384, 512, 768, 1024)
+SWEEP_CELLS = ("vanilla", "gru", "lstm")
+SWEEP_BACKENDS = ("fused", "loop_bptt", "loop_cudagraph")
+# The GPU proof at fastrnns' shape: no torch.compile backends (their compile time alone would not
+# fit the GPU budget; `full` times them).
+GPU_BACKENDS = ("fused", "fused_nocudnn", "loop_bptt", "loop_cudagraph")
+
+PROFILES: dict[str, Profile] = {
+    # make test: correctness only (benchmarks disabled), tiny shapes; `bwd` equals `fwd_bwd` there
+    # (one untimed call), so it is left out to keep make test short.
+    "test": Profile(
+        layer_shapes=tuple((c, 16, 4, 8, layers, "fp32", d) for c in CELL_NAMES
+                           for layers, d in ((1, "fwd"), (1, "fwd_bwd"), (2, "fwd_bwd"))),
+        train_shapes=tuple((c, 16, 4, 8, 1, "fp32") for c in CELL_NAMES),
+        target_s=0.0, min_rounds=1, max_rounds=1, warmup_rounds=0, harness_rounds=1),
+    # make bench: CPU, a few shapes per cell, ≤ 10 min on 2 cores.
+    "quick": Profile(
+        layer_shapes=tuple((c, h, 32, 64, 1, "fp32", d) for c in CELL_NAMES
+                           for h, d in ((256, "fwd_bwd"), (256, "fwd"), (256, "bwd"), (128, "fwd_bwd"))),
+        train_shapes=tuple((c, 128, 32, 64, 1, "fp32") for c in CELL_NAMES),
+        target_s=0.6, min_rounds=15, max_rounds=150, warmup_rounds=3,
+        quiet_wait_s=15.0, quiet_budget_s=150.0, harness_rounds=8),
+    # make bench PROFILE=sweep_hidden: tokens/s against H at B32 T64, fwd+bwd.
+    "sweep_hidden": Profile(
+        layer_shapes=tuple((c, h, 32, 64, 1, "fp32", "fwd_bwd") for c in SWEEP_CELLS for h in SWEEP_HIDDEN),
+        train_shapes=(), target_s=0.25, min_rounds=5, max_rounds=40, warmup_rounds=1,
+        quiet_wait_s=3.0, quiet_budget_s=45.0, backends=SWEEP_BACKENDS),
+    # make gpu-check: fastrnns' shape (H512 B64 T100 L1), fp32 and bf16, fwd / bwd / fwd+bwd.
+    "gpu": Profile(
+        layer_shapes=tuple((c, 512, 64, 100, 1, dt, d) for c in CELL_NAMES for dt in ("fp32", "bf16")
+                           for d in DIRECTIONS),
+        train_shapes=(), target_s=0.3, min_rounds=10, max_rounds=60, warmup_rounds=5, backends=GPU_BACKENDS),
+    # make bench PROFILE=full: the GPU grid around fastrnns' shape (H512 B64 T100 L1).
+    "full": Profile(
+        layer_shapes=_sweep(CELL_NAMES, {"hidden": 512, "batch": 64, "seq_len": 100, "layers": 1},
+                            {"hidden": (64, 128, 256, 512, 1024, 2048), "batch": (1, 8, 32, 64, 128),
+                             "seq_len": (16, 64, 256, 1024), "layers": (1, 2, 4)},
+                            ("fp32", "bf16"), ("fwd", "fwd_bwd")),
+        train_shapes=tuple((c, h, 64, 100, 1, dt) for c in CELL_NAMES for h in (256, 1024)
+                           for dt in ("fp32", "bf16")),
+        target_s=1.0, min_rounds=10, max_rounds=100, warmup_rounds=10, harness_rounds=8),
+}
+TIMED_PROFILES = tuple(p for p in PROFILES if p != "test")
+
+
+def profile_named(name: str) -> Profile:
+    """The profile `name`; ConfigError naming the valid ones otherwise."""
+    from .config import ConfigError
+
+    if name not in TIMED_PROFILES:
+        raise ConfigError(f"profile={name!r}: unknown value; valid choices: {', '.join(TIMED_PROFILES)}")
+    return PROFILES[name]
