@@ -29,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -144,7 +144,8 @@ def plan(python: str, out: Path, dry_run: bool) -> list[Stage]:
     gpu_bench = [("bench_fp32", "gpu", "fp32", 85.0), ("bench_bf16", "gpu", "bf16", 70.0)]
     sweep_select, smoke_profile = None, "full"
     if dry_run:
-        gpu_bench = [("bench_fp32", "test", "lstm and l1 and fwd_bwd and (fused or loop_bptt) and not compiled", 120.0),
+        gpu_bench = [("bench_fp32", "test", "lstm and l1 and fwd_bwd and (fused or loop_bptt) and not compiled",
+                      120.0),
                      ("bench_bf16", "test", "gru and l1 and fp32-fwd- and (fused or loop_bptt) and not compiled", 120.0)]
         sweep_select, smoke_profile = "vanilla-h32- or vanilla-h64-", "quick"
     stages = [Stage("info", [python, "-c", INFO_SCRIPT, str(out / "machine.json")], 20.0),
@@ -210,14 +211,15 @@ def headline(out: Path) -> list[dict]:
     return found
 
 
-def write_summary(out: Path, stages: list[Stage], started: float, note: str, dry_run: bool) -> dict:
+def write_summary(out: Path, stages: list[Stage], started: float, note: str, dry_run: bool,
+                  budget_s: float = BUDGET_S) -> dict:
     summary = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": socket.gethostname(),
-               "dry_run": dry_run, "interpreter": note, "budget_s": BUDGET_S,
+               "dry_run": dry_run, "interpreter": note, "budget_s": budget_s,
                "wall_s": round(time.monotonic() - started, 1),
                "stages": [{k: v for k, v in asdict(s).items() if k != "env"} for s in stages],
                "best_custom_over_fused": headline(out)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    lines = [f"gpu-check {summary['when']} on {summary['host']}: {summary['wall_s']} s of {BUDGET_S:.0f} s"
+    lines = [f"gpu-check {summary['when']} on {summary['host']}: {summary['wall_s']} s of {budget_s:.0f} s"
              f"{' (CPU dry run)' if dry_run else ''}; {note}"]
     lines += [f"  {s.name:<14} {s.status:<8} rc={s.returncode} {s.wall_s:6.1f} s (limit {s.timeout_s:.0f} s)"
               for s in stages]
@@ -235,13 +237,16 @@ def default_out(now: datetime | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="charrnn gpu-check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default: results/gpu/<host>-<date>)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (default: results/gpu/<host>-<date>)")
+    parser.add_argument("--budget-s", type=float, default=BUDGET_S,
+                        help=f"whole-run budget in seconds; each stage's limit scales with it (default {BUDGET_S:.0f})")
     parser.add_argument("--stages", default=None, help="comma-separated subset of the stages to run")
     parser.add_argument("--cpu-dry-run", action="store_true",
                         help="run the orchestration on CPU with this interpreter and tiny sizes")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    deadline = started + BUDGET_S
+    deadline = started + args.budget_s
     if not args.cpu_dry_run:
         ok, why = cuda_present()
         if not ok:
@@ -258,9 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         python, note = gpu_python(out / "logs" / "venv.log")
         if python is None:
             print(f"charrnn gpu-check: {note}", file=sys.stderr)
-            write_summary(out, [], started, note, False)
+            write_summary(out, [], started, note, False, args.budget_s)
             return 1
-    stages = plan(python, out, args.cpu_dry_run)
+    stages = [replace(s, budget_s=s.budget_s * args.budget_s / BUDGET_S)
+              for s in plan(python, out, args.cpu_dry_run)]
     if args.stages:
         wanted = args.stages.split(",")
         unknown = sorted(set(wanted) - {s.name for s in stages})
@@ -275,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
             run_stage(stage, out / "logs" / f"{stage.name}.log", deadline, reserve)
             print(f"gpu-check: {stage.name}: {stage.status} ({stage.wall_s:.0f} s)", flush=True)
     except KeyboardInterrupt:  # the stage's child got the same Ctrl-C; what finished is kept
-        write_summary(out, stages, started, note + "; interrupted", args.cpu_dry_run)
+        write_summary(out, stages, started, note + "; interrupted", args.cpu_dry_run, args.budget_s)
         return 130
-    summary = write_summary(out, stages, started, note, args.cpu_dry_run)
+    summary = write_summary(out, stages, started, note, args.cpu_dry_run, args.budget_s)
     print(f"gpu-check: outputs in {out}")
     return 0 if all(s["status"] == "ok" for s in summary["stages"]) else 1
 

@@ -12,7 +12,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from . import report_figures as rf
+from .report import figures as rf
 
 SWEEP_MIN_SIZES = 10
 FIXED = ["batch", "seq_len", "layers", "dtype", "direction"]

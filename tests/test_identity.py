@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 from grid_support import empty_store_db, store, write_grid  # noqa: F401
 
-from charrnn import config, report_store, results
+from charrnn import config, results
+from charrnn.report import store as report_store
 from charrnn.config import TrainConfig, identity_from_params, make_config
 from charrnn.executors import run_grid
 from charrnn.grid import RunSpec, load_grid
-from charrnn.report import build_context, render_experiment
+from charrnn.report.pages import build_context, render_experiment
 from charrnn.tracking import Tracker
 
 # What a new release adding a knob with a default looks like to the identity.
