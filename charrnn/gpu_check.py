@@ -98,6 +98,19 @@ def _has_cuda_torch(python: Path | str) -> bool:
         return False
 
 
+# `python3` may itself be a venv (its CUDA torch in that venv's site-packages), and a venv made from
+# a venv sees only the base interpreter's packages: link python3's own site-packages into the new
+# venv with a .pth file, so torch, pytest-benchmark and the rest are seen and pip skips them.
+LINK_SITE = """
+import site, sys, sysconfig
+from pathlib import Path
+venv = Path(sys.argv[1])
+purelib = sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)})
+Path(purelib).mkdir(parents=True, exist_ok=True)
+(Path(purelib) / "_charrnn_system_site.pth").write_text("\\n".join(site.getsitepackages()) + "\\n")
+"""
+
+
 def gpu_python(log: Path) -> tuple[str | None, str]:
     """An interpreter whose torch sees CUDA: .venv, else .venv-gpu (built from python3 with the
     system site-packages and the local wheels of .whl/). (None, why) when there is none."""
@@ -114,6 +127,7 @@ def gpu_python(log: Path) -> tuple[str | None, str]:
         if subprocess.run(make_venv, stdout=out, stderr=subprocess.STDOUT, timeout=120).returncode != 0:
             steps.append([*make_venv, "--without-pip"])  # no ensurepip: the system's pip is seen
                                                          # through the system site-packages
+        steps.append([base, "-c", LINK_SITE, str(GPU_VENV)])
         if (WHEELS / "requirements.txt").exists():
             steps.append([str(python), "-m", "pip", "install", "--no-index", "--find-links", str(WHEELS),
                           "-r", str(WHEELS / "requirements.txt")])
@@ -146,7 +160,8 @@ def plan(python: str, out: Path, dry_run: bool) -> list[Stage]:
     if dry_run:
         gpu_bench = [("bench_fp32", "test", "lstm and l1 and fwd_bwd and (fused or loop_bptt) and not compiled",
                       120.0),
-                     ("bench_bf16", "test", "gru and l1 and fp32-fwd- and (fused or loop_bptt) and not compiled", 120.0)]
+                     ("bench_bf16", "test", "gru and l1 and fp32-fwd- and (fused or loop_bptt) and not compiled",
+                      120.0)]
         sweep_select, smoke_profile = "vanilla-h32- or vanilla-h64-", "quick"
     stages = [Stage("info", [python, "-c", INFO_SCRIPT, str(out / "machine.json")], 20.0),
               Stage("cuda_tests", [python, "-m", "pytest", SUITE, "tests/test_backends.py", "-q",

@@ -5,7 +5,8 @@ gradient from a dozen small ops (slices, `cat`, products). On CPU at H=256, B=32
 not the matmul, separated it from oneDNN's fused LSTM. Here the LSTM is written out so that
 
 - both biases go into the input projection (one matmul for all T), and the forward step is one
-  matmul with the step's input projection added in the same call (`W_hh h + xp_t`), then sigmoid / tanh / cell update written with `out=` into buffers
+  matmul with the step's input projection added in the same call (`W_hh h + xp_t`), then sigmoid /
+  tanh / cell update written with `out=` into buffers
   allocated once per call: act (T, B, 4H), c (T+1, B, H), tanh(c) (T, B, H), h (T+1, B, H);
 - the backward precomputes, for all T at once (a few large vectorised ops), every factor of the
   step gradient that does not depend on the incoming gradient:

@@ -380,3 +380,22 @@ def test_bench_profile_names_are_checked_with_the_valid_choices():
 
 def test_only_profiles_with_harness_rounds_time_the_harness():
     assert {n for n, p in bench.PROFILES.items() if p.harness_rounds} == {"test", "quick", "full"}
+
+
+def test_equivalence_backward_runs_with_tf32_off():
+    """cuDNN's RNN backward runs in TF32 when allowed (grad errors ~1e-3 on an H200): the equivalence
+    check must keep TF32 off through the backward as well as the forward."""
+    from charrnn.bench_cases import Case
+    from charrnn.bench_workloads import forward_backward, make_workload
+    case = Case("gru", "fused", 8, 2, 3)
+    work = make_workload(case, torch.device("cpu"))
+    seen = []
+    torch.backends.cudnn.allow_tf32 = True
+    hook = torch.nn.modules.module.register_module_full_backward_hook(
+        lambda *_: seen.append(torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32))
+    try:
+        forward_backward(work.model, work.x, work.h0, case, torch.device("cpu"))
+    finally:
+        hook.remove()
+    assert seen and not any(seen)
+    assert torch.backends.cudnn.allow_tf32   # restored afterwards
