@@ -8,6 +8,11 @@
   Ray queue and are replayed by the driver on the real run, so the sqlite store has one writer and
   workers need no access to it (a remote cluster works the same way). A dead driver leaves its
   workers nobody to write to.
+- On a cluster (README "Scaling out"): the queue lives on the driver's node; checkpoints reach the
+  store (a tracking server's artifact store) through the driver, so when a worker node dies
+  (`NodeDiedError`) the run stays claimed and is resubmitted, resumed from its last checkpoint
+  artifact on whichever node Ray picks (at most NODE_LOSS_RETRIES times). A worker process that
+  dies on a live node (OOM kill, crash) or a task that raises ends its run FAILED with the reason.
 """
 from __future__ import annotations
 
@@ -22,10 +27,13 @@ from .config import ConfigError, check_backend_device
 from .grid import Grid, GridError, RunSpec
 from .runner import train_run
 from .session import GridSession, Job
+from .tags import TAG_PREFIX
 from .tracking import Tracker
 from .worker import train_task
 
 POLL_S = 0.2
+NODE_LOSS_RETRIES = 3   # times one run is resumed elsewhere after its node died, then FAILED
+NODE_LOST_TAG = TAG_PREFIX + "node_lost"
 
 
 def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True) -> None:
@@ -132,7 +140,7 @@ class RayExecutor:
         common = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
         try:
             if self.address:
-                ray.init(address=self.address, **common)
+                join_cluster(self.address, common)
             else:
                 ray.init(num_cpus=usable_cpus(), **common)
         except (ConnectionError, ValueError, RuntimeError) as err:
@@ -155,7 +163,7 @@ class RayExecutor:
 
         cpus, gpus, parallel = task_resources(ray.cluster_resources(), self.max_parallel)
         remote = ray.remote(train_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
-        _RayLoop(session, Queue(), remote, cpus, parallel).run()
+        _RayLoop(session, Queue(actor_options=on_driver_node()), remote, cpus, parallel).run()
 
 
 class _RayLoop:
@@ -166,6 +174,7 @@ class _RayLoop:
         self.threads, self.parallel = threads, parallel
         self.inflight: dict[Any, Job] = {}
         self.by_run: dict[str, Job] = {}
+        self.node_losses: dict[str, int] = {}
 
     def run(self) -> None:
         todo = deque(self.session.specs)
@@ -210,8 +219,25 @@ class _RayLoop:
             self.by_run.pop(job.run_id, None)
             try:
                 self.session.finish(job, ray.get(ref))
+            except ray.exceptions.NodeDiedError as exc:  # the node, not the run, failed
+                if not self._resume_elsewhere(job, exc):
+                    self.session.abort(job, "FAILED", f"worker: {type(exc).__name__}: {exc}"[:2000])
             except Exception as exc:  # the worker died or the task raised
                 self.session.abort(job, "FAILED", f"worker: {type(exc).__name__}: {exc}"[:2000])
+
+    def _resume_elsewhere(self, job: Job, exc: Exception) -> bool:
+        """Resubmit a run whose node died, from its last checkpoint artifact; the run stays
+        RUNNING and claimed. False once it has lost NODE_LOSS_RETRIES nodes."""
+        lost = self.node_losses[job.run_id] = self.node_losses.get(job.run_id, 0) + 1
+        if lost > NODE_LOSS_RETRIES:
+            return False
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        job.run.flush()
+        job.run.set_tags({NODE_LOST_TAG: f"{lost}: {first}"[:500]})
+        job.resume = self.session.resume_point(job.run_id)
+        job.note = f"node died ({lost}x)"
+        self._submit(job)
+        return True
 
     def _abandon(self) -> None:
         """Interrupted: stop the tasks, end their runs KILLED (resumable), release their locks."""
@@ -224,6 +250,28 @@ class _RayLoop:
             except Exception:  # the store is what we are failing on: the next invocation reaps it
                 job.lock.release()
         self.inflight.clear()
+
+
+def join_cluster(address: str, options: dict[str, Any]) -> None:
+    """`ray.init` on a running cluster; an auth failure says what token auth needs."""
+    import ray
+
+    try:
+        ray.init(address=address, **options)
+    except ray.exceptions.AuthenticationError as err:
+        raise ConnectionError(
+            f"{str(err).split('.')[0]}; a token-auth cluster needs RAY_AUTH_MODE=token and its token "
+            "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) in this environment") from None
+
+
+def on_driver_node() -> dict[str, Any]:
+    """Actor options that keep an actor (the message queue) on this driver's node, so the death
+    of a worker node never takes the queue, and the messages of the other runs, with it."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
 
 
 EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}
