@@ -8,8 +8,8 @@ ABLATION ?= smoke
 # Where grid runs train: ray (default; one run per CPU on CPU, one per GPU on GPU) | local (in-process, one at a time)
 EXECUTOR ?= ray
 PORT ?= 5000
-# mlflow server worker processes (`make server`)
-SERVER_WORKERS ?= 4
+# mlflow server worker processes (`make server`); 1 = one writer process for the sqlite store
+SERVER_WORKERS ?= 1
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
 .PHONY: install smoke test bench grid ablations report ui clean server

@@ -27,13 +27,12 @@ from .config import ConfigError, check_backend_device
 from .grid import Grid, GridError, RunSpec
 from .runner import train_run
 from .session import GridSession, Job
-from .tags import TAG_PREFIX
+from .tags import NODE_LOST_TAG
 from .tracking import Tracker
 from .worker import train_task
 
 POLL_S = 0.2
 NODE_LOSS_RETRIES = 3   # times one run is resumed elsewhere after its node died, then FAILED
-NODE_LOST_TAG = TAG_PREFIX + "node_lost"
 
 
 def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True) -> None:
@@ -162,7 +161,8 @@ class RayExecutor:
         from ray.util.queue import Queue
 
         cpus, gpus, parallel = task_resources(ray.cluster_resources(), self.max_parallel)
-        remote = ray.remote(train_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
+        remote = ray.remote(train_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0,
+                                                runtime_env=worker_env())
         _RayLoop(session, Queue(actor_options=on_driver_node()), remote, cpus, parallel).run()
 
 
@@ -262,6 +262,13 @@ def join_cluster(address: str, options: dict[str, Any]) -> None:
         raise ConnectionError(
             f"{str(err).split('.')[0]}; a token-auth cluster needs RAY_AUTH_MODE=token and its token "
             "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) in this environment") from None
+
+
+def worker_env() -> dict[str, Any] | None:
+    """The driver's OMP_WAIT_POLICY (see `charrnn grid`) for every worker, wherever its node was
+    started: a worker node's processes inherit the environment of its `ray start`, not the driver's."""
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    return {"env_vars": {"OMP_WAIT_POLICY": policy}} if policy else None
 
 
 def on_driver_node() -> dict[str, Any]:

@@ -12,3 +12,5 @@ ROLE_TAG = TAG_PREFIX + "role"                 # grid (an invocation's parent ru
 GRID_ROLE, RUN_ROLE = "grid", "run"
 PARENT_TAG = "mlflow.parentRunId"
 GRID_ARTIFACT = "grid.yaml"                    # the grid file, logged on every invocation's parent run
+NODE_TAG = TAG_PREFIX + "ray_node"            # id of the Ray node that last trained the run
+NODE_LOST_TAG = TAG_PREFIX + "node_lost"       # a node died under the run: how often, and Ray's words

@@ -15,6 +15,7 @@ import torch
 
 from .config import TrainConfig
 from .runner import ResumePoint, RunOutcome, train_run
+from .tags import NODE_TAG
 
 
 class QueueRun:
@@ -65,5 +66,9 @@ class QueueRun:
 def train_task(cfg: TrainConfig, run_id: str, resume: ResumePoint | None, queue: Any,
                threads: int) -> RunOutcome:
     """The body of one Ray task: train `cfg` into run `run_id` through the driver's queue."""
+    import ray
+
     torch.set_num_threads(threads)
-    return train_run(cfg, QueueRun(run_id, queue), resume, progress=False)
+    run = QueueRun(run_id, queue)
+    run.set_tags({NODE_TAG: ray.get_runtime_context().get_node_id()})
+    return train_run(cfg, run, resume, progress=False)
