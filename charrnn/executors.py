@@ -173,7 +173,8 @@ class _RayLoop:
         self.session, self.queue, self.remote = session, queue, remote
         self.threads, self.parallel = threads, parallel
         self.inflight: dict[Any, Job] = {}
-        self.by_run: dict[str, Job] = {}
+        self.by_run: dict[str, Job] = {}           # message key → job
+        self.keys: dict[Any, str] = {}             # task ref → its message key
         self.node_losses: dict[str, int] = {}
 
     def run(self) -> None:
@@ -194,9 +195,14 @@ class _RayLoop:
     def _submit(self, job: Job | None) -> None:
         if job is None:
             return
-        ref = self.remote.remote(job.spec.config, job.run_id, job.resume, self.queue, self.threads)
+        # A resubmitted run gets a new message key: the task it replaces may live on as an orphan
+        # (its node's raylet died, its process not yet), and its late messages must be dropped.
+        lost = self.node_losses.get(job.run_id, 0)
+        key = f"{job.run_id}#{lost}" if lost else job.run_id
+        ref = self.remote.remote(job.spec.config, key, job.resume, self.queue, self.threads)
         self.inflight[ref] = job
-        self.by_run[job.run_id] = job
+        self.keys[ref] = key
+        self.by_run[key] = job
 
     def _drain(self) -> None:
         size = self.queue.size()
@@ -216,7 +222,7 @@ class _RayLoop:
         for ref in ready:
             self._drain()  # the task put its last message before returning
             job = self.inflight.pop(ref)
-            self.by_run.pop(job.run_id, None)
+            self.by_run.pop(self.keys.pop(ref), None)
             try:
                 self.session.finish(job, ray.get(ref))
             except ray.exceptions.NodeDiedError as exc:  # the node, not the run, failed

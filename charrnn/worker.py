@@ -65,7 +65,9 @@ class QueueRun:
 
 def train_task(cfg: TrainConfig, run_id: str, resume: ResumePoint | None, queue: Any,
                threads: int) -> RunOutcome:
-    """The body of one Ray task: train `cfg` into run `run_id` through the driver's queue."""
+    """The body of one Ray task: train `cfg` through the driver's queue, under `run_id` (the run's
+    id, or on a resubmission after a node died, the key the driver now listens to). Tags the run
+    with the node it trains on."""
     import ray
 
     torch.set_num_threads(threads)

@@ -110,8 +110,11 @@ class LocalCluster:
         self.proc.stdin.flush()
         return self.proc.stdout.readline().strip()
 
-    def remove_worker_node(self) -> None:
-        assert self.command("remove") == "removed"
+    def remove_worker_node(self) -> list[str]:
+        """Kill the worker node; the names of the task workers that died with it."""
+        reply = self.command("remove").split()
+        assert reply[:1] == ["removed"], reply
+        return reply[1:]
 
     def stop(self) -> None:
         try:
@@ -122,6 +125,25 @@ class LocalCluster:
             pass
         stop_group(self.proc, grace_s=5)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def kill_node(cluster, node) -> list[str]:
+    """SIGKILL a node as if its machine died: its Ray processes and, unlike `remove_node` alone,
+    the task workers its raylet started (left alive, they would finish their task as orphans).
+    Returns the names of those workers (`ray::train_task` for one that was training)."""
+    import psutil
+    from ray._private import ray_constants
+
+    raylets = [p.process.pid for p in node.all_processes[ray_constants.PROCESS_TYPE_RAYLET]]
+    workers = [child for pid in raylets for child in psutil.Process(pid).children(recursive=True)]
+    names = [proc.name() for proc in workers]
+    cluster.remove_node(node, allow_graceful=False)
+    for proc in workers:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return names
 
 
 def _serve_cluster(cpus: int) -> None:
@@ -137,8 +159,7 @@ def _serve_cluster(cpus: int) -> None:
     try:
         for line in sys.stdin:
             if line.strip() == "remove":
-                cluster.remove_node(worker, allow_graceful=False)
-                print("removed", flush=True)
+                print("removed", *kill_node(cluster, worker), flush=True)
             elif line.strip() == "quit":
                 break
     finally:

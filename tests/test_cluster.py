@@ -6,11 +6,13 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 import torch
 from cluster_support import REPO, LocalCluster, TrackingServer
 from grid_support import TINY_FIXED, children, empty_store_db, grid_data, parents, wait_for, write_grid  # noqa: F401
 
+from charrnn.cli import main
 from charrnn.grid import load_grid
 from charrnn.tags import FAILURE_TAG, NODE_LOST_TAG, NODE_TAG
 from charrnn.tracking import Tracker
@@ -115,17 +117,22 @@ def test_a_raising_or_killed_worker_fails_only_its_run_with_the_reason(scale_out
     assert [p.status for p in parents(runs)] == ["FAILED"]
 
 
-NODE_LOSS_FIXED = {"hidden_size": 64, "batch_size": 16, "seq_len": 32, "steps": 300, "eval_interval": 30,
+NODE_LOSS_FIXED = {"hidden_size": 64, "batch_size": 16, "seq_len": 32, "steps": 600, "eval_interval": 50,
                    "eval_batches": 2, "sample_length": 20, "device": "cpu"}
 
 
-def checkpointed_on(tracker: Tracker, node_id: str):
-    """The RUNNING run training on `node_id` once it is past a checkpoint and far from its end."""
-    for run in children(tracker.runs("node_loss")):
-        if run.status == "RUNNING" and run.tags.get(NODE_TAG) == node_id:
-            top = max((s for s, _, _ in tracker.metric_history(run.run_id, "train_loss")), default=-1)
-            return run if NODE_LOSS_FIXED["eval_interval"] <= top < 200 else None
-    return None
+def run_on(tracker: Tracker, node_id: str):
+    """The RUNNING run training on `node_id` (its worker tags it at start), if any yet."""
+    runs = children(tracker.runs("node_loss"))
+    return next((r for r in runs if r.status == "RUNNING" and r.tags.get(NODE_TAG) == node_id), None)
+
+
+def past_first_checkpoint(tracker: Tracker, run_id: str) -> int | None:
+    """The last stored step once the run has a checkpoint and most of its steps still to go."""
+    top = max((s for s, _, _ in tracker.metric_history(run_id, "train_loss")), default=-1)
+    if top >= NODE_LOSS_FIXED["steps"] - 3 * NODE_LOSS_FIXED["eval_interval"]:
+        raise AssertionError(f"the run reached step {top} before the node could be removed")
+    return top if top >= NODE_LOSS_FIXED["eval_interval"] else None
 
 
 def test_run_on_a_removed_worker_node_resumes_from_its_checkpoint_on_the_other_node(scale_out):
@@ -138,19 +145,22 @@ def test_run_on_a_removed_worker_node_resumes_from_its_checkpoint_on_the_other_n
     proc = start_grid(driver_env(server, cluster, root / "results"), path, "--max-parallel", "2", log=log)
     tracker = Tracker(server.uri)
     try:
-        victim = wait_for(lambda: checkpointed_on(tracker, cluster.worker_node_id), timeout=GRID_TIMEOUT_S,
-                          every=0.2)
-    except AssertionError:
+        victim = wait_for(lambda: run_on(tracker, cluster.worker_node_id), timeout=GRID_TIMEOUT_S, every=0.1)
+        wait_for(lambda: past_first_checkpoint(tracker, victim.run_id), timeout=GRID_TIMEOUT_S, every=0.05)
+    except AssertionError as err:
         proc.kill()
-        raise AssertionError(log.read_text()) from None
+        raise AssertionError(f"{err}\n{log.read_text()[-3000:]}") from None
     removed_ms = int(time.time() * 1000)
-    cluster.remove_worker_node()
+    # the store lags the workers (the driver replays their messages): was the run still training?
+    assert "ray::train_task" in cluster.remove_worker_node(), "the run had ended before its node died"
     code, text = finish(proc, log)
     assert code == 0, text
 
     kids = children(tracker.runs("node_loss"))
     assert len(kids) == 2 and all(r.status == "FINISHED" for r in kids), text
-    (moved,) = [r for r in kids if NODE_LOST_TAG in r.tags]
+    moved = [r for r in kids if NODE_LOST_TAG in r.tags]
+    assert len(moved) == 1, (victim.run_id, [dict(r.tags) for r in kids], text[-6000:])
+    moved = moved[0]
     assert moved.run_id == victim.run_id and moved.tags[NODE_TAG] == cluster.head_node_id
     assert "node" in moved.tags[NODE_LOST_TAG].lower()
     resumed_from = int(moved.tag("resumed_from_step"))
@@ -170,3 +180,28 @@ def test_run_on_a_removed_worker_node_resumes_from_its_checkpoint_on_the_other_n
         torch.set_num_threads(threads)
     assert moved.metrics["final_val_loss"] == expected["final_val_loss"]
     assert moved.metrics["final_train_loss"] == pytest.approx(expected["final_train_loss"], rel=1e-12)
+
+
+def test_train_grid_sample_report_and_export_work_against_the_tracking_server(scale_out, tmp_path, monkeypatch,
+                                                                               capsys):
+    server, _, _ = scale_out
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
+    monkeypatch.setenv("CHARRNN_RESULTS_DIR", str(tmp_path / "results"))  # locks and exports only
+    tiny = [f"{k}={v}" for k, v in TINY_FIXED.items()]
+    assert main(["train", *tiny, "--experiment", "via_server", "--no-progress"]) == 0
+    run_id = capsys.readouterr().out.split("run_id: ")[1].split()[0]
+    assert main(["sample", run_id, "--length", "20"]) == 0  # its checkpoint comes from the server
+    assert len(capsys.readouterr().out.strip()) >= 20
+
+    data = grid_data(name="served", seeds=[0, 1], axes={"cell": ["vanilla", "gru"]}, fixed=TINY_FIXED)
+    path = write_grid(tmp_path, data, name="served.yaml")
+    assert main(["grid", str(path), "--no-progress"]) == 0
+    assert main(["report", "served", "--out", str(tmp_path / "reports")]) == 0
+    page = (tmp_path / "reports" / "served.html").read_text()
+    assert "served" in page
+    assert main(["export", "served", "--out", str(tmp_path / "served.csv")]) == 0
+    table = pd.read_csv(tmp_path / "served.csv")
+    assert len(table) == 4 and table["final_val_loss"].notna().all()
+    stored = list((server.results / "mlartifacts").rglob("checkpoint.pt"))
+    assert len(stored) >= 5  # every run's checkpoint sits in the server's artifact store
+    assert not list((tmp_path / "results").rglob("checkpoint.pt"))
