@@ -259,15 +259,17 @@ class _RayLoop:
 
 
 def join_cluster(address: str, options: dict[str, Any]) -> None:
-    """`ray.init` on a running cluster; an auth failure says what token auth needs."""
+    """`ray.init` on a running cluster; a refusal without token auth on says what it needs."""
     import ray
 
     try:
         ray.init(address=address, **options)
-    except ray.exceptions.AuthenticationError as err:
+    except (ray.exceptions.AuthenticationError, ConnectionError) as err:
+        if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+            raise ConnectionError(str(err).strip().split(". ")[0]) from None
         raise ConnectionError(
-            f"{str(err).split('.')[0]}; a token-auth cluster needs RAY_AUTH_MODE=token and its token "
-            "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) in this environment") from None
+            f"{str(err).strip().split('. ')[0]}; if the cluster uses token auth, set RAY_AUTH_MODE=token "
+            "and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
 
 
 def worker_env() -> dict[str, Any] | None:
