@@ -8,9 +8,11 @@ ABLATION ?= smoke
 # Where grid runs train: ray (default; one run per CPU on CPU, one per GPU on GPU) | local (in-process, one at a time)
 EXECUTOR ?= ray
 PORT ?= 5000
+# mlflow server worker processes (`make server`); 1 = one writer process for the sqlite store
+SERVER_WORKERS ?= 1
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
-.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint
+.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server
 
 install: $(STAMP)
 
@@ -72,3 +74,13 @@ clean:
 # checks the plumbing on CPU with tiny sizes.
 gpu-check:
 	$(PYTHON) -m charrnn.gpu_check $(GPU_CHECK_ARGS)
+
+# A tracking server for many machines (README "Scaling out"): the sqlite store in results/ (or
+# CHARRNN_RESULTS_DIR) as backend, artifacts proxied into results/mlartifacts. On 127.0.0.1 only;
+# point clients at it with MLFLOW_TRACKING_URI=http://127.0.0.1:$(PORT).
+SERVER_DIR := $(abspath $(RESULTS_DIR))
+server: $(STAMP)
+	mkdir -p $(SERVER_DIR)/mlartifacts
+	$(BIN)/mlflow server --backend-store-uri sqlite:///$(SERVER_DIR)/mlflow.db \
+		--artifacts-destination $(SERVER_DIR)/mlartifacts --serve-artifacts \
+		--host 127.0.0.1 --port $(PORT) --workers $(SERVER_WORKERS)

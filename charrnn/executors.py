@@ -9,6 +9,11 @@
   Ray queue and are replayed by the driver on the real run, so the sqlite store has one writer and
   workers need no access to it (a remote cluster works the same way). A dead driver leaves its
   workers nobody to write to.
+- On a cluster (README "Scaling out"): the queue lives on the driver's node; checkpoints reach the
+  store (a tracking server's artifact store) through the driver, so when a worker node dies
+  (`NodeDiedError`) the run stays claimed and is resubmitted, resumed from its last checkpoint
+  artifact on whichever node Ray picks (at most NODE_LOSS_RETRIES times). A worker process that
+  dies on a live node (OOM kill, crash) or a task that raises ends its run FAILED with the reason.
 """
 from __future__ import annotations
 
@@ -23,10 +28,12 @@ from .config import ConfigError, check_backend_device
 from .grid import Grid, GridError, RunSpec
 from .runner import train_run
 from .session import GridSession, Job
+from .tags import NODE_LOST_TAG
 from .tracking import Tracker
 from .worker import train_task
 
 POLL_S = 0.2
+NODE_LOSS_RETRIES = 3   # times one run is resumed elsewhere after its node died, then FAILED
 
 
 def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True) -> None:
@@ -136,7 +143,7 @@ class RayExecutor:
         common = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
         try:
             if self.address:
-                ray.init(address=self.address, **common)
+                join_cluster(self.address, common)
             else:  # a fresh local Ray: never a stale /tmp/ray/ray_current_cluster or someone else's
                 ray.init(address="local", num_cpus=usable_cpus(), **common)
         except (ConnectionError, ValueError, RuntimeError) as err:
@@ -158,8 +165,9 @@ class RayExecutor:
         from ray.util.queue import Queue
 
         cpus, gpus, parallel = task_resources(ray.cluster_resources(), self.max_parallel)
-        remote = ray.remote(train_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
-        _RayLoop(session, Queue(), remote, cpus, parallel).run()
+        remote = ray.remote(train_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0,
+                                                runtime_env=worker_env())
+        _RayLoop(session, Queue(actor_options=on_driver_node()), remote, cpus, parallel).run()
 
 
 class _RayLoop:
@@ -169,7 +177,9 @@ class _RayLoop:
         self.session, self.queue, self.remote = session, queue, remote
         self.threads, self.parallel = threads, parallel
         self.inflight: dict[Any, Job] = {}
-        self.by_run: dict[str, Job] = {}
+        self.by_run: dict[str, Job] = {}           # message key → job
+        self.keys: dict[Any, str] = {}             # task ref → its message key
+        self.node_losses: dict[str, int] = {}
 
     def run(self) -> None:
         todo = deque(self.session.specs)
@@ -189,9 +199,14 @@ class _RayLoop:
     def _submit(self, job: Job | None) -> None:
         if job is None:
             return
-        ref = self.remote.remote(job.spec.config, job.run_id, job.resume, self.queue, self.threads)
+        # A resubmitted run gets a new message key: the task it replaces may live on as an orphan
+        # (its node's raylet died, its process not yet), and its late messages must be dropped.
+        lost = self.node_losses.get(job.run_id, 0)
+        key = f"{job.run_id}#{lost}" if lost else job.run_id
+        ref = self.remote.remote(job.spec.config, key, job.resume, self.queue, self.threads)
         self.inflight[ref] = job
-        self.by_run[job.run_id] = job
+        self.keys[ref] = key
+        self.by_run[key] = job
 
     def _drain(self) -> None:
         size = self.queue.size()
@@ -211,11 +226,28 @@ class _RayLoop:
         for ref in ready:
             self._drain()  # the task put its last message before returning
             job = self.inflight.pop(ref)
-            self.by_run.pop(job.run_id, None)
+            self.by_run.pop(self.keys.pop(ref), None)
             try:
                 self.session.finish(job, ray.get(ref))
+            except ray.exceptions.NodeDiedError as exc:  # the node, not the run, failed
+                if not self._resume_elsewhere(job, exc):
+                    self.session.abort(job, "FAILED", f"worker: {type(exc).__name__}: {exc}"[:2000])
             except Exception as exc:  # the worker died or the task raised
                 self.session.abort(job, "FAILED", f"worker: {type(exc).__name__}: {exc}"[:2000])
+
+    def _resume_elsewhere(self, job: Job, exc: Exception) -> bool:
+        """Resubmit a run whose node died, from its last checkpoint artifact; the run stays
+        RUNNING and claimed. False once it has lost NODE_LOSS_RETRIES nodes."""
+        lost = self.node_losses[job.run_id] = self.node_losses.get(job.run_id, 0) + 1
+        if lost > NODE_LOSS_RETRIES:
+            return False
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        job.run.flush()
+        job.run.set_tags({NODE_LOST_TAG: f"{lost}: {first}"[:500]})
+        job.resume = self.session.resume_point(job.run_id)
+        job.note = f"node died ({lost}x)"
+        self._submit(job)
+        return True
 
     def _abandon(self) -> None:
         """Interrupted: stop the tasks, end their runs KILLED (resumable), release their locks."""
@@ -228,6 +260,37 @@ class _RayLoop:
             except Exception:  # the store is what we are failing on: the next invocation reaps it
                 job.lock.release()
         self.inflight.clear()
+
+
+def join_cluster(address: str, options: dict[str, Any]) -> None:
+    """`ray.init` on a running cluster; a refusal without token auth on says what it needs."""
+    import ray
+
+    try:
+        ray.init(address=address, **options)
+    except (ray.exceptions.AuthenticationError, ConnectionError) as err:
+        if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+            raise ConnectionError(str(err).strip().split(". ")[0]) from None
+        raise ConnectionError(
+            f"{str(err).strip().split('. ')[0]}; if the cluster uses token auth, set RAY_AUTH_MODE=token "
+            "and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
+
+
+def worker_env() -> dict[str, Any] | None:
+    """The driver's OMP_WAIT_POLICY (see `charrnn grid`) for every worker, wherever its node was
+    started: a worker node's processes inherit the environment of its `ray start`, not the driver's."""
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    return {"env_vars": {"OMP_WAIT_POLICY": policy}} if policy else None
+
+
+def on_driver_node() -> dict[str, Any]:
+    """Actor options that keep an actor (the message queue) on this driver's node, so the death
+    of a worker node never takes the queue, and the messages of the other runs, with it."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
 
 
 EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}

@@ -18,3 +18,5 @@ SEQUENTIAL_PREFIX = TAG_PREFIX + "sequential."  # + seeds_used, looks_planned, l
 SOURCE_TYPE_TAG, SOURCE_NAME_TAG = "mlflow.source.type", "mlflow.source.name"
 GIT_COMMIT_TAG, GIT_BRANCH_TAG = "mlflow.source.git.commit", "mlflow.source.git.branch"
 GIT_REPO_URL_TAG, GIT_DIRTY_TAG = "mlflow.source.git.repoURL", "mlflow.source.git.dirty"
+NODE_TAG = TAG_PREFIX + "ray_node"            # id of the Ray node that last trained the run
+NODE_LOST_TAG = TAG_PREFIX + "node_lost"       # a node died under the run: how often, and Ray's words

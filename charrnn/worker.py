@@ -15,6 +15,7 @@ import torch
 
 from .config import TrainConfig
 from .runner import ResumePoint, RunOutcome, train_run
+from .tags import NODE_TAG
 
 
 class QueueRun:
@@ -64,6 +65,12 @@ class QueueRun:
 
 def train_task(cfg: TrainConfig, run_id: str, resume: ResumePoint | None, queue: Any,
                threads: int) -> RunOutcome:
-    """The body of one Ray task: train `cfg` into run `run_id` through the driver's queue."""
+    """The body of one Ray task: train `cfg` through the driver's queue, under `run_id` (the run's
+    id, or on a resubmission after a node died, the key the driver now listens to). Tags the run
+    with the node it trains on."""
+    import ray
+
     torch.set_num_threads(threads)
-    return train_run(cfg, QueueRun(run_id, queue), resume, progress=False)
+    run = QueueRun(run_id, queue)
+    run.set_tags({NODE_TAG: ray.get_runtime_context().get_node_id()})
+    return train_run(cfg, run, resume, progress=False)
