@@ -21,10 +21,11 @@ import torch
 
 from .config import ConfigError
 
-from .bench_cases import (CELL_NAMES, COMPILING, DIRECTIONS, PROFILES, REFERENCE, TIMED_PROFILES,  # noqa: F401
-                          Case, Profile, profile_named)
+from .bench_cases import (CELL_NAMES, COMPILING, DIRECTIONS, PROFILES, REFERENCE, SCAN_SEQ_LENS,  # noqa: F401
+                          TIMED_PROFILES, TOLERANCE, Case, Profile, paired_case, profile_named,
+                          reference_backend, scan_cases, tolerance)
 from .bench_results import best_custom, format_table, read_results, table_rows, vs_fused  # noqa: F401
-from .bench_workloads import (CUDA_ONLY, DTYPES, TOLERANCE, EquivalenceError, Workload,  # noqa: F401
+from .bench_workloads import (CUDA_ONLY, DTYPES, EquivalenceError, Workload,  # noqa: F401
                               _canonical, assert_equivalent, bench_device, cpu_capability, build_layer_model,
                               device_name, device_timer, make_workload, matmul_gflops, paired_info,
                               prepare, reference_model, skip_reason, versions, wait_for_quiet)

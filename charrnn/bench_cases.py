@@ -10,7 +10,10 @@ Directions: `fwd` (no grad), `bwd` (the backward pass alone, its forward run unt
 round), `fwd_bwd` (both), `train_step` (a whole CharRNN optimiser step).
 
 Which backends a profile times is data: `Profile.backends` (every registered backend by default);
-adding a backend or a cell to a sweep is one entry in the tuples below.
+adding a backend or a cell to a sweep is one entry in the tuples below; a profile times a backend
+only with the cells `registry.BACKENDS[backend].cells` lists. The min cells (minGRU / minLSTM,
+charrnn/mincells.py) come in as `Profile.extra_cases` (`scan_cases`): checked against their `loop`
+(nn.* has no such cell) and timed in alternation with nn.GRU `fused` at the same shape.
 """
 from __future__ import annotations
 
@@ -19,7 +22,10 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from .cells import BACKENDS, CELLS
+from . import registry
+from .cells import BACKENDS, CELLS, FUSED
+from .mincells import GATES as MIN_GATES
+from .mincells import MIN_BACKENDS, MIN_CELLS, SCAN_TOLERANCE
 
 REFERENCE = "fused"
 COMPILING = ("loop_compiled", "loop_bptt_compiled", "loop_cudagraph")  # first call compiles/captures
@@ -27,6 +33,22 @@ DIRECTIONS = ("fwd", "bwd", "fwd_bwd")
 # Passes over the weights per direction: forward 1 matmul per gate block, backward 2 (d input and
 # d weight), so fwd+bwd = 3x the forward (the usual 2/4/6 N FLOPs rule).
 PASSES = {"fwd": 1, "bwd": 2, "fwd_bwd": 3, "train_step": 3}
+# Equivalence with the reference on copied weights, per output / gradient tensor:
+#     max |a - b| <= tol * max(1, max |b|)
+# i.e. an absolute tolerance for O(1) tensors and a relative one for large weight gradients, which
+# sum B*T products and carry fp32 rounding in proportion to their size. fp32 (TF32 off): 1e-5.
+# bf16 (autocast) rounds every op to 8 mantissa bits: 5e-2. `scan`: mincells.SCAN_TOLERANCE.
+TOLERANCE = {"fp32": 1e-5, "bf16": 5e-2}
+
+
+def gates(cell: str) -> int:
+    """Gate blocks G of a cell's input projection (G*H rows of weight_ih)."""
+    return MIN_GATES[cell] if cell in MIN_GATES else CELLS[cell].gates
+
+
+def recurrent_width(cell: str, hidden: int) -> int:
+    """Columns of the hidden-to-hidden matmul: H, or 0 for a min cell (its gates see x alone)."""
+    return 0 if cell in MIN_GATES else hidden
 
 
 @dataclass(frozen=True)
@@ -59,18 +81,22 @@ class Case:
 
     def flops(self) -> int:
         """Closed-form matmul FLOPs of the recurrent layers: per layer, step and batch row
-        gates x 2 (I + H) H (input and hidden projection; I = H here), x 3 for fwd+bwd, x 2 for
-        bwd. Elementwise gate math is left out (O(G H) per step against O(G H^2)); a train_step
-        case counts its RNN layers only (embedding and head not included)."""
-        per_row_step = CELLS[self.cell].gates * 2 * (self.hidden + self.hidden) * self.hidden
+        gates x 2 (I + H) H (input and hidden projection; I = H here; a min cell has no hidden
+        projection: gates x 2 I H), x 3 for fwd+bwd, x 2 for bwd. Elementwise gate math and the
+        min cells' scan are left out (O(G H) per step against O(G H^2)); a train_step case counts
+        its RNN layers only (embedding and head not included)."""
+        width = self.hidden + recurrent_width(self.cell, self.hidden)
+        per_row_step = gates(self.cell) * 2 * width * self.hidden
         return per_row_step * self.batch * self.seq_len * self.layers * PASSES[self.direction]
 
     def matmul_shapes(self) -> dict[str, tuple[int, int, int]]:
         """(m, k, n) of the case's two matmul kinds: `all_steps` projects every step's input at
-        once (T*B, I) x (I, G*H), `one_step` is one step's (B, H) x (H, G*H)."""
-        n = CELLS[self.cell].gates * self.hidden
-        return {"all_steps": (self.seq_len * self.batch, self.hidden, n),
-                "one_step": (self.batch, self.hidden, n)}
+        once (T*B, I) x (I, G*H), `one_step` is one step's (B, H) x (H, G*H) (none for a min cell)."""
+        n = gates(self.cell) * self.hidden
+        shapes = {"all_steps": (self.seq_len * self.batch, self.hidden, n)}
+        if recurrent_width(self.cell, self.hidden):
+            shapes["one_step"] = (self.batch, self.hidden, n)
+        return shapes
 
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -90,12 +116,16 @@ class Profile:
     quiet_budget_s: float = 0.0      # ... and at most this long in one session
     backends: tuple[str, ...] = tuple(BACKENDS)  # the backends timed at every shape
     harness_rounds: int = 0          # rounds of the harness-vs-bare-loop benchmark (0: not run)
+    extra_cases: tuple[Case, ...] = ()  # cases beyond shape x backend (the min cells: `scan_cases`)
 
     def cases(self) -> list[Case]:
-        return [Case(s[0], b, *s[1:]) for s in self.layer_shapes for b in self.backends]
+        cases = [Case(s[0], b, *s[1:]) for s in self.layer_shapes for b in self.backends
+                 if s[0] in registry.BACKENDS[b].cells] + list(self.extra_cases)
+        return list({c.id: c for c in cases}.values())  # an extra case may repeat a shape's case
 
     def train_cases(self) -> list[Case]:
-        return [Case(s[0], b, *s[1:], direction="train_step") for s in self.train_shapes for b in self.backends]
+        return [Case(s[0], b, *s[1:], direction="train_step") for s in self.train_shapes for b in self.backends
+                if s[0] in registry.BACKENDS[b].cells]
 
     def rounds(self, one_call_s: float) -> int:
         return int(min(self.max_rounds, max(self.min_rounds, self.target_s / max(one_call_s, 1e-9))))
@@ -110,6 +140,38 @@ def _sweep(cells, base: dict[str, Any], axes: dict[str, tuple], dtypes, directio
 
 
 CELL_NAMES = tuple(CELLS)
+
+
+# --- min cells (charrnn/mincells.py): scan vs loop vs nn.GRU fused at one shape, time vs T --------
+def scan_cases(hidden: int, batch: int, seq_lens: tuple[int, ...], dtypes=("fp32",),
+               direction: str = "fwd_bwd") -> tuple[Case, ...]:
+    """Every min cell on each of its backends, and nn.GRU (`gru`, `fused`) at the same shape: the
+    comparison the kernels page plots against T (charrnn/report_scan.py)."""
+    arms = [(c, b) for c in MIN_CELLS for b in MIN_BACKENDS] + [("gru", REFERENCE)]
+    return tuple(Case(c, b, hidden, batch, t, 1, dt, direction)
+                 for t in seq_lens for dt in dtypes for c, b in arms)
+
+
+SCAN_SEQ_LENS = (64, 256, 1024)
+
+
+def reference_backend(cell: str) -> str:
+    """What a case is checked against: `fused` (nn.*), or `loop` for a cell nn.* lacks (min cells)."""
+    return REFERENCE if cell in registry.BACKENDS[REFERENCE].cells else "loop"
+
+
+def tolerance(case: Case) -> float:
+    """TOLERANCE, or the log-space scan's own (mincells.SCAN_TOLERANCE) for `scan`."""
+    return (SCAN_TOLERANCE if case.backend == "scan" else TOLERANCE)[case.dtype]
+
+
+def paired_case(case: Case) -> Case | None:
+    """The case timed in alternation with `case`: `fused` at the same shape, nn.GRU `fused` at the
+    same shape for a min cell (nn.* has none), None for `fused` itself."""
+    if case.backend == REFERENCE:
+        return None
+    cell = case.cell if case.cell in FUSED else "gru"
+    return dataclasses.replace(case, cell=cell, backend=REFERENCE)
 # The hidden-size sweep: fixed B and T, H from 32 to 1024 with fine steps at 64-256 (where seed 001
 # reports a discontinuous jump), the reference and the best custom backend of each device (a
 # backend the device cannot run is skipped with its reason).
@@ -127,14 +189,15 @@ PROFILES: dict[str, Profile] = {
         layer_shapes=tuple((c, 16, 4, 8, layers, "fp32", d) for c in CELL_NAMES
                            for layers, d in ((1, "fwd"), (1, "fwd_bwd"), (2, "fwd_bwd"))),
         train_shapes=tuple((c, 16, 4, 8, 1, "fp32") for c in CELL_NAMES),
-        target_s=0.0, min_rounds=1, max_rounds=1, warmup_rounds=0, harness_rounds=1),
+        target_s=0.0, min_rounds=1, max_rounds=1, warmup_rounds=0, harness_rounds=1,
+        extra_cases=scan_cases(16, 4, (8, 100)) + scan_cases(16, 4, (8,), direction="fwd")),
     # make bench: CPU, a few shapes per cell, ≤ 10 min on 2 cores.
     "quick": Profile(
         layer_shapes=tuple((c, h, 32, 64, 1, "fp32", d) for c in CELL_NAMES
                            for h, d in ((256, "fwd_bwd"), (256, "fwd"), (256, "bwd"), (128, "fwd_bwd"))),
         train_shapes=tuple((c, 128, 32, 64, 1, "fp32") for c in CELL_NAMES),
         target_s=0.6, min_rounds=15, max_rounds=150, warmup_rounds=3,
-        quiet_wait_s=15.0, quiet_budget_s=150.0, harness_rounds=8),
+        quiet_wait_s=15.0, quiet_budget_s=150.0, harness_rounds=8, extra_cases=scan_cases(256, 32, SCAN_SEQ_LENS)),
     # make bench PROFILE=sweep_hidden: tokens/s against H at B32 T64, fwd+bwd.
     "sweep_hidden": Profile(
         layer_shapes=tuple((c, h, 32, 64, 1, "fp32", "fwd_bwd") for c in SWEEP_CELLS for h in SWEEP_HIDDEN),
@@ -153,7 +216,8 @@ PROFILES: dict[str, Profile] = {
                             ("fp32", "bf16"), ("fwd", "fwd_bwd")),
         train_shapes=tuple((c, h, 64, 100, 1, dt) for c in CELL_NAMES for h in (256, 1024)
                            for dt in ("fp32", "bf16")),
-        target_s=1.0, min_rounds=10, max_rounds=100, warmup_rounds=10, harness_rounds=8),
+        target_s=1.0, min_rounds=10, max_rounds=100, warmup_rounds=10, harness_rounds=8,
+        extra_cases=scan_cases(512, 64, SCAN_SEQ_LENS, ("fp32", "bf16"))),
 }
 TIMED_PROFILES = tuple(p for p in PROFILES if p != "test")
 

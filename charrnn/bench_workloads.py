@@ -21,17 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .bench_cases import COMPILING, REFERENCE, Case
-from .cells import CELLS, FUSED, FUSED_NOCUDNN, Hidden, make_layer
+from .bench_cases import COMPILING, Case, paired_case, reference_backend, tolerance
+from .cells import FUSED, FUSED_NOCUDNN, Hidden, has_cell_state, make_layer
 from .config import CUDA_ONLY, TrainConfig
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-# Equivalence with `fused` on copied weights, per output / gradient tensor:
-#     max |a - b| <= tol * max(1, max |b|)
-# i.e. an absolute tolerance for O(1) tensors and a relative one for large weight gradients, which
-# sum B*T products and carry fp32 rounding in proportion to their size. fp32 (TF32 off): 1e-5.
-# bf16 (autocast) rounds every op to 8 mantissa bits: 5e-2.
-TOLERANCE = {"fp32": 1e-5, "bf16": 5e-2}
 TRAIN_VOCAB = 65  # tiny-shakespeare's vocabulary
 
 
@@ -185,7 +179,9 @@ def build_layer_model(case: Case, fused: nn.RNNBase | None = None) -> nn.Module:
             model.load_state_dict(fused.state_dict())
         return model
     model = LayerStack(case.backend, case.cell, case.hidden, case.layers)
-    if fused is not None:
+    if isinstance(fused, LayerStack):    # a min cell's `loop` reference: the same layout
+        model.load_state_dict(fused.state_dict())
+    elif fused is not None:
         model.load_fused(fused)
     return model
 
@@ -270,7 +266,7 @@ class Workload:
 
 
 def _random_hidden(case: Case, device: torch.device, gen: torch.Generator) -> Hidden:
-    n = 2 if CELLS[case.cell].has_cell_state else 1
+    n = 2 if has_cell_state(case.cell) else 1
     states = tuple(torch.randn(case.layers, case.batch, case.hidden, generator=gen).to(device)
                    for _ in range(n))
     return states if n == 2 else states[0]
@@ -294,9 +290,10 @@ def make_workload(case: Case, device: torch.device, fused: nn.Module | None = No
 
 
 def reference_model(case: Case) -> nn.Module:
-    """A freshly initialised `fused` model for the case (CPU); its weights are copied everywhere."""
+    """A freshly initialised reference model for the case (CPU; `reference_backend`); its weights
+    are copied everywhere."""
     torch.manual_seed(0)
-    ref = dataclasses.replace(case, backend=REFERENCE)
+    ref = dataclasses.replace(case, backend=reference_backend(case.cell))
     if case.direction == "train_step":
         return build_train_model(ref)
     return build_layer_model(ref)
@@ -335,16 +332,16 @@ def _canonical(name: str) -> str:
 
 
 def assert_equivalent(case: Case, device: torch.device, fused: nn.Module) -> None:
-    """Outputs and gradients of the case's backend equal `fused` on copied weights (see TOLERANCE);
-    raises EquivalenceError naming the first tensor that differs."""
-    ref_case = dataclasses.replace(case, backend=REFERENCE)
+    """Outputs and gradients of the case's backend equal its reference (`fused`, or `loop` for a min
+    cell) on copied weights (see `tolerance`); raises EquivalenceError naming the first that differs."""
+    ref_case = dataclasses.replace(case, backend=reference_backend(case.cell))
     ref = make_workload(ref_case, device, fused)
     got = make_workload(case, device, fused)
     expected = forward_backward(ref.model, ref.x, ref.h0, case, device)
     actual = forward_backward(got.model, got.x, got.h0, case, device)
     if actual.keys() != expected.keys():
         raise EquivalenceError(f"{case.id}: tensors {sorted(actual)} != the reference's {sorted(expected)}")
-    tol = TOLERANCE[case.dtype]
+    tol = tolerance(case)
     for name, want in expected.items():
         have, want = actual[name].float(), want.float()
         if have.shape != want.shape:
@@ -376,16 +373,24 @@ def prepare(case: Case, device: torch.device, reset_compiled: bool = True) -> Pr
     work = make_workload(case, device, fused)
     first_call_s = work.timed_call()
     assert_equivalent(case, device, fused)
-    paired = None if case.backend == REFERENCE else make_workload(
-        dataclasses.replace(case, backend=REFERENCE), device, fused)
+    pair = paired_case(case)            # min cells: nn.GRU `fused` at the same shape, fresh weights
+    paired = None if pair is None else make_workload(pair, device, fused if pair.cell == case.cell else None)
     info = {**case.params(), "shape": case.shape, "device": str(device), "device_name": device_name(device),
             "flops": case.flops(), "tokens": case.tokens, **matmul_peaks(case, device),
             **versions(), "first_call_s": first_call_s,
             "compile_caches": os.environ.get("TORCHINDUCTOR_FORCE_DISABLE_CACHES") != "1",
             "compile_s": first_call_s if case.backend in COMPILING else 0.0,
-            "tf32": False, "equivalence": f"max|err| <= {TOLERANCE[case.dtype]:g} max(1, max|ref|)",
+            "tf32": False, "equivalence": f"max|err| <= {tolerance(case):g} max(1, max|ref|)",
+            "reference": reference_backend(case.cell), "paired_with": _paired_name(case, pair),
             "loadavg_start": os.getloadavg()[0]}
     return Prepared(work, paired, info)
+
+
+def _paired_name(case: Case, pair: Case | None) -> str | None:
+    """extra_info `paired_with`: `fused`, `gru-fused` for a min cell, None for `fused` itself."""
+    if pair is None:
+        return None
+    return pair.backend if pair.cell == case.cell else f"{pair.cell}-{pair.backend}"
 
 
 _PEAKS: dict[tuple, float] = {}  # (device, dtype, m, k, n) → GFLOP/s, measured once per session
