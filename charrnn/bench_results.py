@@ -25,6 +25,7 @@ EXTRA_KEYS = {  # row field → extra_info keys tried in order (older files spel
     "torch": ("torch",), "cuda": ("cuda",), "cudnn": ("cudnn",), "threads": ("threads",),
     "paired": ("paired_ratio",), "paired_q1": ("paired_ratio_q1",), "paired_q3": ("paired_ratio_q3",),
     "ratio": ("ratio",), "flops": ("flops",), "peak_gflops": ("peak_gflops",), "tokens": ("tokens",),
+    "paired_with": ("paired_with",),  # fused, or gru-fused for a min cell (nn.* has none)
 }
 DEFAULTS = {"layers": 1, "dtype": "fp32", "direction": "fwd_bwd", "device": "unknown device"}
 
@@ -126,7 +127,9 @@ def format_table(data: dict) -> str:
              "one plain torch.mm at the case's shapes"]
     for shape, group in itertools.groupby(sorted(rows, key=lambda r: (r["shape"], order.get(r["backend"], 99))),
                                           key=lambda r: r["shape"]):
-        lines.append(shape)
+        group = list(group)
+        against = sorted({str(r["paired_with"]) for r in group if r["paired_with"] not in (None, REFERENCE)})
+        lines.append(shape + (f"  (paired with {', '.join(against)} at the same shape)" if against else ""))
         lines.append(f"  {'backend':<20} {'median ms':>10} {'IQR ms':>8} {'IQR %':>6} {'speedup':>8} "
                      f"{'paired [q1,q3]':>20} {'GFLOP/s':>8} {'%peak':>6} {'rounds':>6} {'compile s':>9}")
         for r in group:

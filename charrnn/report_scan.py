@@ -2,7 +2,7 @@
 for nn.GRU (`gru`, `fused`) at the same hidden size and batch, with where (if) the scan crosses nn.GRU.
 
 Reads the benchmark frame of `report_kernels.load_benchmarks` (no torch): the cases come from
-`bench.scan_cases`. One figure per device section; None where no min cell was timed.
+`bench_cases.scan_cases`. One figure per device section; None where no min cell was timed.
 """
 from __future__ import annotations
 

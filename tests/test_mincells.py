@@ -240,3 +240,53 @@ def test_kernels_page_plots_mingru_time_vs_seq_len_and_names_the_crossing(tmp_pa
     assert crossing(frame).startswith("mingru scan, H=256 B=32 fp32 fwd_bwd: faster than nn.GRU from T=256")
     html = render_kernels(tmp_path / "out", tmp_path).read_text(encoding="utf-8")
     assert "Min cells: time vs sequence length" in html and "T=64: 2.00×" in html
+
+
+# --------------------------------------------------------------------------- the kernel suite's min-cell cases
+
+def test_min_cell_bench_case_checks_against_loop_and_is_timed_against_nn_gru_at_its_shape():
+    from charrnn import bench
+
+    case = bench.Case("minlstm", "scan", 8, 2, 70)           # T = 70: two scan chunks of 64
+    assert bench.reference_backend("minlstm") == "loop" and bench.reference_backend("gru") == "fused"
+    assert bench.tolerance(case) == TOL["fp32"] > bench.tolerance(bench.Case("gru", "loop", 8, 2, 70))
+    prep = bench.prepare(case, torch.device("cpu"))           # raises EquivalenceError if scan != loop
+    assert prep.paired.case == bench.Case("gru", "fused", 8, 2, 70)
+    assert prep.info["paired_with"] == "gru-fused" and prep.info["reference"] == "loop"
+    assert prep.info["equivalence"].startswith(f"max|err| <= {TOL['fp32']:g}")
+    assert bench.prepare(bench.Case("gru", "fused", 8, 2, 70), torch.device("cpu")).paired is None
+
+
+def test_min_cell_equivalence_fails_when_the_scan_weights_differ_from_the_loop(monkeypatch):
+    from charrnn import bench, bench_workloads
+
+    real = bench_workloads.build_layer_model
+
+    def perturbed(case, fused=None):
+        model = real(case, fused)
+        if case.backend == "scan":
+            with torch.no_grad():
+                model.layers[0].bias_ih_l0.add_(1e-2)
+        return model
+    monkeypatch.setattr(bench_workloads, "build_layer_model", perturbed)
+    with pytest.raises(bench.EquivalenceError, match="mingru-h8-b2-t9-l1-fp32-fwd_bwd-scan"):
+        bench.assert_equivalent(bench.Case("mingru", "scan", 8, 2, 9), torch.device("cpu"),
+                                bench.reference_model(bench.Case("mingru", "scan", 8, 2, 9)))
+
+
+def test_min_cell_flops_count_the_input_projection_only():
+    from charrnn import bench
+
+    case = bench.Case("mingru", "scan", 256, 32, 64)
+    assert case.flops() == 2 * 2 * 256 * 256 * 32 * 64 * 3    # G=2 gates x 2 I H, no hidden matmul
+    assert case.matmul_shapes() == {"all_steps": (64 * 32, 256, 2 * 256)}
+
+
+def test_bench_table_names_nn_gru_as_the_min_cells_paired_arm():
+    from charrnn import bench
+
+    shape = "mingru-h8-b2-t9-l1-fp32-fwd_bwd"
+    data = {"benchmarks": [{"name": f"test_layer[{shape}-scan]", "stats": {"median": 0.01, "iqr": 0.001, "rounds": 5},
+                            "extra_info": {"shape": shape, "backend": "scan", "paired_with": "gru-fused",
+                                           "paired_ratio": 0.5}}]}
+    assert f"{shape}  (paired with gru-fused at the same shape)" in bench.format_table(data)
