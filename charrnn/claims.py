@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from . import registry
 from .config import ConfigError, check_value, is_finite_number
+from .config import format_value as _text
 
 COMPARISON, EQUIVALENCE, THRESHOLD = "comparison", "equivalence", "threshold"
 CLAIM_KEYS = ("id", "source", "metric", "expect", "margin", "where", "higher_is_better")
@@ -37,14 +38,6 @@ Pairs = tuple[tuple[str, Any], ...]
 
 class ClaimError(ConfigError):
     """A malformed claim: one line naming the key, the bad value and the valid choices."""
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 @dataclass(frozen=True)

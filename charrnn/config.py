@@ -294,3 +294,12 @@ def identity_from_params(params: Mapping[str, str]) -> str | None:
     except ConfigError:
         return None
     return dataclasses.replace(TrainConfig(), **values).identity_hash()
+
+
+def format_value(value: Any) -> str:
+    """A config value as written in run names and claims: `true`, `0.002`, `concat`."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from .claims import Claim, parse_claims
-from .config import ConfigError, TrainConfig, check_value, make_config
+from .claims import Claim, Pairs, parse_claims
+from .config import ConfigError, TrainConfig, check_value, format_value, make_config
 
 TOP_KEYS = {"name": True, "question": True, "claim": False, "claims": False, "task": True,
             "fixed": False, "axes": False, "zip": False, "seeds": True, "profiles": True,
@@ -32,20 +32,9 @@ NOT_VARIABLE = {"seed": "list seeds under the top-level `seeds`",
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit"
 
-Pairs = tuple[tuple[str, Any], ...]
-
 
 class GridError(ConfigError):
     """A malformed grid file. One line: file, key, bad value, valid choices."""
-
-
-def format_value(value: Any) -> str:
-    """A config value as written in run names: `true`, `0.002`, `concat`."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def variant_name(varied: Pairs) -> str:

@@ -1,6 +1,6 @@
 """The LSTM recurrence of `loop_bptt`: hand-written backprop through time with preallocated buffers.
 
-The generic BPTT node (`cells._BPTT`) calls the cell's gate math per step and builds each step's
+The generic BPTT node (`loop_layers._BPTT`) calls the cell's gate math per step and builds each step's
 gradient from a dozen small ops (slices, `cat`, products). On CPU at H=256, B=32 that per-op cost,
 not the matmul, separated it from oneDNN's fused LSTM. Here the LSTM is written out so that
 

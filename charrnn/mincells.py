@@ -41,13 +41,13 @@ weights. Every backend shares this state dict. The scan computes in fp32 (also u
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from charrnn.cell_math import init_uniform_
 from charrnn.config import ConfigError
 
 SCAN_CHUNK = 64    # steps per chunk of the scan backend: fp32 error ~3e-5 at T=1024 (whole-T: ~8e-3)
@@ -174,9 +174,7 @@ class MinLayer(nn.Module):
 
     def reset_parameters(self) -> None:
         """PyTorch's RNN init, as the other cells: U(-1/sqrt(H), 1/sqrt(H))."""
-        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
+        init_uniform_(self.parameters(), self.hidden_size)
 
     def extra_repr(self) -> str:
         return f"{self.cell}, {self.input_size}, {self.hidden_size}, backend={self.backend}"

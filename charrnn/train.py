@@ -194,7 +194,7 @@ class Trainer:
 
     # --- evaluation ---
     def eval_set(self, split: str) -> list[Batch]:
-        """The fixed evaluation batches of `split` under cfg.eval_mode (data.py shows both layouts)."""
+        """The fixed evaluation batches of `split` under cfg.eval_mode (stream_tasks.py shows both layouts)."""
         cfg = self.cfg
         if cfg.eval_mode == "stateful":
             batches = self.task.stateful_batches(split, cfg.batch_size, cfg.seq_len)

@@ -1,6 +1,8 @@
-"""Architecture over the AST of `charrnn/`: no import cycle (function-level imports included), and
-the report package and the statistics modules stay small."""
+"""Architecture over the AST of `charrnn/`: no import cycle (function-level imports included), no
+module over 450 lines, MLflow imported by `tracking` alone, and the report, results, statistics and
+registry modules never load torch (nor MLflow, except the store readers, through `tracking`)."""
 import ast
+import functools
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -8,8 +10,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "charrnn"
 MAX_LINES = 450
-SMALL = [*sorted((ROOT / "report").glob("*.py")), *(ROOT / f"{m}.py" for m in
-                                                     ("claims", "verdicts", "stats", "paths", "sequential"))]
 
 
 def module_name(path: Path) -> str:
@@ -17,7 +17,11 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {module_name(p): p for p in ROOT.rglob("*.py")}
+MODULES = {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+# torch-free by design; of them only the store readers reach MLflow, and only through charrnn.tracking
+TORCH_FREE = sorted(m for m in MODULES if m.startswith(("charrnn.report", "charrnn.results")) or m in
+                    ("charrnn.stats", "charrnn.claims", "charrnn.verdicts", "charrnn.registry"))
+STORE_READERS = {"charrnn.results", "charrnn.report.store", "charrnn.report.run"}
 
 
 def _package(name: str, path: Path) -> str:
@@ -41,6 +45,7 @@ def _targets(node: ast.AST, name: str, path: Path) -> list[str]:
     return sorted(t for t in loaded if t in MODULES and t != name and t != "charrnn")
 
 
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
     graph = {}
     for name, path in MODULES.items():
@@ -71,9 +76,59 @@ def test_report_base_is_the_package_leaf():
     assert all("charrnn.report.base" in graph[m] or m == "charrnn.report.base" for m in report)
 
 
-@pytest.mark.parametrize("path", SMALL, ids=lambda p: str(p.relative_to(ROOT)))
-def test_module_is_at_most_450_lines(path):
-    assert len(path.read_text(encoding="utf-8").splitlines()) <= MAX_LINES
+@functools.cache
+def external_imports(name: str) -> set[str]:
+    """Top-level packages outside charrnn that module `name` imports anywhere (functions included)."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.partition(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.partition(".")[0])
+    return found - {"charrnn"}
+
+
+def reachable(name: str, graph: dict[str, set[str]]) -> set[str]:
+    """`name` and every charrnn module its imports load, directly or not."""
+    seen, todo = set(), [name]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph[module])
+    return seen
+
+
+def loaders_of(package: str, name: str, graph: dict[str, set[str]]) -> list[str]:
+    """The charrnn modules reachable from `name` that import `package` themselves."""
+    return sorted(m for m in reachable(name, graph) if package in external_imports(m))
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_module_is_at_most_450_lines(name):
+    assert len(MODULES[name].read_text(encoding="utf-8").splitlines()) <= MAX_LINES
+
+
+def test_the_checks_see_torch_and_mlflow_behind_charrnn_imports():
+    graph = import_graph()
+    assert "mlflow" in external_imports("charrnn.tracking")
+    assert "charrnn.models" in loaders_of("torch", "charrnn.train", graph)
+    assert loaders_of("mlflow", "charrnn.results", graph) == ["charrnn.tracking"]
+
+
+def test_only_tracking_imports_mlflow():
+    assert [m for m in MODULES if "mlflow" in external_imports(m)] == ["charrnn.tracking"]
+
+
+@pytest.mark.parametrize("name", TORCH_FREE)
+def test_report_results_stats_and_registry_never_import_torch(name):
+    assert loaders_of("torch", name, import_graph()) == []
+
+
+@pytest.mark.parametrize("name", TORCH_FREE)
+def test_only_the_store_readers_reach_mlflow(name):
+    assert loaders_of("mlflow", name, import_graph()) == (["charrnn.tracking"] if name in STORE_READERS else [])
 
 
 def test_report_pages_and_output_paths_load_neither_torch_nor_mlflow():
