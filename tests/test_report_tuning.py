@@ -57,3 +57,13 @@ def test_every_page_shows_the_effect_over_steps_and_at_equal_time(tmp_path):
     assert budget["curve"] == "val_loss" and budget["step_rows"] and budget["time_rows"]
     html = render_experiment(exp, tmp_path).path.read_text()
     assert "Budget views" in html and "At equal training time" in html
+
+
+def test_a_hidden_size_page_reports_the_largest_neighbour_speed_ratio(tmp_path):
+    exp = make_experiment(axes={"hidden_size": [64, 128, 256]}, seeds=[0, 1, 2, 3, 4],
+                          claims=[{"metric": "tokens_per_s", "expect": {"hidden_size": 128, "better_than": 256}}])
+    speed = {"64": 1000.0, "128": 900.0, "256": 100.0}
+    exp.runs["final_tokens_per_s"] = exp.runs["hidden_size"].map(speed) + exp.runs["seed"].astype(float)
+    sweep = build_context(exp)["sweep"]
+    assert sweep["largest"].startswith("8.84x") and "256 down to 128" in sweep["largest"]
+    assert "Largest neighbour-to-neighbour ratio" in render_experiment(exp, tmp_path).path.read_text()

@@ -21,6 +21,7 @@ from .base import (FINAL_METRICS, INDEX_MANIFEST, OPEN_DETAILS, ExperimentData, 
 from .claims_view import (RULES, experiment_verdicts, forest_figure, one_line, suite_rows, verdict_view,
                           write_verdicts_csv)
 from .budget_view import budget_sections
+from .sweep import speed_sweep
 from .details import detail_sections, failed_runs, heat_variants, provenance
 from .plots import figures
 from .tables import RunStats, best_variant, prepare, primary_metric, summary_table
@@ -48,7 +49,7 @@ def build_context(exp: ExperimentData) -> dict[str, Any]:
         "seeds": sorted(runs["seed"].astype(str).unique(), key=natural_key),
         "summary": summary_table(st, variants, metrics),
         "figures": figures(st, exp.curves, axes, variants, colors, metric),
-        "budget": budget_sections(runs, exp.curves, exp.claims, axes),
+        "budget": budget_sections(runs, exp.curves, exp.claims, axes), "sweep": speed_sweep(runs, axes),
         "tuning": tuning_section(every_run, runs, exp.tune, colors),
         "failed": failed_runs(every_run), "provenance": provenance(exp, every_run), "duplicates": exp.duplicates,
         "generated": now_text(), "open_details": OPEN_DETAILS,
