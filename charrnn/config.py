@@ -71,7 +71,7 @@ class TrainConfig:
                                     # stateful (corpora: the whole split, state carried across windows)
     # --- model options added later (defaults keep every earlier run's identity) ---
     residual_mode: str = "every_layer"  # every_layer (around each layer, layer 0 projected) | between_layers
-    forget_bias: float = 0.0        # lstm: initial forget-gate bias (b_ih; b_hh's forget part zeroed); 0 = PyTorch's init
+    forget_bias: float = 0.0        # lstm: initial forget-gate bias (b_ih; b_hh's part zeroed); 0 = PyTorch's
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
