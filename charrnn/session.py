@@ -150,7 +150,8 @@ class GridSession:
 
     # --- the invocation ---
     def __enter__(self) -> "GridSession":
-        claim = self.grid.claim  # the store and experiment exist before any worker; the UI shows the question
+        # the store and experiment exist before any worker; the UI shows the question and the first claim's metric
+        claim = self.grid.claims[0] if self.grid.claims else None
         self.tracker.describe_experiment(self.grid.name, self.grid.question, claim and claim.metric,
                                          claim and claim.higher_is_better)
         self.reap()

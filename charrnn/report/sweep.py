@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..stats import FINISHED, mean_ci
+from .base import natural_key
 
 SWEEP_AXIS = "hidden_size"
 SPEED = "final_tokens_per_s"
@@ -19,7 +20,7 @@ def speed_sweep(runs: pd.DataFrame, axes: list[str]) -> dict[str, Any] | None:
     if axes != [SWEEP_AXIS] or SPEED not in runs:
         return None
     done = runs[runs["status"] == FINISHED]
-    sizes = sorted(pd.to_numeric(done[SWEEP_AXIS]).unique())
+    sizes = sorted(pd.to_numeric(done[SWEEP_AXIS]).unique(), key=natural_key)
     speed = pd.to_numeric(done[SPEED], errors="coerce")
     ivs = [mean_ci(speed[pd.to_numeric(done[SWEEP_AXIS]) == h]) for h in sizes]
     rows = [{"size": int(h), "speed": iv.fmt(0), "ratio": None, "largest": False} for h, iv in zip(sizes, ivs)]
