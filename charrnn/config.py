@@ -70,6 +70,9 @@ class TrainConfig:
     test_split: bool = False        # also hold out a test split, scored once at the end (data.py: split rules)
     eval_mode: str = "windows"      # windows (eval_batches fixed windows, each from a fresh state) |
                                     # stateful (corpora: the whole split, state carried across windows)
+    # --- model options added later (defaults keep every earlier run's identity) ---
+    residual_mode: str = "every_layer"  # every_layer (around each layer, layer 0 projected) | between_layers
+    forget_bias: float = 0.0        # lstm: initial forget-gate bias (b_ih; b_hh's part zeroed); 0 = PyTorch's
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,6 +129,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": ("fp32", "bf16"),
     "device": ("auto", "cpu", "cuda", "mps"),
     "eval_mode": ("windows", "stateful"),
+    "residual_mode": ("every_layer", "between_layers"),
 }
 
 CUDA_ONLY: dict[str, str] = registry.cuda_only()          # backend → why it needs CUDA
@@ -150,6 +154,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "seed": (0, 2**31 - 1, "an integer in 0..2**31-1"),
     "sample_length": (0, math.inf, "an integer >= 0"),
     "sample_temperature": (0.0, math.inf, "a number > 0"),
+    "forget_bias": (-math.inf, math.inf, "a finite number (0 = PyTorch's default init)"),
 }
 OPEN_LOW = {"dataset_fraction", "lr", "sample_temperature"}  # ranges excluding their lower bound
 

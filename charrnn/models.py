@@ -44,8 +44,12 @@ class CharRNN(nn.Module):
             for width in widths)
         self.residual_proj = nn.ModuleList(
             (nn.Linear(width, H, bias=False) if width != H else nn.Identity()) for width in widths
-        ) if cfg.residual else None
+        ) if cfg.residual and cfg.residual_mode == "every_layer" else None
+        # between_layers (write-up 001's skips): out_i = layer_i(out_{i-1}) + out_{i-1} for i >= 1 only
+        self.skip_from = 1 if cfg.residual and cfg.residual_mode == "between_layers" else None
         self.head = nn.Linear(H, vocab_size)
+        if cfg.forget_bias and cfg.cell == "lstm":
+            set_forget_bias(self.layers, cfg.forget_bias)
 
         if cfg.hidden_init == "learned":
             self.h0 = nn.Parameter(torch.zeros(cfg.layers, 1, H))      # (L, 1, H)
@@ -73,6 +77,8 @@ class CharRNN(nn.Module):
             out, h_i = layer(inp, map_hidden(lambda t: t[i:i + 1], hidden))  # (B, T, H), (1, B, H)
             if self.residual_proj is not None:
                 out = out + self.residual_proj[i](inp)
+            elif self.skip_from is not None and i >= self.skip_from:
+                out = out + inp                                              # (B, T, H)
             finals.append(h_i)
             inp = out
         return self.head(inp), _cat_layers(finals)                           # (B, T, V)
@@ -101,6 +107,17 @@ class CharRNN(nn.Module):
     @property
     def _n_states(self) -> int:
         return 2 if self.has_cell_state else 1
+
+
+def set_forget_bias(layers: nn.ModuleList, value: float) -> None:
+    """LSTM gates are stacked (i, f, g, o) in nn.LSTM's layout: the forget gate's b_ih slice is set
+    to `value` and its b_hh slice to 0, so the gate starts at sigmoid(value) (Jozefowicz et al. 2015)."""
+    with torch.no_grad():
+        for name, param in layers.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]                # bias_ih_l0 / bias_hh_l0, shape (4H,)
+            if leaf.startswith(("bias_ih", "bias_hh")):
+                H = param.shape[0] // 4
+                param[H:2 * H] = value if leaf.startswith("bias_ih") else 0.0
 
 
 def _cat_layers(finals: list[Hidden]) -> Hidden:

@@ -93,6 +93,14 @@ _METRICS = (
     Metric("grad_norm", higher_is_better=False, final=False, claim=False),
     Metric("clip_fraction", higher_is_better=False, claim=False, bounds=(0.0, 1.0)),  # steps clipped
     Metric("step_time_ms", higher_is_better=False, unit="ms", final=False, claim=False),
+    # val_loss − train_eval_loss at each eval: both scored alike, at the same point (memorisation)
+    Metric("generalization_gap", higher_is_better=False, unit="nats/char"),
+    # log10 of final_tokens_per_s: a difference of 1 is a 10x speed ratio (margin 1 tests "10x")
+    Metric("log10_tokens_per_s", higher_is_better=True, unit="log10 tokens/s", curve=False, margin=0.0),
+    # test split scored under the run's own hidden_init protocol (random / carried states), once
+    Metric("test_own_loss", higher_is_better=False, unit="nats/char", curve=False),
+    Metric("test_own_accuracy", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
+    Metric("test_own_exact_match", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
 

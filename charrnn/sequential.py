@@ -22,7 +22,7 @@ from typing import Callable
 from .config import ConfigError
 from .grid import Grid
 from .tags import SEQUENTIAL_PREFIX
-from .verdicts import ALPHA, UNDERPOWERED, Verdict, judge
+from .verdicts import ALPHA, UNDERPOWERED, Verdict, judge_claims
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def until_decided(grid: Grid, profile: str, max_seeds: int, run_round: Callable[
         seeds = seeds_for(base, count)
         sessions.append(run_round(grid.with_seeds(profile, seeds)))
         runs = runs_of(grid, seeds)
-        verdicts = tuple(judge(runs, claim, axes, ALPHA, len(looks)) for claim in grid.claims)
+        verdicts = tuple(judge_claims(runs, grid.claims, axes, dict(grid.tune), ALPHA, len(looks)))
         open_claims = [v.claim.id for v in verdicts if v.label == UNDERPOWERED]
         if not open_claims:
             reason = f"every claim was decided at look {look} of {len(looks)} ({count} seeds)"

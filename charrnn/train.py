@@ -74,6 +74,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+OWN_PROTOCOL = ("random", "epoch_zero", "epoch_random")   # hidden_init modes whose own eval differs from zero
+
+
 def step_generator(seed: int, step: int) -> torch.Generator:
     """Independent RNG stream per (seed, step): batches and random h0 replay exactly on resume."""
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
@@ -206,22 +209,35 @@ class Trainer:
         """val_loss (+ val_accuracy / val_exact_match for synthetic tasks) and train_eval_loss."""
         metrics = self.score(self.val, "val")
         metrics["train_eval_loss"] = self.score(self.train_eval, "train_eval")["train_eval_loss"]
+        metrics["generalization_gap"] = metrics["val_loss"] - metrics["train_eval_loss"]
         return metrics
 
     def evaluate_test(self) -> dict[str, float]:
-        """test_loss (+ accuracy, exact match) once, after training; {} without a test split."""
-        return self.score(self.test, "test") if self.test else {}
+        """test_loss (+ accuracy, exact match) once, after training; {} without a test split. Also
+        `test_own_*`: scored under the run's own hidden_init protocol (random states drawn per
+        batch, epoch_* states carried batch to batch), equal to `test_*` for zero and learned."""
+        if not self.test:
+            return {}
+        plain = self.score(self.test, "test")
+        own = self.score(self.test, "test", own=True) if self.cfg.hidden_init in OWN_PROTOCOL else plain
+        return {**plain, **{k.replace("test_", "test_own_", 1): v for k, v in own.items()}}
 
     @torch.no_grad()
-    def score(self, batches: list[Batch], prefix: str, stateful: bool | None = None) -> dict[str, float]:
+    def score(self, batches: list[Batch], prefix: str, stateful: bool | None = None,
+              own: bool = False) -> dict[str, float]:
         """Mean loss over `batches` (and accuracy / exact match where the task has them). Each batch
         starts from the learned h0 (if any) or zeros; when stateful (default: eval_mode=stateful)
-        row b carries its state into the next batch, which continues it."""
+        row b carries its state into the next batch, which continues it. `own`: the states the run
+        trained with instead (OWN_PROTOCOL: random h0 from a fixed stream; epoch_* carried)."""
         self.model.eval()
-        carry = self.cfg.eval_mode == "stateful" if stateful is None else stateful
+        mode = self.cfg.hidden_init if own else "zero"
+        carry = (self.cfg.eval_mode == "stateful" if stateful is None else stateful) or mode.startswith("epoch_")
+        generator = step_generator(self.cfg.seed, -1)          # own random states: the same every eval
         hidden = None
         loss_sum = correct = counted = exact = rows = 0.0
         for batch in batches:
+            if hidden is None and mode.removeprefix("epoch_") == "random":
+                hidden = self.model.init_hidden(batch.x.shape[0], "random", generator)
             with self.autocast:
                 logits, last = self.model(batch.x, hidden)  # (B, T, V)
             hidden = last if carry else None
@@ -287,8 +303,9 @@ class Trainer:
         elapsed = time.perf_counter() - t_start
         tail = losses[-min(len(losses), cfg.eval_interval):] or [float("nan")]
         final = {f"final_{k}": v for k, v in {**evals, **self.evaluate_test()}.items()}
+        tokens_per_s = tokens_per_step * (self.step - start) / max(elapsed, 1e-9)
         final.update(final_train_loss=sum(tail) / len(tail),
-                     final_tokens_per_s=tokens_per_step * (self.step - start) / max(elapsed, 1e-9),
+                     final_tokens_per_s=tokens_per_s, final_log10_tokens_per_s=math.log10(max(tokens_per_s, 1e-9)),
                      final_clip_fraction=clipped_total / max(self.step - start, 1),
                      train_time_s=elapsed)
         return TrainResult(final=final, train_losses=losses, start_step=start)

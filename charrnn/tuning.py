@@ -124,3 +124,19 @@ def isolation(runs: pd.DataFrame, key: str, metric: str = SELECT_METRIC) -> pd.D
 def combinations(tune: Tune) -> list[dict[str, Any]]:
     """Every tuned combination in the grid's order (the order ties are broken by)."""
     return [dict(zip(tune, row)) for row in itertools.product(*tune.values())]
+
+
+def judged_runs(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC) -> pd.DataFrame:
+    """The runs claims are judged on: without `tune`, `runs` as they are; with it, the selected
+    run per (variant, seed) (`select`), plus the runs of every (variant, seed) that had no usable
+    run, so the verdict still counts them as failed. Keeps `select`'s attrs."""
+    if not tune:
+        return runs
+    chosen = select(runs, tune, metric)
+    attrs, missing = dict(chosen.attrs), set(chosen.attrs["unselected"])
+    if missing:
+        lost = runs[[k in missing for k in zip(*(runs[g] for g in GROUP))]]
+        chosen = pd.concat([chosen, lost], ignore_index=True)
+        chosen["tuned"] = chosen["tuned"].fillna("none usable")
+        chosen.attrs = attrs
+    return chosen

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtr, stdtrit   # Student-t cdf and its inverse (fast ufuncs)
 
-from . import registry
+from . import registry, tuning
 from .claims import Claim
 from .stats import FINISHED, T_METHOD, Interval, matches, mean_ci
 
@@ -229,6 +229,14 @@ def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPH
     return Verdict(claim, label, _reason(label, claim) + extra, d, p, mde, needed, **common)
 
 
+def judge_claims(runs: pd.DataFrame, claims: tuple[Claim, ...] | list[Claim], axes: list[str],
+                 tune: tuning.Tune | None = None, alpha: float = ALPHA, looks: int = 1) -> list[Verdict]:
+    """Every claim's verdict. A grid that tunes nuisance keys (`tune:`) is judged on the run
+    selected on validation per (variant, seed) (`tuning.judged_runs`): best against best."""
+    runs = tuning.judged_runs(runs, tune or {})
+    return [judge(runs, claim, axes, alpha, looks) for claim in claims]
+
+
 def decide(d: Interval, claim: Claim, alpha: float = ALPHA) -> tuple[str, float]:
     """The label an interval of per-seed differences (n ≥ 2) gives `claim`, and its p."""
     ps = decision_p(d, claim)
@@ -278,4 +286,4 @@ def holm(verdicts: list[Verdict], alpha: float = ALPHA) -> list[Verdict]:
     return [replace(v, adjusted=adjusted_label(v.label, p, alpha), p_adjusted=p) for v, p in zip(verdicts, ps)]
 
 
-__all__ = ["ALPHA", "DECIDED", "LABELS", "T_METHOD", "Verdict", "holm", "holm_p", "judge"]
+__all__ = ["ALPHA", "DECIDED", "LABELS", "T_METHOD", "Verdict", "holm", "holm_p", "judge", "judge_claims"]

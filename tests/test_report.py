@@ -370,7 +370,7 @@ def test_bulk_curves_equal_results_curves_frame_including_replayed_steps(results
     replay.log_metrics({"train_loss": 0.123}, 2)
     replay.end()
     mine = report_store.curves(tracker, runs)
-    theirs = results.curves_frame("curves", report_store.CURVE_METRICS, tracker)[list(mine.columns)]
+    theirs = results.curves_frame("curves", report_store.LOADED_CURVES, tracker)[list(mine.columns)]
     key = ["run_id", "metric", "step"]
     assert mine.sort_values(key).reset_index(drop=True).equals(theirs.sort_values(key).reset_index(drop=True))
     assert 0.123 in set(mine["value"])

@@ -22,6 +22,9 @@ from ..paths import reports_dir  # noqa: F401 (re-exported: the report's output 
 FINAL_METRICS = registry.final_metrics()
 DIGITS = {"final_tokens_per_s": 0, "wall_time_s": 1}   # decimals in tables; default 4
 CURVE_METRICS = registry.plotted_metrics()
+# curves read from the store: the plotted ones plus what the budget views follow
+LOADED_CURVES = tuple(dict.fromkeys(CURVE_METRICS + ("val_exact_match", "tokens_per_s", "step_time_ms",
+                                                     "generalization_gap")))
 LINE_AXES = {"hidden_size": True, "layers": False}   # axis → log2 x scale
 GAP_AXIS = "dataset_fraction"
 GAP_COLUMN = "train_val_gap"    # final val loss − final train loss, per run
@@ -68,6 +71,7 @@ class ExperimentData:
     parent_run_id: str | None = None
     sequential: dict[str, str] | None = None   # how sequential seeding stopped (parent-run tags)
     duplicates: list[dict[str, Any]] = field(default_factory=list)  # results.finished_duplicates: not counted
+    tune: dict[str, list[Any]] = field(default_factory=dict)  # the grid's `tune:` block (nuisance keys)
 
     @property
     def looks(self) -> int:

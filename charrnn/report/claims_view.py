@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..verdicts import ALPHA, LABELS, Verdict, adjusted_label, holm_p, judge
+from ..verdicts import ALPHA, LABELS, Verdict, adjusted_label, holm_p, judge_claims
 from . import figures as rf
 from .base import VERDICT_COLUMNS, VERDICTS_CSV, ExperimentData, Figure
 
@@ -30,7 +30,8 @@ assert [label for label, _ in RULES] == list(LABELS)
 
 
 def experiment_verdicts(exp: ExperimentData, runs: pd.DataFrame, axes: list[str]) -> list[Verdict]:
-    return [judge(runs, claim, axes, ALPHA, exp.looks) for claim in exp.claims]
+    """`runs`: the page's runs, already the tuned selection when the grid tunes (`tuning.judged_runs`)."""
+    return judge_claims(runs, exp.claims, axes, None, ALPHA, exp.looks)
 
 
 def _num(value: float) -> float | None:

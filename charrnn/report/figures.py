@@ -219,3 +219,46 @@ def speedup_heatmaps(tables: list[tuple[str, pd.DataFrame]], ncols: int = 3) -> 
         ax.set_visible(False)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- budget views, tuning
+
+def budget_plot(panels: list[tuple[str, list, float, str]]) -> plt.Figure:
+    """One panel per (title, points, margin, x label): a claim's effect ± CI against the step or the
+    elapsed time, the ±margin band shaded, markers coloured by the label at that point."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(PANEL_W * len(panels), PANEL_H), squeeze=False)
+    for ax, (title, points, margin, xlabel) in zip(axes[0], panels):
+        xs = [p.x for p in points]
+        ax.axhspan(-margin, margin, color="0.85", lw=0, zorder=0)
+        ax.axhline(0, color="0.4", lw=0.8, zorder=1)
+        ax.plot(xs, [p.effect.mean for p in points], color="0.3", lw=1, zorder=2)
+        ax.fill_between(xs, [p.effect.low for p in points], [p.effect.high for p in points],
+                        color="0.5", alpha=0.2, lw=0, zorder=1)
+        for p in points:
+            ax.plot([p.x], [p.effect.mean], "o", ms=4, color=VERDICT_COLORS.get(p.label, "black"), zorder=3)
+        ax.set(xlabel=literal(xlabel), ylabel="effect (95 % CI)", title=literal(title))
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=0, label=k) for k, c in VERDICT_COLORS.items()]
+    axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
+                       frameon=False)
+    return fig
+
+
+def isolation_plot(frame: pd.DataFrame, key: str, metric: str, colors: dict[str, str]) -> plt.Figure:
+    """Metric against a tuned value, one line per arm: mean and 95 % CI over seeds; the selected
+    value per arm ringed. `frame` has columns variant, value, iv (Interval), chosen (bool)."""
+    fig, ax = plt.subplots(figsize=(PANEL_W + 1.0, PANEL_H))
+    for variant, rows in frame.groupby("variant", sort=False):
+        rows = rows.sort_values("value")
+        color = colors.get(variant, "black")
+        ivs = list(rows["iv"])
+        ax.errorbar(rows["value"], [iv.mean for iv in ivs], yerr=_errors(ivs), color=color, marker="o",
+                    capsize=3, lw=1.2, label=literal(variant))
+        for xv, iv, chosen in zip(rows["value"], ivs, rows["chosen"]):
+            if chosen:
+                ax.plot([xv], [iv.mean], "o", ms=12, mfc="none", mec=color, mew=1.5)
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    if values.notna().all() and (values > 0).all() and values.max() / values.min() >= 10:
+        ax.set_xscale("log")
+    ax.set(xlabel=literal(key), ylabel=literal(f"{metric} (mean, 95 % CI)"))
+    _legend(ax, frame["variant"].nunique())
+    return fig

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import registry
+from .. import registry, tuning
 from ..stats import FINISHED, T_METHOD
 from ..verdicts import ALPHA
 from . import figures as rf
@@ -20,14 +20,18 @@ from .base import (FINAL_METRICS, INDEX_MANIFEST, OPEN_DETAILS, ExperimentData, 
                    render_template, report_filename)
 from .claims_view import (RULES, experiment_verdicts, forest_figure, one_line, suite_rows, verdict_view,
                           write_verdicts_csv)
+from .budget_view import budget_sections
+from .sweep import speed_sweep
 from .details import detail_sections, failed_runs, heat_variants, provenance
 from .plots import figures
 from .tables import RunStats, best_variant, prepare, primary_metric, summary_table
+from .tuned import tuning_section
 
 
 def build_context(exp: ExperimentData) -> dict[str, Any]:
     rf.apply_theme()
-    runs, axes, variants = prepare(exp)
+    every_run, axes, variants = prepare(exp)
+    runs = tuning.judged_runs(every_run, exp.tune)      # tuned grids: one selected run per (arm, seed)
     metric = primary_metric(runs, exp.claims)
     claim = next((c for c in exp.claims if c.column == metric), None)
     higher = claim.higher_is_better if claim else registry.higher_is_better(metric)
@@ -41,11 +45,13 @@ def build_context(exp: ExperimentData) -> dict[str, Any]:
         "method": T_METHOD, "alpha": ALPHA, "looks": exp.looks, "sequential": exp.sequential,
         "metric": metric.removeprefix("final_"), "axes": axes, "colors": colors,
         "line": one_line(views, best_variant(st, metric, higher), metric),
-        "n_runs": len(runs), "n_finished": int((runs["status"] == FINISHED).sum()),
+        "n_runs": len(every_run), "n_finished": int((every_run["status"] == FINISHED).sum()),
         "seeds": sorted(runs["seed"].astype(str).unique(), key=natural_key),
         "summary": summary_table(st, variants, metrics),
         "figures": figures(st, exp.curves, axes, variants, colors, metric),
-        "failed": failed_runs(runs), "provenance": provenance(exp, runs), "duplicates": exp.duplicates,
+        "budget": budget_sections(runs, exp.curves, exp.claims, axes), "sweep": speed_sweep(runs, axes),
+        "tuning": tuning_section(every_run, runs, exp.tune, colors),
+        "failed": failed_runs(every_run), "provenance": provenance(exp, every_run), "duplicates": exp.duplicates,
         "generated": now_text(), "open_details": OPEN_DETAILS,
         **detail_sections(exp, runs, variants, heat_for),
     }

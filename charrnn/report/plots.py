@@ -108,7 +108,8 @@ def gap_figure(st: RunStats, axes: list[str], variants: list[str],
         return None
     points = _axis_points(st, axes, variants, GAP_AXIS, GAP_COLUMN)
     return Figure("gap", "Train–val gap against dataset fraction",
-                  "final val loss − final train loss per run; mean and 95 % CI over seeds "
+                  "final val loss − train loss per run (train loss on fixed train batches at the last "
+                  "evaluation where logged, else the running mean); mean and 95 % CI over seeds "
                   f"({_n_text(list(points['iv']))}). A growing gap at small fractions is memorisation.",
                   rf.encode(rf.axis_plot(points, GAP_AXIS, "val − train loss", colors, True)))
 

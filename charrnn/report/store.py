@@ -19,7 +19,8 @@ from ..claims import Claim, claims_or_none
 from ..config import ConfigError, check_value
 from ..tags import SEQUENTIAL_PREFIX
 from ..tracking import RunHandle, StoredRun, Tracker, metric_histories, store_exists, tracking_uri
-from .base import CURVE_METRICS, PROVENANCE, ExperimentData, ReportError
+from .. import tuning
+from .base import LOADED_CURVES, PROVENANCE, ExperimentData, ReportError
 from .tables import infer_axes
 
 # one progress bar per downloaded artifact would bury the report's own output
@@ -68,7 +69,7 @@ def _provenance(runs: list[StoredRun]) -> pd.DataFrame:
 def curves(t: Tracker, runs: list[StoredRun]) -> pd.DataFrame:
     """Long form run_id, metric, step, value; where a step was logged twice (a resumed run
     replaying steps) the value logged last wins — `results.curves_frame`'s rule, read in bulk."""
-    frame = pd.DataFrame(metric_histories(t, [r.run_id for r in runs], CURVE_METRICS),
+    frame = pd.DataFrame(metric_histories(t, [r.run_id for r in runs], LOADED_CURVES),
                          columns=["run_id", "metric", "step", "value", "timestamp"])
     frame = frame.sort_values(["timestamp"], kind="stable")
     frame = frame.drop_duplicates(["run_id", "metric", "step"], keep="last")
@@ -125,7 +126,7 @@ def load_experiment(name: str) -> ExperimentData:
         axes=_axes(frame, grid), question=str((grid or {}).get("question") or ""),
         claims=_claims(name, grid), artifact=t.artifact_text,
         parent_run_id=parents[-1].run_id if parents else None, sequential=_sequential(parents),
-        duplicates=frame.attrs.get("duplicates", []))
+        duplicates=frame.attrs.get("duplicates", []), tune=tuning.tune_of(grid))
 
 
 def log_report(parent_run_id: str, path: Path) -> None:

@@ -33,7 +33,9 @@ def _with_defaults(runs: pd.DataFrame) -> pd.DataFrame:
     for col in (*FINAL_METRICS, "param_count", "wall_time_s"):
         if col in runs:
             runs[col] = pd.to_numeric(runs[col], errors="coerce")
-    if {"final_val_loss", "final_train_loss"} <= set(runs):
+    if "final_generalization_gap" in runs:      # val − train, both scored alike at the last eval
+        runs[GAP_COLUMN] = runs["final_generalization_gap"]
+    elif {"final_val_loss", "final_train_loss"} <= set(runs):
         runs[GAP_COLUMN] = runs["final_val_loss"] - runs["final_train_loss"]
     return runs
 

@@ -1,0 +1,72 @@
+"""The shipped claim grids: they plan in both profiles and state what their sources say."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from charrnn import registry
+from charrnn.cli import main
+from charrnn.grid import load_grid
+
+ABLATIONS = Path(__file__).resolve().parents[1] / "ablations"
+REFERENCES = (Path(__file__).resolve().parents[1] / "docs" / "references.md").read_text(encoding="utf-8")
+GRIDS = sorted(p for p in ABLATIONS.glob("*.yaml") if p.stem != "smoke")
+QUICK_SEEDS = 5
+
+
+def anchors() -> set[str]:
+    """GitHub-style anchors of docs/references.md's headings."""
+    heads = re.findall(r"^#+ (.+)$", REFERENCES, flags=re.M)
+    return {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_every_claim_grid_plans_with_dry_run_in_both_profiles(path, profile, results_dir, capsys):
+    assert main(["grid", str(path), "--profile", profile, "--dry-run"]) == 0
+    assert "seed=" in capsys.readouterr().out
+    assert len(load_grid(path).seeds_of("quick")) >= QUICK_SEEDS
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.stem)
+def test_every_claim_names_a_reference_anchor_and_nothing_a_clone_lacks(path):
+    text = path.read_text(encoding="utf-8")
+    assert not re.search(r"shared/|seeds/|issue \d", text, flags=re.I)
+    for claim in load_grid(path).claims:
+        cited = re.findall(r"docs/references\.md#([a-z0-9-]+)", claim.source)
+        assert cited or path.stem == "min_rnn", (path.stem, claim.id)
+        assert set(cited) <= anchors(), (path.stem, claim.id, cited)
+
+
+def claims_of(name: str):
+    return load_grid(ABLATIONS / f"{name}.yaml").claims
+
+
+def test_hidden_size_claims_speed_over_a_dense_sweep():
+    grid = load_grid(ABLATIONS / "hidden_size.yaml")
+    sizes = dict(grid.axes)["hidden_size"]
+    assert min(sizes) <= 32 and max(sizes) >= 1024 and len([h for h in sizes if 64 <= h <= 256]) >= 5
+    assert {c.metric for c in grid.claims} >= {"tokens_per_s", "log10_tokens_per_s"}
+    assert registry.METRICS["log10_tokens_per_s"].unit.startswith("log10")
+
+
+def test_dataset_size_judges_the_gap_at_a_fifth_of_the_data():
+    claims = claims_of("dataset_size")
+    assert any(c.metric == "generalization_gap" and c.value == 0.2 for c in claims)
+
+
+def test_depth_residual_has_one_claim_per_depth_of_two_or_more():
+    claims = claims_of("depth_residual")
+    assert sorted(dict(c.where)["layers"] for c in claims) == [2, 4, 8]
+    assert dict(load_grid(ABLATIONS / "depth_residual.yaml").fixed)["residual_mode"] == "between_layers"
+
+
+def test_at_least_three_grids_tune_a_nuisance_parameter():
+    assert len([p for p in GRIDS if load_grid(p).tune]) >= 3
+
+
+def test_cell_type_judges_gru_and_lstm_against_vanilla_as_equivalence():
+    claims = claims_of("cell_type")
+    assert {(c.value, c.kind) for c in claims} == {("gru", "equivalence"), ("lstm", "equivalence")}

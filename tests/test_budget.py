@@ -1,0 +1,70 @@
+"""Budget views: the claim's effect at every evaluation step and at equal wall-clock time."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from charrnn import budget
+from charrnn.claims import parse_claims
+
+AXES = {"cell": ("vanilla", "gru")}
+
+
+def claim(**over):
+    raw = {"metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}, **over}
+    return parse_claims({"claims": [raw]}, AXES)[0]
+
+
+def frames(seeds=(0, 1, 2, 3, 4), gru_ms=20.0, vanilla_ms=10.0):
+    """gru: lower loss per step but twice as slow per step; evals every 100 steps."""
+    runs, curves = [], []
+    for cell, ms, slope in (("vanilla", vanilla_ms, 1.0), ("gru", gru_ms, 1.6)):
+        for seed in seeds:
+            rid = f"{cell}-{seed}"
+            runs.append({"run_id": rid, "cell": cell, "seed": seed, "status": "FINISHED",
+                         "variant": f"cell={cell}", "final_val_loss": 0.0})
+            for step in (99, 199, 299, 399):
+                loss = 4.0 - slope * (step + 1) / 400 + 0.01 * seed
+                curves += [{"run_id": rid, "metric": "val_loss", "step": step, "value": loss},
+                           {"run_id": rid, "metric": "step_time_ms", "step": step, "value": ms}]
+    return pd.DataFrame(runs), pd.DataFrame(curves)
+
+
+def test_effect_over_steps_pairs_seeds_at_every_evaluation():
+    runs, curves = frames()
+    points = budget.effect_over_steps(runs, curves, claim(), ["cell"])
+    assert [p.x for p in points] == [99, 199, 299, 399]
+    assert [round(p.effect.mean, 6) for p in points] == [-0.15, -0.3, -0.45, -0.6]
+    assert all(p.effect.n == 5 and p.label == "reproduced" for p in points)
+
+
+def test_elapsed_time_sums_step_times_between_evaluations():
+    _, curves = frames()
+    clock = budget.elapsed_seconds(curves, ["gru-0"])
+    assert clock["elapsed_s"].round(6).tolist() == [2.0, 4.0, 6.0, 8.0]
+
+
+def test_equal_time_reads_each_arm_at_the_same_elapsed_seconds():
+    runs, curves = frames()
+    points = budget.equal_time(runs, curves, claim(), ["cell"], points=3)
+    # vanilla runs end at 4 s, gru's first eval is at 2 s: the grid is 2..4 s
+    assert [p.x for p in points] == [2.0, 3.0, 4.0]
+    # at 4 s: gru has done 200 steps (loss 3.2), vanilla 400 steps (loss 3.0): vanilla wins
+    assert points[-1].effect.mean == pytest.approx(0.2)
+    assert points[-1].label == "contradicted"
+    assert budget.flips(points)[0][0] == 2.0
+
+
+def test_a_test_metric_is_followed_on_its_val_curve_and_thresholds_have_no_equal_time_view():
+    runs, curves = frames()
+    assert budget.curve_metric(claim(metric="test_loss")) == "val_loss"
+    threshold = parse_claims({"claims": [{"metric": "val_loss", "expect": {"better_than": 3.5}}]}, AXES)[0]
+    assert budget.equal_time(runs, curves, threshold, ["cell"]) == []
+    over = budget.effect_over_steps(runs, curves, threshold, ["cell"])
+    assert over[-1].effect.n == 5
+
+
+def test_table_rows_keeps_the_last_point():
+    runs, curves = frames()
+    points = budget.effect_over_steps(runs, curves, claim(), ["cell"])
+    assert budget.table_rows(points, 2)[-1].x == 399

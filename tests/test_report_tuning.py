@@ -1,0 +1,69 @@
+"""Pages of tuned grids judge best against best; every page shows the budget views."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from charrnn.report.pages import build_context, render_experiment
+from charrnn.tuning import judged_runs
+from tests.report_synthetic import make_curves, make_experiment
+
+LRS = [0.001, 0.01]
+
+
+def tuned_experiment():
+    """concat is worse at lr 0.001 and far better at its best lr 0.01; add is best at 0.001.
+    Averaged over both lrs the arms tie; best against best, concat wins by 0.1."""
+    exp = make_experiment(axes={"input_combine": ["add", "concat"]}, seeds=[0, 1, 2, 3, 4],
+                          claims=[{"metric": "test_loss", "expect": {"input_combine": "concat", "better_than": "add"}}])
+    rows = []
+    rng = np.random.default_rng(1)
+    for _, r in exp.runs.iterrows():
+        for lr in LRS:
+            best = {"add": 0.001, "concat": 0.01}[r["input_combine"]]
+            loss = 1.8 + (0.0 if lr == best else 0.3) - (0.1 if r["input_combine"] == "concat" else 0.0)
+            loss += 0.003 * rng.standard_normal()
+            rows.append({**r.to_dict(), "run_id": f"{r['run_id']}-{lr}", "lr": lr, "final_val_loss": loss,
+                         "final_test_loss": loss + 0.01})
+    exp.runs = pd.DataFrame(rows)
+    curves = make_curves(exp.runs)
+    steps = curves[curves["metric"] == "val_loss"][["run_id", "step"]].drop_duplicates()
+    exp.curves = pd.concat([curves, steps.assign(metric="step_time_ms", value=12.0)], ignore_index=True)
+    exp.tune = {"lr": LRS}
+    return exp
+
+
+def test_judged_runs_keep_the_val_best_run_per_arm_and_seed():
+    exp = tuned_experiment()
+    chosen = judged_runs(exp.runs.assign(variant=exp.runs["input_combine"]), exp.tune)
+    assert len(chosen) == 10
+    assert set(zip(chosen["input_combine"], chosen["lr"])) == {("add", 0.001), ("concat", 0.01)}
+
+
+def test_a_tuned_page_judges_best_against_best_and_shows_the_choice(tmp_path):
+    exp = tuned_experiment()
+    context = build_context(exp)
+    verdict = context["verdicts"][0]
+    assert verdict["verdict"] == "reproduced" and abs(verdict["effect"] + 0.1) < 0.01
+    assert {c["tuned"] for c in context["tuning"]["chosen"]} == {"lr=0.001", "lr=0.01"}
+    assert context["n_runs"] == 20
+    html = render_experiment(exp, tmp_path).path.read_text()
+    assert "Nuisance tuning" in html and "Isolation: val_loss against lr" in html
+
+
+def test_every_page_shows_the_effect_over_steps_and_at_equal_time(tmp_path):
+    exp = tuned_experiment()
+    budget = build_context(exp)["budget"][0]
+    assert budget["curve"] == "val_loss" and budget["step_rows"] and budget["time_rows"]
+    html = render_experiment(exp, tmp_path).path.read_text()
+    assert "Budget views" in html and "At equal training time" in html
+
+
+def test_a_hidden_size_page_reports_the_largest_neighbour_speed_ratio(tmp_path):
+    exp = make_experiment(axes={"hidden_size": [64, 128, 256]}, seeds=[0, 1, 2, 3, 4],
+                          claims=[{"metric": "tokens_per_s", "expect": {"hidden_size": 128, "better_than": 256}}])
+    speed = {"64": 1000.0, "128": 900.0, "256": 100.0}
+    exp.runs["final_tokens_per_s"] = exp.runs["hidden_size"].map(speed) + exp.runs["seed"].astype(float)
+    sweep = build_context(exp)["sweep"]
+    assert sweep["largest"].startswith("8.84x") and "256 down to 128" in sweep["largest"]
+    assert "Largest neighbour-to-neighbour ratio" in render_experiment(exp, tmp_path).path.read_text()
