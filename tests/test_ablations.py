@@ -33,7 +33,7 @@ def test_every_claim_grid_plans_with_dry_run_in_both_profiles(path, profile, res
 @pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.stem)
 def test_every_claim_names_a_reference_anchor_and_nothing_a_clone_lacks(path):
     text = path.read_text(encoding="utf-8")
-    assert not re.search(r"shared/|seeds/|issue \d", text, flags=re.I)
+    assert not re.search(r"shar[e]d/|seeds/|issue \d", text, flags=re.I)  # [e]: the line never matches itself
     for claim in load_grid(path).claims:
         cited = re.findall(r"docs/references\.md#([a-z0-9-]+)", claim.source)
         assert cited or path.stem == "min_rnn", (path.stem, claim.id)
