@@ -15,7 +15,9 @@ ONEDNN = "could not create a primitive descriptor for the LSTM forward propagati
 
 
 @pytest.fixture
-def fresh_probe():
+def fresh_probe(monkeypatch):
+    """The real probe, uncached, whatever CHARRNN_FORCE_NO_BF16 the suite runs under."""
+    monkeypatch.delenv(FORCE_NO_BF16, raising=False)
     capabilities._probe_bf16.cache_clear()
     yield
     capabilities._probe_bf16.cache_clear()
