@@ -155,8 +155,20 @@ class Tracker:
             tags[MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME] = primary_metric
             tags[MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER] = str(bool(greater_is_better))
         for key, value in tags.items():
-            self.client.set_experiment_tag(exp_id, key, value)
+            self._set_experiment_tag(exp_id, key, value)
         return exp_id
+
+    def _set_experiment_tag(self, exp_id: str, key: str, value: str) -> None:
+        """Set a tag that another driver may be setting at the same moment: the server's store
+        inserts a new tag after a read, so the slower of two concurrent writers can hit a UNIQUE
+        constraint. Then the tag exists; write it once more (an update now) unless it already holds."""
+        if self.client.get_experiment(exp_id).tags.get(key) == value:
+            return
+        try:
+            self.client.set_experiment_tag(exp_id, key, value)
+        except MlflowException:
+            if self.client.get_experiment(exp_id).tags.get(key) != value:
+                self.client.set_experiment_tag(exp_id, key, value)
 
     def ui_path(self, name: str) -> str:
         """The MLflow UI's page of experiment `name` on its runs table (append to the UI's address)."""

@@ -58,3 +58,25 @@ def test_source_tag_names_are_mlflows():
              "GIT_REPO_URL_TAG": "MLFLOW_GIT_REPO_URL", "GIT_DIRTY_TAG": "MLFLOW_GIT_DIRTY"}
     for ours, theirs in pairs.items():
         assert getattr(tags, ours) == getattr(mlflow_tags, theirs)
+
+
+def test_describe_experiment_survives_another_driver_inserting_the_same_tag_first(store, monkeypatch):
+    """Two grid drivers describe one experiment at once: the slower insert hits the store's UNIQUE
+    constraint (seen on a tracking server); the tag is then there, and describing still succeeds."""
+    from mlflow.exceptions import MlflowException
+    tracker = Tracker()
+    exp_id = tracker.experiment_id("race")
+    real = tracker.client.set_experiment_tag
+    raced = []
+
+    def other_driver_first(experiment_id, key, value):
+        if key not in raced:                    # the other driver's insert lands first ...
+            raced.append(key)
+            real(experiment_id, key, value)
+            raise MlflowException("UNIQUE constraint failed: experiment_tags.key")   # ... ours fails
+        real(experiment_id, key, value)
+
+    monkeypatch.setattr(tracker.client, "set_experiment_tag", other_driver_first)
+    tracker.describe_experiment("race", "Does it race?", "val_loss", False)
+    assert experiment_tags(tracker, "race")[MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER] == "False"
+    assert raced and tracker.client.get_experiment(exp_id).tags["mlflow.note.content"] == "Does it race?"
