@@ -12,7 +12,7 @@ PORT ?= 5000
 SERVER_WORKERS ?= 1
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
-.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server
+.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings
 
 install: $(STAMP)
 
@@ -54,6 +54,10 @@ ablations: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/charrnn report
+
+# README's "What we found", rewritten from the committed suite's verdicts.csv
+findings: $(STAMP)
+	$(BIN)/python -m charrnn.report.findings reports/examples/verdicts.csv README.md
 
 # MLflow 3.x opens experiments on its GenAI views (traces) unless the sidebar's "Model training"
 # switch is on (the browser remembers it): the printed addresses open each experiment's runs table.

@@ -88,8 +88,9 @@ def test_page_and_index_are_written_with_a_one_line_result(tmp_path):
     assert "input_combine=concat_vs_add: reproduced, -0.1" in index
     assert "Student-t (df = n − 1)" in index and 'alt="Every claim: effect and interval' in index
     csv = pd.read_csv(tmp_path / "verdicts.csv")
-    assert list(csv.columns) == ["experiment", "claim", "metric", "effect", "sd", "n", "low", "high", "method",
-                                 "margin", "verdict", "adjusted_verdict", "mde"]
+    assert list(csv.columns)[:13] == ["experiment", "claim", "metric", "effect", "sd", "n", "low", "high", "method",
+                                      "margin", "verdict", "adjusted_verdict", "mde"]
+    assert csv.loc[0, "description"] == "input_combine=concat gives lower val_loss than input_combine=add"
     assert csv.loc[0, "verdict"] == csv.loc[0, "adjusted_verdict"] == "reproduced" and csv.loc[0, "n"] == 3
 
 

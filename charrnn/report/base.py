@@ -41,7 +41,9 @@ INDEX_MANIFEST = "index.json"
 NO_VARIANT = "all runs"
 VERDICTS_CSV = "verdicts.csv"
 VERDICT_COLUMNS = ["experiment", "claim", "metric", "effect", "sd", "n", "low", "high", "method", "margin",
-                   "verdict", "adjusted_verdict", "mde"]
+                   "verdict", "adjusted_verdict", "mde",
+                   # what the README's findings quote: the claim in words, its source, why the verdict
+                   "description", "source", "reason", "seeds_needed", "p", "p_adjusted"]
 
 ArtifactReader = Callable[[str, str], "str | None"]
 

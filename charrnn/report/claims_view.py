@@ -73,7 +73,8 @@ def suite_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_verdicts_csv(rows: list[dict[str, Any]], out_dir: Path) -> Path:
     """`verdicts.csv`: one row per claim, columns VERDICT_COLUMNS (`claim` is the claim's id)."""
-    frame = pd.DataFrame([{**{k: r.get(k) for k in VERDICT_COLUMNS}, "claim": r["id"]} for r in rows],
+    frame = pd.DataFrame([{**{k: r.get(k) for k in VERDICT_COLUMNS}, "claim": r["id"], "description": r["claim"]}
+                          for r in rows],
                          columns=VERDICT_COLUMNS)
     path = out_dir / VERDICTS_CSV
     frame.to_csv(path, index=False)
