@@ -9,7 +9,11 @@ A grid lists them under `claims:` (the older single `claim:` mapping is a list o
         expect: {cell: gru, better_than: vanilla}        # comparison
         # expect: {backend: fused, equivalent_to: loop}  # equivalence
         # expect: {better_than: 1.60}                    # threshold (a reference number)
+        # expect: {equivalent_to: 1.60}                  # equals a reference number within ±margin
         margin: 0.01                       # optional ROPE half-width, metric units
+        at_least: 1.0                      # optional (comparisons): the effect size the source
+                                           # claims; reproduced only beyond it, contradicted when
+                                           # the whole interval falls short of it
         where: {layers: 4}                 # optional: judge only these runs
         higher_is_better: false            # optional; default from the registry
 
@@ -27,10 +31,10 @@ from .config import ConfigError, check_value, is_finite_number
 from .config import format_value as _text
 
 COMPARISON, EQUIVALENCE, THRESHOLD = "comparison", "equivalence", "threshold"
-CLAIM_KEYS = ("id", "source", "metric", "expect", "margin", "where", "higher_is_better")
+CLAIM_KEYS = ("id", "source", "metric", "expect", "margin", "at_least", "where", "higher_is_better")
 REQUIRED_KEYS = ("metric", "expect")
 EXPECT_FORMS = ("expected {AXIS: VALUE, better_than: BASELINE}, {AXIS: VALUE, equivalent_to: BASELINE} "
-                "or {better_than: NUMBER}")
+                "{better_than: NUMBER} or {equivalent_to: NUMBER}")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
 
 Pairs = tuple[tuple[str, Any], ...]
@@ -56,10 +60,12 @@ class Claim:
     where: Pairs = ()
     higher_is_better: bool = False
     source: str = ""
+    at_least: float | None = None   # a comparison's claimed effect size (metric units, > 0)
 
     @property
     def is_threshold(self) -> bool:
-        return self.kind == THRESHOLD
+        """Judged against a number (`baseline`), not against a second arm."""
+        return self.axis is None
 
     @property
     def is_equivalence(self) -> bool:
@@ -81,8 +87,13 @@ class Claim:
     def describe(self) -> str:
         word = "higher" if self.higher_is_better else "lower"
         scope = f" (runs with {self.where_text()})" if self.where else ""
+        if self.is_threshold and self.is_equivalence:
+            return f"{self.metric} equals {self.baseline:g} within ±{self.margin:g}{scope}"
         if self.is_threshold:
             return f"{self.metric} is {word} than {self.baseline:g}{scope}"
+        if self.at_least is not None:
+            return (f"{self.axis}={_text(self.value)} gives {self.metric} {word} than "
+                    f"{self.axis}={_text(self.baseline)} by at least {self.at_least:g}{scope}")
         if self.is_equivalence:
             return (f"{self.axis}={_text(self.value)} and {self.axis}={_text(self.baseline)} give the same "
                     f"{self.metric} within ±{self.margin:g}{scope}")
@@ -159,11 +170,12 @@ class _Parser:
         if not isinstance(higher, bool):
             raise self.fail("higher_is_better", f"{higher!r}: expected true or false")
         margin = self.margin(raw.get("margin"), metric, kind)
+        at_least = self.at_least(raw.get("at_least"), kind, axis)
         where = self.where_pairs(raw.get("where"), axis)
         source = "" if raw.get("source") is None else str(raw["source"]).strip()
         explicit = raw.get("id") is not None
         cid = self.ident(raw["id"]) if explicit else _default_id(kind, axis, value, baseline, metric, where)
-        return Claim(cid, metric, kind, axis, value, baseline, margin, where, higher, source), explicit
+        return Claim(cid, metric, kind, axis, value, baseline, margin, where, higher, source, at_least), explicit
 
     def metric(self, raw: Any) -> str:
         choices = registry.claim_metrics()
@@ -187,10 +199,10 @@ class _Parser:
         baseline = rest.pop(forms[0])
         kind = COMPARISON if forms[0] == "better_than" else EQUIVALENCE
         if not rest:
-            if kind == EQUIVALENCE or not is_finite_number(baseline):
-                raise self.fail("expect", f"{forms[0]}={baseline!r}: a threshold claim needs a finite "
-                                          f"number; {EXPECT_FORMS}")
-            return THRESHOLD, None, None, float(baseline)
+            if not is_finite_number(baseline):
+                raise self.fail("expect", f"{forms[0]}={baseline!r}: a claim against a reference number "
+                                          f"needs a finite number; {EXPECT_FORMS}")
+            return (THRESHOLD if kind == COMPARISON else EQUIVALENCE), None, None, float(baseline)
         (axis, value), = rest.items()
         if axis not in self.lists:
             raise self.fail("expect", f"{axis!r} is not an axis; valid: {', '.join(self.lists) or 'none'}")
@@ -219,6 +231,15 @@ class _Parser:
             raise self.fail("margin", f"{raw!r}: valid: a finite number {need} in {metric}'s units")
         return float(raw)
 
+    def at_least(self, raw: Any, kind: str, axis: str | None) -> float | None:
+        if raw is None:
+            return None
+        if kind != COMPARISON or axis is None:
+            raise self.fail("at_least", "valid only with expect: {AXIS: VALUE, better_than: BASELINE}")
+        if not is_finite_number(raw) or raw <= 0:
+            raise self.fail("at_least", f"{raw!r}: valid: a finite number > 0 in the metric's units")
+        return float(raw)
+
     def where_pairs(self, raw: Any, claim_axis: str | None) -> Pairs:
         if raw is None:
             return ()
@@ -235,8 +256,8 @@ class _Parser:
 
 
 def _default_id(kind: str, axis: str | None, value: Any, baseline: Any, metric: str, where: Pairs) -> str:
-    if kind == THRESHOLD:
-        stem = f"{metric}_vs_{baseline:g}"
+    if axis is None:
+        stem = f"{metric}_{'vs' if kind == THRESHOLD else 'eq'}_{baseline:g}"
     else:
         stem = f"{axis}={_text(value)}_{'vs' if kind == COMPARISON else 'eq'}_{_text(baseline)}"
     suffix = "".join(f".{k}={_text(v)}" for k, v in where)

@@ -11,6 +11,8 @@ else −1:
 - `equivalent`: −m < low and high < m (two one-sided t-tests at 2.5 % each, TOST);
 - `reproduced`: the interval lies beyond the margin on the claimed side (s·d > m throughout);
   `contradicted`: beyond the margin on the other side (for an equivalence claim: either side);
+- a comparison with a claimed size k (`at_least`): `reproduced` when s·d > k throughout,
+  `contradicted` when s·d < k throughout (the effect falls short of what the source claims);
 - `underpowered`: none of these; the page gives the minimum detectable effect (MDE: the true
   |d| a reproduction would be seen at with 80 % power, m + (t₀.₉₇₅ + t₀.₈₀)·sd/√n) and the seeds
   needed to decide at the observed effect.
@@ -179,6 +181,10 @@ def _one_sided_p(d: Interval, shift: float, upper: bool) -> float:
 def decision_p(d: Interval, claim: Claim) -> dict[str, float]:
     """Twice the one-sided t-test p of each decision (p < α ⇔ the (1 − α) interval decides it)."""
     m, s = claim.margin, claim.expected_sign
+    if claim.at_least is not None:              # H0 s·d ≤ k against s·d > k, and the other way round
+        k = s * claim.at_least
+        toward, away = _one_sided_p(d, k, s > 0), _one_sided_p(d, k, s < 0)
+        return {REPRODUCED: min(1.0, 2 * toward), CONTRADICTED: min(1.0, 2 * away)}
     beyond_up, beyond_down = _one_sided_p(d, m, True), _one_sided_p(d, -m, False)
     equivalent = max(_one_sided_p(d, -m, True), _one_sided_p(d, m, False))
     if claim.is_equivalence:
@@ -224,7 +230,7 @@ def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPH
     if d.n < 2:
         return Verdict(claim, UNDERPOWERED, f"{d.n} usable seed(s): an interval needs 2{extra}", d, **common)
     label, p = decide(d, claim, alpha)
-    mde, needed = power_numbers(d, claim.margin, alpha)
+    mde, needed = power_numbers(d, claim.margin if claim.at_least is None else claim.at_least, alpha)
     p = min(1.0, p * looks)          # on the scale of the suite's α (Holm compares it with ALPHA)
     return Verdict(claim, label, _reason(label, claim) + extra, d, p, mde, needed, **common)
 
@@ -245,6 +251,11 @@ def decide(d: Interval, claim: Claim, alpha: float = ALPHA) -> tuple[str, float]
 
 
 def _reason(label: str, claim: Claim) -> str:
+    if claim.at_least is not None:
+        k = f"{claim.at_least:g}"
+        return {REPRODUCED: f"the interval lies beyond the claimed effect {k} on the claimed side",
+                CONTRADICTED: f"the whole interval falls short of the claimed effect {k}",
+                UNDERPOWERED: f"the interval contains the claimed effect {k}: too few seeds to tell"}[label]
     m = f"±{claim.margin:g}"
     return {
         REPRODUCED: f"the interval lies beyond the margin {m} on the claimed side",

@@ -69,6 +69,15 @@ def test_a_threshold_claim_compares_the_runs_with_a_number(tmp_path):
     assert claim.is_threshold and claim.baseline == 1.6 and claim.margin == 0.01
 
 
+def test_a_claim_can_be_equivalence_to_a_number_or_name_the_effect_size_it_claims(tmp_path):
+    claims = [{"metric": "val_loss", "expect": {"equivalent_to": 1.6}},
+              {"metric": "val_loss", "at_least": 0.5, "expect": {"cell": "gru", "better_than": "vanilla"}}]
+    equal, sized = load_grid(write_grid(tmp_path, claim=None, claims=claims, axes={"cell": ["vanilla", "gru"]})).claims
+    assert equal.is_threshold and equal.is_equivalence and equal.id == "val_loss_eq_1.6"
+    assert equal.describe() == "val_loss equals 1.6 within ±0.01"
+    assert sized.at_least == 0.5 and sized.describe().endswith("by at least 0.5")
+
+
 def test_claims_list_with_where_equivalence_and_margin(tmp_path):
     claims = [{"source": "s1", "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"},
                "where": {"hidden_size": 16}},
@@ -144,7 +153,13 @@ MALFORMED = {
     "claim_unknown_metric": (_with(claim={"metric": "bleu", "expect": {"cell": "gru", "better_than": "vanilla"}}),
                              "claim.metric: 'bleu': unknown metric; valid choices: val_loss"),
     "claim_threshold_not_a_number": (_with(claim={"metric": "val_loss", "expect": {"better_than": "low"}}),
-                                     "claim.expect: better_than='low': a threshold claim needs a finite number"),
+                                     "claim.expect: better_than='low': a claim against a reference number needs a finite number"),
+    "claim_at_least_on_an_equivalence": (_with(claim={"metric": "val_loss", "margin": 0.1, "at_least": 0.5,
+                                                      "expect": {"cell": "gru", "equivalent_to": "vanilla"}}),
+                                         "claim.at_least: valid only with expect: {AXIS: VALUE, better_than"),
+    "claim_at_least_not_positive": (_with(claim={"metric": "val_loss", "at_least": 0,
+                                                 "expect": {"cell": "gru", "better_than": "vanilla"}}),
+                                    "claim.at_least: 0: valid: a finite number > 0"),
     "claim_and_claims": (_with(claims=[]), "give either `claim:` (one) or `claims:` (a list), not both"),
     "claims_not_a_list": (_with(claim=None, claims={"metric": "val_loss"}),
                           "claims: {'metric': 'val_loss'}: expected a list"),

@@ -144,6 +144,23 @@ def test_threshold_verdict_follows_the_interval_of_metric_minus_number(losses, l
     assert math.isclose(result.effect.mean, np.mean(losses) - 1.6, abs_tol=1e-12)
 
 
+@pytest.mark.parametrize("losses,label", [([1.600, 1.602, 1.598, 1.601], EQUIVALENT),
+                                          ([1.65, 1.66, 1.67], CONTRADICTED), ([1.55, 1.65, 1.60], UNDERPOWERED)])
+def test_equivalence_to_a_number_needs_the_whole_interval_within_the_margin(losses, label):
+    claim = Claim("eq_1.6", "val_loss", EQUIVALENCE, None, None, 1.6, margin=0.01)
+    assert run_judge(table(add=[], concat=losses), claim, axes=()).label == label
+
+
+@pytest.mark.parametrize("concat,label", [([1.70, 1.69, 1.705, 1.70], REPRODUCED),      # 0.10 better
+                                          ([1.78, 1.781, 1.779, 1.78], CONTRADICTED),  # better, by far less
+                                          ([1.70, 1.80, 1.72, 1.78], UNDERPOWERED)])
+def test_a_claimed_effect_size_is_reproduced_beyond_it_and_contradicted_when_the_interval_falls_short(
+        concat, label):
+    claim = Claim("by_0.05", "val_loss", COMPARISON, "input_combine", "concat", "add", 0.0, at_least=0.05)
+    result = run_judge(table(add=[1.80, 1.80, 1.80, 1.80], concat=concat), claim)
+    assert result.label == label and "claimed effect 0.05" in result.reason
+
+
 def test_missing_partners_and_failed_runs_are_left_out_and_counted():
     runs = table(add=[1.80, 1.81, None, 1.82, 1.80], concat=[1.70, 1.71, 1.72, None, float("nan")],
                  status={("add", 1): "FAILED"})
