@@ -42,6 +42,14 @@ SQLITE_PREFIX = "sqlite:///"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 UI_QUERY = "workflowType=machine_learning"
+# Where that switch lives: the browser's localStorage, under this key, as JSON (MLflow 3.17's UI
+# bundle: `useLocalStorage({key: "mlflow.workflowType", version: 1})` stores `<key>_v<version>`).
+# `create_ui_app` presets it once, so the plain address opens on Model training too; a user's own
+# choice on the switch is kept.
+UI_WORKFLOW_STORAGE_KEY = "mlflow.workflowType_v1"
+UI_DEFAULT_VIEW_SCRIPT = (f"<script>try{{if(localStorage.getItem({UI_WORKFLOW_STORAGE_KEY!r})===null)"
+                          f"localStorage.setItem({UI_WORKFLOW_STORAGE_KEY!r},'\"machine_learning\"')}}"
+                          "catch(e){}</script>")
 
 logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
@@ -261,6 +269,31 @@ def ui_links(base_url: str) -> list[str]:
     tracker = Tracker()
     return [f"{name}: {base_url.rstrip('/')}/{tracker.ui_path(name)}"
             for name in tracker.experiment_names() if name != "Default"]
+
+
+def create_ui_app():
+    """MLflow's own server app (uvicorn factory, `mlflow ui|server --app-name charrnn`) whose UI
+    opens on the Model training views: the runs table and charts, not the GenAI overview."""
+    from mlflow.server import app as flask_app
+    from mlflow.server.fastapi_app import create_fastapi_app
+
+    serve_index = flask_app.view_functions["serve"]
+    if getattr(serve_index, "presets_model_training", False):  # wrapped already (a second app)
+        return create_fastapi_app(flask_app)
+
+    def serve_index_on_model_training():
+        page = serve_index()
+        if page.mimetype == "text/html":
+            page.direct_passthrough = False
+            html = page.get_data(as_text=True)
+            page.set_data(html.replace("<head>", f"<head>{UI_DEFAULT_VIEW_SCRIPT}", 1))
+            for validator in ("ETag", "Last-Modified"):  # they describe MLflow's file, not this page
+                page.headers.pop(validator, None)
+        return page
+
+    serve_index_on_model_training.presets_model_training = True
+    flask_app.view_functions["serve"] = serve_index_on_model_training
+    return create_fastapi_app(flask_app)
 
 
 @dataclass
