@@ -339,6 +339,11 @@ class RunHandle:
     def log_json(self, obj: Any, artifact_file: str) -> None:
         self.log_text(json.dumps(obj, indent=1, ensure_ascii=False), artifact_file)
 
+    def log_table(self, rows: list[dict[str, Any]], artifact_file: str) -> None:
+        """Rows of equal keys as one MLflow table artifact (JSON; the UI shows it as a table)."""
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        self.client.log_table(self.run_id, {c: [row.get(c) for row in rows] for c in columns}, artifact_file)
+
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         """Upload a file. Buffered metrics go first, so a checkpoint artifact at step k implies
         every metric up to step k is in the store (resume never leaves a gap in the curves).
