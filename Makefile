@@ -60,13 +60,15 @@ findings: $(STAMP)
 	$(BIN)/python -m charrnn.report.findings reports/examples/verdicts.csv README.md
 
 # MLflow 3.x opens experiments on its GenAI views (traces) unless the sidebar's "Model training"
-# switch is on (the browser remembers it): the printed addresses open each experiment's runs table.
+# switch is on; `--app-name charrnn` (charrnn.tracking.create_ui_app) presets that switch in the
+# browser, so http://127.0.0.1:$(PORT) opens on the runs tables. The printed addresses open each
+# experiment's runs table whatever the switch says.
 ui: $(STAMP)
 	@CHARRNN_RESULTS_DIR=$(RESULTS_DIR) $(BIN)/python -c 'from charrnn.tracking import ui_links; \
 		print("runs tables (or switch the UI to Model training):", *ui_links("http://127.0.0.1:$(PORT)"), sep="\n  ")' \
 		2>/dev/null || true
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RESULTS_DIR)/mlflow.db \
-		--default-artifact-root $(RESULTS_DIR)/mlartifacts --host 127.0.0.1 --port $(PORT)
+		--default-artifact-root $(RESULTS_DIR)/mlartifacts --host 127.0.0.1 --port $(PORT) --app-name charrnn
 
 clean:
 	find results reports -mindepth 1 -maxdepth 1 ! -name README.md ! -name examples -exec rm -rf {} +
@@ -87,4 +89,4 @@ server: $(STAMP)
 	mkdir -p $(SERVER_DIR)/mlartifacts
 	$(BIN)/mlflow server --backend-store-uri sqlite:///$(SERVER_DIR)/mlflow.db \
 		--artifacts-destination $(SERVER_DIR)/mlartifacts --serve-artifacts \
-		--host 127.0.0.1 --port $(PORT) --workers $(SERVER_WORKERS)
+		--host 127.0.0.1 --port $(PORT) --workers $(SERVER_WORKERS) --app-name charrnn

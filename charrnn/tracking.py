@@ -42,6 +42,14 @@ SQLITE_PREFIX = "sqlite:///"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 UI_QUERY = "workflowType=machine_learning"
+# Where that switch lives: the browser's localStorage, under this key, as JSON (MLflow 3.17's UI
+# bundle: `useLocalStorage({key: "mlflow.workflowType", version: 1})` stores `<key>_v<version>`).
+# `create_ui_app` presets it once, so the plain address opens on Model training too; a user's own
+# choice on the switch is kept.
+UI_WORKFLOW_STORAGE_KEY = "mlflow.workflowType_v1"
+UI_DEFAULT_VIEW_SCRIPT = (f"<script>try{{if(localStorage.getItem({UI_WORKFLOW_STORAGE_KEY!r})===null)"
+                          f"localStorage.setItem({UI_WORKFLOW_STORAGE_KEY!r},'\"machine_learning\"')}}"
+                          "catch(e){}</script>")
 
 logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
@@ -263,6 +271,31 @@ def ui_links(base_url: str) -> list[str]:
             for name in tracker.experiment_names() if name != "Default"]
 
 
+def create_ui_app():
+    """MLflow's own server app (uvicorn factory, `mlflow ui|server --app-name charrnn`) whose UI
+    opens on the Model training views: the runs table and charts, not the GenAI overview."""
+    from mlflow.server import app as flask_app
+    from mlflow.server.fastapi_app import create_fastapi_app
+
+    serve_index = flask_app.view_functions["serve"]
+    if getattr(serve_index, "presets_model_training", False):  # wrapped already (a second app)
+        return create_fastapi_app(flask_app)
+
+    def serve_index_on_model_training():
+        page = serve_index()
+        if page.mimetype == "text/html":
+            page.direct_passthrough = False
+            html = page.get_data(as_text=True)
+            page.set_data(html.replace("<head>", f"<head>{UI_DEFAULT_VIEW_SCRIPT}", 1))
+            for validator in ("ETag", "Last-Modified"):  # they describe MLflow's file, not this page
+                page.headers.pop(validator, None)
+        return page
+
+    serve_index_on_model_training.presets_model_training = True
+    flask_app.view_functions["serve"] = serve_index_on_model_training
+    return create_fastapi_app(flask_app)
+
+
 @dataclass
 class RunHandle:
     """One MLflow run: buffered metrics, params, tags, artifacts, and its end state."""
@@ -305,6 +338,11 @@ class RunHandle:
 
     def log_json(self, obj: Any, artifact_file: str) -> None:
         self.log_text(json.dumps(obj, indent=1, ensure_ascii=False), artifact_file)
+
+    def log_table(self, rows: list[dict[str, Any]], artifact_file: str) -> None:
+        """Rows of equal keys as one MLflow table artifact (JSON; the UI shows it as a table)."""
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        self.client.log_table(self.run_id, {c: [row.get(c) for row in rows] for c in columns}, artifact_file)
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         """Upload a file. Buffered metrics go first, so a checkpoint artifact at step k implies

@@ -301,8 +301,12 @@ def test_mlflow_run_in_kernels_experiment_holds_json_and_table(results_dir, tmp_
     assert tracker.client.get_experiment(run.info.experiment_id).name == "kernels"
     assert run.data.params["profile"] == "quick"
     assert run.data.metrics["best_over_fused.gru-h8-b3-t5-l1-fp32-fwd_bwd"] == pytest.approx(0.8)
+    assert not [k for k in run.data.metrics if k.startswith(("median_ms", "ratio"))]   # rows go in the table
     files = {f.path for f in tracker.client.list_artifacts(run_id)}
-    assert {"benchmarks", "summary.txt", "summary.json"} <= files
+    assert {"benchmarks", "summary.txt", bench.KERNEL_TABLE} <= files
+    table = json.loads(tracker.artifact_text(run_id, bench.KERNEL_TABLE))
+    rows = bench.table_rows(fake_results())
+    assert len(table["data"]) == len(rows) and "median_ms" in table["columns"]
 
 
 # --------------------------------------------------------------------------- FLOPs, bwd, sweep

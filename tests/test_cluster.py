@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pandas as pd
 import pytest
@@ -15,7 +16,7 @@ from grid_support import TINY_FIXED, children, empty_store_db, grid_data, parent
 from charrnn.cli import main
 from charrnn.grid import load_grid
 from charrnn.tags import FAILURE_TAG, NODE_LOST_TAG, NODE_TAG
-from charrnn.tracking import Tracker
+from charrnn.tracking import UI_DEFAULT_VIEW_SCRIPT, Tracker
 from charrnn.train import Trainer
 
 pytestmark = pytest.mark.slow
@@ -55,6 +56,12 @@ def finish(proc: subprocess.Popen, log) -> tuple[int, str]:
         if proc.poll() is None:
             proc.kill()
     return code, log.read_text()
+
+
+def test_the_tracking_servers_ui_opens_on_the_model_training_views(scale_out):
+    server, _, _ = scale_out
+    with urllib.request.urlopen(f"{server.uri}/", timeout=10) as reply:
+        assert UI_DEFAULT_VIEW_SCRIPT in reply.read().decode()
 
 
 def test_two_grid_drivers_and_four_ray_workers_on_one_server_train_each_spec_once(scale_out):

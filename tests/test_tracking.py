@@ -1,5 +1,8 @@
 """What a user meets in the MLflow UI: experiment kind, description, primary metric, source tags."""
 import subprocess
+from pathlib import Path
+
+import mlflow.server
 
 from grid_support import REPO, children, empty_store_db, grid_data, runs_of, store, write_grid  # noqa: F401
 from mlflow.utils import mlflow_tags
@@ -10,7 +13,8 @@ from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_I
 from charrnn.cli import main
 from charrnn import tags
 from charrnn.provenance import source_tags
-from charrnn.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, UI_QUERY, Tracker
+from charrnn.tracking import (EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, UI_DEFAULT_VIEW_SCRIPT, UI_QUERY, Tracker,
+                              create_ui_app)
 
 
 def experiment_tags(tracker: Tracker, name: str) -> dict[str, str]:
@@ -21,6 +25,21 @@ def test_every_experiment_charrnn_creates_is_a_model_training_experiment(store):
     tracker = Tracker()
     tracker.experiment_id("plain")
     assert experiment_tags(tracker, "plain")[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+
+
+def test_the_ui_app_serves_mlflows_page_with_the_model_training_switch_preset():
+    create_ui_app(), create_ui_app()
+    page = mlflow.server.app.test_client().get("/")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and html.startswith("<!doctype html>")
+    assert html.count(UI_DEFAULT_VIEW_SCRIPT) == 1 and "ETag" not in page.headers
+
+
+def test_mlflows_ui_bundle_still_keeps_its_view_switch_under_the_key_the_preset_writes():
+    """The preset writes MLflow's own storage key; an MLflow whose UI moved the switch fails here."""
+    bundle = next((Path(mlflow.server.app.static_folder) / "static" / "js").glob("main.*.js")).read_text()
+    assert 'key:"mlflow.workflowType",version:1' in bundle and "`${e}_v${t}`" in bundle
+    assert 'e.MACHINE_LEARNING="machine_learning"' in bundle
 
 
 def test_describe_experiment_sets_question_kind_and_primary_metric(store):
