@@ -24,6 +24,8 @@ FINDINGS_END = "<!-- findings:end -->"
 
 
 def _number(value: float, digits: int = 3) -> str:
+    if abs(value) >= 1000:
+        return f"{value:.0f}"
     return f"{value:.{digits}g}" if abs(value) < 0.01 and value != 0 else f"{value:.{digits}f}"
 
 
@@ -48,7 +50,9 @@ def verdict_text(row: pd.Series) -> str:
 
 
 def claim_entry(row: pd.Series) -> str:
-    return (f"- **{row['claim']}** — {row['description']} (margin ±{row['margin']:g}).\n"
+    margin = (f" (margin ±{row['margin']:g})" if row["margin"] > 0 and "within ±" not in row["description"]
+              else "")
+    return (f"- **{row['claim']}** — {row['description']}{margin}.\n"
             f"  Source: {row['source']}\n"
             f"  Effect: {effect_text(row)} → {verdict_text(row)}.")
 
