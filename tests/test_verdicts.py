@@ -52,6 +52,17 @@ def test_simulated_calibration_at_small_n(n):
     assert false_equivalent / reps <= 0.06
 
 
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_simulated_claimed_size_exactly_true_is_rarely_called_either_way(n):
+    """A true effect equal to the claimed size (`at_least`): reproduced ≤ 3 % and contradicted ≤ 3 %
+    of 4,000 replicates (each side is a one-sided test at 2.5 %)."""
+    rng = np.random.default_rng(30240 + n)
+    claim = Claim("by_0.1", "val_loss", COMPARISON, "input_combine", "concat", "add", 0.0, at_least=0.1)
+    labels = [decide(mean_ci(rng.normal(-0.1, 0.05, n)), claim)[0] for _ in range(4000)]
+    assert labels.count(REPRODUCED) / 4000 <= 0.03 and labels.count(CONTRADICTED) / 4000 <= 0.03
+    assert EQUIVALENT not in labels
+
+
 def test_simulated_true_effect_is_usually_found_at_the_stated_mde():
     """At a true effect equal to the printed MDE, about 80 % of replicates reproduce."""
     rng = np.random.default_rng(7)
