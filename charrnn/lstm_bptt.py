@@ -4,10 +4,19 @@ The generic BPTT node (`loop_layers._BPTT`) calls the cell's gate math per step 
 gradient from a dozen small ops (slices, `cat`, products). On CPU at H=256, B=32 that per-op cost,
 not the matmul, separated it from oneDNN's fused LSTM. Here the LSTM is written out so that
 
-- both biases go into the input projection (one matmul for all T), and the forward step is one
-  matmul with the step's input projection added in the same call (`W_hh h + xp_t`), then sigmoid /
-  tanh / cell update written with `out=` into buffers
-  allocated once per call: act (T, B, 4H), c (T+1, B, H), tanh(c) (T, B, H), h (T+1, B, H);
+- both biases go into the input projection (one matmul for all T); the forward step is one
+  matmul added in place into that step's pre-activations (`addmm(out=self)`: no copy of the
+  (B, 4H) addend, which at B=32 costs ATen a parallel copy per step), one sigmoid over all 4H, and
+  the cell update, all written with `out=` into buffers allocated once per call:
+  act (T, B, 4H), c (T+1, B, H), tanh(c) (T, B, H), h (T+1, B, H);
+- the g rows of W_hh and of the input projection are doubled once per call, so that the single
+  sigmoid gives σ(2g), and tanh g = 2σ(2g) - 1 is folded into the cell update
+
+      c' = σ(f) c + σ(i) (2σ(2g) - 1)        (mul, addcmul_(value=2), sub_)
+
+  which replaces a tanh over the strided g columns of a (B, 4H) row (≈4x a contiguous tanh); act
+  keeps σ(2g) in its g block, so the backward uses tanh g = 2σ(2g) - 1 and tanh'(g) = 4σ'(2g),
+  and its d pre stays the gradient of the undoubled pre-activation;
 - the backward precomputes, for all T at once (a few large vectorised ops), every factor of the
   step gradient that does not depend on the incoming gradient:
 
@@ -29,27 +38,34 @@ from torch import Tensor
 
 
 
+def _g_doubled(w_hh: Tensor) -> Tensor:
+    """(4H,) scale: 1 for the i, f, o rows, 2 for the g rows, so that one sigmoid over all 4H gives σ(2g)."""
+    H = w_hh.shape[0] // 4
+    scale = w_hh.new_ones(4, H)
+    scale[2] = 2
+    return scale.flatten()
+
+
 def lstm_forward(xp: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """xp (T, B, 4H) = W_ih x + b_ih + b_hh (both biases, folded into the input projection by the
     caller); h0, c0 (B, H) → hs (T+1, B, H), cs (T+1, B, H),
-    act (T, B, 4H) = σ(i), σ(f), tanh(g), σ(o), tanh_c (T, B, H). Computes in xp's dtype."""
+    act (T, B, 4H) = σ(i), σ(f), σ(2g), σ(o) (tanh g = 2σ(2g) - 1), tanh_c (T, B, H). Computes in xp's dtype."""
     T, B, G = xp.shape
     H = G // 4
-    hs, cs = xp.new_empty(T + 1, B, H), xp.new_empty(T + 1, B, H)
-    act, tanh_c = xp.new_empty(T, B, G), xp.new_empty(T, B, H)
+    scale = _g_doubled(w_hh)                                          # (4H,)
+    hs, cs, tanh_c = xp.new_empty(T + 1, B, H), xp.new_empty(T + 1, B, H), xp.new_empty(T, B, H)
+    act = torch.mul(xp, scale)                                        # (T, B, 4H): pre-activations, g doubled
     hs[0].copy_(h0)
     cs[0].copy_(c0)
     gates = act.unflatten(2, (4, H))                                  # (T, B, 4, H) views
     i_s, f_s, g_s, o_s = (gates[:, :, k].unbind(0) for k in range(4))  # T views of (B, H) each
     h_t, c_t, tc_t, a_t = hs.unbind(0), cs.unbind(0), tanh_c.unbind(0), act.unbind(0)
-    w_t = w_hh.t().contiguous()                                       # (H, 4H): x @ w_t is a plain NN gemm
-    x_t = xp.unbind(0)
+    w_t = (w_hh * scale.unsqueeze(1)).t().contiguous()                # (H, 4H), g columns doubled: NN gemm
     for t in range(T):
-        pre = torch.addmm(x_t[t], h_t[t], w_t)                        # (B, 4H) = W_hh h + xp_t
-        torch.sigmoid(pre, out=a_t[t])
-        torch.tanh(pre[:, 2 * H:3 * H], out=g_s[t])
-        torch.mul(f_s[t], c_t[t], out=c_t[t + 1])                     # c' = σ(f) c + σ(i) tanh(g)
-        c_t[t + 1].addcmul_(i_s[t], g_s[t])
+        torch.addmm(a_t[t], h_t[t], w_t, out=a_t[t])                  # (B, 4H) += W_hh h, in place: no copy
+        torch.sigmoid(a_t[t], out=a_t[t])                             # σ(i), σ(f), σ(2g), σ(o)
+        torch.mul(f_s[t], c_t[t], out=c_t[t + 1])                     # c' = σ(f) c + σ(i) (2σ(2g) - 1)
+        c_t[t + 1].addcmul_(i_s[t], g_s[t], value=2).sub_(i_s[t])
         torch.tanh(c_t[t + 1], out=tc_t[t])
         torch.mul(o_s[t], tc_t[t], out=h_t[t + 1])                    # h' = σ(o) tanh(c')
     return hs, cs, act, tanh_c
@@ -60,13 +76,12 @@ def _step_factors(act: Tensor, cs: Tensor, tanh_c: Tensor) -> tuple[Tensor, Tens
     T, B, G = act.shape
     H = G // 4
     gates = act.unflatten(2, (4, H))                                  # (T, B, 4, H)
-    i, f, g, o = gates.unbind(2)
+    i, f, s_g, o = gates.unbind(2)                                    # s_g = σ(2g)
     slope = torch.addcmul(act, act, act, value=-1).unflatten(2, (4, H))  # σ' = s - s², (T, B, 4, H)
-    torch.addcmul(torch.ones_like(g), g, g, value=-1, out=slope[:, :, 2])  # tanh' = 1 - tanh²
     sk = act.new_empty(T, B, 3, H)
-    torch.mul(g, slope[:, :, 0], out=sk[:, :, 0])
+    torch.mul(s_g, 2, out=sk[:, :, 0]).sub_(1).mul_(slope[:, :, 0])   # tanh g σ'(i), tanh g = 2σ(2g) - 1
     torch.mul(cs[:-1], slope[:, :, 1], out=sk[:, :, 1])
-    torch.mul(i, slope[:, :, 2], out=sk[:, :, 2])
+    torch.mul(i, slope[:, :, 2], out=sk[:, :, 2]).mul_(4)            # σ(i) tanh'(g), tanh'(g) = 4σ'(2g)
     r = tanh_c * slope[:, :, 3]
     q = o * torch.addcmul(torch.ones_like(tanh_c), tanh_c, tanh_c, value=-1)
     return sk, r, q
