@@ -24,9 +24,12 @@ not the matmul, separated it from oneDNN's fused LSTM. Here the LSTM is written 
       d pre_o       = g_h ⊙ tanh(c_t) · σ'(o)                                     (R,  (T, B, H))
       g_c           = g_c(carried) + g_h ⊙ σ(o) · tanh'(c_t)                     (Q,  (T, B, H))
 
-  so a step is four elementwise ops and one (B, 4H) x (4H, H) matmul that also adds the step's
-  output gradient; dW_hh comes from one matmul over all steps after the loop (the biases' gradient
-  is d xp, summed by autograd through the input projection).
+  SK and R are written in place into the (T, B, 4H) buffer that becomes d pre, and step t scales
+  its row in place by g_c, g_h: the only fresh (T, B, ·) buffers of the backward are d pre and Q
+  (fresh multi-MB buffers cost page faults on every call, which here showed up as slower ops
+  everywhere, matmuls included). So a step is four elementwise ops and one (B, 4H) x (4H, H)
+  matmul that also adds the step's output gradient; dW_hh comes from one matmul over all steps
+  after the loop (the biases' gradient is d xp, summed by autograd through the input projection).
 
 Gate order and layout as nn.LSTM: rows (i, f, g, o) of weight_hh_l0 (4H, H).
 """
@@ -71,20 +74,20 @@ def lstm_forward(xp: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tens
     return hs, cs, act, tanh_c
 
 
-def _step_factors(act: Tensor, cs: Tensor, tanh_c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """SK (T, B, 3, H), R and Q (T, B, H) of the module docstring, each in a few vectorised ops."""
+def _step_factors(act: Tensor, hs: Tensor, cs: Tensor, tanh_c: Tensor) -> tuple[Tensor, Tensor]:
+    """SK and R of the module docstring written into one (T, B, 4H) buffer, later d pre (the step
+    scales each in place), and Q (T, B, H); a few vectorised ops and no other (T, B, ·) temporaries."""
     T, B, G = act.shape
     H = G // 4
-    gates = act.unflatten(2, (4, H))                                  # (T, B, 4, H)
-    i, f, s_g, o = gates.unbind(2)                                    # s_g = σ(2g)
-    slope = torch.addcmul(act, act, act, value=-1).unflatten(2, (4, H))  # σ' = s - s², (T, B, 4, H)
-    sk = act.new_empty(T, B, 3, H)
-    torch.mul(s_g, 2, out=sk[:, :, 0]).sub_(1).mul_(slope[:, :, 0])   # tanh g σ'(i), tanh g = 2σ(2g) - 1
-    torch.mul(cs[:-1], slope[:, :, 1], out=sk[:, :, 1])
-    torch.mul(i, slope[:, :, 2], out=sk[:, :, 2]).mul_(4)            # σ(i) tanh'(g), tanh'(g) = 4σ'(2g)
-    r = tanh_c * slope[:, :, 3]
-    q = o * torch.addcmul(torch.ones_like(tanh_c), tanh_c, tanh_c, value=-1)
-    return sk, r, q
+    i, _, s_g, o = act.unflatten(2, (4, H)).unbind(2)                # s_g = σ(2g)
+    factors = torch.addcmul(act, act, act, value=-1)                  # σ' = s - s², (T, B, 4H)
+    sk_i, sk_f, sk_g, r = factors.unflatten(2, (4, H)).unbind(2)
+    sk_i.neg_().addcmul_(sk_i, s_g, value=-2)                         # σ'(i) tanh g, tanh g = 2σ(2g) - 1
+    sk_f.mul_(cs[:-1])                                                # σ'(f) c_{t-1}
+    sk_g.mul_(i).mul_(4)                                              # σ(i) tanh'(g), tanh'(g) = 4σ'(2g)
+    r.mul_(tanh_c)                                                    # σ'(o) tanh(c_t)
+    q = torch.addcmul(o, hs[1:], tanh_c, value=-1)                    # σ(o) (1 - tanh²(c_t)), as h = σ(o) tanh c
+    return factors, q
 
 
 def lstm_backward(g_out: Tensor, g_c_final: Tensor, w_hh: Tensor, hs: Tensor, cs: Tensor,
@@ -94,17 +97,16 @@ def lstm_backward(g_out: Tensor, g_c_final: Tensor, w_hh: Tensor, hs: Tensor, cs
     d_h0, d_c0 (B, H)."""
     T, B, G = act.shape
     H = G // 4
-    sk, r, q = _step_factors(act, cs, tanh_c)
-    d_pre = act.new_empty(T, B, G)                                    # = d_xp = d (W_hh h + b_hh)
-    d_gates = d_pre.unflatten(2, (4, H))
+    d_pre, q = _step_factors(act, hs, cs, tanh_c)                    # d_pre holds SK, R until step t
+    d_gates = d_pre.unflatten(2, (4, H))                              # = d_xp = d (W_hh h + b_hh)
     d_ifg, d_o = d_gates[:, :, :3].unbind(0), d_gates[:, :, 3].unbind(0)
     f_s = act.unflatten(2, (4, H))[:, :, 1].unbind(0)
-    sk_t, r_t, q_t, g_t, d_t = sk.unbind(0), r.unbind(0), q.unbind(0), g_out.unbind(0), d_pre.unbind(0)
+    q_t, g_t, d_t = q.unbind(0), g_out.unbind(0), d_pre.unbind(0)
     g_h, g_c = g_t[T - 1], g_c_final
     for t in reversed(range(T)):
         g_c = torch.addcmul(g_c, g_h, q_t[t])                         # total gradient at c_t
-        torch.mul(g_c.unsqueeze(1), sk_t[t], out=d_ifg[t])            # (B, 3, H)
-        torch.mul(g_h, r_t[t], out=d_o[t])
+        d_ifg[t].mul_(g_c.unsqueeze(1))                               # (B, 3, H) = g_c SK_t
+        d_o[t].mul_(g_h)                                              # g_h R_t
         g_c = g_c * f_s[t]                                            # ... reaching c_{t-1}
         g_h = torch.addmm(g_t[t - 1], d_t[t], w_hh) if t > 0 else torch.mm(d_t[t], w_hh)  # ... and h_{t-1}
     flat = d_pre.flatten(0, 1)                                        # (T*B, 4H)
