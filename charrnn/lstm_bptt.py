@@ -9,14 +9,14 @@ not the matmul, separated it from oneDNN's fused LSTM. Here the LSTM is written 
   (B, 4H) addend, which at B=32 costs ATen a parallel copy per step), one sigmoid over all 4H, and
   the cell update, all written with `out=` into buffers allocated once per call:
   act (T, B, 4H), c (T+1, B, H), tanh(c) (T, B, H), h (T+1, B, H);
-- the g rows of W_hh and of the input projection are doubled once per call, so that the single
-  sigmoid gives σ(2g), and tanh g = 2σ(2g) - 1 is folded into the cell update
+- the g rows of W_hh and of the input projection are scaled by -2 once per call, so that the
+  single sigmoid gives σ(-2g), and tanh g = 1 - 2σ(-2g) is folded into the cell update
 
-      c' = σ(f) c + σ(i) (2σ(2g) - 1)        (mul, addcmul_(value=2), sub_)
+      c' = σ(f) c + σ(i) (1 - 2σ(-2g)) = [σ(i) + σ(f) c] - 2 σ(i) σ(-2g)      (addcmul, addcmul_)
 
   which replaces a tanh over the strided g columns of a (B, 4H) row (≈4x a contiguous tanh); act
-  keeps σ(2g) in its g block, so the backward uses tanh g = 2σ(2g) - 1 and tanh'(g) = 4σ'(2g),
-  and its d pre stays the gradient of the undoubled pre-activation;
+  keeps σ(-2g) in its g block, so the backward uses tanh g = 1 - 2σ(-2g) and tanh'(g) = 4σ'(-2g),
+  and its d pre stays the gradient of the unscaled pre-activation;
 - the backward precomputes, for all T at once (a few large vectorised ops), every factor of the
   step gradient that does not depend on the incoming gradient:
 
@@ -41,34 +41,34 @@ from torch import Tensor
 
 
 
-def _g_doubled(w_hh: Tensor) -> Tensor:
-    """(4H,) scale: 1 for the i, f, o rows, 2 for the g rows, so that one sigmoid over all 4H gives σ(2g)."""
+def _g_scale(w_hh: Tensor) -> Tensor:
+    """(4H,) scale: 1 for the i, f, o rows, -2 for the g rows: one sigmoid over all 4H gives σ(-2g)."""
     H = w_hh.shape[0] // 4
     scale = w_hh.new_ones(4, H)
-    scale[2] = 2
+    scale[2] = -2
     return scale.flatten()
 
 
 def lstm_forward(xp: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """xp (T, B, 4H) = W_ih x + b_ih + b_hh (both biases, folded into the input projection by the
     caller); h0, c0 (B, H) → hs (T+1, B, H), cs (T+1, B, H),
-    act (T, B, 4H) = σ(i), σ(f), σ(2g), σ(o) (tanh g = 2σ(2g) - 1), tanh_c (T, B, H). Computes in xp's dtype."""
+    act (T, B, 4H) = σ(i), σ(f), σ(-2g), σ(o) (tanh g = 1 - 2σ(-2g)), tanh_c (T, B, H). Computes in xp's dtype."""
     T, B, G = xp.shape
     H = G // 4
-    scale = _g_doubled(w_hh)                                          # (4H,)
+    scale = _g_scale(w_hh)                                          # (4H,)
     hs, cs, tanh_c = xp.new_empty(T + 1, B, H), xp.new_empty(T + 1, B, H), xp.new_empty(T, B, H)
-    act = torch.mul(xp, scale)                                        # (T, B, 4H): pre-activations, g doubled
+    act = torch.mul(xp, scale)                                        # (T, B, 4H): pre-activations, g times -2
     hs[0].copy_(h0)
     cs[0].copy_(c0)
     gates = act.unflatten(2, (4, H))                                  # (T, B, 4, H) views
     i_s, f_s, g_s, o_s = (gates[:, :, k].unbind(0) for k in range(4))  # T views of (B, H) each
     h_t, c_t, tc_t, a_t = hs.unbind(0), cs.unbind(0), tanh_c.unbind(0), act.unbind(0)
-    w_t = (w_hh * scale.unsqueeze(1)).t().contiguous()                # (H, 4H), g columns doubled: NN gemm
+    w_t = (w_hh * scale.unsqueeze(1)).t().contiguous()                # (H, 4H), g columns times -2: NN gemm
     for t in range(T):
         torch.addmm(a_t[t], h_t[t], w_t, out=a_t[t])                  # (B, 4H) += W_hh h, in place: no copy
-        torch.sigmoid(a_t[t], out=a_t[t])                             # σ(i), σ(f), σ(2g), σ(o)
-        torch.mul(f_s[t], c_t[t], out=c_t[t + 1])                     # c' = σ(f) c + σ(i) (2σ(2g) - 1)
-        c_t[t + 1].addcmul_(i_s[t], g_s[t], value=2).sub_(i_s[t])
+        torch.sigmoid(a_t[t], out=a_t[t])                             # σ(i), σ(f), σ(-2g), σ(o)
+        torch.addcmul(i_s[t], f_s[t], c_t[t], out=c_t[t + 1])         # c' = σ(i) + σ(f) c
+        c_t[t + 1].addcmul_(i_s[t], g_s[t], value=-2)                 #      - 2σ(i) σ(-2g)
         torch.tanh(c_t[t + 1], out=tc_t[t])
         torch.mul(o_s[t], tc_t[t], out=h_t[t + 1])                    # h' = σ(o) tanh(c')
     return hs, cs, act, tanh_c
@@ -79,12 +79,12 @@ def _step_factors(act: Tensor, hs: Tensor, cs: Tensor, tanh_c: Tensor) -> tuple[
     scales each in place), and Q (T, B, H); a few vectorised ops and no other (T, B, ·) temporaries."""
     T, B, G = act.shape
     H = G // 4
-    i, _, s_g, o = act.unflatten(2, (4, H)).unbind(2)                # s_g = σ(2g)
+    i, _, s_g, o = act.unflatten(2, (4, H)).unbind(2)                # s_g = σ(-2g)
     factors = torch.addcmul(act, act, act, value=-1)                  # σ' = s - s², (T, B, 4H)
     sk_i, sk_f, sk_g, r = factors.unflatten(2, (4, H)).unbind(2)
-    sk_i.neg_().addcmul_(sk_i, s_g, value=-2)                         # σ'(i) tanh g, tanh g = 2σ(2g) - 1
+    sk_i.addcmul_(sk_i, s_g, value=-2)                                # σ'(i) tanh g, tanh g = 1 - 2σ(-2g)
     sk_f.mul_(cs[:-1])                                                # σ'(f) c_{t-1}
-    sk_g.mul_(i).mul_(4)                                              # σ(i) tanh'(g), tanh'(g) = 4σ'(2g)
+    sk_g.mul_(i).mul_(4)                                              # σ(i) tanh'(g), tanh'(g) = 4σ'(-2g)
     r.mul_(tanh_c)                                                    # σ'(o) tanh(c_t)
     q = torch.addcmul(o, hs[1:], tanh_c, value=-1)                    # σ(o) (1 - tanh²(c_t)), as h = σ(o) tanh c
     return factors, q
