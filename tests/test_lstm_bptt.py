@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from charrnn.cells import make_layer
-from charrnn.lstm_bptt import LSTMBPTT, lstm_recurrence
+from charrnn.lstm_bptt import LSTMBPTT, lstm_forward, lstm_recurrence
 
 B, T, I, H = 3, 6, 5, 7
 
@@ -64,3 +64,23 @@ def test_no_grad_recurrence_equals_the_grad_one_and_keeps_no_graph():
 @pytest.mark.parametrize("backend", ["loop_bptt_compiled", "loop_cudagraph"])
 def test_backends_that_replace_the_gate_math_keep_the_generic_recurrence(backend):
     assert not make_layer(backend, "lstm", I, H).lstm_kernel
+
+
+def test_forward_with_g_rows_scaled_by_minus_two_matches_tanh_g_and_leaves_its_inputs_unchanged():
+    """One sigmoid over all 4H with the g rows scaled by -2: act's g block is σ(-2g) = (1 - tanh g) / 2,
+    h and c match the textbook step with tanh, also where the gates saturate."""
+    torch.manual_seed(0)
+    xp, w = 4 * torch.randn(T, B, 4 * H, dtype=torch.float64), torch.randn(4 * H, H, dtype=torch.float64)
+    h0, c0 = torch.randn(B, H, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    inputs = [t.clone() for t in (xp, w, h0, c0)]
+    hs, cs, act, _ = lstm_forward(xp, w, h0, c0)
+    h, c = h0, c0
+    for t in range(T):
+        i, f, g, o = (xp[t] + h @ w.t()).chunk(4, dim=1)
+        torch.testing.assert_close(act[t, :, 2 * H:3 * H], (1 - g.tanh()) / 2)
+        c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+        h = o.sigmoid() * c.tanh()
+        torch.testing.assert_close(hs[t + 1], h)
+        torch.testing.assert_close(cs[t + 1], c)
+    for before, after in zip(inputs, (xp, w, h0, c0), strict=True):
+        assert torch.equal(before, after)
