@@ -153,7 +153,8 @@ MALFORMED = {
     "claim_unknown_metric": (_with(claim={"metric": "bleu", "expect": {"cell": "gru", "better_than": "vanilla"}}),
                              "claim.metric: 'bleu': unknown metric; valid choices: val_loss"),
     "claim_threshold_not_a_number": (_with(claim={"metric": "val_loss", "expect": {"better_than": "low"}}),
-                                     "claim.expect: better_than='low': a claim against a reference number needs a finite number"),
+                                     "claim.expect: better_than='low': a claim against a reference number "
+                                     "needs a finite number"),
     "claim_at_least_on_an_equivalence": (_with(claim={"metric": "val_loss", "margin": 0.1, "at_least": 0.5,
                                                       "expect": {"cell": "gru", "equivalent_to": "vanilla"}}),
                                          "claim.at_least: valid only with expect: {AXIS: VALUE, better_than"),
