@@ -33,7 +33,7 @@ from .config import format_value as _text
 COMPARISON, EQUIVALENCE, THRESHOLD = "comparison", "equivalence", "threshold"
 CLAIM_KEYS = ("id", "source", "metric", "expect", "margin", "at_least", "where", "higher_is_better")
 REQUIRED_KEYS = ("metric", "expect")
-EXPECT_FORMS = ("expected {AXIS: VALUE, better_than: BASELINE}, {AXIS: VALUE, equivalent_to: BASELINE} "
+EXPECT_FORMS = ("expected {AXIS: VALUE, better_than: BASELINE}, {AXIS: VALUE, equivalent_to: BASELINE}, "
                 "{better_than: NUMBER} or {equivalent_to: NUMBER}")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
 
