@@ -28,7 +28,7 @@ from .mincells import GATES as MIN_GATES
 from .mincells import MIN_BACKENDS, MIN_CELLS, SCAN_TOLERANCE
 
 REFERENCE = "fused"
-COMPILING = ("loop_compiled", "loop_bptt_compiled", "loop_cudagraph")  # first call compiles/captures
+COMPILING = registry.compiling_backends()  # first call compiles/captures: warmed and timed apart
 DIRECTIONS = ("fwd", "bwd", "fwd_bwd")
 # Passes over the weights per direction: forward 1 matmul per gate block, backward 2 (d input and
 # d weight), so fwd+bwd = 3x the forward (the usual 2/4/6 N FLOPs rule).

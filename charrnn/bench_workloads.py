@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .bench_cases import COMPILING, Case, paired_case, reference_backend, tolerance
 from .cells import FUSED, FUSED_NOCUDNN, Hidden, has_cell_state, make_layer
-from .config import CUDA_ONLY, TrainConfig
+from .config import CUDA_ONLY, TrainConfig, device_restriction
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 TRAIN_VOCAB = 65  # tiny-shakespeare's vocabulary
@@ -55,10 +55,10 @@ def cpu_capability() -> str:
 
 def skip_reason(backend: str, device: torch.device) -> str | None:
     """Why `backend` cannot run on `device`, or None when it can."""
-    if backend in CUDA_ONLY and device.type != "cuda":
-        return f"{backend}: {CUDA_ONLY[backend]}; device is {device.type}"
-    if "compiled" in backend and device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
-        return f"{backend}: torch.compile on CPU needs a C++ compiler; none on PATH"
+    if reason := device_restriction(backend, device.type):
+        return f"{backend}: {reason}; device is {device.type}"
+    if backend in COMPILING and device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
+        return f"{backend}: building its CPU kernels needs a C++ compiler; none on PATH"
     return None
 
 

@@ -17,6 +17,8 @@ Backends (`make_layer`, registry `BACKENDS`):
 - `loop_bptt`:          `loop_premul` whose recurrence is one autograd node with hand-written backprop
                         through time: gate math forward/backward per step, weight gradients in one
                         matmul over all steps after the loop.
+- `loop_native`:        `loop_bptt`'s LSTM / GRU recurrence as C++ loops: per step one matmul and one
+                        fused gate kernel, no Python between steps; CPU only (charrnn/native_rnn.py).
 - `loop_bptt_compiled`: `loop_bptt` with the gate math forward and backward each `torch.compile`d
                         into one fused kernel per step.
 - `loop_cudagraph`:     `loop_bptt` captured as CUDA graphs (forward and backward), CUDA only.
@@ -35,7 +37,7 @@ from torch import nn
 from charrnn import mincells
 from charrnn.cell_math import CELLS, GateMath, Hidden, _check_choice, map_hidden
 from charrnn.config import CHOICES, check_cell_backend, check_fused_vanilla
-from charrnn.loop_layers import BPTTRNNLayer, CudaGraphRNNLayer, LoopRNNLayer
+from charrnn.loop_layers import BPTTRNNLayer, CudaGraphRNNLayer, LoopRNNLayer, NativeRNNLayer
 
 __all__ = ["ALL_CELLS", "BACKENDS", "CELLS", "FUSED", "FUSED_NOCUDNN", "Hidden", "LoopRNNLayer", "compile_fn",
            "has_cell_state", "make_layer", "map_hidden"]
@@ -102,6 +104,7 @@ BACKENDS: dict[str, Callable[..., nn.Module]] = {
     "loop_premul": _make_loop_premul,
     "loop_compiled": _make_loop_compiled,
     "loop_bptt": BPTTRNNLayer,
+    "loop_native": NativeRNNLayer,
     "loop_bptt_compiled": _make_loop_bptt_compiled,
     "loop_cudagraph": CudaGraphRNNLayer,
     "scan": lambda cell, input_size, hidden_size, *_: mincells.MinLayer(cell, input_size, hidden_size, "scan"),

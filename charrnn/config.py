@@ -133,6 +133,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 CUDA_ONLY: dict[str, str] = registry.cuda_only()          # backend → why it needs CUDA
+CPU_ONLY: dict[str, str] = registry.cpu_only()            # backend → why it runs only on the CPU
 FUSED_BACKENDS = registry.fused_backends()   # nn.RNN's vanilla cell: concat only, tanh/relu only
 
 # Inclusive numeric ranges: (low, high, description of the valid range).
@@ -217,7 +218,7 @@ def _check_combination(cfg: TrainConfig) -> None:
     check_cell_backend(cfg.cell, cfg.backend)
     if cfg.backend in FUSED_BACKENDS and cfg.cell == "vanilla":
         check_fused_vanilla(cfg.backend, cfg.input_combine, cfg.activation)
-    if cfg.device in ("cpu", "mps"):
+    if cfg.device != "auto":
         check_backend_device(cfg.backend, cfg.device)
     if cfg.arith_ops and set(cfg.arith_ops) - set("+-*"):
         raise ConfigError(f"arith_ops={cfg.arith_ops!r}: unknown operator; valid characters: + - *")
@@ -251,12 +252,21 @@ def check_cell_backend(cell: str, backend: str) -> None:
         raise ConfigError(f"backend={backend!r}: does not run cell={cell}; valid backends for {cell}: {usable}")
 
 
-def check_backend_device(backend: str, device: str) -> None:
-    """A CUDA-only backend on another device (`device` as resolved, e.g. `cpu`) is bad input."""
+def device_restriction(backend: str, device: str) -> str:
+    """Why `backend` cannot run on `device` (a device type, e.g. `cpu`), or "" when it can."""
     if backend in CUDA_ONLY and device != "cuda":
-        usable = ", ".join(b for b in CHOICES["backend"] if b not in CUDA_ONLY)
-        raise ConfigError(f"backend={backend!r}: {CUDA_ONLY[backend]}; device is {device}; "
-                          f"valid on {device}: {usable}")
+        return CUDA_ONLY[backend]
+    if backend in CPU_ONLY and device != "cpu":
+        return CPU_ONLY[backend]
+    return ""
+
+
+def check_backend_device(backend: str, device: str) -> None:
+    """A backend on a device it cannot run on (`device` as resolved, e.g. `cpu`) is bad input."""
+    reason = device_restriction(backend, device)
+    if reason:
+        usable = ", ".join(b for b in CHOICES["backend"] if not device_restriction(b, device))
+        raise ConfigError(f"backend={backend!r}: {reason}; device is {device}; valid on {device}: {usable}")
 
 
 def check_value(key: str, raw: Any) -> Any:

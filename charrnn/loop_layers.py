@@ -1,6 +1,7 @@
 """Single-layer loop modules over the pure cells of `charrnn/cell_math.py`, in the weight layout of
 nn.RNN/GRU/LSTM: `LoopRNNLayer` (eager Python loop), `BPTTRNNLayer` (the recurrence as one autograd
-node with hand-written backprop through time) and `CudaGraphRNNLayer` (that node as CUDA graphs).
+node with hand-written backprop through time), `NativeRNNLayer` (that recurrence as C++ loops) and
+`CudaGraphRNNLayer` (that node as CUDA graphs).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import Tensor, nn
 
 from charrnn.cell_math import (CELLS, GateMath, Hidden, State, StepFn, _check_choice, as_state, from_state,
                                init_uniform_, map_hidden)
+from charrnn import native_rnn
 from charrnn.config import CHOICES, ConfigError
 from charrnn.lstm_bptt import lstm_recurrence
 
@@ -216,6 +218,17 @@ class BPTTRNNLayer(LoopRNNLayer):
         out, *final = self.recurrence(x, as_state(self._initial(x, hx)), self.weight_ih_l0,
                                       self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0)
         return out, map_hidden(lambda t: t.unsqueeze(0), from_state(tuple(final)))
+
+
+class NativeRNNLayer(BPTTRNNLayer):
+    """`loop_bptt`'s LSTM / GRU recurrence with the time loop and the gate math in C++
+    (charrnn/native_rnn.py): per step one matmul and one fused gate kernel, CPU only."""
+
+    def recurrence(self, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
+                   b_ih: Tensor, b_hh: Tensor) -> tuple[Tensor, ...]:
+        """x (B, T, I), state (h,) or (h, c) each (B, H) → (out (B, T, H), h_T, [c_T])."""
+        hs, *final = native_rnn.recurrence(self.cell, x.transpose(0, 1), w_ih, b_ih, w_hh, b_hh, state)
+        return hs.transpose(0, 1), *final
 
 
 class CudaGraphRNNLayer(BPTTRNNLayer):

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Backend:
     """How a recurrent layer is computed. `cells`: the cells it runs; `cuda_only`: why it needs CUDA
-    ("" if it does not); `compiles`: its first call compiles or captures (benchmarks warm it apart);
+    ("" if it does not); `cpu_only`: why it runs only on the CPU; `compiles`: its first call compiles or captures (benchmarks warm it apart);
     `fused`: a vendor module (nn.RNN/GRU/LSTM), the reference the custom paths are checked against."""
 
     name: str
     summary: str
     cells: tuple[str, ...] = ("vanilla", "gru", "lstm")
     cuda_only: str = ""
+    cpu_only: str = ""
     compiles: bool = False
     fused: bool = False
 
@@ -61,6 +62,9 @@ _BACKENDS = (
     Backend("loop_premul", "all input projections in one matmul, then the eager recurrence"),
     Backend("loop_compiled", "loop_premul with torch.compile of the step", compiles=True),
     Backend("loop_bptt", "loop_premul with hand-written backprop through time"),
+    Backend("loop_native", "loop_bptt's recurrence as C++ loops: per step one matmul and one fused gate kernel",
+            cells=("gru", "lstm"), compiles=True,
+            cpu_only="its fused gate kernels are C++ for the CPU (on CUDA: loop_cudagraph)"),
     Backend("loop_bptt_compiled", "loop_bptt with compiled gate math", compiles=True),
     Backend("loop_cudagraph", "loop_bptt captured as CUDA graphs", compiles=True,
             cuda_only="CUDA graphs need a CUDA device"),
@@ -116,6 +120,11 @@ def backend_names() -> tuple[str, ...]:
 def cuda_only() -> dict[str, str]:
     """Backend → why it needs CUDA, for the backends that do."""
     return {b.name: b.cuda_only for b in _BACKENDS if b.cuda_only}
+
+
+def cpu_only() -> dict[str, str]:
+    """Backend → why it runs only on the CPU, for the backends that do."""
+    return {b.name: b.cpu_only for b in _BACKENDS if b.cpu_only}
 
 
 def fused_backends() -> tuple[str, ...]:

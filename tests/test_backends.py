@@ -211,13 +211,14 @@ def test_rounds_follow_the_time_target_within_bounds():
     assert quick.min_rounds < quick.rounds(quick.target_s / 50) <= quick.max_rounds
 
 
-def test_cuda_only_backends_have_a_skip_reason_on_cpu():
+def test_device_restricted_backends_have_a_skip_reason_off_their_device():
     for backend in BACKENDS:
         reason = bench.skip_reason(backend, CPU)
         assert (reason is not None) == (backend in bench.CUDA_ONLY), backend
         if reason:
             assert reason.startswith(backend) and "cpu" in reason
     assert bench.skip_reason("loop_cudagraph", torch.device("cuda")) is None
+    assert bench.skip_reason("loop_native", torch.device("cuda")).startswith("loop_native: its fused gate kernels")
 
 
 def test_device_timer_on_cpu_is_a_monotonic_clock():
