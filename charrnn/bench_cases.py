@@ -177,7 +177,7 @@ def paired_case(case: Case) -> Case | None:
 # backend the device cannot run is skipped with its reason).
 SWEEP_HIDDEN = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 384, 512, 768, 1024)
 SWEEP_CELLS = ("vanilla", "gru", "lstm")
-SWEEP_BACKENDS = ("fused", "loop_bptt", "loop_cudagraph")
+SWEEP_BACKENDS = ("fused", "loop_bptt", "loop_native", "loop_cudagraph")
 # The GPU proof at fastrnns' shape: no torch.compile backends (their compile time alone would not
 # fit the GPU budget; `full` times them).
 GPU_BACKENDS = ("fused", "fused_nocudnn", "loop_bptt", "loop_cudagraph")

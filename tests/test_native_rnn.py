@@ -8,6 +8,8 @@ from charrnn import native_rnn
 from charrnn.cells import make_layer
 from charrnn.config import ConfigError, check_backend_device
 
+pytestmark = pytest.mark.skipif(native_rnn.compiler() is None, reason="loop_native builds C++ kernels: no C++ compiler on PATH")
+
 B, T, I, H = 3, 6, 5, 7
 CELLS = ("gru", "lstm")
 
