@@ -25,7 +25,8 @@ from .bench_cases import (CELL_NAMES, COMPILING, DIRECTIONS, PROFILES, REFERENCE
                           TIMED_PROFILES, TOLERANCE, Case, Profile, paired_case, profile_named,
                           reference_backend, scan_cases, tolerance)
 from .bench_results import best_custom, format_table, read_results, table_rows, vs_fused  # noqa: F401
-from .bench_workloads import (CUDA_ONLY, DTYPES, EquivalenceError, Workload,  # noqa: F401
+from .config import CUDA_ONLY  # noqa: F401
+from .bench_workloads import (DTYPES, EquivalenceError, Workload,  # noqa: F401
                               _canonical, assert_equivalent, bench_device, cpu_capability, build_layer_model,
                               device_name, device_timer, make_workload, matmul_gflops, paired_info,
                               prepare, reference_model, skip_reason, versions, wait_for_quiet)

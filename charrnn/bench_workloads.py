@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .bench_cases import COMPILING, Case, paired_case, reference_backend, tolerance
 from .cells import FUSED, FUSED_NOCUDNN, Hidden, has_cell_state, make_layer
-from .config import CUDA_ONLY, TrainConfig, device_restriction
+from .config import TrainConfig, device_restriction
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 TRAIN_VOCAB = 65  # tiny-shakespeare's vocabulary

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Backend:
     """How a recurrent layer is computed. `cells`: the cells it runs; `cuda_only`: why it needs CUDA
-    ("" if it does not); `cpu_only`: why it runs only on the CPU; `compiles`: its first call compiles or captures (benchmarks warm it apart);
+    ("" if it does not); `cpu_only`: why it runs only on the CPU; `compiles`: its first call compiles,
+    builds or captures (benchmarks warm it apart);
     `fused`: a vendor module (nn.RNN/GRU/LSTM), the reference the custom paths are checked against."""
 
     name: str

@@ -30,13 +30,22 @@ def sweep_lines(frame: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
 
 
 def largest_jump(line: pd.DataFrame) -> dict[str, Any]:
-    """The neighbouring hidden sizes whose tokens/s differ by the largest factor (either way)."""
+    """The neighbouring hidden sizes whose tokens/s differ by the largest factor (either way), with
+    what the work alone explains: `flops_factor`, the growth of the call's FLOPs between the two sizes,
+    and `beyond_flops`, the change in achieved GFLOP/s (the part of the jump the extra work does not
+    explain; a discontinuity shows here, the H² growth of a step does not); `iqr_pct` of both ends
+    says how noisy the two medians are."""
     h, rate = line["hidden"].astype(int).tolist(), line["tokens_per_s"].astype(float).tolist()
     steps = [(max(a, b) / min(a, b), i) for i, (a, b) in enumerate(zip(rate, rate[1:]))]
     factor, i = max(steps)
+    flops, gflops = line["flops"].astype(float).tolist(), line["gflops"].astype(float).tolist()
+    iqr = line["iqr_pct"].astype(float).tolist()
     return {"from_h": h[i], "to_h": h[i + 1], "factor": factor,
             "direction": "faster" if rate[i + 1] > rate[i] else "slower",
-            "from_rate": rate[i], "to_rate": rate[i + 1]}
+            "from_rate": rate[i], "to_rate": rate[i + 1],
+            "flops_factor": flops[i + 1] / flops[i],
+            "beyond_flops": max(gflops[i], gflops[i + 1]) / min(gflops[i], gflops[i + 1]),
+            "iqr_pct": (iqr[i], iqr[i + 1])}
 
 
 def sweep_figure(lines: dict[tuple, pd.DataFrame], jumps: dict[tuple, dict]) -> plt.Figure:
@@ -75,6 +84,8 @@ def sweep_section(frame: pd.DataFrame) -> dict[str, Any] | None:
                        f"neighbouring sizes. Fixed: {'; '.join(fixed)}.",
                        rf.encode(sweep_figure(lines, jumps)))
     table = [{"cell": key[0], "backend": key[1], "sizes": len(lines[key]), "from_h": j["from_h"],
-              "to_h": j["to_h"], "factor": f"{j['factor']:.2f}×", "direction": j["direction"]}
+              "to_h": j["to_h"], "factor": f"{j['factor']:.2f}×", "direction": j["direction"],
+              "flops_factor": f"{j['flops_factor']:.2f}×", "beyond_flops": f"{j['beyond_flops']:.2f}×",
+              "iqr": " / ".join(f"{v:.0f} %" for v in j["iqr_pct"])}
              for key, j in sorted(jumps.items(), key=lambda kv: -kv[1]["factor"])]
     return {"figure": figure, "jumps": table, "largest": table[0]}

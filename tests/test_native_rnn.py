@@ -8,7 +8,8 @@ from charrnn import native_rnn
 from charrnn.cells import make_layer
 from charrnn.config import ConfigError, check_backend_device
 
-pytestmark = pytest.mark.skipif(native_rnn.compiler() is None, reason="loop_native builds C++ kernels: no C++ compiler on PATH")
+pytestmark = pytest.mark.skipif(native_rnn.compiler() is None,
+                                reason="loop_native builds C++ kernels: no C++ compiler on PATH")
 
 B, T, I, H = 3, 6, 5, 7
 CELLS = ("gru", "lstm")
@@ -109,7 +110,8 @@ def test_loop_native_runs_only_the_cells_it_has_kernels_for():
 
 
 def test_loop_native_on_cuda_is_bad_input_that_names_the_backends_valid_there():
-    with pytest.raises(ConfigError, match=r"backend='loop_native': .*CPU.*; device is cuda; valid on cuda: .*loop_cudagraph"):
+    with pytest.raises(ConfigError,
+                       match=r"backend='loop_native': .*CPU.*; device is cuda; valid on cuda: .*loop_cudagraph"):
         check_backend_device("loop_native", "cuda")
 
 
