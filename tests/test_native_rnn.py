@@ -120,3 +120,11 @@ def test_the_kernels_are_built_for_the_isa_torch_dispatches_to_not_for_march_nat
     assert not any("march" in f for f in native_rnn.BASE_FLAGS + sum(native_rnn.ISA_FLAGS.values(), []))
     if capability in native_rnn.ISA_FLAGS:
         assert native_rnn.build_flags() == native_rnn.BASE_FLAGS + native_rnn.ISA_FLAGS[capability]
+
+
+def test_loading_the_kernels_leaves_subnormal_floats_alone():
+    """-ffast-math compiles the kernels only: the shared object must not switch the process to
+    flush-to-zero (which linking GCC's crtfastmath.o would do)."""
+    native_rnn.ops()
+    tiny = torch.tensor([1e-40], dtype=torch.float32)
+    assert (tiny * 1.0).item() > 0
