@@ -8,7 +8,6 @@ import dataclasses
 import os
 import platform
 import re
-import shutil
 import statistics
 import time
 from contextlib import contextmanager, nullcontext
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .capabilities import cxx_compiler
 from .bench_cases import COMPILING, Case, paired_case, reference_backend, tolerance
 from .cells import FUSED, FUSED_NOCUDNN, Hidden, has_cell_state, make_layer
 from .config import TrainConfig, device_restriction
@@ -57,7 +57,7 @@ def skip_reason(backend: str, device: torch.device) -> str | None:
     """Why `backend` cannot run on `device`, or None when it can."""
     if reason := device_restriction(backend, device.type):
         return f"{backend}: {reason}; device is {device.type}"
-    if backend in COMPILING and device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
+    if backend in COMPILING and device.type == "cpu" and not cxx_compiler():
         return f"{backend}: building its CPU kernels needs a C++ compiler; none on PATH"
     return None
 

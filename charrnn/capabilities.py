@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -72,6 +73,11 @@ def bf16_support(kernel: str, device_type: str = "cpu") -> Support:
     if os.environ.get(FORCE_NO_BF16, "") not in ("", "0"):
         return Support(False, f"forced off by {FORCE_NO_BF16}=1")
     return _probe_bf16(kernel, device_type)
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler on PATH that inductor and `torch.utils.cpp_extension` would call, or None."""
+    return shutil.which("c++") or shutil.which("g++")
 
 
 @lru_cache(maxsize=None)

@@ -5,16 +5,22 @@ issued from Python; on a 2-core CPU at H=256, B=32 that per-op cost, not the mat
 behind oneDNN's LSTM. Here a step is one ATen matmul and one fused gate kernel that reads and writes
 every element once, and the time loop runs in C++:
 
-    forward, step t                                  backward, step t (t = T-1 .. 0)
-    a_t  = xp_t + h_t W_hh^T          (addmm)        d_t   = gate_bwd(dh, dc, a_t, c_t, tanh c_{t+1})  (kernel)
-    a_t, c_{t+1}, h_{t+1} = gate_fwd(a_t, c_t) (kernel)  dh = g_out_{t-1} + d_t W_hh           (addmm)
-                                                     after the loop: dW_hh = d^T hs  (one matmul over all T)
+    before the loop: xp = x W_ih^T + bias        (one GEMM for all T, the bias added by it)
+    forward, step t                              backward, step t (t = T-1 .. 0)
+    m   = h_t W_hh^T              (matmul)       d_t = gate_bwd(g_out_t + m, dc, a_t, c_t, tanh c_{t+1})  (kernel)
+    a_t, c_{t+1}, h_{t+1}                        m   = d_t W_hh                                           (matmul)
+        = gate_fwd(xp_t + m, c_t) (kernel)
+    after the loop: dW_hh = d^T hs, dW_ih = d^T x, d x = d W_ih, d bias = Σ d  (one matmul each over all T)
 
-LSTM (gate blocks i, f, g, o as nn.LSTM; both biases folded into xp by the caller):
+The step matmul is MKL's packed GEMM (weight packed once per call) where torch has MKL, else at::mm;
+the kernel adds its addends itself, so no step writes a sum to memory before the kernel reads it.
+
+LSTM (gate blocks i, f, g, o as nn.LSTM; bias = b_ih + b_hh, both in the input GEMM):
     c' = σ(f) c + σ(i) tanh g,  h' = σ(o) tanh c'
     d pre_i = dc σ(i)(1-σ(i)) tanh g,  d pre_f = dc c σ(f)(1-σ(f)),  d pre_g = dc σ(i)(1-tanh² g),
     d pre_o = dh tanh c' σ(o)(1-σ(o)),  with dc = dc(carried) + dh σ(o)(1-tanh² c'); dc(carried) ← dc σ(f)
-GRU (gate blocks r, z, n as nn.GRU; b_hh stays inside the recurrent matmul because n sees r (W_hn h + b_hn)):
+GRU (gate blocks r, z, n as nn.GRU; b_ih in the input GEMM, b_hh added to h W_hh^T by the step kernel,
+as n sees r (W_hn h + b_hn)):
     n = tanh(xp_n + r hp_n),  h' = (1-z) n + z h,  hp = W_hh h + b_hh
     d n_pre = dh (1-z)(1-n²),  d z_pre = dh (h-n) z(1-z),  d r_pre = d n_pre hp_n r(1-r);
     d hp = (d r_pre, d z_pre, r d n_pre);  dh_{t-1} = z dh + g_out_{t-1} + d hp W_hh
@@ -26,7 +32,6 @@ with `torch.utils.cpp_extension.load` (cached under $TORCH_EXTENSIONS_DIR, defau
 """
 from __future__ import annotations
 
-import shutil
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,11 +44,6 @@ SOURCE = Path(__file__).parent / "csrc" / "rnn_steps.cpp"
 ISA_FLAGS = {"AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma"],
              "AVX2": ["-mavx2", "-mfma"]}
 BASE_FLAGS = ["-O3", "-ffast-math", "-fopenmp-simd"]
-
-
-def compiler() -> str | None:
-    """The C++ compiler the build would use, or None."""
-    return shutil.which("c++") or shutil.which("g++")
 
 
 def build_flags() -> list[str]:

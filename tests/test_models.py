@@ -5,8 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from charrnn import native_rnn
-from charrnn.capabilities import compile_support
+from charrnn.capabilities import compile_support, cxx_compiler
 from charrnn.cells import CELLS
 from charrnn.config import CHOICES, ConfigError, device_restriction, make_config
 from charrnn.registry import BACKENDS, compiling_backends
@@ -27,7 +26,7 @@ EAGER_LOOPS = [b for b in CHOICES["backend"] if b.startswith("loop") and not dev
                and "compiled" not in b]
 COMPILED_LOOPS = [b for b in CHOICES["backend"] if b in compiling_backends() and not device_restriction(b, "cpu")
                   and "compiled" in b]
-NEEDS_COMPILER = pytest.mark.skipif(native_rnn.compiler() is None, reason="no C++ compiler on PATH")
+NEEDS_COMPILER = pytest.mark.skipif(cxx_compiler() is None, reason="no C++ compiler on PATH")
 EAGER_CASES = [pytest.param(b, c, marks=NEEDS_COMPILER if b in compiling_backends() else ())
                for b in EAGER_LOOPS for c in FUSED_CASES if FUSED_CASES[c]["cell"] in BACKENDS[b].cells]
 

@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from charrnn import native_rnn
+from charrnn.capabilities import cxx_compiler
 from charrnn.cells import make_layer
 from charrnn.config import ConfigError, check_backend_device
 
-pytestmark = pytest.mark.skipif(native_rnn.compiler() is None,
+pytestmark = pytest.mark.skipif(cxx_compiler() is None,
                                 reason="loop_native builds C++ kernels: no C++ compiler on PATH")
 
 B, T, I, H = 3, 6, 5, 7
