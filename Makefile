@@ -79,7 +79,7 @@ clean:
 # at once. Needs .whl/ (tools/gpu_wheels.sh) where python3 lacks mlflow. GPU_CHECK_ARGS=--cpu-dry-run
 # checks the plumbing on CPU with tiny sizes.
 gpu-check:
-	$(PYTHON) -m charrnn.gpu_check $(GPU_CHECK_ARGS)
+	$(PYTHON) -m charrnn.bench.gpu_check $(GPU_CHECK_ARGS)
 
 # A tracking server for many machines (README "Scaling out"): the sqlite store in results/ (or
 # CHARRNN_RESULTS_DIR) as backend, artifacts proxied into results/mlartifacts. On 127.0.0.1 only;

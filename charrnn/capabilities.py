@@ -20,7 +20,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from .config import FUSED_BACKENDS, ConfigError, TrainConfig
+from charrnn.config import FUSED_BACKENDS, ConfigError, TrainConfig
 
 FORCE_NO_BF16 = "CHARRNN_FORCE_NO_BF16"
 FUSED_MODULES = {"vanilla": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -83,7 +83,7 @@ def cxx_compiler() -> str | None:
 @lru_cache(maxsize=None)
 def compile_support() -> Support:
     """Can `torch.compile` (inductor, as `cells.compile_fn` calls it) compile and run on CPU?"""
-    from .cells import compile_fn
+    from charrnn.rnn.cells import compile_fn
 
     try:
         fn = compile_fn(lambda t: torch.tanh(t) * 2 + 1)

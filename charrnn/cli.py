@@ -6,7 +6,7 @@ import os
 import sys
 import tempfile
 
-from .config import FIELDS, ConfigError, make_config, parse_key_values
+from charrnn.config import FIELDS, ConfigError, make_config, parse_key_values
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -29,12 +29,12 @@ def _print_outcome(outcome, uri: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     """One run: validate every key first, then train it into MLflow."""
     cfg = make_config(parse_key_values(args.overrides))
-    from .config import check_backend_device
-    from .runner import run_one
-    from .tracking import Tracker
-    from .train import resolve_device
+    from charrnn.config import check_backend_device
+    from charrnn.run.runner import run_one
+    from charrnn.tracking import Tracker
+    from charrnn.run.train import resolve_device
 
-    from .capabilities import check_device_support
+    from charrnn.capabilities import check_device_support
 
     device_type = resolve_device(cfg.device).type
     check_backend_device(cfg.backend, device_type)  # before the store exists
@@ -47,8 +47,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """Text from a checkpoint file (`*.pt`, needs nothing else) or from a run's checkpoint."""
-    from .checkpoint import CheckpointError, read, rebuild
-    from .sample import generate
+    from charrnn.run.checkpoint import CheckpointError, read, rebuild
+    from charrnn.run.sample import generate
 
     try:
         if args.run_id.endswith(".pt") or os.path.isfile(args.run_id):
@@ -65,11 +65,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _run_model(run_id: str):
     """(model, vocab, prime) of a run's last checkpoint; checkpoints older than format 2 get their
     config from the run's params and their vocabulary from the task's data."""
-    from .checkpoint import is_self_describing, read, rebuild
-    from .data import make_task
-    from .models import CharRNN
-    from .tracking import Tracker
-    from .train import CHECKPOINT_NAME
+    from charrnn.run.checkpoint import is_self_describing, read, rebuild
+    from charrnn.tasks.data import make_task
+    from charrnn.rnn.models import CharRNN
+    from charrnn.tracking import Tracker
+    from charrnn.run.train import CHECKPOINT_NAME
 
     tracker = Tracker()
     try:
@@ -109,14 +109,14 @@ def cmd_grid(args: argparse.Namespace) -> int:
     # models. Bounded beats catastrophic for a grid; set OMP_WAIT_POLICY yourself to override.
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from .grid import load_grid
+    from charrnn.grid.spec import load_grid
 
     grid = load_grid(args.file)
     specs = grid.expand(args.profile)
     if args.dry_run:
         return _dry_run(grid, args.profile, specs, args.rerun_failed)
-    from .executors import run_grid
-    from .session import FAILED, summary_text
+    from charrnn.grid.executors import run_grid
+    from charrnn.grid.session import FAILED, summary_text
 
     def run_round(g):
         return run_grid(g, args.profile, executor=args.executor, max_parallel=args.max_parallel,
@@ -133,11 +133,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def _until_decided(grid, args: argparse.Namespace, run_round) -> int:
-    """Rounds of seeds until every claim is decided (see charrnn.sequential); the rule and the
+    """Rounds of seeds until every claim is decided (see charrnn.grid.sequential); the rule and the
     stopping reason are tagged on the last round's parent run."""
-    from .results import runs_frame
-    from .sequential import summary, until_decided
-    from .session import FAILED, summary_text
+    from charrnn.science.results import runs_frame
+    from charrnn.grid.sequential import summary, until_decided
+    from charrnn.grid.session import FAILED, summary_text
 
     trackers = []
 
@@ -160,8 +160,8 @@ def _until_decided(grid, args: argparse.Namespace, run_round) -> int:
 
 
 def _dry_run(grid, profile: str, specs, rerun_failed: bool) -> int:
-    from .session import plan_text
-    from .tracking import Tracker, store_exists
+    from charrnn.grid.session import plan_text
+    from charrnn.tracking import Tracker, store_exists
 
     tracker = Tracker() if store_exists() else None
     print(plan_text(grid, profile, specs, tracker, rerun_failed))
@@ -169,7 +169,7 @@ def _dry_run(grid, profile: str, specs, rerun_failed: bool) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .results import export
+    from charrnn.science.results import export
 
     path = export(args.experiment, args.format, args.out, curves=args.curves)
     print(path)
@@ -178,8 +178,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """HTML reports: one page per experiment (default: all in the store), kernels page, index."""
-    from .report.base import ReportError, reports_dir
-    from .report.run import render_reports
+    from charrnn.report.base import ReportError, reports_dir
+    from charrnn.report.run import render_reports
 
     try:
         pages = render_reports(args.experiments, args.out)
@@ -193,13 +193,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """The kernel suite (tests/benchmarks) → results/benchmarks/*.json, a table, MLflow `kernels`."""
-    from .bench import run_bench
+    from charrnn.bench.suite import run_bench
 
     return run_bench(args.profile, ["-k", args.select] if args.select else [], mlflow=not args.no_mlflow)
 
 
 def cmd_bench_table(args: argparse.Namespace) -> int:
-    from .bench_results import format_table, read_results
+    from charrnn.bench.results import format_table, read_results
 
     print(format_table(read_results(args.file)))
     return 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, get_type_hints
 
-from . import registry
+from charrnn import registry
 
 
 IDENTITY_SCHEMA = 1   # bump when the meaning of an existing key (or its default) changes

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .tags import (GIT_BRANCH_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, GIT_REPO_URL_TAG, SOURCE_NAME_TAG,
-                   SOURCE_TYPE_TAG)
+from charrnn.tags import (GIT_BRANCH_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, GIT_REPO_URL_TAG, SOURCE_NAME_TAG,
+                          SOURCE_TYPE_TAG)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENTRY_POINT = "charrnn"

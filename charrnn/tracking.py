@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
+from filelock import UnixFileLock
 from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from mlflow.exceptions import MlflowException
@@ -27,10 +28,9 @@ from mlflow.utils.file_utils import local_file_uri_to_path
 from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
                                       MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
 
-from .locks import FileLock
-from .config import identity_from_params
-from .paths import results_dir  # noqa: F401 (re-exported: the store lives under it)
-from .tags import FAILURE_TAG, HASH_TAG, HEARTBEAT_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401
+from charrnn.config import identity_from_params
+from charrnn.paths import results_dir  # noqa: F401 (re-exported: the store lives under it)
+from charrnn.tags import FAILURE_TAG, HASH_TAG, HEARTBEAT_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401
 
 RUN_STATUS = RunStatus
 MAX_BATCH = 1000  # MLflow's per-call limit on metrics in log_batch
@@ -132,7 +132,7 @@ class Tracker:
             return MlflowClient(self.uri)
         db = Path(self.uri.removeprefix(SQLITE_PREFIX))
         db.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(db.with_name(db.name + ".init.lock")):
+        with UnixFileLock(db.with_name(db.name + ".init.lock"), thread_local=False):
             return MlflowClient(self.uri)
 
     # --- experiments ---

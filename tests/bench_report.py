@@ -6,7 +6,7 @@
 40 variants (cell × hidden_size × layers) × 5 seeds, 2,000 train-loss steps and 20 evaluations
 per run, samples and predictions for every run. `--store` first writes those runs into a
 temporary sqlite store (not timed), then times `charrnn report` end to end: reading runs,
-curves and artifacts through `charrnn.results`, statistics, figures, HTML.
+curves and artifacts through `charrnn.science.results`, statistics, figures, HTML.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 nn.Embedding -> nn.GRU -> nn.Linear, Adam, global-norm gradient clipping, a plain for-loop and a
 plain evaluation; none of charrnn's trainer, model, loss or optimiser code. Only the batches come
-from `charrnn.data` (the very windows the harness trains and evaluates on), so when the harness
+from `charrnn.tasks.data` (the very windows the harness trains and evaluates on), so when the harness
 and this loop disagree on the same init, data, batches, seed and budget, the harness is wrong.
 
     PYTHONPATH=. python tests/reference_loop.py --steps 200 --hidden-size 64
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from charrnn.config import TrainConfig
-from charrnn.data import make_task
+from charrnn.tasks.data import make_task
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from charrnn.claims import parse_claims
+from charrnn.science.claims import parse_claims
 from charrnn.report.base import ExperimentData
 
 PROVENANCE_TAGS = {"charrnn.git_sha": "0123abcd", "charrnn.git_dirty": "false", "charrnn.torch": "2.13.0",

@@ -8,7 +8,7 @@ import pytest
 
 from charrnn import registry
 from charrnn.cli import main
-from charrnn.grid import load_grid
+from charrnn.grid.spec import load_grid
 
 ABLATIONS = Path(__file__).resolve().parents[1] / "ablations"
 REFERENCES = (Path(__file__).resolve().parents[1] / "docs" / "references.md").read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Backends beyond loop/fused, and the benchmark plumbing in charrnn/bench.py.
+"""Backends beyond loop/fused, and the benchmark plumbing in charrnn/bench/suite.py.
 
 Every backend's equivalence with `fused` at small shapes (fp32, 1 and 2 layers, fwd and fwd_bwd)
 runs in tests/benchmarks under `make test`; this file covers what that suite does not: bf16, the
@@ -13,10 +13,11 @@ import re
 import pytest
 import torch
 
-from charrnn import bench, registry
-from charrnn.bench import Case
+from charrnn.bench import suite
+from charrnn import registry
+from charrnn.bench.suite import Case
 from charrnn.capabilities import MATMUL, bf16_support
-from charrnn.cells import BACKENDS, CELLS, make_layer
+from charrnn.rnn.cells import BACKENDS, CELLS, make_layer
 from charrnn.cli import main
 from charrnn.config import ConfigError
 
@@ -55,7 +56,7 @@ def test_bf16_autocast_matches_fused_within_stated_tolerance(cell, backend, dtyp
         if not support.ok:
             pytest.skip(f"bf16 {kernel} cannot run on this CPU: {support.reason}")
     case = tiny(cell, backend, layers=2, dtype=dtype)
-    bench.assert_equivalent(case, CPU, bench.reference_model(case))
+    suite.assert_equivalent(case, CPU, suite.reference_model(case))
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "identity"])
@@ -142,15 +143,15 @@ def test_fused_nocudnn_is_the_fused_module_with_cudnn_off():
 def test_layer_stack_takes_nn_multilayer_weights():
     torch.manual_seed(0)
     case = tiny("lstm", "loop_premul", layers=3)
-    fused = bench.reference_model(case)
-    stack = bench.build_layer_model(case, fused)
+    fused = suite.reference_model(case)
+    stack = suite.build_layer_model(case, fused)
     x, h0 = torch.randn(3, 5, 8), tuple(torch.randn(3, 3, 8) for _ in range(2))
     out_f, (h_f, c_f) = fused(x, h0)
     out_s, (h_s, c_s) = stack(x, h0)
     for a, b in ((out_s, out_f), (h_s, h_f), (c_s, c_f)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
-    assert bench._canonical("layers.2.weight_hh_l0") == "weight_hh_l2"
-    assert bench._canonical("head.weight") == "head.weight"
+    assert suite._canonical("layers.2.weight_hh_l0") == "weight_hh_l2"
+    assert suite._canonical("head.weight") == "head.weight"
 
 
 def test_equivalence_failure_names_the_case_and_tensor(monkeypatch):
@@ -165,7 +166,7 @@ def test_equivalence_failure_names_the_case_and_tensor(monkeypatch):
     monkeypatch.setitem(BACKENDS, "loop_premul", off_by_a_bit)
     case = tiny("gru", "loop_premul")
     with pytest.raises(AssertionError, match=r"gru-h8-b3-t5-l1-fp32-fwd_bwd-loop_premul: out: max \|error\|"):
-        bench.assert_equivalent(case, CPU, bench.reference_model(case))
+        suite.assert_equivalent(case, CPU, suite.reference_model(case))
 
 
 # --------------------------------------------------------------------------- cases and profiles
@@ -180,23 +181,23 @@ def test_case_ids_name_every_parameter():
 
 @pytest.mark.parametrize("name", ["test", "quick", "full"])
 def test_every_profile_times_every_backend_of_every_cell(name):
-    profile = bench.PROFILES[name]
+    profile = suite.PROFILES[name]
     cases = profile.cases() + profile.train_cases()
     assert {(c.cell, c.backend) for c in cases} == {(c, b.name) for b in registry.BACKENDS.values() for c in b.cells}
     assert len({c.id for c in cases}) == len(cases)
 
 
 def test_quick_profile_times_min_cells_scan_loop_and_nn_gru_at_three_seq_lens():
-    quick = {c.id for c in bench.PROFILES["quick"].cases()}
+    quick = {c.id for c in suite.PROFILES["quick"].cases()}
     for t in (64, 256, 1024):
         for cell, backend in (("mingru", "scan"), ("mingru", "loop"), ("minlstm", "scan"), ("gru", "fused")):
             assert f"{cell}-h256-b32-t{t}-l1-fp32-fwd_bwd-{backend}" in quick
 
 
 def test_quick_profile_holds_the_cpu_goal_shape_and_full_the_gpu_one():
-    quick = {c.id for c in bench.PROFILES["quick"].cases()}
+    quick = {c.id for c in suite.PROFILES["quick"].cases()}
     assert "gru-h256-b32-t64-l1-fp32-fwd_bwd-loop_bptt" in quick
-    full = bench.PROFILES["full"].cases()
+    full = suite.PROFILES["full"].cases()
     assert "gru-h512-b64-t100-l1-fp32-fwd_bwd-fused" in {c.id for c in full}
     assert {c.hidden for c in full} == {64, 128, 256, 512, 1024, 2048}
     assert {c.batch for c in full} == {1, 8, 32, 64, 128}
@@ -205,7 +206,7 @@ def test_quick_profile_holds_the_cpu_goal_shape_and_full_the_gpu_one():
 
 
 def test_rounds_follow_the_time_target_within_bounds():
-    quick = bench.PROFILES["quick"]
+    quick = suite.PROFILES["quick"]
     assert quick.rounds(10.0) == quick.min_rounds
     assert quick.rounds(1e-6) == quick.max_rounds
     assert quick.min_rounds < quick.rounds(quick.target_s / 50) <= quick.max_rounds
@@ -213,25 +214,25 @@ def test_rounds_follow_the_time_target_within_bounds():
 
 def test_device_restricted_backends_have_a_skip_reason_off_their_device():
     for backend in BACKENDS:
-        reason = bench.skip_reason(backend, CPU)
-        assert (reason is not None) == (backend in bench.CUDA_ONLY), backend
+        reason = suite.skip_reason(backend, CPU)
+        assert (reason is not None) == (backend in suite.CUDA_ONLY), backend
         if reason:
             assert reason.startswith(backend) and "cpu" in reason
-    assert bench.skip_reason("loop_cudagraph", torch.device("cuda")) is None
-    assert bench.skip_reason("loop_native", torch.device("cuda")).startswith("loop_native: its fused gate kernels")
+    assert suite.skip_reason("loop_cudagraph", torch.device("cuda")) is None
+    assert suite.skip_reason("loop_native", torch.device("cuda")).startswith("loop_native: its fused gate kernels")
 
 
 def test_device_timer_on_cpu_is_a_monotonic_clock():
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the timer reads CUDA events")
-    first = bench.device_timer()
-    assert bench.device_timer() >= first
+    first = suite.device_timer()
+    assert suite.device_timer() >= first
 
 
 def test_output_path_is_host_device_timestamp(tmp_path):
     from datetime import datetime, timezone
 
-    path = bench.output_path(tmp_path, CPU, datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    path = suite.output_path(tmp_path, CPU, datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
     assert path.parent == tmp_path / "benchmarks"
     assert re.fullmatch(r"[A-Za-z0-9.-]+-cpu-20260102T030405Z\.json", path.name)
 
@@ -253,17 +254,17 @@ def fake_results() -> dict:
 
 
 def test_paired_ratio_is_preferred_over_separate_medians():
-    rows = bench.table_rows(fake_results())
+    rows = suite.table_rows(fake_results())
     loop = next(r for r in rows if r["backend"] == "loop")
-    assert bench.vs_fused(loop) == 1.9 and loop["speedup"] == pytest.approx(0.5)
-    info = bench.paired_info([2.0, 4.0, 3.0], [1.0, 2.0, 3.0])  # ratios 2, 2, 1
+    assert suite.vs_fused(loop) == 1.9 and loop["speedup"] == pytest.approx(0.5)
+    info = suite.paired_info([2.0, 4.0, 3.0], [1.0, 2.0, 3.0])  # ratios 2, 2, 1
     assert info["paired_fused_median_ms"] == 2000.0 and info["paired_ratio"] == 2.0
     assert info["paired_ratio_q1"] <= info["paired_ratio"] <= info["paired_ratio_q3"]
-    assert bench.paired_info([1.0], []) == {}
+    assert suite.paired_info([1.0], []) == {}
 
 
 def test_table_has_median_iqr_speedup_best_custom_and_skips():
-    text = bench.format_table(fake_results())
+    text = suite.format_table(fake_results())
     assert re.search(r"fused\s+40\.000\s+1\.000\s+2\.5%\s+1\.00x", text)
     assert re.search(r"loop\s+80\.000\s+2\.000\s+2\.5%\s+0\.50x\s+1\.900\s+-\s+-\s+20", text)
     assert re.search(r"loop_bptt_compiled\s+32\.000 .* 1\.25x\s+-\s+-\s+-\s+20\s+2\.0", text)
@@ -295,7 +296,7 @@ def test_mlflow_run_in_kernels_experiment_holds_json_and_table(results_dir, tmp_
 
     path = tmp_path / "b.json"
     path.write_text(json.dumps(fake_results()))
-    run_id = bench.log_to_mlflow(path, "quick", wall_s=12.0, exit_code=0)
+    run_id = suite.log_to_mlflow(path, "quick", wall_s=12.0, exit_code=0)
     tracker = Tracker()
     run = tracker.get_run(run_id)
     assert run.info.status == "FINISHED"
@@ -304,9 +305,9 @@ def test_mlflow_run_in_kernels_experiment_holds_json_and_table(results_dir, tmp_
     assert run.data.metrics["best_over_fused.gru-h8-b3-t5-l1-fp32-fwd_bwd"] == pytest.approx(0.8)
     assert not [k for k in run.data.metrics if k.startswith(("median_ms", "ratio"))]   # rows go in the table
     files = {f.path for f in tracker.client.list_artifacts(run_id)}
-    assert {"benchmarks", "summary.txt", bench.KERNEL_TABLE} <= files
-    table = json.loads(tracker.artifact_text(run_id, bench.KERNEL_TABLE))
-    rows = bench.table_rows(fake_results())
+    assert {"benchmarks", "summary.txt", suite.KERNEL_TABLE} <= files
+    table = json.loads(tracker.artifact_text(run_id, suite.KERNEL_TABLE))
+    rows = suite.table_rows(fake_results())
     assert len(table["data"]) == len(rows) and "median_ms" in table["columns"]
 
 
@@ -325,20 +326,20 @@ def test_table_reports_gflops_percent_of_peak_and_paired_spread():
     data = fake_results()
     data["benchmarks"][1]["extra_info"] |= {"flops": 8e9, "peak_gflops": 400.0, "tokens": 2048,
                                             "paired_ratio_q1": 1.8, "paired_ratio_q3": 2.1}
-    row = next(r for r in bench.table_rows(data) if r["backend"] == "loop")
+    row = next(r for r in suite.table_rows(data) if r["backend"] == "loop")
     assert row["gflops"] == pytest.approx(100.0) and row["pct_peak"] == pytest.approx(25.0)
     assert row["tokens_per_s"] == pytest.approx(2048 / 0.08)
-    assert re.search(r"loop\s+80\.000 .* 1\.900 \[1\.80,2\.10\]\s+100\.0\s+25\s+20", bench.format_table(data))
+    assert re.search(r"loop\s+80\.000 .* 1\.900 \[1\.80,2\.10\]\s+100\.0\s+25\s+20", suite.format_table(data))
 
 
 def test_matmul_rate_is_measured_once_per_size():
-    rate = bench.matmul_gflops(16, 8, 24, "fp32", CPU)
-    assert rate > 0 and bench.matmul_gflops(16, 8, 24, "fp32", CPU) == rate
+    rate = suite.matmul_gflops(16, 8, 24, "fp32", CPU)
+    assert rate > 0 and suite.matmul_gflops(16, 8, 24, "fp32", CPU) == rate
 
 
 def test_bwd_workload_times_the_backward_of_a_forward_run_before_it():
     case = tiny("lstm", "loop_bptt", direction="bwd")
-    work = bench.make_workload(case, CPU, bench.reference_model(case))
+    work = suite.make_workload(case, CPU, suite.reference_model(case))
     work.forward_for_backward()
     assert work.pending is not None and work.x.grad is None
     work.run()
@@ -350,8 +351,8 @@ def test_equivalence_errors_are_explicit_not_library_asserts(monkeypatch):
     build = BACKENDS["loop_premul"]
     monkeypatch.setitem(BACKENDS, "loop_premul", lambda *a: _scaled(build(*a)))
     case = tiny("gru", "loop_premul")
-    with pytest.raises(bench.EquivalenceError, match="out: max"):
-        bench.assert_equivalent(case, CPU, bench.reference_model(case))
+    with pytest.raises(suite.EquivalenceError, match="out: max"):
+        suite.assert_equivalent(case, CPU, suite.reference_model(case))
 
 
 def _scaled(layer):
@@ -361,7 +362,7 @@ def _scaled(layer):
 
 
 def test_sweep_profile_times_fused_and_bptt_at_ten_plus_hidden_sizes_fine_at_64_to_256():
-    sweep = bench.PROFILES["sweep_hidden"]
+    sweep = suite.PROFILES["sweep_hidden"]
     cases = sweep.cases()
     for cell in ("vanilla", "gru", "lstm"):
         for backend in ("fused", "loop_bptt"):
@@ -372,7 +373,7 @@ def test_sweep_profile_times_fused_and_bptt_at_ten_plus_hidden_sizes_fine_at_64_
 
 
 def test_gpu_profile_is_the_fastrnns_shape_in_both_dtypes_and_every_direction():
-    cases = bench.PROFILES["gpu"].cases()
+    cases = suite.PROFILES["gpu"].cases()
     assert {(c.hidden, c.batch, c.seq_len) for c in cases} == {(512, 64, 100)}
     assert {c.dtype for c in cases} == {"fp32", "bf16"} and {c.direction for c in cases} == {"fwd", "bwd", "fwd_bwd"}
     assert not {c.backend for c in cases} & {"loop_compiled", "loop_bptt_compiled"}
@@ -380,18 +381,18 @@ def test_gpu_profile_is_the_fastrnns_shape_in_both_dtypes_and_every_direction():
 
 def test_bench_profile_names_are_checked_with_the_valid_choices():
     with pytest.raises(ConfigError, match="valid choices: quick, sweep_hidden, gpu, full"):
-        bench.profile_named("test")
+        suite.profile_named("test")
 
 
 def test_only_profiles_with_harness_rounds_time_the_harness():
-    assert {n for n, p in bench.PROFILES.items() if p.harness_rounds} == {"test", "quick", "full"}
+    assert {n for n, p in suite.PROFILES.items() if p.harness_rounds} == {"test", "quick", "full"}
 
 
 def test_equivalence_backward_runs_with_tf32_off():
     """cuDNN's RNN backward runs in TF32 when allowed (grad errors ~1e-3 on an H200): the equivalence
     check must keep TF32 off through the backward as well as the forward."""
-    from charrnn.bench_cases import Case
-    from charrnn.bench_workloads import forward_backward, make_workload
+    from charrnn.bench.cases import Case
+    from charrnn.bench.workloads import forward_backward, make_workload
     case = Case("gru", "fused", 8, 2, 3)
     work = make_workload(case, torch.device("cpu"))
     seen = []

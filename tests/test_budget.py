@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from charrnn import budget
-from charrnn.claims import parse_claims
+from charrnn.science import budget
+from charrnn.science.claims import parse_claims
 
 AXES = {"cell": ("vanilla", "gru")}
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from charrnn.cells import CELLS, FUSED, LoopRNNLayer, make_layer
+from charrnn.rnn.cells import CELLS, FUSED, LoopRNNLayer, make_layer
 from charrnn.config import ConfigError
 
 # (cell, vanilla-only options) for every configuration the fused backend can run.

@@ -8,12 +8,12 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-import charrnn.train
-from charrnn.checkpoint import DESCRIPTION_KEYS, read, rebuild
+import charrnn.run.train
+from charrnn.run.checkpoint import DESCRIPTION_KEYS, read, rebuild
 from charrnn.cli import main
 from charrnn.config import make_config
-from charrnn.sample import generate
-from charrnn.train import Trainer
+from charrnn.run.sample import generate
+from charrnn.run.train import Trainer
 
 TINY = {"hidden_size": 16, "batch_size": 4, "seq_len": 16, "eval_batches": 2, "device": "cpu",
         "steps": 3, "eval_interval": 3}
@@ -91,7 +91,7 @@ def test_missing_checkpoint_file_exits_2(tmp_path, empty_store, capsys):
 
 
 def test_run_with_an_old_checkpoint_samples_from_its_params(results_dir, monkeypatch, capsys):
-    monkeypatch.setattr(charrnn.train, "describe", lambda *args: {})  # writes format-1 checkpoints
+    monkeypatch.setattr(charrnn.run.train, "describe", lambda *args: {})  # writes format-1 checkpoints
     assert main(["train", *[f"{k}={v}" for k, v in TINY.items()], "--no-progress"]) == 0
     run_id = capsys.readouterr().out.split("run_id: ")[1].split()[0]
     client = MlflowClient(f"sqlite:///{results_dir / 'mlflow.db'}")

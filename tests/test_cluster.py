@@ -14,10 +14,10 @@ from cluster_support import REPO, LocalCluster, TrackingServer
 from grid_support import TINY_FIXED, children, empty_store_db, grid_data, parents, wait_for, write_grid  # noqa: F401
 
 from charrnn.cli import main
-from charrnn.grid import load_grid
+from charrnn.grid.spec import load_grid
 from charrnn.tags import FAILURE_TAG, NODE_LOST_TAG, NODE_TAG
 from charrnn.tracking import UI_DEFAULT_VIEW_SCRIPT, Tracker
-from charrnn.train import Trainer
+from charrnn.run.train import Trainer
 
 pytestmark = pytest.mark.slow
 CPUS_PER_NODE = 2

@@ -75,7 +75,9 @@ def test_readme_key_table_documents_every_config_key():
 
 
 def test_registry_is_the_source_of_every_name_list():
-    from charrnn import cells, data, registry
+    from charrnn.rnn import cells
+    from charrnn.tasks import data
+    from charrnn import registry
     assert CHOICES["backend"] == tuple(registry.BACKENDS) == tuple(cells.BACKENDS)
     assert CHOICES["cell"] == tuple(registry.CELLS) == cells.ALL_CELLS
     assert CHOICES["task"] == tuple(registry.TASKS) == tuple(data.TASKS)

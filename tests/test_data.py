@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from charrnn.config import CHOICES, ConfigError, TrainConfig
-from charrnn.data import (CORPORA, TASKS, ChecksumError, StreamTask, Vocab, fetch, make_task)
+from charrnn.tasks.data import CORPORA, TASKS, ChecksumError, StreamTask, Vocab, fetch, make_task
 
 B, T = 8, 16
 ALL_TASKS = ("tinyshakespeare", "nietzsche", "names", "arithmetic", "bitflip")
@@ -41,7 +41,7 @@ def test_unknown_task_raises_one_line_config_error_listing_choices():
 
 @pytest.mark.parametrize("name", sorted(CORPORA))
 def test_shipped_corpus_matches_its_recorded_sha256(name):
-    raw = (files("charrnn") / "corpora" / f"{name}.txt").read_bytes()
+    raw = (files("charrnn.tasks") / "corpora" / f"{name}.txt").read_bytes()
     assert hashlib.sha256(raw).hexdigest() == CORPORA[name].sha256
 
 
@@ -195,7 +195,7 @@ def test_names_split_partitions_the_distinct_names_10_percent_val_independent_of
     task = task_for("names", seed=5)
     train = [example_text(task, x) for x in task.train.x]
     val = [example_text(task, x) for x in task.val.x]
-    lines = (files("charrnn") / "corpora" / "names.txt").read_text().splitlines()
+    lines = (files("charrnn.tasks") / "corpora" / "names.txt").read_text().splitlines()
     distinct = set(lines)
     assert len(lines) == 32033 and len(distinct) == 29494      # names.txt repeats some names
     assert len(val) == 2949 and len(train) == 29494 - 2949

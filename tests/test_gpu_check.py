@@ -1,4 +1,4 @@
-"""`make gpu-check` / charrnn.gpu_check: the no-CUDA exit and the stage orchestration, on CPU."""
+"""`make gpu-check` / charrnn.bench.gpu_check: the no-CUDA exit and the stage orchestration, on CPU."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from charrnn import gpu_check
-from charrnn.gpu_check import Stage
+from charrnn.bench import gpu_check
+from charrnn.bench.gpu_check import Stage
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,7 +96,7 @@ def test_the_plan_times_the_gpu_profile_sweep_and_smoke_full_within_eight_minute
 def test_cpu_dry_run_writes_machine_info_cuda_tests_and_the_kernels_page(tmp_path):
     """The real stages, tiny: info, the CUDA-only tests (skipped on CPU), a tiny bench, the page."""
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "charrnn.gpu_check", "--cpu-dry-run", "--out", str(out),
+    result = subprocess.run([sys.executable, "-m", "charrnn.bench.gpu_check", "--cpu-dry-run", "--out", str(out),
                              "--stages", "info,cuda_tests,bench_bf16,kernels_page"],
                             cwd=REPO, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -7,7 +7,7 @@ import torch
 from grid_support import REPO, grid_data, heavy_imports, write_grid
 
 from charrnn.cli import main
-from charrnn.grid import GridError, load_grid
+from charrnn.grid.spec import GridError, load_grid
 
 ABLATIONS = REPO / "ablations"
 
@@ -246,7 +246,7 @@ def test_dry_run_lists_every_run_and_creates_nothing(tmp_path, results_dir, caps
 
 
 def test_grid_module_imports_neither_torch_nor_mlflow():
-    assert heavy_imports("charrnn.grid") == []
+    assert heavy_imports("charrnn.grid.spec") == []
 
 
 def test_a_profile_may_list_its_own_seeds(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from charrnn.config import make_config
-from charrnn.models import CharRNN
-from charrnn.train import Trainer
+from charrnn.rnn.models import CharRNN
+from charrnn.run.train import Trainer
 
 
 def model(**over):

@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 from grid_support import empty_store_db, store, write_grid  # noqa: F401
 
-from charrnn import config, results
+from charrnn import config
+from charrnn.science import results
 from charrnn.report import store as report_store
 from charrnn.config import TrainConfig, identity_from_params, make_config
-from charrnn.executors import run_grid
-from charrnn.grid import RunSpec, load_grid
+from charrnn.grid.executors import run_grid
+from charrnn.grid.spec import RunSpec, load_grid
 from charrnn.report.pages import build_context, render_experiment
 from charrnn.tracking import Tracker
 
@@ -72,7 +73,7 @@ def legacy_store(specs: tuple[RunSpec, ...]) -> dict[str, str]:
         run = tracker.start_run(grid, spec.run_name, {**logged, "param_count": 99}, parent_run_id=parent.run_id,
                                 system_metrics=False,
                                 tags={"charrnn.role": "run", "charrnn.config_hash": legacy_hash,
-                                      "charrnn.grid": grid, "charrnn.profile": spec.profile,
+                                      "charrnn.grid.spec": grid, "charrnn.profile": spec.profile,
                                       "charrnn.variant": spec.variant, "charrnn.varied": spec.varied_json})
         run.log_metrics({"final_val_loss": 2.0 + i / 100, "final_train_loss": 1.9}, step=spec.config.steps)
         run.end()
@@ -133,7 +134,7 @@ def test_finished_duplicates_keeps_the_earliest_finished_run_of_each_identity():
 def test_a_checkpoint_is_accepted_by_identity_or_by_the_previous_release_hash(tmp_path, release_checkpoint):
     import torch
 
-    from charrnn.train import Trainer
+    from charrnn.run.train import Trainer
 
     cfg = make_config({"hidden_size": 8, "batch_size": 2, "seq_len": 8, "steps": 2, "eval_batches": 1,
                        "device": "cpu", "task": "bitflip"})

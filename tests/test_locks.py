@@ -3,9 +3,9 @@ import subprocess
 import sys
 import threading
 
-from charrnn.locks import FileLock, is_held, lock_path
+from charrnn.grid.locks import FileLock, is_held, lock_path
 
-HOLD = ("import sys, time; from charrnn.locks import FileLock; "
+HOLD = ("import sys, time; from charrnn.grid.locks import FileLock; "
         "lock = FileLock(sys.argv[1]); assert lock.acquire(); print('held', flush=True); time.sleep(60)")
 
 

@@ -1,11 +1,11 @@
-"""The written-out LSTM recurrence of `loop_bptt` (charrnn/lstm_bptt.py) against nn.LSTM and autograd."""
+"""The written-out LSTM recurrence of `loop_bptt` (charrnn/rnn/lstm_bptt.py) against nn.LSTM and autograd."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from charrnn.cells import make_layer
-from charrnn.lstm_bptt import LSTMBPTT, lstm_forward, lstm_recurrence
+from charrnn.rnn.cells import make_layer
+from charrnn.rnn.lstm_bptt import LSTMBPTT, lstm_forward, lstm_recurrence
 
 B, T, I, H = 3, 6, 5, 7
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn import mincells
-from charrnn.cells import make_layer
+from charrnn.rnn import mincells
+from charrnn.rnn.cells import make_layer
 from charrnn.cli import main
 from charrnn.config import ConfigError, make_config
-from charrnn.grid import load_grid
-from charrnn.models import CharRNN, param_count
+from charrnn.grid.spec import load_grid
+from charrnn.rnn.models import CharRNN, param_count
 
 MIN_CELLS = ("mingru", "minlstm")
 TOL = mincells.SCAN_TOLERANCE
@@ -153,7 +153,7 @@ def test_mingru_minlstm_models_share_weights_across_backends_for_1_to_8_layers(c
 
 
 def test_mingru_sampling_steps_use_the_sequential_form(monkeypatch):
-    from charrnn.sample import continue_from
+    from charrnn.run.sample import continue_from
 
     net = tiny_model("mingru", "scan", layers=2)
     scanned = []
@@ -177,7 +177,7 @@ def test_scan_with_gru_is_refused_in_one_line_listing_the_valid_backends(capsys)
 
 @pytest.mark.parametrize("cell,backend", [("mingru", "scan"), ("minlstm", "loop")])
 def test_mingru_minlstm_training_loss_falls(cell, backend):
-    from charrnn.train import Trainer
+    from charrnn.run.train import Trainer
 
     cfg = make_config({"cell": cell, "backend": backend, "hidden_size": 32, "batch_size": 8,
                        "seq_len": 32, "steps": 40, "eval_interval": 40, "eval_batches": 1,
@@ -202,7 +202,7 @@ def test_min_rnn_grid_plans_both_profiles_with_matched_parameter_counts(tmp_path
 
 
 def test_max_time_s_stops_training_at_the_budget_and_evaluates_there():
-    from charrnn.train import Trainer
+    from charrnn.run.train import Trainer
 
     cfg = make_config({"cell": "mingru", "backend": "scan", "hidden_size": 8, "batch_size": 2,
                        "seq_len": 8, "steps": 100000, "eval_interval": 100000, "eval_batches": 1,
@@ -227,8 +227,8 @@ def test_max_time_s_off_keeps_every_earlier_config_hash():
 def test_kernels_page_plots_mingru_time_vs_seq_len_and_names_the_crossing(tmp_path):
     import json
 
-    from charrnn.report_kernels import load_benchmarks, render_kernels
-    from charrnn.report_scan import crossing
+    from charrnn.report.kernels import load_benchmarks, render_kernels
+    from charrnn.report.kernels_scan import crossing
 
     ms = {("gru", "fused"): (10, 40, 160), ("mingru", "scan"): (20, 30, 40), ("mingru", "loop"): (15, 60, 240)}
     benches = [{"name": f"{c}-{b}-{t}", "stats": {"median": m / 1e3, "iqr": m / 2e4, "rounds": 15},
@@ -245,22 +245,22 @@ def test_kernels_page_plots_mingru_time_vs_seq_len_and_names_the_crossing(tmp_pa
 # --------------------------------------------------------------------------- the kernel suite's min-cell cases
 
 def test_min_cell_bench_case_checks_against_loop_and_is_timed_against_nn_gru_at_its_shape():
-    from charrnn import bench
+    from charrnn.bench import suite
 
-    case = bench.Case("minlstm", "scan", 8, 2, 70)           # T = 70: two scan chunks of 64
-    assert bench.reference_backend("minlstm") == "loop" and bench.reference_backend("gru") == "fused"
-    assert bench.tolerance(case) == TOL["fp32"] > bench.tolerance(bench.Case("gru", "loop", 8, 2, 70))
-    prep = bench.prepare(case, torch.device("cpu"))           # raises EquivalenceError if scan != loop
-    assert prep.paired.case == bench.Case("gru", "fused", 8, 2, 70)
+    case = suite.Case("minlstm", "scan", 8, 2, 70)           # T = 70: two scan chunks of 64
+    assert suite.reference_backend("minlstm") == "loop" and suite.reference_backend("gru") == "fused"
+    assert suite.tolerance(case) == TOL["fp32"] > suite.tolerance(suite.Case("gru", "loop", 8, 2, 70))
+    prep = suite.prepare(case, torch.device("cpu"))           # raises EquivalenceError if scan != loop
+    assert prep.paired.case == suite.Case("gru", "fused", 8, 2, 70)
     assert prep.info["paired_with"] == "gru-fused" and prep.info["reference"] == "loop"
     assert prep.info["equivalence"].startswith(f"max|err| <= {TOL['fp32']:g}")
-    assert bench.prepare(bench.Case("gru", "fused", 8, 2, 70), torch.device("cpu")).paired is None
+    assert suite.prepare(suite.Case("gru", "fused", 8, 2, 70), torch.device("cpu")).paired is None
 
 
 def test_min_cell_equivalence_fails_when_the_scan_weights_differ_from_the_loop(monkeypatch):
-    from charrnn import bench, bench_workloads
+    from charrnn.bench import suite, workloads
 
-    real = bench_workloads.build_layer_model
+    real = workloads.build_layer_model
 
     def perturbed(case, fused=None):
         model = real(case, fused)
@@ -268,25 +268,25 @@ def test_min_cell_equivalence_fails_when_the_scan_weights_differ_from_the_loop(m
             with torch.no_grad():
                 model.layers[0].bias_ih_l0.add_(1e-2)
         return model
-    monkeypatch.setattr(bench_workloads, "build_layer_model", perturbed)
-    with pytest.raises(bench.EquivalenceError, match="mingru-h8-b2-t9-l1-fp32-fwd_bwd-scan"):
-        bench.assert_equivalent(bench.Case("mingru", "scan", 8, 2, 9), torch.device("cpu"),
-                                bench.reference_model(bench.Case("mingru", "scan", 8, 2, 9)))
+    monkeypatch.setattr(workloads, "build_layer_model", perturbed)
+    with pytest.raises(suite.EquivalenceError, match="mingru-h8-b2-t9-l1-fp32-fwd_bwd-scan"):
+        suite.assert_equivalent(suite.Case("mingru", "scan", 8, 2, 9), torch.device("cpu"),
+                                suite.reference_model(suite.Case("mingru", "scan", 8, 2, 9)))
 
 
 def test_min_cell_flops_count_the_input_projection_only():
-    from charrnn import bench
+    from charrnn.bench import suite
 
-    case = bench.Case("mingru", "scan", 256, 32, 64)
+    case = suite.Case("mingru", "scan", 256, 32, 64)
     assert case.flops() == 2 * 2 * 256 * 256 * 32 * 64 * 3    # G=2 gates x 2 I H, no hidden matmul
     assert case.matmul_shapes() == {"all_steps": (64 * 32, 256, 2 * 256)}
 
 
 def test_bench_table_names_nn_gru_as_the_min_cells_paired_arm():
-    from charrnn import bench
+    from charrnn.bench import suite
 
     shape = "mingru-h8-b2-t9-l1-fp32-fwd_bwd"
     data = {"benchmarks": [{"name": f"test_layer[{shape}-scan]", "stats": {"median": 0.01, "iqr": 0.001, "rounds": 5},
                             "extra_info": {"shape": shape, "backend": "scan", "paired_with": "gru-fused",
                                            "paired_ratio": 0.5}}]}
-    assert f"{shape}  (paired with gru-fused at the same shape)" in bench.format_table(data)
+    assert f"{shape}  (paired with gru-fused at the same shape)" in suite.format_table(data)

@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from charrnn.capabilities import compile_support, cxx_compiler
-from charrnn.cells import CELLS
+from charrnn.rnn.cells import CELLS
 from charrnn.config import CHOICES, ConfigError, device_restriction, make_config
 from charrnn.registry import BACKENDS, compiling_backends
-from charrnn.models import CharRNN, detach_hidden, param_count
+from charrnn.rnn.models import CharRNN, detach_hidden, param_count
 
 V, B, T, H = 11, 3, 7, 8
 ATOL = 1e-5

@@ -1,12 +1,12 @@
-"""Backend `loop_native` (charrnn/native_rnn.py, csrc/rnn_steps.cpp) against nn.LSTM / nn.GRU and autograd."""
+"""Backend `loop_native` (charrnn/rnn/native_rnn.py, csrc/rnn_steps.cpp) against nn.LSTM / nn.GRU and autograd."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from charrnn import native_rnn
+from charrnn.rnn import native_rnn
 from charrnn.capabilities import cxx_compiler
-from charrnn.cells import make_layer
+from charrnn.rnn.cells import make_layer
 from charrnn.config import ConfigError, check_backend_device
 
 pytestmark = pytest.mark.skipif(cxx_compiler() is None,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from grid_support import children, empty_store_db, runs_of, store, write_grid  # noqa: F401
 
-from charrnn.executors import run_grid
-from charrnn.grid import load_grid
+from charrnn.grid.executors import run_grid
+from charrnn.grid.spec import load_grid
 
 
 def dead_address() -> str:

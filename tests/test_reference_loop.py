@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import reference_loop
-from charrnn.train import Trainer
+from charrnn.run.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 MARGIN = 0.01   # nats/char: the equivalence margin of harness vs bare loop

@@ -16,11 +16,11 @@ import yaml
 from PIL import Image
 
 from charrnn import cli
-from charrnn.claims import COMPARISON, Claim
+from charrnn.science.claims import COMPARISON, Claim
 from charrnn.report.base import ExperimentData, reports_dir
 from charrnn.report.details import heatmap_view, prediction_view
 from charrnn.report.pages import render_experiment, render_index
-from charrnn.report_kernels import render_kernels
+from charrnn.report.kernels import render_kernels
 from report_synthetic import PROVENANCE_TAGS, artifact_reader, make_curves, make_experiment, make_runs, predictions
 
 XSS = "<script>alert(1)</script>"
@@ -234,7 +234,7 @@ def test_reports_dir_follows_charrnn_reports_dir(monkeypatch, tmp_path):
 
 
 def test_report_modules_never_import_torch():
-    code = ("import sys, charrnn.report.run, charrnn.report.store, charrnn.report_kernels, charrnn.cli; "
+    code = ("import sys, charrnn.report.run, charrnn.report.store, charrnn.report.kernels, charrnn.cli; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -360,7 +360,7 @@ def test_cli_report_renders_the_store_and_logs_the_page_to_the_grid_run(results_
 
 
 def test_bulk_curves_equal_results_curves_frame_including_replayed_steps(results_dir):
-    from charrnn import results
+    from charrnn.science import results
     from charrnn.report import store as report_store
     from charrnn.tracking import Tracker
 
@@ -412,7 +412,7 @@ def test_chromium_renders_the_page_with_every_figure(tmp_path):
 
 def test_error_bars_stay_drawable_when_the_ci_misses_the_point_estimate():
     from charrnn.report.figures import _errors
-    from charrnn.stats import Interval
+    from charrnn.science.stats import Interval
     bars = _errors([Interval(0.10, 0.12, 0.30, 5), Interval(0.5, 0.4, 0.45, 5)])
     assert (bars >= 0).all()
     assert bars[1, 0] == pytest.approx(0.20) and bars[0, 1] == pytest.approx(0.10)

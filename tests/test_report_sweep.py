@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from charrnn.report_kernels import load_benchmarks, render_kernels
-from charrnn.report_sweep import largest_jump, sweep_lines
+from charrnn.report.kernels import load_benchmarks, render_kernels
+from charrnn.report.kernels_sweep import largest_jump, sweep_lines
 
 SIZES = (32, 48, 64, 80, 96, 112, 128, 160, 192, 256, 512)
 

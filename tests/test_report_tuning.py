@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from charrnn.report.pages import build_context, render_experiment
-from charrnn.tuning import judged_runs
+from charrnn.science.tuning import judged_runs
 from tests.report_synthetic import make_curves, make_experiment
 
 LRS = [0.001, 0.01]

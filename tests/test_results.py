@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 from grid_support import TINY_FIXED, empty_store_db, heavy_imports, store, write_grid  # noqa: F401
 
-from charrnn import results
+from charrnn.science import results
 from charrnn.cli import main
-from charrnn.executors import run_grid
-from charrnn.grid import load_grid
+from charrnn.grid.executors import run_grid
+from charrnn.grid.spec import load_grid
 from charrnn.tracking import Tracker
 
 DIVERGING = {"cell": "vanilla", "backend": "loop", "activation": "identity", "optimizer": "sgd",
@@ -125,4 +125,4 @@ def test_grid_definition_is_the_latest_invocations_grid_file(grid_results):
 
 
 def test_results_module_never_imports_torch():
-    assert "torch" not in heavy_imports("charrnn.results")
+    assert "torch" not in heavy_imports("charrnn.science.results")

@@ -10,14 +10,14 @@ from grid_support import (TINY_FIXED, children, empty_store_db, grid_data, heavy
                           kill_tree, parents, run_charrnn, runs_of, start_charrnn, store, tracker_at,
                           wait_for, write_grid)
 
-import charrnn.executors as executors
+import charrnn.grid.executors as executors
 from charrnn.cli import main
-from charrnn.grid import load_grid
-from charrnn.locks import FileLock, lock_path
-from charrnn.session import HOST, NEW, RESUME, SKIP, GridSession, decide
+from charrnn.grid.spec import load_grid
+from charrnn.grid.locks import FileLock, lock_path
+from charrnn.grid.session import HOST, NEW, RESUME, SKIP, GridSession, decide
 from charrnn.tracking import StoredRun, Tracker, results_dir
-from charrnn.train import Trainer
-from charrnn.worker import QueueRun
+from charrnn.run.train import Trainer
+from charrnn.grid.worker import QueueRun
 
 
 def uninterrupted_final(cfg) -> dict[str, float]:
@@ -273,7 +273,7 @@ def test_queue_run_messages_replay_onto_the_real_run(store, tmp_path):
 
 def test_ray_worker_code_never_imports_mlflow():
     """Workers write only through the driver's queue: they cannot even reach the store."""
-    assert heavy_imports("charrnn.worker") == ["torch"]
+    assert heavy_imports("charrnn.grid.worker") == ["torch"]
 
 
 @pytest.mark.parametrize("cluster, max_parallel, expected", [

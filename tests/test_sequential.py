@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from charrnn import cli
-from charrnn.grid import load_grid
-from charrnn.sequential import planned_looks, seeds_for, until_decided
+from charrnn.grid.spec import load_grid
+from charrnn.grid.sequential import planned_looks, seeds_for, until_decided
 from charrnn.tags import SEQUENTIAL_PREFIX
 from grid_support import (children, empty_store_db, grid_data, kill_tree, parents, run_charrnn, runs_of,  # noqa: F401
                           start_charrnn, store, wait_for, write_grid)

@@ -9,8 +9,8 @@ import torch
 
 from charrnn import registry
 from charrnn.config import ConfigError, TrainConfig, make_config
-from charrnn.data import make_task
-from charrnn.train import Trainer, masked_cross_entropy
+from charrnn.tasks.data import make_task
+from charrnn.run.train import Trainer, masked_cross_entropy
 
 SEQUENCE_TASKS = ("names", "arithmetic", "bitflip")
 

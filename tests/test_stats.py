@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from charrnn.stats import columns_ci, factors, importance, mean_ci, pareto_front, same_value
+from charrnn.science.stats import columns_ci, factors, importance, mean_ci, pareto_front, same_value
 
 METRIC = "final_val_loss"
 

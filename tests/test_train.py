@@ -6,7 +6,7 @@ import torch
 
 from charrnn import registry
 from charrnn.config import CHOICES, CUDA_ONLY, ConfigError, make_config
-from charrnn.train import COSINE_FLOOR, Diverged, Trainer, lr_at
+from charrnn.run.train import COSINE_FLOOR, Diverged, Trainer, lr_at
 
 TINY = {"hidden_size": 16, "batch_size": 4, "seq_len": 16, "eval_batches": 2, "device": "cpu"}
 

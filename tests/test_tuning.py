@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from grid_support import REPO, grid_data, write_grid
 
-from charrnn import tuning
-from charrnn.grid import GridError, load_grid
+from charrnn.science import tuning
+from charrnn.grid.spec import GridError, load_grid
 
 LRS = [0.001, 0.003, 0.01]
 
@@ -130,5 +130,5 @@ def test_isolation_and_chosen_counts_feed_the_page():
 
 
 def test_tuning_module_does_not_import_torch():
-    code = "import sys, charrnn.tuning; sys.exit('torch' in sys.modules)"
+    code = "import sys, charrnn.science.tuning; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

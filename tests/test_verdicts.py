@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from charrnn.claims import COMPARISON, EQUIVALENCE, THRESHOLD, Claim
-from charrnn.stats import mean_ci
-from charrnn.verdicts import (CONTRADICTED, EQUIVALENT, NOT_TESTED, REPRODUCED, UNDERPOWERED, decide, differences,
-                              holm, judge, power_numbers)
+from charrnn.science.claims import COMPARISON, EQUIVALENCE, THRESHOLD, Claim
+from charrnn.science.stats import mean_ci
+from charrnn.science.verdicts import (CONTRADICTED, EQUIVALENT, NOT_TESTED, REPRODUCED, UNDERPOWERED, decide,
+                                      differences, holm, judge, power_numbers)
 
 METRIC = "final_val_loss"
 CLAIM = Claim("concat_vs_add", "val_loss", COMPARISON, "input_combine", "concat", "add", margin=0.01)

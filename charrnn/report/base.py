@@ -15,9 +15,9 @@ from typing import Any, Callable
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from .. import registry
-from ..claims import Claim
-from ..paths import reports_dir  # noqa: F401 (re-exported: the report's output directory)
+from charrnn import registry
+from charrnn.science.claims import Claim
+from charrnn.paths import reports_dir  # noqa: F401 (re-exported: the report's output directory)
 
 FINAL_METRICS = registry.final_metrics()
 DIGITS = {"final_tokens_per_s": 0, "wall_time_s": 1}   # decimals in tables; default 4

@@ -1,13 +1,13 @@
 """The budget views on a page: each claim's effect at every evaluation step and at equal
-wall-clock time (`charrnn.budget` computes them; this module draws and tabulates)."""
+wall-clock time (`charrnn.science.budget` computes them; this module draws and tabulates)."""
 from __future__ import annotations
 
 from typing import Any
 
 import pandas as pd
 
-from .. import budget
-from ..claims import Claim
+from charrnn.science import budget
+from charrnn.science.claims import Claim
 from . import figures as rf
 from .base import Figure
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..verdicts import ALPHA, LABELS, Verdict, adjusted_label, holm_p, judge_claims
+from charrnn.science.verdicts import ALPHA, LABELS, Verdict, adjusted_label, holm_p, judge_claims
 from . import figures as rf
 from .base import VERDICT_COLUMNS, VERDICTS_CSV, ExperimentData, Figure
 

@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 from matplotlib import colormaps
 
-from ..claims import Claim
-from ..stats import FINISHED, matches
+from charrnn.science.claims import Claim
+from charrnn.science.stats import FINISHED, matches
 from .base import (DIFF_CHARS, HEATMAP_CMAP, MAX_DETAIL_VARIANTS, PROVENANCE, SAMPLE_CHARS, VISIBLE,
                    ArtifactReader, ExperimentData, natural_key)
 from .tables import RunStats

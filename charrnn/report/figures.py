@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from ..stats import Interval  # noqa: E402
+from charrnn.science.stats import Interval  # noqa: E402
 from .base import Figure  # noqa: E402,F401 (figures are returned as base.Figure)
 
 DPI = 90

@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import registry, tuning
-from ..stats import FINISHED, T_METHOD
-from ..verdicts import ALPHA
+from charrnn import registry
+from charrnn.science import tuning
+from charrnn.science.stats import FINISHED, T_METHOD
+from charrnn.science.verdicts import ALPHA
 from . import figures as rf
 from .base import (FINAL_METRICS, INDEX_MANIFEST, OPEN_DETAILS, ExperimentData, Rendered, natural_key, now_text,
                    render_template, report_filename)

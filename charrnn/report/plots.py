@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..grid import format_value
-from ..stats import FINISHED, IMPORTANCE_METHOD, Interval, columns_ci, importance, mean_ci, pareto_front
+from charrnn.grid.spec import format_value
+from charrnn.science.stats import FINISHED, IMPORTANCE_METHOD, Interval, columns_ci, importance, mean_ci, pareto_front
 from . import figures as rf
 from .base import CURVE_METRICS, GAP_AXIS, GAP_COLUMN, LINE_AXES, MAX_CURVE_POINTS, Figure
 from .tables import RunStats

@@ -5,9 +5,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .. import report_kernels
 from . import store
 from .base import Rendered, reports_dir
+from .kernels import render_kernels
 from .pages import render_experiment, render_index
 
 
@@ -28,6 +28,6 @@ def render_reports(experiments: list[str] | None = None, out: str | Path | None 
         if log_to_parent and exp.parent_run_id:
             store.log_report(exp.parent_run_id, rendered.path)
         done.append(rendered)
-    report_kernels.render_kernels(out_dir)
+    render_kernels(out_dir)
     render_index(out_dir)
     return done

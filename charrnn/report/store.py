@@ -1,4 +1,4 @@
-"""The report's view of the MLflow store: `ExperimentData` built from `charrnn.results`.
+"""The report's view of the MLflow store: `ExperimentData` built from `charrnn.science.results`.
 
 Tables come from `results.runs_frame` / `results.curves_frame`, the question and claims from
 `results.grid_definition` (the grid file of the latest invocation), provenance tags and artifact
@@ -14,12 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-from .. import results
-from ..claims import Claim, claims_or_none
-from ..config import ConfigError, check_value
-from ..tags import SEQUENTIAL_PREFIX
-from ..tracking import RunHandle, StoredRun, Tracker, metric_histories, store_exists, tracking_uri
-from .. import tuning
+from charrnn.science import results
+from charrnn.science.claims import Claim, claims_or_none
+from charrnn.config import ConfigError, check_value
+from charrnn.tags import SEQUENTIAL_PREFIX
+from charrnn.tracking import RunHandle, StoredRun, Tracker, metric_histories, store_exists, tracking_uri
+from charrnn.science import tuning
 from .base import LOADED_CURVES, PROVENANCE, ExperimentData, ReportError
 from .tables import infer_axes
 

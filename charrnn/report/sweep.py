@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..stats import FINISHED, mean_ci
+from charrnn.science.stats import FINISHED, mean_ci
 from .base import natural_key
 
 SWEEP_AXIS = "hidden_size"

@@ -6,10 +6,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..claims import Claim
-from ..config import FIELDS
-from ..grid import format_value
-from ..stats import FINISHED, Interval, mean_ci
+from charrnn.science.claims import Claim
+from charrnn.config import FIELDS
+from charrnn.grid.spec import format_value
+from charrnn.science.stats import FINISHED, Interval, mean_ci
 from .base import DIGITS, FINAL_METRICS, GAP_COLUMN, NO_VARIANT, ExperimentData, natural_key
 
 

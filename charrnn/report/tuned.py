@@ -1,14 +1,14 @@
 """Nuisance tuning on a page: the value each arm chose per seed and the isolation plot (metric
-against each tuned key, per arm). Selection itself is `charrnn.tuning`."""
+against each tuned key, per arm). Selection itself is `charrnn.science.tuning`."""
 from __future__ import annotations
 
 from typing import Any
 
 import pandas as pd
 
-from .. import tuning
-from ..grid import format_value
-from ..stats import FINISHED, mean_ci, same_value
+from charrnn.science import tuning
+from charrnn.grid.spec import format_value
+from charrnn.science.stats import FINISHED, mean_ci, same_value
 from . import figures as rf
 from .base import Figure
 

@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from charrnn.config import TrainConfig
-from charrnn.data import make_task
+from charrnn.tasks.data import make_task
 
 TASKS = ("tinyshakespeare", "nietzsche", "names", "arithmetic", "bitflip")
 B, T = 64, 64

@@ -19,11 +19,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charrnn.bench import device_timer, versions
+from charrnn.bench.suite import device_timer, versions
 from charrnn.config import make_config
-from charrnn.models import CharRNN
+from charrnn.rnn.models import CharRNN
 from charrnn.tracking import Tracker
-from charrnn.train import Trainer
+from charrnn.run.train import Trainer
 
 pytestmark = pytest.mark.benchmark(timer=device_timer)
 
