@@ -19,9 +19,9 @@ def module_name(path: Path) -> str:
 
 MODULES = {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
 # torch-free by design; of them only the store readers reach MLflow, and only through charrnn.tracking
-TORCH_FREE = sorted(m for m in MODULES if m.startswith(("charrnn.report", "charrnn.results")) or m in
-                    ("charrnn.stats", "charrnn.claims", "charrnn.verdicts", "charrnn.registry"))
-STORE_READERS = {"charrnn.results", "charrnn.report.store", "charrnn.report.run"}
+TORCH_FREE = sorted(m for m in MODULES
+                    if m.startswith(("charrnn.report", "charrnn.science")) or m == "charrnn.registry")
+STORE_READERS = {"charrnn.science.results", "charrnn.report.store", "charrnn.report.run"}
 
 
 def _package(name: str, path: Path) -> str:
@@ -58,8 +58,8 @@ def import_graph() -> dict[str, set[str]]:
 def test_the_graph_sees_function_level_and_relative_imports():
     graph = import_graph()
     assert "charrnn.report.base" in graph["charrnn.report.pages"]
-    assert "charrnn.report_kernels" in graph["charrnn.report.run"]
-    assert "charrnn.executors" in graph["charrnn.cli"]          # imported inside cmd_grid
+    assert "charrnn.report.kernels" in graph["charrnn.report.run"]
+    assert "charrnn.grid.executors" in graph["charrnn.cli"]          # imported inside cmd_grid
 
 
 def test_no_import_cycle_in_charrnn():
@@ -69,11 +69,58 @@ def test_no_import_cycle_in_charrnn():
         pytest.fail(f"import cycle: {' -> '.join(err.args[1])}")
 
 
+# The layers, top to bottom: a module may import its own layer and the layers below it, never above.
+# Root modules are layers of their own; a subpackage is one layer (its __init__ included).
+LAYERS = (
+    ("charrnn.cli", "charrnn.__main__"),
+    ("charrnn.report",),
+    ("charrnn.grid",),
+    ("charrnn.run", "charrnn.bench"),
+    ("charrnn.capabilities",),
+    ("charrnn.science",),
+    ("charrnn.rnn", "charrnn.tasks"),
+    ("charrnn.tracking",),
+    ("charrnn.provenance",),
+    ("charrnn.config",),
+    ("charrnn.registry",),
+    ("charrnn.paths", "charrnn.tags"),
+)
+
+
+def layer_of(module: str) -> int:
+    """Index of `module`'s layer in LAYERS (0 = top); KeyError for a module outside every layer."""
+    for rank, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return rank
+    raise KeyError(module)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {t}" for m, targets in graph.items() if m != "charrnn"
+                  for t in targets if layer_of(t) < layer_of(m))
+
+
+def test_every_module_outside_the_core_lives_in_a_subpackage():
+    core = {"cli", "__main__", "config", "registry", "tracking", "paths", "tags", "provenance", "capabilities"}
+    flat = sorted(p.stem for p in ROOT.glob("*.py") if p.stem != "__init__")
+    assert [m for m in flat if m not in core] == []
+    assert all(layer_of(m) >= 0 for m in MODULES if m != "charrnn")
+
+
+def test_imports_run_down_the_layers():
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_layer_check_catches_an_upward_import():
+    graph = {**import_graph(), "charrnn.science.stats": {"charrnn.grid.spec"}}
+    assert upward_imports(graph) == ["charrnn.science.stats -> charrnn.grid.spec"]
+
+
 def test_report_base_is_the_package_leaf():
     graph = import_graph()
     report = {m for m in MODULES if m.startswith("charrnn.report.")}
     assert not graph["charrnn.report.base"] & report
-    assert all("charrnn.report.base" in graph[m] or m == "charrnn.report.base" for m in report)
+    assert [m for m in sorted(report) if "charrnn.report.base" not in reachable(m, graph)] == []
 
 
 @functools.cache
@@ -113,8 +160,8 @@ def test_module_is_at_most_450_lines(name):
 def test_the_checks_see_torch_and_mlflow_behind_charrnn_imports():
     graph = import_graph()
     assert "mlflow" in external_imports("charrnn.tracking")
-    assert "charrnn.models" in loaders_of("torch", "charrnn.train", graph)
-    assert loaders_of("mlflow", "charrnn.results", graph) == ["charrnn.tracking"]
+    assert "charrnn.rnn.models" in loaders_of("torch", "charrnn.run.train", graph)
+    assert loaders_of("mlflow", "charrnn.science.results", graph) == ["charrnn.tracking"]
 
 
 def test_only_tracking_imports_mlflow():
@@ -135,4 +182,4 @@ def test_report_pages_and_output_paths_load_neither_torch_nor_mlflow():
     from grid_support import heavy_imports
 
     assert heavy_imports("charrnn.report.pages") == [] and heavy_imports("charrnn.paths") == []
-    assert heavy_imports("charrnn.verdicts") == []
+    assert heavy_imports("charrnn.science.verdicts") == []
