@@ -90,7 +90,7 @@ def test_two_grid_drivers_and_four_ray_workers_on_one_server_train_each_spec_onc
 # The driver with one variant's worker sabotaged: __main__ functions reach Ray workers by value.
 FAULTY_DRIVER = """
 import os, signal, sys
-from charrnn import executors, worker
+from charrnn.grid import executors, worker
 from charrnn.cli import main
 
 def faulty_task(cfg, run_id, resume, queue, threads):
