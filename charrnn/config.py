@@ -317,6 +317,12 @@ def identity_from_params(params: Mapping[str, str]) -> str | None:
     return dataclasses.replace(TrainConfig(), **values).identity_hash()
 
 
+def short_repr(value: Any, limit: int = 60) -> str:
+    """A bad value as quoted in a one-line error: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def format_value(value: Any) -> str:
     """A config value as written in run names and claims: `true`, `0.002`, `concat`."""
     if isinstance(value, bool):
