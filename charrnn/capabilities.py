@@ -21,7 +21,8 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from charrnn.config import FUSED_BACKENDS, ConfigError, TrainConfig, check_backend_device
+from charrnn import registry
+from charrnn.config import ConfigError, TrainConfig, check_backend_device
 from charrnn.rnn.cells import compile_fn, fused_module
 
 FORCE_NO_BF16 = "CHARRNN_FORCE_NO_BF16"
@@ -41,7 +42,7 @@ def _first_line(exc: BaseException) -> str:
 
 def bf16_kernel(cell: str, backend: str) -> str:
     """The kernel whose bf16 support decides a config: the fused cell module, or a matmul."""
-    return cell if backend in FUSED_BACKENDS else MATMUL
+    return cell if registry.BACKENDS[backend].fused else MATMUL
 
 
 def _bf16_step(kernel: str, device: torch.device) -> None:

@@ -135,7 +135,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 CUDA_ONLY: dict[str, str] = registry.cuda_only()          # backend → why it needs CUDA
 CPU_ONLY: dict[str, str] = registry.cpu_only()            # backend → why it runs only on the CPU
-FUSED_BACKENDS = registry.fused_backends()
 
 # Inclusive numeric ranges: (low, high, description of the valid range).
 RANGES: dict[str, tuple[float, float, str]] = {

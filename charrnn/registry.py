@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+Entry = TypeVar("Entry", "Cell", "Backend")
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,11 @@ class Metric:
     bounds: tuple[float, float] | None = None
 
 
-_CELLS = (
+def _by_name(*entries: Entry) -> dict[str, Entry]:
+    return {e.name: e for e in entries}
+
+
+CELLS = _by_name(
     Cell("vanilla", "Elman RNN: h = act(W x + U h + b), inputs added or concatenated", gates=1,
          math="charrnn.rnn.cell_math:VANILLA", fused="torch.nn:RNN"),
     Cell("gru", "gated recurrent unit (nn.GRU layout)", gates=3,
@@ -83,36 +89,34 @@ _CELLS = (
     Cell("minlstm", "minLSTM (Feng et al. 2024): h = f' h + i' g(h~), f' + i' = 1, gates from x alone",
          gates=3, recurrent=False, math="charrnn.rnn.mincells:MINLSTM"),
 )
-CELLS: dict[str, Cell] = {c.name: c for c in _CELLS}
 
 _LAYERS = "charrnn.rnn.cells"   # the module of most layer factories
-_BPTT = {"concat_only": True}   # the hand-written BPTT gate math assumes the state enters via W_hh h alone
+# concat_only on the BPTT family: its hand-written gate math assumes the state enters through W_hh h alone
 
-_BACKENDS = (
+BACKENDS = _by_name(
     Backend("fused", "nn.RNN/GRU/LSTM (cuDNN on GPU, native/oneDNN on CPU), the reference",
             f"{_LAYERS}:fused_layer", fused=True, concat_only=True, activations=("tanh", "relu")),
     Backend("fused_nocudnn", "nn.* with cuDNN switched off (PyTorch's own CUDA kernels)",
             f"{_LAYERS}:fused_nocudnn_layer", fused=True, concat_only=True, activations=("tanh", "relu"),
             cuda_only="cuDNN can only be switched off on CUDA (off CUDA this is `fused`)"),
     Backend("loop", "an eager Python loop; each step projects its input and its state",
-            f"{_LAYERS}:loop_layer", cells=("vanilla", "gru", "lstm", "mingru", "minlstm")),
+            f"{_LAYERS}:loop_layer", cells=tuple(CELLS)),
     Backend("loop_premul", "all input projections in one matmul, then the eager recurrence",
             f"{_LAYERS}:loop_premul_layer"),
     Backend("loop_compiled", "loop_premul with torch.compile of the step", f"{_LAYERS}:loop_compiled_layer",
             compiles=True),
     Backend("loop_bptt", "loop_premul with hand-written backprop through time",
-            "charrnn.rnn.loop_layers:BPTTRNNLayer", **_BPTT),
+            "charrnn.rnn.loop_layers:BPTTRNNLayer", concat_only=True),
     Backend("loop_native", "loop_bptt's recurrence as C++ loops: per step one matmul and one fused gate kernel",
             "charrnn.rnn.loop_layers:NativeRNNLayer", cells=("gru", "lstm"), compiles=True,
-            cpu_only="its fused gate kernels are C++ for the CPU (on CUDA: loop_cudagraph)", **_BPTT),
+            cpu_only="its fused gate kernels are C++ for the CPU (on CUDA: loop_cudagraph)", concat_only=True),
     Backend("loop_bptt_compiled", "loop_bptt with compiled gate math", f"{_LAYERS}:loop_bptt_compiled_layer",
-            compiles=True, **_BPTT),
+            compiles=True, concat_only=True),
     Backend("loop_cudagraph", "loop_bptt captured as CUDA graphs", "charrnn.rnn.loop_layers:CudaGraphRNNLayer",
-            compiles=True, cuda_only="CUDA graphs need a CUDA device", **_BPTT),
+            compiles=True, cuda_only="CUDA graphs need a CUDA device", concat_only=True),
     Backend("scan", "log-space parallel scan over time (Heinsen 2023), chunked", "charrnn.rnn.mincells:scan_layer",
             cells=("mingru", "minlstm")),
 )
-BACKENDS: dict[str, Backend] = {b.name: b for b in _BACKENDS}
 
 TASKS: dict[str, str] = {
     "tinyshakespeare": "character LM on the tiny-shakespeare corpus (shipped)",
@@ -167,30 +171,30 @@ def backend_names() -> tuple[str, ...]:
 
 def min_cells() -> tuple[str, ...]:
     """The cells without hidden-to-hidden weights (minGRU, minLSTM)."""
-    return tuple(c.name for c in _CELLS if not c.recurrent)
+    return tuple(c.name for c in CELLS.values() if not c.recurrent)
 
 
 def backends_for(cell: str) -> tuple[str, ...]:
     """The backends that run `cell`, in table order."""
-    return tuple(b.name for b in _BACKENDS if cell in b.cells)
+    return tuple(b.name for b in BACKENDS.values() if cell in b.cells)
 
 
 def cuda_only() -> dict[str, str]:
     """Backend → why it needs CUDA, for the backends that do."""
-    return {b.name: b.cuda_only for b in _BACKENDS if b.cuda_only}
+    return {b.name: b.cuda_only for b in BACKENDS.values() if b.cuda_only}
 
 
 def cpu_only() -> dict[str, str]:
     """Backend → why it runs only on the CPU, for the backends that do."""
-    return {b.name: b.cpu_only for b in _BACKENDS if b.cpu_only}
+    return {b.name: b.cpu_only for b in BACKENDS.values() if b.cpu_only}
 
 
 def fused_backends() -> tuple[str, ...]:
-    return tuple(b.name for b in _BACKENDS if b.fused)
+    return tuple(b.name for b in BACKENDS.values() if b.fused)
 
 
 def compiling_backends() -> tuple[str, ...]:
-    return tuple(b.name for b in _BACKENDS if b.compiles)
+    return tuple(b.name for b in BACKENDS.values() if b.compiles)
 
 
 def curve_metrics() -> tuple[str, ...]:

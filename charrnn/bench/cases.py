@@ -175,10 +175,6 @@ def paired_case(case: Case) -> Case | None:
 # backend the device cannot run is skipped with its reason).
 SWEEP_HIDDEN = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 384, 512, 768, 1024)
 SWEEP_CELLS = ("vanilla", "gru", "lstm")
-SWEEP_BACKENDS = ("fused", "loop_bptt", "loop_native", "loop_cudagraph")
-# The GPU proof at fastrnns' shape: no torch.compile backends (their compile time alone would not
-# fit the GPU budget; `full` times them).
-GPU_BACKENDS = ("fused", "fused_nocudnn", "loop_bptt", "loop_cudagraph")
 
 PROFILES: dict[str, Profile] = {
     # make test: correctness only (benchmarks disabled), tiny shapes; `bwd` equals `fwd_bwd` there
@@ -200,12 +196,14 @@ PROFILES: dict[str, Profile] = {
     "sweep_hidden": Profile(
         layer_shapes=tuple((c, h, 32, 64, 1, "fp32", "fwd_bwd") for c in SWEEP_CELLS for h in SWEEP_HIDDEN),
         train_shapes=(), target_s=0.25, min_rounds=5, max_rounds=40, warmup_rounds=1,
-        quiet_wait_s=3.0, quiet_budget_s=45.0, backends=SWEEP_BACKENDS),
-    # make gpu-check: fastrnns' shape (H512 B64 T100 L1), fp32 and bf16, fwd / bwd / fwd+bwd.
+        quiet_wait_s=3.0, quiet_budget_s=45.0, backends=("fused", "loop_bptt", "loop_native", "loop_cudagraph")),
+    # make gpu-check: fastrnns' shape (H512 B64 T100 L1), fp32 and bf16, fwd / bwd / fwd+bwd; no
+    # torch.compile backends (their compile time alone would not fit the GPU budget; `full` times them).
     "gpu": Profile(
         layer_shapes=tuple((c, 512, 64, 100, 1, dt, d) for c in CELL_NAMES for dt in ("fp32", "bf16")
                            for d in DIRECTIONS),
-        train_shapes=(), target_s=0.3, min_rounds=10, max_rounds=60, warmup_rounds=5, backends=GPU_BACKENDS),
+        train_shapes=(), target_s=0.3, min_rounds=10, max_rounds=60, warmup_rounds=5,
+        backends=("fused", "fused_nocudnn", "loop_bptt", "loop_cudagraph")),
     # make bench PROFILE=full: the GPU grid around fastrnns' shape (H512 B64 T100 L1).
     "full": Profile(
         layer_shapes=_sweep(CELL_NAMES, {"hidden": 512, "batch": 64, "seq_len": 100, "layers": 1},
