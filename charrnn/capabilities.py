@@ -6,8 +6,9 @@
 - compile: `torch.compile` of a tiny function, the way `cells.compile_fn` compiles (it needs a
   working C++ toolchain for inductor on CPU); the tests of compiled backends skip on its reason.
 
-`check_device_support` turns an unsupported `dtype=bf16` into bad input
-(`ConfigError`: one line, exit 2, no run). `CHARRNN_FORCE_NO_BF16=1` makes the bf16 probe report
+`check_device` is the one device check before a run exists (CLI, grid preflight, trainer): it
+resolves `device=auto` and turns a backend the device cannot run, or an unsupported `dtype=bf16`,
+into bad input (`ConfigError`: one line, exit 2, no run). `CHARRNN_FORCE_NO_BF16=1` makes the bf16 probe report
 "unsupported" on any machine, to exercise that path. Probes leave the global RNG state untouched.
 """
 from __future__ import annotations
@@ -20,10 +21,11 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from charrnn.config import FUSED_BACKENDS, ConfigError, TrainConfig
+from charrnn import registry
+from charrnn.config import ConfigError, TrainConfig, check_backend_device
+from charrnn.rnn.cells import compile_fn, fused_module
 
 FORCE_NO_BF16 = "CHARRNN_FORCE_NO_BF16"
-FUSED_MODULES = {"vanilla": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 MATMUL = "matmul"   # the kernel the loop backends' cells are made of
 
 
@@ -40,7 +42,7 @@ def _first_line(exc: BaseException) -> str:
 
 def bf16_kernel(cell: str, backend: str) -> str:
     """The kernel whose bf16 support decides a config: the fused cell module, or a matmul."""
-    return cell if backend in FUSED_BACKENDS else MATMUL
+    return cell if registry.BACKENDS[backend].fused else MATMUL
 
 
 def _bf16_step(kernel: str, device: torch.device) -> None:
@@ -49,7 +51,7 @@ def _bf16_step(kernel: str, device: torch.device) -> None:
     if kernel == MATMUL:
         module: nn.Module = nn.Linear(4, 8).to(device)
     else:
-        module = FUSED_MODULES[kernel](4, 8, num_layers=2, batch_first=True).to(device)
+        module = fused_module(kernel)(4, 8, num_layers=2, batch_first=True).to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16):
         out = module(x)
         out = out[0] if isinstance(out, tuple) else out                      # (B, T, 8)
@@ -83,8 +85,6 @@ def cxx_compiler() -> str | None:
 @lru_cache(maxsize=None)
 def compile_support() -> Support:
     """Can `torch.compile` (inductor, as `cells.compile_fn` calls it) compile and run on CPU?"""
-    from charrnn.rnn.cells import compile_fn
-
     try:
         fn = compile_fn(lambda t: torch.tanh(t) * 2 + 1)
         x = torch.linspace(-1, 1, 8)
@@ -106,3 +106,23 @@ def check_device_support(cfg: TrainConfig, device_type: str) -> None:
             what = f"a bf16 {cfg.cell} (backend={cfg.backend})" if kernel != MATMUL else "bf16 matmuls"
             raise ConfigError(f"dtype={cfg.dtype!r}: this {device_type} cannot run {what} under autocast "
                               f"({support.reason}); valid here: fp32")
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto → cuda, then mps, then cpu."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def check_device(cfg: TrainConfig) -> torch.device:
+    """The device `cfg` trains on, after checking this machine can run it there: its backend on
+    that device (e.g. loop_cudagraph with device=auto resolving to cpu) and its dtype (bf16)."""
+    device = resolve_device(cfg.device)
+    check_backend_device(cfg.backend, device.type)
+    check_device_support(cfg, device.type)
+    return device

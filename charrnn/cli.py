@@ -29,16 +29,11 @@ def _print_outcome(outcome, uri: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     """One run: validate every key first, then train it into MLflow."""
     cfg = make_config(parse_key_values(args.overrides))
-    from charrnn.config import check_backend_device
+    from charrnn.capabilities import check_device
     from charrnn.run.runner import run_one
     from charrnn.tracking import Tracker
-    from charrnn.run.train import resolve_device
 
-    from charrnn.capabilities import check_device_support
-
-    device_type = resolve_device(cfg.device).type
-    check_backend_device(cfg.backend, device_type)  # before the store exists
-    check_device_support(cfg, device_type)           # e.g. dtype=bf16 on a CPU without bf16 kernels
+    check_device(cfg)  # before the store exists
     tracker = Tracker()
     outcome = run_one(cfg, tracker, experiment=args.experiment, progress=not args.no_progress)
     _print_outcome(outcome, tracker.uri)

@@ -39,8 +39,9 @@ class TrainConfig:
     arith_ops: str = "+"            # arithmetic: operators drawn from these characters (+-*)
     bitflip_bits: int = 8           # bitflip: width N of the integers
     # --- model ---
-    cell: str = "gru"               # vanilla | gru | lstm
-    backend: str = "fused"          # fused (nn.RNN/GRU/LSTM, cuDNN on GPU) | loop (custom Python cell) | ... (CHOICES)
+    cell: str = "gru"               # vanilla | gru | lstm | mingru | minlstm (registry.CELLS)
+    backend: str = "fused"          # fused (nn.RNN/GRU/LSTM, cuDNN on GPU) | loop (Python loop) | ... | scan
+                                    # (min cells); every backend and the cells it runs: registry.BACKENDS
     input_combine: str = "concat"   # vanilla only: add (project x, add to h, one hidden matrix) | concat
     activation: str = "tanh"        # vanilla only: tanh | relu | identity
     input: str = "embedding"        # embedding | onehot
@@ -134,7 +135,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 CUDA_ONLY: dict[str, str] = registry.cuda_only()          # backend → why it needs CUDA
 CPU_ONLY: dict[str, str] = registry.cpu_only()            # backend → why it runs only on the CPU
-FUSED_BACKENDS = registry.fused_backends()   # nn.RNN's vanilla cell: concat only, tanh/relu only
 
 # Inclusive numeric ranges: (low, high, description of the valid range).
 RANGES: dict[str, tuple[float, float, str]] = {
@@ -215,9 +215,7 @@ def _check_combination(cfg: TrainConfig) -> None:
             raise ConfigError("path='': task=text needs path=FILE (a UTF-8 text file)")
         if not Path(cfg.path).is_file():
             raise ConfigError(f"path={cfg.path!r}: file not found (task=text needs an existing UTF-8 file)")
-    check_cell_backend(cfg.cell, cfg.backend)
-    if cfg.backend in FUSED_BACKENDS and cfg.cell == "vanilla":
-        check_fused_vanilla(cfg.backend, cfg.input_combine, cfg.activation)
+    check_layer(cfg.backend, cfg.cell, cfg.input_combine, cfg.activation)
     if cfg.device != "auto":
         check_backend_device(cfg.backend, cfg.device)
     if cfg.arith_ops and set(cfg.arith_ops) - set("+-*"):
@@ -235,21 +233,28 @@ def is_finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_fused_vanilla(backend: str, input_combine: str, activation: str) -> None:
-    """nn.RNN concatenates input and hidden state and knows only tanh and relu."""
-    if input_combine != "concat":
-        raise ConfigError(f"input_combine={input_combine!r}: backend={backend} has no fused kernel for "
-                          f"it; valid with backend={backend}: concat (use backend=loop for add)")
-    if activation not in ("tanh", "relu"):
-        raise ConfigError(f"activation={activation!r}: backend={backend} supports only tanh, relu "
-                          f"(use backend=loop for {activation})")
-
-
-def check_cell_backend(cell: str, backend: str) -> None:
-    """A backend runs only the cells the registry lists for it."""
-    if cell not in registry.BACKENDS[backend].cells:
-        usable = ", ".join(b.name for b in registry.BACKENDS.values() if cell in b.cells)
-        raise ConfigError(f"backend={backend!r}: does not run cell={cell}; valid backends for {cell}: {usable}")
+def check_layer(backend: str, cell: str, input_combine: str = "concat", activation: str = "tanh") -> None:
+    """The one check of a recurrent layer's names: each a known choice, and a combination the backend
+    runs (its cells, and for vanilla its `concat_only` / `activations` in the registry)."""
+    for key, value in (("backend", backend), ("cell", cell), ("input_combine", input_combine),
+                       ("activation", activation)):
+        _check_value(key, value)
+    spec = registry.BACKENDS[backend]
+    if cell not in spec.cells:
+        raise ConfigError(f"backend={backend!r}: does not run cell={cell}; valid backends for {cell}: "
+                          f"{', '.join(registry.backends_for(cell))}")
+    if cell != "vanilla":
+        return  # input_combine and activation shape the vanilla cell only
+    if spec.concat_only and input_combine != "concat":
+        usable = ", ".join(b.name for b in registry.BACKENDS.values() if "vanilla" in b.cells and not b.concat_only)
+        raise ConfigError(f"input_combine={input_combine!r}: backend={backend} runs only concat; valid with "
+                          f"backend={backend}: concat (backends that run {input_combine}: {usable})")
+    if spec.activations is not None and activation not in spec.activations:
+        usable = ", ".join(b.name for b in registry.BACKENDS.values()
+                           if "vanilla" in b.cells and activation in (b.activations or (activation,)))
+        raise ConfigError(f"activation={activation!r}: backend={backend} supports only "
+                          f"{', '.join(spec.activations)}; valid with backend={backend}: "
+                          f"{', '.join(spec.activations)} (backends that run {activation}: {usable})")
 
 
 def device_restriction(backend: str, device: str) -> str:
@@ -309,6 +314,12 @@ def identity_from_params(params: Mapping[str, str]) -> str | None:
     except ConfigError:
         return None
     return dataclasses.replace(TrainConfig(), **values).identity_hash()
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """A bad value as quoted in a one-line error: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def format_value(value: Any) -> str:

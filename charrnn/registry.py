@@ -1,29 +1,56 @@
 """The one registry of names → facts: cells, backends, tasks and metrics.
 
 Every name here is a YAML key value in `ablations/*.yaml` and a `key=value` of `charrnn train`.
-`config`, `cells`, `grid`, `bench`, `results` and `report` derive their lists from these tables, so
-adding a backend, a cell, a task or a metric is one entry here (plus its implementation). The module
-imports nothing from torch or MLflow: the report and the results layer read it freely.
+`config`, `rnn`, `grid`, `bench`, `results` and `report` derive their lists from these tables, so
+adding a backend, a cell, a task or a metric is one entry here plus the code that computes it, which
+an entry names as a string `"module:object"` (`load` imports it on first use). The module imports
+nothing from torch or MLflow: the report and the results layer read it freely.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+Entry = TypeVar("Entry", "Cell", "Backend")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A recurrent cell. `gates`: blocks G of its input projection (weight_ih_l0 has G*H rows);
+    `has_cell_state`: its hidden state is (h, c); `recurrent`: it has hidden-to-hidden weights
+    (False: a min cell, whose gates see the input alone, so a sequence can run as a scan);
+    `math`: its step functions (`"module:object"`); `fused`: its vendor module (`"torch.nn:GRU"`),
+    "" if it has none."""
+
+    name: str
+    summary: str
+    gates: int
+    math: str
+    has_cell_state: bool = False
+    recurrent: bool = True
+    fused: str = ""
 
 
 @dataclass(frozen=True)
 class Backend:
-    """How a recurrent layer is computed. `cells`: the cells it runs; `cuda_only`: why it needs CUDA
-    ("" if it does not); `cpu_only`: why it runs only on the CPU; `compiles`: its first call compiles,
-    builds or captures (benchmarks warm it apart);
-    `fused`: a vendor module (nn.RNN/GRU/LSTM), the reference the custom paths are checked against."""
+    """How a recurrent layer is computed. `layer`: its layer factory (`"module:object"`, called as
+    `factory(cell, input_size, hidden_size, input_combine, activation)`); `cells`: the cells it
+    runs; `cuda_only`: why it needs CUDA ("" if it does not); `cpu_only`: why it runs only on the
+    CPU; `compiles`: its first call compiles, builds or captures (benchmarks warm it apart);
+    `fused`: a vendor module (nn.RNN/GRU/LSTM), the reference the custom paths are checked against.
+    Vanilla options it cannot run: `concat_only` (no input_combine=add), `activations` (None: all)."""
 
     name: str
     summary: str
+    layer: str
     cells: tuple[str, ...] = ("vanilla", "gru", "lstm")
     cuda_only: str = ""
     cpu_only: str = ""
     compiles: bool = False
     fused: bool = False
+    concat_only: bool = False
+    activations: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -46,32 +73,50 @@ class Metric:
     bounds: tuple[float, float] | None = None
 
 
-CELLS: dict[str, str] = {
-    "vanilla": "Elman RNN: h = act(W x + U h + b), inputs added or concatenated",
-    "gru": "gated recurrent unit (nn.GRU layout)",
-    "lstm": "long short-term memory (nn.LSTM layout)",
-    "mingru": "minGRU (Feng et al. 2024): h = (1 - z) h + z g(h~), z and h~ from x alone",
-    "minlstm": "minLSTM (Feng et al. 2024): h = f' h + i' g(h~), f' + i' = 1, gates from x alone",
-}
+def _by_name(*entries: Entry) -> dict[str, Entry]:
+    return {e.name: e for e in entries}
 
-_BACKENDS = (
-    Backend("fused", "nn.RNN/GRU/LSTM (cuDNN on GPU, native/oneDNN on CPU), the reference", fused=True),
-    Backend("fused_nocudnn", "nn.* with cuDNN switched off (PyTorch's own CUDA kernels)", fused=True,
+
+CELLS = _by_name(
+    Cell("vanilla", "Elman RNN: h = act(W x + U h + b), inputs added or concatenated", gates=1,
+         math="charrnn.rnn.cell_math:VANILLA", fused="torch.nn:RNN"),
+    Cell("gru", "gated recurrent unit (nn.GRU layout)", gates=3,
+         math="charrnn.rnn.cell_math:GRU", fused="torch.nn:GRU"),
+    Cell("lstm", "long short-term memory (nn.LSTM layout)", gates=4, has_cell_state=True,
+         math="charrnn.rnn.cell_math:LSTM", fused="torch.nn:LSTM"),
+    Cell("mingru", "minGRU (Feng et al. 2024): h = (1 - z) h + z g(h~), z and h~ from x alone", gates=2,
+         recurrent=False, math="charrnn.rnn.mincells:MINGRU"),
+    Cell("minlstm", "minLSTM (Feng et al. 2024): h = f' h + i' g(h~), f' + i' = 1, gates from x alone",
+         gates=3, recurrent=False, math="charrnn.rnn.mincells:MINLSTM"),
+)
+
+_LAYERS = "charrnn.rnn.cells"   # the module of most layer factories
+# concat_only on the BPTT family: its hand-written gate math assumes the state enters through W_hh h alone
+
+BACKENDS = _by_name(
+    Backend("fused", "nn.RNN/GRU/LSTM (cuDNN on GPU, native/oneDNN on CPU), the reference",
+            f"{_LAYERS}:fused_layer", fused=True, concat_only=True, activations=("tanh", "relu")),
+    Backend("fused_nocudnn", "nn.* with cuDNN switched off (PyTorch's own CUDA kernels)",
+            f"{_LAYERS}:fused_nocudnn_layer", fused=True, concat_only=True, activations=("tanh", "relu"),
             cuda_only="cuDNN can only be switched off on CUDA (off CUDA this is `fused`)"),
     Backend("loop", "an eager Python loop; each step projects its input and its state",
-            cells=("vanilla", "gru", "lstm", "mingru", "minlstm")),
-    Backend("loop_premul", "all input projections in one matmul, then the eager recurrence"),
-    Backend("loop_compiled", "loop_premul with torch.compile of the step", compiles=True),
-    Backend("loop_bptt", "loop_premul with hand-written backprop through time"),
+            f"{_LAYERS}:loop_layer", cells=tuple(CELLS)),
+    Backend("loop_premul", "all input projections in one matmul, then the eager recurrence",
+            f"{_LAYERS}:loop_premul_layer"),
+    Backend("loop_compiled", "loop_premul with torch.compile of the step", f"{_LAYERS}:loop_compiled_layer",
+            compiles=True),
+    Backend("loop_bptt", "loop_premul with hand-written backprop through time",
+            "charrnn.rnn.loop_layers:BPTTRNNLayer", concat_only=True),
     Backend("loop_native", "loop_bptt's recurrence as C++ loops: per step one matmul and one fused gate kernel",
-            cells=("gru", "lstm"), compiles=True,
-            cpu_only="its fused gate kernels are C++ for the CPU (on CUDA: loop_cudagraph)"),
-    Backend("loop_bptt_compiled", "loop_bptt with compiled gate math", compiles=True),
-    Backend("loop_cudagraph", "loop_bptt captured as CUDA graphs", compiles=True,
-            cuda_only="CUDA graphs need a CUDA device"),
-    Backend("scan", "log-space parallel scan over time (Heinsen 2023), chunked", cells=("mingru", "minlstm")),
+            "charrnn.rnn.loop_layers:NativeRNNLayer", cells=("gru", "lstm"), compiles=True,
+            cpu_only="its fused gate kernels are C++ for the CPU (on CUDA: loop_cudagraph)", concat_only=True),
+    Backend("loop_bptt_compiled", "loop_bptt with compiled gate math", f"{_LAYERS}:loop_bptt_compiled_layer",
+            compiles=True, concat_only=True),
+    Backend("loop_cudagraph", "loop_bptt captured as CUDA graphs", "charrnn.rnn.loop_layers:CudaGraphRNNLayer",
+            compiles=True, cuda_only="CUDA graphs need a CUDA device", concat_only=True),
+    Backend("scan", "log-space parallel scan over time (Heinsen 2023), chunked", "charrnn.rnn.mincells:scan_layer",
+            cells=("mingru", "minlstm")),
 )
-BACKENDS: dict[str, Backend] = {b.name: b for b in _BACKENDS}
 
 TASKS: dict[str, str] = {
     "tinyshakespeare": "character LM on the tiny-shakespeare corpus (shipped)",
@@ -114,26 +159,42 @@ METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
 ENGAGEMENT: dict[str, str] = {"grad_clip": "final_clip_fraction"}
 
 
+def load(ref: str) -> Any:
+    """The object a `"module:object"` reference names, imported on first use."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def backend_names() -> tuple[str, ...]:
     return tuple(BACKENDS)
 
 
+def min_cells() -> tuple[str, ...]:
+    """The cells without hidden-to-hidden weights (minGRU, minLSTM)."""
+    return tuple(c.name for c in CELLS.values() if not c.recurrent)
+
+
+def backends_for(cell: str) -> tuple[str, ...]:
+    """The backends that run `cell`, in table order."""
+    return tuple(b.name for b in BACKENDS.values() if cell in b.cells)
+
+
 def cuda_only() -> dict[str, str]:
     """Backend → why it needs CUDA, for the backends that do."""
-    return {b.name: b.cuda_only for b in _BACKENDS if b.cuda_only}
+    return {b.name: b.cuda_only for b in BACKENDS.values() if b.cuda_only}
 
 
 def cpu_only() -> dict[str, str]:
     """Backend → why it runs only on the CPU, for the backends that do."""
-    return {b.name: b.cpu_only for b in _BACKENDS if b.cpu_only}
+    return {b.name: b.cpu_only for b in BACKENDS.values() if b.cpu_only}
 
 
 def fused_backends() -> tuple[str, ...]:
-    return tuple(b.name for b in _BACKENDS if b.fused)
+    return tuple(b.name for b in BACKENDS.values() if b.fused)
 
 
 def compiling_backends() -> tuple[str, ...]:
-    return tuple(b.name for b in _BACKENDS if b.compiles)
+    return tuple(b.name for b in BACKENDS.values() if b.compiles)
 
 
 def curve_metrics() -> tuple[str, ...]:

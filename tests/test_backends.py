@@ -17,7 +17,8 @@ from charrnn.bench import suite
 from charrnn import registry
 from charrnn.bench.suite import Case
 from charrnn.capabilities import MATMUL, bf16_support
-from charrnn.rnn.cells import BACKENDS, CELLS, make_layer
+from charrnn.rnn import cells
+from charrnn.rnn.cells import make_layer
 from charrnn.cli import main
 from charrnn.config import ConfigError
 
@@ -26,6 +27,7 @@ CPU = torch.device("cpu")
 JIT_WARNING = "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"  # inductor import
 pytestmark = pytest.mark.filterwarnings(JIT_WARNING)
 EAGER = ("loop", "loop_premul", "loop_bptt")  # no compilation: cheap to run everywhere
+CLASSIC = [c.name for c in registry.CELLS.values() if c.recurrent]   # the cells nn.* has
 
 
 def tiny(cell="gru", backend="loop_bptt", **kw) -> Case:
@@ -33,14 +35,14 @@ def tiny(cell="gru", backend="loop_bptt", **kw) -> Case:
 
 
 def hidden_of(cell: str, layers: int = 1, requires_grad: bool = False):
-    n = 2 if CELLS[cell].has_cell_state else 1
+    n = 2 if registry.CELLS[cell].has_cell_state else 1
     states = tuple(torch.randn(layers, B, H, requires_grad=requires_grad) for _ in range(n))
     return states if n == 2 else states[0]
 
 
 # --------------------------------------------------------------------------- backends
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if "lstm" in registry.BACKENDS[b].cells])
+@pytest.mark.parametrize("backend", registry.backends_for("lstm"))
 def test_every_backend_shares_the_nn_state_dict_layout(backend):
     layer = make_layer(backend, "lstm", I, H)
     assert list(layer.state_dict()) == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
@@ -49,7 +51,7 @@ def test_every_backend_shares_the_nn_state_dict_layout(backend):
 
 @pytest.mark.parametrize("dtype", ["bf16"])
 @pytest.mark.parametrize("backend", EAGER)
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CLASSIC)
 def test_bf16_autocast_matches_fused_within_stated_tolerance(cell, backend, dtype):
     for kernel in (cell, MATMUL):  # the fused reference, then the loop backend's matmuls
         support = bf16_support(kernel, "cpu")
@@ -76,7 +78,7 @@ def test_bptt_vanilla_matches_autograd_loop_for_every_activation(activation):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CLASSIC)
 def test_bptt_gradient_through_final_state_only(cell):
     """Loss on h_n (and c_n) alone: the unused per-step output gets zero gradient."""
     torch.manual_seed(0)
@@ -93,7 +95,7 @@ def test_bptt_gradient_through_final_state_only(cell):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CLASSIC)
 def test_bptt_no_grad_path_equals_grad_path(cell):
     layer = make_layer("loop_bptt", cell, I, H)
     x, h0 = torch.randn(B, T, I), hidden_of(cell)
@@ -154,16 +156,22 @@ def test_layer_stack_takes_nn_multilayer_weights():
     assert suite._canonical("head.weight") == "head.weight"
 
 
-def test_equivalence_failure_names_the_case_and_tensor(monkeypatch):
-    build = BACKENDS["loop_premul"]
+def _perturb_loop_premul(monkeypatch, perturb) -> None:
+    """`loop_premul` layers whose step goes through `perturb(xp, h, w, b, step)`; the registry names
+    its factory by string, so patching the factory's module attribute reaches `make_layer`."""
+    build = cells.loop_premul_layer
 
-    def off_by_a_bit(*args):
+    def perturbed(*args):
         layer = build(*args)
         step = layer.step
-        layer.step = lambda xp, h, w, b: step(xp + 1e-3, h, w, b)
+        layer.step = lambda xp, h, w, b: perturb(xp, h, w, b, step)
         return layer
 
-    monkeypatch.setitem(BACKENDS, "loop_premul", off_by_a_bit)
+    monkeypatch.setattr(cells, "loop_premul_layer", perturbed)
+
+
+def test_equivalence_failure_names_the_case_and_tensor(monkeypatch):
+    _perturb_loop_premul(monkeypatch, lambda xp, h, w, b, step: step(xp + 1e-3, h, w, b))
     case = tiny("gru", "loop_premul")
     with pytest.raises(AssertionError, match=r"gru-h8-b3-t5-l1-fp32-fwd_bwd-loop_premul: out: max \|error\|"):
         suite.assert_equivalent(case, CPU, suite.reference_model(case))
@@ -213,7 +221,7 @@ def test_rounds_follow_the_time_target_within_bounds():
 
 
 def test_device_restricted_backends_have_a_skip_reason_off_their_device():
-    for backend in BACKENDS:
+    for backend in registry.BACKENDS:
         reason = suite.skip_reason(backend, CPU)
         assert (reason is not None) == (backend in suite.CUDA_ONLY), backend
         if reason:
@@ -348,17 +356,10 @@ def test_bwd_workload_times_the_backward_of_a_forward_run_before_it():
 
 
 def test_equivalence_errors_are_explicit_not_library_asserts(monkeypatch):
-    build = BACKENDS["loop_premul"]
-    monkeypatch.setitem(BACKENDS, "loop_premul", lambda *a: _scaled(build(*a)))
+    _perturb_loop_premul(monkeypatch, lambda xp, h, w, b, step: 1.01 * step(xp, h, w, b))
     case = tiny("gru", "loop_premul")
     with pytest.raises(suite.EquivalenceError, match="out: max"):
         suite.assert_equivalent(case, CPU, suite.reference_model(case))
-
-
-def _scaled(layer):
-    step = layer.step
-    layer.step = lambda xp, h, w, b: 1.01 * step(xp, h, w, b)
-    return layer
 
 
 def test_sweep_profile_times_fused_and_bptt_at_ten_plus_hidden_sizes_fine_at_64_to_256():

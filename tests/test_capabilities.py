@@ -6,7 +6,7 @@ import torch
 from grid_support import TINY_FIXED, empty_store_db, store, write_grid  # noqa: F401
 
 from charrnn import capabilities
-from charrnn.capabilities import FORCE_NO_BF16, MATMUL, Support, bf16_support, check_device_support
+from charrnn.capabilities import FORCE_NO_BF16, MATMUL, Support, bf16_support, check_device, check_device_support
 from charrnn.cli import main
 from charrnn.config import ConfigError, make_config
 
@@ -81,3 +81,11 @@ def test_bf16_lstm_trains_to_finished_where_the_probe_says_it_can(store, capsys)
         pytest.skip(f"bf16 lstm cannot run on this CPU: {support.reason}")
     assert main(["train", "cell=lstm", "dtype=bf16", *TINY_ARGS, "--no-progress"]) == 0
     assert "status: FINISHED" in capsys.readouterr().out
+
+
+def test_the_one_device_check_resolves_auto_and_refuses_a_backend_the_device_cannot_run(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert check_device(make_config({"backend": "loop"})) == torch.device("cpu")
+    with pytest.raises(ConfigError, match="backend='loop_cudagraph': CUDA graphs need a CUDA device; device is cpu"):
+        check_device(make_config({"backend": "loop_cudagraph"}))   # device=auto resolved to cpu

@@ -6,8 +6,12 @@ import math
 import pytest
 import torch
 
-from charrnn.rnn.cells import CELLS, FUSED, LoopRNNLayer, make_layer
+from charrnn import registry
 from charrnn.config import ConfigError
+from charrnn.rnn.cells import fused_module, make_layer
+from charrnn.rnn.loop_layers import LoopRNNLayer
+
+CLASSIC = [c.name for c in registry.CELLS.values() if c.recurrent]   # the cells nn.* has
 
 # (cell, vanilla-only options) for every configuration the fused backend can run.
 FUSED_CASES = [
@@ -23,7 +27,7 @@ ATOL = 1e-5
 
 def random_hidden(cell: str, batch: int, hidden: int, layers: int = 1, requires_grad=False):
     """Non-zero initial state in the nn.* convention: (L, B, H), or (h, c) for lstm."""
-    n = 2 if CELLS[cell].has_cell_state else 1
+    n = 2 if registry.CELLS[cell].has_cell_state else 1
     states = tuple(torch.randn(layers, batch, hidden, requires_grad=requires_grad) for _ in range(n))
     return states if n == 2 else states[0]
 
@@ -102,7 +106,7 @@ def test_none_initial_hidden_means_zeros_and_shapes_follow_nn_convention(cell, o
     torch.testing.assert_close(out[:, -1], as_tuple(h_n)[0][0])
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", CLASSIC)
 def test_loop_init_is_pytorch_uniform_range(cell):
     torch.manual_seed(0)
     layer = LoopRNNLayer(cell, I, 16)
@@ -146,7 +150,7 @@ def test_add_and_concat_have_same_parameter_shapes_but_differ():
 @pytest.mark.parametrize("opts,key", [({"input_combine": "add"}, "input_combine='add'"),
                                       ({"activation": "identity"}, "activation='identity'")])
 def test_fused_vanilla_rejects_what_it_cannot_run_and_points_to_loop(opts, key):
-    with pytest.raises(ConfigError, match="backend=loop") as err:
+    with pytest.raises(ConfigError, match="backends that run [a-z]+: loop") as err:
         make_layer("fused", "vanilla", I, H, **opts)
     assert str(err.value).startswith(key)
     assert "\n" not in str(err.value)
@@ -172,7 +176,7 @@ def test_unknown_cell_lists_every_registered_cell():
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_vanilla_only_options_are_ignored_for_gated_cells(cell):
     layer = make_layer("fused", cell, I, H, input_combine="add", activation="identity")
-    assert isinstance(layer, FUSED[cell])
+    assert isinstance(layer, fused_module(cell))
     torch.manual_seed(0)
     plain = make_layer("loop", cell, I, H)
     odd = make_layer("loop", cell, I, H, input_combine="add", activation="identity")
@@ -182,7 +186,21 @@ def test_vanilla_only_options_are_ignored_for_gated_cells(cell):
 
 
 def test_fused_registry_builds_single_layer_batch_first_modules():
-    for cell, cls in FUSED.items():
+    for cell in CLASSIC:
         layer = make_layer("fused", cell, I, H)
-        assert type(layer) is cls and layer.num_layers == 1 and layer.batch_first
+        assert type(layer) is fused_module(cell) and layer.num_layers == 1 and layer.batch_first
     assert make_layer("fused", "vanilla", I, H, activation="relu").nonlinearity == "relu"
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inductor import
+def test_every_registry_reference_names_its_object_and_every_pair_builds_in_nn_layout():
+    for cell in registry.CELLS.values():
+        assert registry.load(cell.math) is not None
+        assert not cell.fused or issubclass(registry.load(cell.fused), torch.nn.RNNBase)
+    for backend in registry.BACKENDS.values():
+        assert callable(registry.load(backend.layer))
+        for cell in backend.cells:
+            shapes = {n: tuple(p.shape) for n, p in make_layer(backend.name, cell, I, H).named_parameters()}
+            rows = registry.CELLS[cell].gates * H
+            assert shapes["weight_ih_l0"] == (rows, I) and shapes["bias_ih_l0"] == (rows,), (backend.name, cell)
+            assert ("weight_hh_l0" in shapes) == registry.CELLS[cell].recurrent, (backend.name, cell)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from charrnn import registry
 from charrnn.rnn import mincells
 from charrnn.rnn.cells import make_layer
 from charrnn.cli import main
@@ -20,7 +21,8 @@ from charrnn.config import ConfigError, make_config
 from charrnn.grid.spec import load_grid
 from charrnn.rnn.models import CharRNN, param_count
 
-MIN_CELLS = ("mingru", "minlstm")
+MIN_CELLS = registry.min_cells()
+MIN_BACKENDS = registry.backends_for("mingru")   # loop (the sequential reference) and scan
 TOL = mincells.SCAN_TOLERANCE
 REPO = Path(__file__).resolve().parent.parent
 GRID = REPO / "ablations" / "min_rnn.yaml"
@@ -57,7 +59,7 @@ def assert_close_scaled(actual: dict, expected: dict, tol: float) -> None:
 def pair(cell: str, I: int, H: int, chunk: int = mincells.SCAN_CHUNK):
     torch.manual_seed(0)
     loop = make_layer("loop", cell, I, H)
-    scan = mincells.MinLayer(cell, I, H, "scan", chunk=chunk)
+    scan = mincells.MinLayer(cell, I, H, scan=True, chunk=chunk)
     scan.load_state_dict(loop.state_dict())
     return loop, scan
 
@@ -90,7 +92,7 @@ def test_mingru_two_steps_by_hand_from_the_paper_equations():
         h = (1 - z) * h + z * cand
         expected.append(h)
     assert _g_positive(-2.0 * 1.0 + 0.3) == pytest.approx(_sigmoid(-1.7)) and _g_positive(1.7) == pytest.approx(2.2)
-    for backend in mincells.MIN_BACKENDS:
+    for backend in MIN_BACKENDS:
         layer = make_layer(backend, "mingru", 1, 1)
         layer.load_state_dict({"weight_ih_l0": w, "bias_ih_l0": b})
         out, h_n = layer(torch.tensor([[[1.0], [-0.7]]]), torch.tensor([[[-0.4]]]))
@@ -106,7 +108,7 @@ def test_minlstm_two_steps_by_hand_from_the_paper_equations():
         f, i, cand = _sigmoid(1.0 * x), _sigmoid(-0.5 * x + 0.2), _g_positive(0.8 * x - 0.1)
         h = f / (f + i) * h + i / (f + i) * cand
         expected.append(h)
-    for backend in mincells.MIN_BACKENDS:
+    for backend in MIN_BACKENDS:
         layer = make_layer(backend, "minlstm", 1, 1)
         layer.load_state_dict({"weight_ih_l0": w, "bias_ih_l0": b})
         out, _ = layer(torch.tensor([[[0.6], [-1.5]]]), torch.tensor([[[0.3]]]))
@@ -126,7 +128,7 @@ def tiny_model(cell: str, backend: str, layers: int = 2, residual: bool = True) 
     return CharRNN(cfg, vocab_size=11)
 
 
-@pytest.mark.parametrize("backend", mincells.MIN_BACKENDS)
+@pytest.mark.parametrize("backend", MIN_BACKENDS)
 @pytest.mark.parametrize("cell", MIN_CELLS)
 def test_mingru_minlstm_state_carried_across_chunks_equals_one_long_run(cell, backend):
     net = tiny_model(cell, backend, layers=3)
@@ -146,7 +148,7 @@ def test_mingru_minlstm_models_share_weights_across_backends_for_1_to_8_layers(c
         scan.load_state_dict(loop.state_dict())
         x = torch.randint(0, 11, (2, 40))
         torch.testing.assert_close(scan(x)[0], loop(x)[0], atol=1e-4, rtol=0)
-    G = mincells.GATES[cell]       # per layer G*H*(I+1), no hidden-to-hidden weights
+    G = registry.CELLS[cell].gates  # per layer G*H*(I+1), no hidden-to-hidden weights
     H, V = 16, 11
     expected = V * H + G * H * (H + 1) * 8 + H * V + V
     assert param_count(tiny_model(cell, "scan", 8, residual=False)) == expected

@@ -6,9 +6,8 @@ import torch
 from torch import nn
 
 from charrnn.capabilities import compile_support, cxx_compiler
-from charrnn.rnn.cells import CELLS
 from charrnn.config import CHOICES, ConfigError, device_restriction, make_config
-from charrnn.registry import BACKENDS, compiling_backends
+from charrnn.registry import BACKENDS, CELLS, compiling_backends
 from charrnn.rnn.models import CharRNN, detach_hidden, param_count
 
 V, B, T, H = 11, 3, 7, 8
@@ -92,7 +91,7 @@ def check_model_matches_fused(backend: str, case: str, layers: int, residual: bo
         torch.testing.assert_close(grads_l[name], grads_f[name], atol=ATOL, rtol=0, msg=name)
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", list(CELLS))   # every cell: loop runs them all
 def test_forward_shapes_and_none_hidden_means_zero(cell):
     net = model(cell=cell, backend="loop", layers=2)
     x = tokens()
@@ -219,6 +218,6 @@ def test_detach_hidden_cuts_graph_and_keeps_structure(cell):
 
 
 def test_fused_config_for_add_combine_is_rejected_before_model_build():
-    with pytest.raises(ConfigError, match="backend=loop"):
+    with pytest.raises(ConfigError, match="backends that run add: loop"):
         model(cell="vanilla", input_combine="add", backend="fused")
     assert model(cell="vanilla", input_combine="add", backend="loop")(tokens())[0].shape == (B, T, V)

@@ -120,6 +120,14 @@ def test_params_read_back_as_floats_still_match_the_tuned_values():
         tuning.select(runs({("a", 0, 0.5): 1.0}), {"lr": LRS})
 
 
+def test_string_params_match_typed_tuned_values_and_are_written_as_configs_write_them():
+    frame = pd.DataFrame([{"variant": "a", "seed": 0, "hidden_size": "512", "residual": "True",
+                           "final_val_loss": 1.0, "status": "FINISHED"}])   # MLflow params are strings
+    chosen = tuning.select(frame, {"hidden_size": [256, 512, 1024], "residual": [False, True]})
+    assert chosen["tuned"].tolist() == ["hidden_size=512,residual=true"]   # config.format_value's text
+    assert chosen["tune_at_edge"].tolist() == [False]
+
+
 def test_isolation_and_chosen_counts_feed_the_page():
     frame = runs({("a", s, lr): 1 + lr * 100 + s for s in (0, 1) for lr in LRS})
     view = tuning.isolation(frame, "lr")

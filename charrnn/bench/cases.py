@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from charrnn import registry
-from charrnn.rnn.cells import BACKENDS, CELLS, FUSED
-from charrnn.rnn.mincells import GATES as MIN_GATES
-from charrnn.rnn.mincells import MIN_BACKENDS, MIN_CELLS, SCAN_TOLERANCE
+from charrnn.rnn.mincells import SCAN_TOLERANCE
 
 REFERENCE = "fused"
 COMPILING = registry.compiling_backends()  # first call compiles/captures: warmed and timed apart
@@ -43,12 +41,12 @@ TOLERANCE = {"fp32": 1e-5, "bf16": 5e-2}
 
 def gates(cell: str) -> int:
     """Gate blocks G of a cell's input projection (G*H rows of weight_ih)."""
-    return MIN_GATES[cell] if cell in MIN_GATES else CELLS[cell].gates
+    return registry.CELLS[cell].gates
 
 
 def recurrent_width(cell: str, hidden: int) -> int:
     """Columns of the hidden-to-hidden matmul: H, or 0 for a min cell (its gates see x alone)."""
-    return 0 if cell in MIN_GATES else hidden
+    return hidden if registry.CELLS[cell].recurrent else 0
 
 
 @dataclass(frozen=True)
@@ -114,7 +112,7 @@ class Profile:
     warmup_rounds: int
     quiet_wait_s: float = 0.0        # per case: wait up to this long for other processes to go idle
     quiet_budget_s: float = 0.0      # ... and at most this long in one session
-    backends: tuple[str, ...] = tuple(BACKENDS)  # the backends timed at every shape
+    backends: tuple[str, ...] = registry.backend_names()  # the backends timed at every shape
     harness_rounds: int = 0          # rounds of the harness-vs-bare-loop benchmark (0: not run)
     extra_cases: tuple[Case, ...] = ()  # cases beyond shape x backend (the min cells: `scan_cases`)
 
@@ -139,7 +137,7 @@ def _sweep(cells, base: dict[str, Any], axes: dict[str, tuple], dtypes, directio
                  for cell, s, dtype, direction in itertools.product(cells, shapes, dtypes, directions))
 
 
-CELL_NAMES = tuple(CELLS)
+CELL_NAMES = tuple(c.name for c in registry.CELLS.values() if c.recurrent)
 
 
 # --- min cells (charrnn/rnn/mincells.py): scan vs loop vs nn.GRU fused at one shape, time vs T --------
@@ -147,7 +145,7 @@ def scan_cases(hidden: int, batch: int, seq_lens: tuple[int, ...], dtypes=("fp32
                direction: str = "fwd_bwd") -> tuple[Case, ...]:
     """Every min cell on each of its backends, and nn.GRU (`gru`, `fused`) at the same shape: the
     comparison the kernels page plots against T (charrnn/report/kernels_scan.py)."""
-    arms = [(c, b) for c in MIN_CELLS for b in MIN_BACKENDS] + [("gru", REFERENCE)]
+    arms = [(c, b) for c in registry.min_cells() for b in registry.backends_for(c)] + [("gru", REFERENCE)]
     return tuple(Case(c, b, hidden, batch, t, 1, dt, direction)
                  for t in seq_lens for dt in dtypes for c, b in arms)
 
@@ -170,17 +168,13 @@ def paired_case(case: Case) -> Case | None:
     same shape for a min cell (nn.* has none), None for `fused` itself."""
     if case.backend == REFERENCE:
         return None
-    cell = case.cell if case.cell in FUSED else "gru"
+    cell = case.cell if registry.CELLS[case.cell].fused else "gru"
     return dataclasses.replace(case, cell=cell, backend=REFERENCE)
 # The hidden-size sweep: fixed B and T, H from 32 to 1024 with fine steps at 64-256 (where seed 001
 # reports a discontinuous jump), the reference and the best custom backend of each device (a
 # backend the device cannot run is skipped with its reason).
 SWEEP_HIDDEN = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 384, 512, 768, 1024)
 SWEEP_CELLS = ("vanilla", "gru", "lstm")
-SWEEP_BACKENDS = ("fused", "loop_bptt", "loop_native", "loop_cudagraph")
-# The GPU proof at fastrnns' shape: no torch.compile backends (their compile time alone would not
-# fit the GPU budget; `full` times them).
-GPU_BACKENDS = ("fused", "fused_nocudnn", "loop_bptt", "loop_cudagraph")
 
 PROFILES: dict[str, Profile] = {
     # make test: correctness only (benchmarks disabled), tiny shapes; `bwd` equals `fwd_bwd` there
@@ -202,12 +196,14 @@ PROFILES: dict[str, Profile] = {
     "sweep_hidden": Profile(
         layer_shapes=tuple((c, h, 32, 64, 1, "fp32", "fwd_bwd") for c in SWEEP_CELLS for h in SWEEP_HIDDEN),
         train_shapes=(), target_s=0.25, min_rounds=5, max_rounds=40, warmup_rounds=1,
-        quiet_wait_s=3.0, quiet_budget_s=45.0, backends=SWEEP_BACKENDS),
-    # make gpu-check: fastrnns' shape (H512 B64 T100 L1), fp32 and bf16, fwd / bwd / fwd+bwd.
+        quiet_wait_s=3.0, quiet_budget_s=45.0, backends=("fused", "loop_bptt", "loop_native", "loop_cudagraph")),
+    # make gpu-check: fastrnns' shape (H512 B64 T100 L1), fp32 and bf16, fwd / bwd / fwd+bwd; no
+    # torch.compile backends (their compile time alone would not fit the GPU budget; `full` times them).
     "gpu": Profile(
         layer_shapes=tuple((c, 512, 64, 100, 1, dt, d) for c in CELL_NAMES for dt in ("fp32", "bf16")
                            for d in DIRECTIONS),
-        train_shapes=(), target_s=0.3, min_rounds=10, max_rounds=60, warmup_rounds=5, backends=GPU_BACKENDS),
+        train_shapes=(), target_s=0.3, min_rounds=10, max_rounds=60, warmup_rounds=5,
+        backends=("fused", "fused_nocudnn", "loop_bptt", "loop_cudagraph")),
     # make bench PROFILE=full: the GPU grid around fastrnns' shape (H512 B64 T100 L1).
     "full": Profile(
         layer_shapes=_sweep(CELL_NAMES, {"hidden": 512, "batch": 64, "seq_len": 100, "layers": 1},

@@ -22,7 +22,9 @@ from torch import Tensor, nn
 
 from charrnn.capabilities import cxx_compiler
 from charrnn.bench.cases import COMPILING, Case, paired_case, reference_backend, tolerance
-from charrnn.rnn.cells import FUSED, FUSED_NOCUDNN, Hidden, has_cell_state, make_layer
+from charrnn import registry
+from charrnn.rnn.cell_math import Hidden
+from charrnn.rnn.cells import fused_module, make_layer
 from charrnn.config import TrainConfig, device_restriction
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -173,7 +175,7 @@ def _layer_slice(hidden: Hidden, i: int) -> Hidden:
 def build_layer_model(case: Case, fused: nn.RNNBase | None = None) -> nn.Module:
     """The timed module for a layer case; with `fused` given, loaded with its weights."""
     if case.backend in ("fused", "fused_nocudnn"):
-        cls = (FUSED if case.backend == "fused" else FUSED_NOCUDNN)[case.cell]
+        cls = fused_module(case.cell, cudnn=case.backend == "fused")
         model = cls(case.hidden, case.hidden, num_layers=case.layers, batch_first=True)
         if fused is not None:
             model.load_state_dict(fused.state_dict())
@@ -187,7 +189,7 @@ def build_layer_model(case: Case, fused: nn.RNNBase | None = None) -> nn.Module:
 
 
 def train_config(case: Case) -> TrainConfig:
-    """The CharRNN config of a train_step case. `backend` may be any `cells.BACKENDS` entry, so it
+    """The CharRNN config of a train_step case. `backend` may be any `registry.BACKENDS` entry, so it
     is set on the dataclass directly (TrainConfig's own choices list only loop and fused)."""
     return dataclasses.replace(TrainConfig(cell=case.cell, hidden_size=case.hidden, layers=case.layers,
                                            batch_size=case.batch, seq_len=case.seq_len,
@@ -266,7 +268,7 @@ class Workload:
 
 
 def _random_hidden(case: Case, device: torch.device, gen: torch.Generator) -> Hidden:
-    n = 2 if has_cell_state(case.cell) else 1
+    n = 2 if registry.CELLS[case.cell].has_cell_state else 1
     states = tuple(torch.randn(case.layers, case.batch, case.hidden, generator=gen).to(device)
                    for _ in range(n))
     return states if n == 2 else states[0]

@@ -24,7 +24,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from charrnn.config import ConfigError, check_backend_device
+from charrnn.config import ConfigError
 from charrnn.grid.spec import Grid, GridError, RunSpec
 from charrnn.run.runner import train_run
 from charrnn.grid.session import GridSession, Job
@@ -40,16 +40,14 @@ def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True
     """Build every RunSpec's data (task, validation batches, a first batch) before any run exists,
     so unusable data (a corpus shorter than seq_len, ...) is a bad-input error, not a failed run.
     With `local_devices` (runs train on this machine) a backend or dtype this machine cannot run is one too."""
-    from charrnn.capabilities import check_device_support
+    from charrnn.capabilities import check_device
     from charrnn.tasks.data import make_task
-    from charrnn.run.train import resolve_device
 
     for spec in specs:
         cfg = spec.config
         try:
             if local_devices:
-                check_backend_device(cfg.backend, resolve_device(cfg.device).type)
-                check_device_support(cfg, resolve_device(cfg.device).type)
+                check_device(cfg)
             task = make_task(cfg)
             for split in ("val", "test") if task.has_test else ("val",):
                 task.eval_batches(split, cfg.batch_size, cfg.seq_len, cfg.eval_batches)

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from charrnn.science.claims import Claim, Pairs, parse_claims
-from charrnn.config import ConfigError, TrainConfig, check_value, format_value, make_config
+from charrnn.config import ConfigError, TrainConfig, check_value, format_value, make_config, short_repr
 
 TOP_KEYS = {"name": True, "question": True, "claim": False, "claims": False, "task": True,
             "fixed": False, "axes": False, "zip": False, "seeds": True, "profiles": True,
@@ -160,12 +160,12 @@ class _Checker:
         if value is None and allow_none:
             return {}
         if not isinstance(value, dict):
-            raise self.fail(where, f"{_short(value)}: expected a mapping of key: value")
+            raise self.fail(where, f"{short_repr(value)}: expected a mapping of key: value")
         return value
 
     def text(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(where, f"{_short(value)}: expected a non-empty string")
+            raise self.fail(where, f"{short_repr(value)}: expected a non-empty string")
         return value.strip()
 
     def keys(self, data: dict[str, Any], spec: dict[str, bool], where: str) -> None:
@@ -201,7 +201,7 @@ class _Checker:
             if key in forbidden:
                 raise self.fail(f"{where}.{key}", f"{key} cannot vary here; {forbidden[key]}")
             if not isinstance(values, list):
-                raise self.fail(f"{where}.{key}", f"{_short(values)}: expected a list of values, "
+                raise self.fail(f"{where}.{key}", f"{short_repr(values)}: expected a list of values, "
                                                   f"e.g. {key}: [a, b]")
             if not values:
                 raise self.fail(f"{where}.{key}", "empty axis; valid: a list of one or more values")
@@ -213,7 +213,7 @@ class _Checker:
 
     def seeds(self, raw: Any) -> tuple[int, ...]:
         if not isinstance(raw, list) or not raw:
-            raise self.fail("seeds", f"{_short(raw)}: expected a non-empty list of integers, e.g. [0, 1, 2]")
+            raise self.fail("seeds", f"{short_repr(raw)}: expected a non-empty list of integers, e.g. [0, 1, 2]")
         seeds = tuple(self.value("seed", s, "seeds") for s in raw)
         if len(set(seeds)) != len(seeds):
             raise self.fail("seeds", f"{raw!r}: repeated seed; valid: distinct integers")
@@ -246,11 +246,6 @@ class _Checker:
             return parse_claims(data, lists)
         except ConfigError as err:
             raise self.fail("", str(err)) from None
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _read(path: Path) -> str:

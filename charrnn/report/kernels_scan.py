@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from charrnn import registry
 from charrnn.report import figures as rf
 
-MIN_CELLS = ("mingru", "minlstm")
+MIN_CELLS = registry.min_cells()
 COMPARED = ("gru", "fused")          # the vendor kernel the scan is held against
 
 

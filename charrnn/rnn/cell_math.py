@@ -1,5 +1,6 @@
-"""Recurrent cells as pure functions in PyTorch's weight layout: gate math, step functions, the
-cell table (`CELLS`) and the hidden-state helpers every layer of `charrnn/rnn/cells.py` builds on.
+"""Classic recurrent cells (vanilla, GRU, LSTM) as pure functions in PyTorch's weight layout: gate
+math, step functions, one `CellMath` per cell (`registry.CELLS` names it), and the hidden-state
+helpers every loop layer (`charrnn/rnn/loop_layers.py`) builds on.
 
 A step is `step(xp, hidden, w_hh, b_hh) -> hidden` with `xp = W_ih x + b_ih`; its gate math
 `gates(xp, hp, state) -> (state', saved)` with `hp = W_hh h + b_hh` has a hand-written backward
@@ -16,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from charrnn.config import ConfigError
 
 Hidden = Union[Tensor, tuple[Tensor, Tensor]]
 StepFn = Callable[[Tensor, Hidden, Tensor, Tensor], Hidden]
@@ -146,7 +146,7 @@ def lstm_step(xp: Tensor, hidden: tuple[Tensor, Tensor], w_hh: Tensor,
     return lstm_gates(xp, F.linear(hidden[0], w_hh, b_hh), hidden)[0]
 
 
-# --------------------------------------------------------------------------- registry
+# --------------------------------------------------------------------------- cells
 
 @dataclass(frozen=True)
 class GateMath:
@@ -157,11 +157,9 @@ class GateMath:
 
 
 @dataclass(frozen=True)
-class Cell:
-    """A recurrent cell as the loop backends see it."""
+class CellMath:
+    """The step functions of a classic cell (the registry's `Cell.math` names one of these)."""
 
-    gates: int                  # weight_ih_l0 has gates * hidden_size rows
-    has_cell_state: bool        # True: hidden is (h, c)
     steps: dict[str, Callable]  # input_combine → step function; gru/lstm have only "concat"
     gate_fwd: Callable          # gate math of the concat step, and its backward
     gate_bwd: Callable
@@ -181,19 +179,10 @@ class Cell:
         return GateMath(self._bind(self.gate_fwd, activation), self._bind(self.gate_bwd, activation))
 
 
-CELLS: dict[str, Cell] = {
-    "vanilla": Cell(gates=1, has_cell_state=False,
-                    steps={"concat": vanilla_concat_step, "add": vanilla_add_step},
-                    gate_fwd=vanilla_gates, gate_bwd=vanilla_gates_bwd),
-    "gru": Cell(gates=3, has_cell_state=False, steps={"concat": gru_step},
-                gate_fwd=gru_gates, gate_bwd=gru_gates_bwd),
-    "lstm": Cell(gates=4, has_cell_state=True, steps={"concat": lstm_step},
-                 gate_fwd=lstm_gates, gate_bwd=lstm_gates_bwd),
-}
-
-def _check_choice(key: str, value: str, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r}: unknown value; valid choices: {', '.join(choices)}")
+VANILLA = CellMath(steps={"concat": vanilla_concat_step, "add": vanilla_add_step},
+                   gate_fwd=vanilla_gates, gate_bwd=vanilla_gates_bwd)
+GRU = CellMath(steps={"concat": gru_step}, gate_fwd=gru_gates, gate_bwd=gru_gates_bwd)
+LSTM = CellMath(steps={"concat": lstm_step}, gate_fwd=lstm_gates, gate_bwd=lstm_gates_bwd)
 
 
 def as_state(hidden: Hidden) -> State:

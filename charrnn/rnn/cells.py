@@ -1,48 +1,33 @@
-"""Recurrent cells in PyTorch's weight layout, single-layer loop modules, and the backend registry.
+"""Recurrent layers by backend: `make_layer`, the layer factories `registry.BACKENDS` names, and the
+vendor modules (`fused_module`) they and the capability probes share.
 
-Every cell is a pure step function `step(xp, hidden, w_hh, b_hh) -> hidden` on one time step, where
-`xp = W_ih x + b_ih` is the input projection of that step. The gate math of a step is split out as
-`gates(xp, hp, state) -> (state', saved)` with `hp = W_hh h + b_hh`, and has a hand-written backward
-`gates_bwd` for the BPTT backends. Weights use the layout of `nn.RNN/GRU/LSTM` (gate blocks stacked
-along dim 0), so every backend's layer and the fused module of the same cell share a state dict:
+Every backend builds a single batch_first layer in the weight layout of `nn.RNN/GRU/LSTM` (gate
+blocks stacked along dim 0, parameters named `*_l0`), so the layers of one cell share a state dict:
 
     loop.load_state_dict(fused.state_dict())   # and the other way round
 
-Backends (`make_layer`, registry `BACKENDS`):
-- `fused`:              nn.RNN/GRU/LSTM (cuDNN on GPU, native/oneDNN kernels on CPU), the reference.
-- `fused_nocudnn`:      the same modules with cuDNN disabled (PyTorch's own CUDA kernels; = fused on CPU).
-- `loop`:               `LoopRNNLayer`, an eager Python loop; each step projects its input and its state.
-- `loop_premul`:        the input projections of all steps in one matmul, then the eager recurrence.
-- `loop_compiled`:      `loop_premul` with `torch.compile` of the step function (autograd through it).
-- `loop_bptt`:          `loop_premul` whose recurrence is one autograd node with hand-written backprop
-                        through time: gate math forward/backward per step, weight gradients in one
-                        matmul over all steps after the loop.
-- `loop_native`:        `loop_bptt`'s LSTM / GRU recurrence as C++ loops: per step one matmul and one
-                        fused gate kernel, no Python between steps; CPU only (charrnn/rnn/native_rnn.py).
-- `loop_bptt_compiled`: `loop_bptt` with the gate math forward and backward each `torch.compile`d
-                        into one fused kernel per step.
-- `loop_cudagraph`:     `loop_bptt` captured as CUDA graphs (forward and backward), CUDA only.
-- `scan`:               minGRU / minLSTM only: a log-space parallel scan over time (charrnn/rnn/mincells.py,
-                        which also holds their `loop` layer; `make_layer` routes min cells there).
+What each backend is (`registry.BACKENDS[name].summary`) and which cells it runs live in the
+registry; each entry names its factory here or in the module computing it (`loop_layers`,
+`mincells`). A factory is called as `factory(cell, input_size, hidden_size, input_combine,
+activation)`; the vanilla-only options are ignored by the other cells. The cells' math lives in
+`cell_math` (vanilla, gru, lstm) and `mincells` (mingru, minlstm).
 
 Hidden state follows the nn.* convention: a tensor (1, B, H), or a tuple (h, c) of (1, B, H) for lstm.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable
 
 import torch
 from torch import nn
 
-from charrnn.rnn import mincells
-from charrnn.rnn.cell_math import CELLS, GateMath, Hidden, _check_choice, map_hidden
-from charrnn.config import CHOICES, check_cell_backend, check_fused_vanilla
-from charrnn.rnn.loop_layers import BPTTRNNLayer, CudaGraphRNNLayer, LoopRNNLayer, NativeRNNLayer
+from charrnn import registry
+from charrnn.config import check_layer
+from charrnn.rnn.cell_math import GateMath
+from charrnn.rnn.loop_layers import BPTTRNNLayer, LoopRNNLayer
+from charrnn.rnn.mincells import MinLayer
 
-__all__ = ["ALL_CELLS", "BACKENDS", "CELLS", "FUSED", "FUSED_NOCUDNN", "Hidden", "LoopRNNLayer", "compile_fn",
-           "has_cell_state", "make_layer", "map_hidden"]
-
-FUSED: dict[str, type[nn.RNNBase]] = {"vanilla": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 class NoCudnn:
     """Mixin: the fused module's forward with cuDNN disabled (PyTorch's own CUDA RNN kernels)."""
@@ -52,8 +37,12 @@ class NoCudnn:
             return super().forward(*args, **kwargs)
 
 
-FUSED_NOCUDNN: dict[str, type[nn.RNNBase]] = {
-    cell: type(f"{cls.__name__}NoCudnn", (NoCudnn, cls), {}) for cell, cls in FUSED.items()}
+@lru_cache(maxsize=None)
+def fused_module(cell: str, cudnn: bool = True) -> type[nn.RNNBase]:
+    """The vendor module of `cell` (`registry.CELLS[cell].fused`, e.g. nn.GRU); cudnn=False: a
+    subclass whose forward runs with cuDNN switched off."""
+    cls = registry.load(registry.CELLS[cell].fused)
+    return cls if cudnn else type(f"{cls.__name__}NoCudnn", (NoCudnn, cls), {})
 
 
 def compile_fn(fn: Callable) -> Callable:
@@ -61,81 +50,60 @@ def compile_fn(fn: Callable) -> Callable:
     return torch.compile(fn, dynamic=False, options={"cpp.threads": 1})
 
 
-# --------------------------------------------------------------------------- backends
+# --------------------------------------------------------------------------- layer factories
 
-def _make_loop(cell: str, input_size: int, hidden_size: int,
-               input_combine: str, activation: str) -> nn.Module:
+def _fused(cls: type[nn.RNNBase], cell: str, input_size: int, hidden_size: int, activation: str) -> nn.Module:
+    options = {"nonlinearity": activation} if cell == "vanilla" else {}  # nn.RNN: concat, tanh or relu
+    return cls(input_size, hidden_size, num_layers=1, batch_first=True, **options)
+
+
+def fused_layer(cell: str, input_size: int, hidden_size: int,
+                input_combine: str = "concat", activation: str = "tanh") -> nn.Module:
+    return _fused(fused_module(cell), cell, input_size, hidden_size, activation)
+
+
+def fused_nocudnn_layer(cell: str, input_size: int, hidden_size: int,
+                        input_combine: str = "concat", activation: str = "tanh") -> nn.Module:
+    return _fused(fused_module(cell, cudnn=False), cell, input_size, hidden_size, activation)
+
+
+def loop_layer(cell: str, input_size: int, hidden_size: int,
+               input_combine: str = "concat", activation: str = "tanh") -> nn.Module:
+    """The sequential reference of every cell; a min cell's is its step function over t."""
+    if not registry.CELLS[cell].recurrent:
+        return MinLayer(cell, input_size, hidden_size, scan=False)
     return LoopRNNLayer(cell, input_size, hidden_size, input_combine, activation)
 
 
-def _make_loop_premul(cell: str, input_size: int, hidden_size: int,
-                      input_combine: str, activation: str) -> nn.Module:
+def loop_premul_layer(cell: str, input_size: int, hidden_size: int,
+                      input_combine: str = "concat", activation: str = "tanh") -> nn.Module:
     return LoopRNNLayer(cell, input_size, hidden_size, input_combine, activation, premul=True)
 
 
-def _make_loop_compiled(*args) -> nn.Module:
-    layer = _make_loop_premul(*args)
+def loop_compiled_layer(*args: str | int) -> nn.Module:
+    layer = loop_premul_layer(*args)
     layer.step = compile_fn(layer.step)
     return layer
 
 
-def _make_loop_bptt_compiled(*args) -> nn.Module:
+def loop_bptt_compiled_layer(*args: str | int) -> nn.Module:
     layer = BPTTRNNLayer(*args)
     layer.lstm_kernel = False
     layer.gate_math = GateMath(compile_fn(layer.gate_math.fwd), compile_fn(layer.gate_math.bwd))
     return layer
 
 
-def _fused_factory(backend: str, classes: dict[str, type[nn.RNNBase]]) -> Callable[..., nn.Module]:
-    def make(cell: str, input_size: int, hidden_size: int,
-             input_combine: str, activation: str) -> nn.Module:
-        if cell != "vanilla":
-            return classes[cell](input_size, hidden_size, num_layers=1, batch_first=True)
-        check_fused_vanilla(backend, input_combine, activation)
-        return classes[cell](input_size, hidden_size, num_layers=1, nonlinearity=activation,
-                             batch_first=True)
-    return make
-
-
-BACKENDS: dict[str, Callable[..., nn.Module]] = {
-    "fused": _fused_factory("fused", FUSED),
-    "fused_nocudnn": _fused_factory("fused_nocudnn", FUSED_NOCUDNN),
-    "loop": _make_loop,
-    "loop_premul": _make_loop_premul,
-    "loop_compiled": _make_loop_compiled,
-    "loop_bptt": BPTTRNNLayer,
-    "loop_native": NativeRNNLayer,
-    "loop_bptt_compiled": _make_loop_bptt_compiled,
-    "loop_cudagraph": CudaGraphRNNLayer,
-    "scan": lambda cell, input_size, hidden_size, *_: mincells.MinLayer(cell, input_size, hidden_size, "scan"),
-}
-assert tuple(BACKENDS) == CHOICES["backend"], "cells.BACKENDS and config.CHOICES['backend'] disagree"
-
+# --------------------------------------------------------------------------- every backend
 
 def make_layer(backend: str, cell: str, input_size: int, hidden_size: int,
                input_combine: str = "concat", activation: str = "tanh") -> nn.Module:
     """One batch_first recurrent layer of `cell` on `backend`; weights named `*_l0` on every backend.
 
-    `input_combine` and `activation` apply to vanilla only and are ignored for gru and lstm (as in
-    TrainConfig), but must still be known values. Raises ConfigError for unknown names and for
-    option combinations the backend cannot run.
+    `input_combine` and `activation` apply to vanilla only and are ignored for the other cells (as
+    in TrainConfig), but must still be known values. Raises ConfigError (`config.check_layer`) for
+    unknown names and for option combinations the backend cannot run.
     """
-    _check_choice("backend", backend, tuple(BACKENDS))
-    _check_choice("cell", cell, ALL_CELLS)
-    _check_choice("input_combine", input_combine, CHOICES["input_combine"])
-    _check_choice("activation", activation, CHOICES["activation"])
-    check_cell_backend(cell, backend)
-    if cell in mincells.MIN_CELLS:  # min cells: their own layer for each of their backends
-        return mincells.MinLayer(cell, input_size, hidden_size, backend)
-    return BACKENDS[backend](cell, input_size, hidden_size, input_combine, activation)
+    check_layer(backend, cell, input_combine, activation)
+    factory = registry.load(registry.BACKENDS[backend].layer)
+    return factory(cell, input_size, hidden_size, input_combine, activation)
 
-
-# --------------------------------------------------------------------------- every cell
-
-ALL_CELLS: tuple[str, ...] = (*CELLS, *mincells.MIN_CELLS)  # the classic cells above, then the min cells
-assert ALL_CELLS == CHOICES["cell"], "cells.ALL_CELLS and config.CHOICES['cell'] disagree"
-
-
-def has_cell_state(cell: str) -> bool:
-    """True where the hidden state is an (h, c) tuple (lstm); min cells carry h alone."""
-    return cell in CELLS and CELLS[cell].has_cell_state

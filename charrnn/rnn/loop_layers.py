@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from charrnn.rnn.cell_math import (CELLS, GateMath, Hidden, State, StepFn, _check_choice, as_state, from_state,
-                                   init_uniform_, map_hidden)
+from charrnn import registry
 from charrnn.rnn import native_rnn
-from charrnn.config import CHOICES, ConfigError
+from charrnn.rnn.cell_math import (CellMath, GateMath, Hidden, State, StepFn, as_state, from_state, init_uniform_,
+                                   map_hidden)
 from charrnn.rnn.lstm_bptt import lstm_recurrence
 
 
@@ -35,14 +35,12 @@ class LoopRNNLayer(nn.Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int,
                  input_combine: str = "concat", activation: str = "tanh", premul: bool = False) -> None:
         super().__init__()
-        _check_choice("cell", cell, tuple(CELLS))
-        _check_choice("input_combine", input_combine, CHOICES["input_combine"])
-        _check_choice("activation", activation, CHOICES["activation"])
-        spec = CELLS[cell]
+        spec = registry.CELLS[cell]
+        self.math: CellMath = registry.load(spec.math)
         self.cell, self.input_size, self.hidden_size = cell, input_size, hidden_size
         self.input_combine, self.activation, self.premul = input_combine, activation, premul
         self.has_cell_state = spec.has_cell_state
-        self.step: StepFn = spec.step(input_combine, activation)
+        self.step: StepFn = self.math.step(input_combine, activation)
         rows = spec.gates * hidden_size
         self.weight_ih_l0 = nn.Parameter(torch.empty(rows, input_size))   # (G*H, I)
         self.weight_hh_l0 = nn.Parameter(torch.empty(rows, hidden_size))  # (G*H, H)
@@ -180,16 +178,14 @@ class BPTTRNNLayer(LoopRNNLayer):
     """`loop_premul` with the recurrence as one `_BPTT` autograd node (hand-written backward).
 
     `self.gate_math` may be replaced by compiled functions (`loop_bptt_compiled`). Vanilla needs
-    input_combine=concat: the gate math assumes the state enters only through W_hh h.
+    input_combine=concat (`registry.Backend.concat_only`): the gate math assumes the state enters
+    only through W_hh h.
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int,
                  input_combine: str = "concat", activation: str = "tanh") -> None:
         super().__init__(cell, input_size, hidden_size, input_combine, activation, premul=True)
-        if cell == "vanilla" and input_combine != "concat":
-            raise ConfigError(f"input_combine={input_combine!r}: the BPTT backends run only concat; "
-                              "valid with them: concat (use backend=loop or loop_premul for add)")
-        self.gate_math: GateMath = CELLS[cell].gate_math(activation)
+        self.gate_math: GateMath = self.math.gate_math(activation)
         # lstm: the written-out recurrence of charrnn/rnn/lstm_bptt.py instead of the per-step gate math
         # (off where the gate math is replaced: loop_bptt_compiled, loop_cudagraph)
         self.lstm_kernel = cell == "lstm"

@@ -24,8 +24,8 @@ random initial states, and a state carried from the previous chunk). The log-spa
 stable forms log σ(u) = -softplus(-u), log(1 - σ(u)) = -softplus(-u), log g(u) = log(u + 1/2) or
 -softplus(-u), and for minLSTM log f' = -softplus(log i - log f), log i' = -softplus(log f - log i).
 
-Backends: `loop` (`MinLayer(backend="loop")`): the step function `mingru_step` / `minlstm_step`
-applied t = 1..T, the sequential reference; `scan`: the log-space scan over time. The scan runs in
+Backends: `loop` (`MinLayer(scan=False)`): the step function `mingru_step` / `minlstm_step`
+applied t = 1..T, the sequential reference; `scan` (`scan_layer`): the log-space scan over time. The scan runs in
 chunks of `chunk` steps (default `SCAN_CHUNK`): inside a chunk all steps at once, across chunks the
 carry h_{end} goes in through the linear h_0 term, one small elementwise op per chunk:
 
@@ -41,19 +41,19 @@ weights. Every backend shares this state dict. The scan computes in fp32 (also u
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from charrnn import registry
 from charrnn.rnn.cell_math import init_uniform_
-from charrnn.config import ConfigError
 
 SCAN_CHUNK = 64    # steps per chunk of the scan backend: fp32 error ~3e-5 at T=1024 (whole-T: ~8e-3)
 # scan == loop within this, per tensor: max|scan - loop| <= tol * max(1, max|loop|) (see tests)
 SCAN_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2}
-MIN_BACKENDS = ("loop", "scan")
 
 
 # --------------------------------------------------------------------------- activations
@@ -99,11 +99,16 @@ def minlstm_log_coeffs(xp: Tensor) -> tuple[Tensor, Tensor]:
     return -F.softplus(diff), -F.softplus(-diff) + log_g(pre)     # log f', log i' + log g(h̃)
 
 
-STEPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"mingru": mingru_step, "minlstm": minlstm_step}
-LOG_COEFFS: dict[str, Callable[[Tensor], tuple[Tensor, Tensor]]] = {
-    "mingru": mingru_log_coeffs, "minlstm": minlstm_log_coeffs}
-GATES: dict[str, int] = {"mingru": 2, "minlstm": 3}
-MIN_CELLS = tuple(STEPS)
+@dataclass(frozen=True)
+class MinMath:
+    """The functions of a min cell (the registry's `Cell.math` names one of these)."""
+
+    step: Callable[[Tensor, Tensor], Tensor]                    # sequential form
+    log_coeffs: Callable[[Tensor], tuple[Tensor, Tensor]]       # log-space form for the scan
+
+
+MINGRU = MinMath(mingru_step, mingru_log_coeffs)
+MINLSTM = MinMath(minlstm_step, minlstm_log_coeffs)
 
 
 # --------------------------------------------------------------------------- the scan
@@ -151,23 +156,21 @@ class MinLayer(nn.Module):
     """One minGRU / minLSTM layer; forward like nn.GRU(batch_first=True):
     x (B, T, I), hx (1, B, H) or None (zeros) → (out (B, T, H), h_n (1, B, H)).
 
-    backend `loop`: the step function over t (the reference); `scan`: `scan_time` (T = 1: the step).
+    scan=False (backend `loop`): the step function over t (the reference); scan=True (backend
+    `scan`): `scan_time` (T = 1: the step).
     """
 
     num_layers = 1
     batch_first = True
 
-    def __init__(self, cell: str, input_size: int, hidden_size: int, backend: str = "scan",
+    def __init__(self, cell: str, input_size: int, hidden_size: int, scan: bool = True,
                  chunk: int = SCAN_CHUNK) -> None:
         super().__init__()
-        if cell not in MIN_CELLS:
-            raise ConfigError(f"cell={cell!r}: not a min cell; valid choices: {', '.join(MIN_CELLS)}")
-        if backend not in MIN_BACKENDS:
-            raise ConfigError(f"backend={backend!r}: does not run cell={cell}; valid backends for "
-                              f"{cell}: {', '.join(MIN_BACKENDS)}")
-        self.cell, self.backend, self.chunk = cell, backend, chunk
+        spec = registry.CELLS[cell]
+        self.math: MinMath = registry.load(spec.math)
+        self.cell, self.scan, self.chunk = cell, scan, chunk
         self.input_size, self.hidden_size = input_size, hidden_size
-        rows = GATES[cell] * hidden_size
+        rows = spec.gates * hidden_size
         self.weight_ih_l0 = nn.Parameter(torch.empty(rows, input_size))   # (G*H, I)
         self.bias_ih_l0 = nn.Parameter(torch.empty(rows))                 # (G*H,)
         self.reset_parameters()
@@ -177,7 +180,7 @@ class MinLayer(nn.Module):
         init_uniform_(self.parameters(), self.hidden_size)
 
     def extra_repr(self) -> str:
-        return f"{self.cell}, {self.input_size}, {self.hidden_size}, backend={self.backend}"
+        return f"{self.cell}, {self.input_size}, {self.hidden_size}, backend={'scan' if self.scan else 'loop'}"
 
     def forward(self, x: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         B, T, _ = x.shape
@@ -185,17 +188,22 @@ class MinLayer(nn.Module):
         xp = F.linear(x, self.weight_ih_l0, self.bias_ih_l0)                   # (B, T, G*H)
         if T == 0:
             return x.new_zeros(B, 0, self.hidden_size), h.unsqueeze(0)
-        if self.backend == "loop" or T == 1:
+        if not self.scan or T == 1:
             out = self.sequential(xp, h)
         else:
-            log_a, log_b = LOG_COEFFS[self.cell](xp.float())                   # (B, T, H) each
+            log_a, log_b = self.math.log_coeffs(xp.float())                    # (B, T, H) each
             out = scan_time(log_a, log_b, h.float(), self.chunk)
         return out, out[:, -1].unsqueeze(0)                                    # (B, T, H), (1, B, H)
 
     def sequential(self, xp: Tensor, h: Tensor) -> Tensor:
         """The step function for t = 1..T: xp (B, T, G*H), h (B, H) → (B, T, H)."""
-        step, outputs = STEPS[self.cell], []
+        step, outputs = self.math.step, []
         for xp_t in xp.unbind(1):                                              # (B, G*H)
             h = step(xp_t, h)
             outputs.append(h)
         return torch.stack(outputs, dim=1)
+
+
+def scan_layer(cell: str, input_size: int, hidden_size: int, *_vanilla_options: str) -> MinLayer:
+    """The `scan` backend's layer factory (input_combine and activation are vanilla-only)."""
+    return MinLayer(cell, input_size, hidden_size, scan=True)

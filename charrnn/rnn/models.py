@@ -10,25 +10,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from charrnn.rnn.cells import ALL_CELLS, Hidden, has_cell_state, map_hidden, make_layer
-from charrnn.config import CHOICES, ConfigError, TrainConfig
+from charrnn import registry
+from charrnn.config import ConfigError, TrainConfig
+from charrnn.rnn.cell_math import Hidden, map_hidden
+from charrnn.rnn.cells import make_layer
 
 INIT_MODES = ("zero", "random", "learned")
 
 
 class CharRNN(nn.Module):
-    """Character-level language model described by a TrainConfig."""
+    """Character-level language model described by a TrainConfig (validated by `make_config`)."""
 
     def __init__(self, cfg: TrainConfig, vocab_size: int) -> None:
         super().__init__()
-        if cfg.input not in CHOICES["input"]:
-            raise ConfigError(f"input={cfg.input!r}: unknown value; "
-                              f"valid choices: {', '.join(CHOICES['input'])}")
-        if cfg.cell not in ALL_CELLS:
-            raise ConfigError(f"cell={cfg.cell!r}: unknown value; valid choices: {', '.join(ALL_CELLS)}")
         self.cfg, self.vocab_size = cfg, vocab_size
         self.hidden_size, self.num_layers = cfg.hidden_size, cfg.layers
-        self.has_cell_state = has_cell_state(cfg.cell)
+        self.has_cell_state = registry.CELLS[cfg.cell].has_cell_state
         H = cfg.hidden_size
 
         if cfg.input == "embedding":

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from charrnn.capabilities import check_device_support
+from charrnn.capabilities import check_device
 from charrnn.run.checkpoint import describe
-from charrnn.config import TrainConfig, check_backend_device
+from charrnn.config import TrainConfig
 from charrnn.tasks.data import Batch, Task, make_task
 from charrnn.rnn.models import CharRNN, detach_hidden, param_count
 
@@ -58,17 +58,6 @@ class TrainResult:
     start_step: int = 0                       # > 0 when resumed from a checkpoint
 
 
-def resolve_device(name: str) -> torch.device:
-    """auto → cuda, then mps, then cpu."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -104,9 +93,7 @@ class Trainer:
         self.cfg = cfg
         self.sink = sink
         self.progress = progress
-        self.device = resolve_device(cfg.device)
-        check_backend_device(cfg.backend, self.device.type)   # e.g. loop_cudagraph with auto → cpu
-        check_device_support(cfg, self.device.type)           # e.g. dtype=bf16 without bf16 kernels
+        self.device = check_device(cfg)
         seed_everything(cfg.seed)
         self.task: Task = make_task(cfg)
         self.model = CharRNN(cfg, self.task.vocab.size).to(self.device)

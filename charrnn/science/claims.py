@@ -29,6 +29,7 @@ from typing import Any, Callable
 from charrnn import registry
 from charrnn.config import ConfigError, check_value, is_finite_number
 from charrnn.config import format_value as _text
+from charrnn.config import short_repr as _short
 
 COMPARISON, EQUIVALENCE, THRESHOLD = "comparison", "equivalence", "threshold"
 CLAIM_KEYS = ("id", "source", "metric", "expect", "margin", "at_least", "where", "higher_is_better")
@@ -262,11 +263,6 @@ def _default_id(kind: str, axis: str | None, value: Any, baseline: Any, metric: 
         stem = f"{axis}={_text(value)}_{'vs' if kind == COMPARISON else 'eq'}_{_text(baseline)}"
     suffix = "".join(f".{k}={_text(v)}" for k, v in where)
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", stem + suffix)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def claims_or_none(data: dict[str, Any] | None, lists: dict[str, tuple],

@@ -25,6 +25,8 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from charrnn import registry
+from charrnn.config import format_value
+from charrnn.science.stats import same_value
 
 SELECT_METRIC = "final_val_loss"
 GROUP = ("variant", "seed")
@@ -37,19 +39,9 @@ def tune_of(definition: Mapping[str, Any] | None) -> dict[str, list[Any]]:
     return dict((definition or {}).get("tune") or {})
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal config values; floats compared with a relative tolerance (MLflow params are strings)."""
-    if isinstance(a, float) or isinstance(b, float):
-        try:
-            return math.isclose(float(a), float(b), rel_tol=1e-9)
-        except (TypeError, ValueError):
-            return False
-    return a == b
-
-
 def _position(key: str, value: Any, values: Sequence[Any]) -> int:
     for i, candidate in enumerate(values):
-        if _same(value, candidate):
+        if same_value(value, candidate):
             return i
     raise ValueError(f"{key}={value!r}: not among the tuned values {list(values)!r}")
 
@@ -66,7 +58,8 @@ def _at_edge(row: pd.Series, tune: Tune) -> bool:
     """The chosen value of some numeric key is its smallest or largest tried value."""
     for key, values in tune.items():
         numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        if len(numeric) == len(values) >= 3 and (_same(row[key], min(numeric)) or _same(row[key], max(numeric))):
+        ends = (min(numeric), max(numeric)) if numeric else ()
+        if len(numeric) == len(values) >= 3 and any(same_value(row[key], end) for end in ends):
             return True
     return False
 
@@ -74,7 +67,8 @@ def _at_edge(row: pd.Series, tune: Tune) -> bool:
 def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
            higher_is_better: bool | None = None) -> pd.DataFrame:
     """One row per (variant, seed): the selected run's row of `runs` (a `results.runs_frame`)
-    plus `tuned` (e.g. "lr=0.003"), `tune_candidates`, `tune_planned` and `tune_at_edge`.
+    plus `tuned` (the grid's values as `config.format_value` writes them, e.g. "lr=0.003"),
+    `tune_candidates`, `tune_planned` and `tune_at_edge`.
     Without `tune` every finished run is its own selection."""
     if "test" in metric:
         raise ValueError(f"metric={metric!r}: selection never uses the test split; valid: a val metric "
@@ -92,7 +86,7 @@ def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
     counts = usable.groupby(list(GROUP), dropna=False).size()
     planned = math.prod(len(v) for v in tune.values())
     out = best.drop(columns="_order").assign(
-        tuned=[",".join(f"{k}={_text(r[k])}" for k in tune) for _, r in best.iterrows()],
+        tuned=[_tuned_text(r, tune) for _, r in best.iterrows()],
         tune_candidates=[int(counts[tuple(r[g] for g in GROUP)]) for _, r in best.iterrows()],
         tune_planned=planned,
         tune_at_edge=[_at_edge(r, tune) for _, r in best.iterrows()],
@@ -104,8 +98,9 @@ def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
     return out
 
 
-def _text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def _tuned_text(row: pd.Series, tune: Tune) -> str:
+    """The row's tuned combination as the grid lists it, e.g. "lr=0.003,residual=true"."""
+    return ",".join(f"{key}={format_value(values[_position(key, row[key], values)])}" for key, values in tune.items())
 
 
 def chosen_counts(selected: pd.DataFrame) -> pd.DataFrame:

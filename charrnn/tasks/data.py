@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from charrnn.config import ConfigError, TrainConfig
+from charrnn.config import TrainConfig
 from charrnn.tasks.corpus_sources import CORPORA, ChecksumError, CorpusSource, fetch
 from charrnn.tasks.sequence import ArithmeticTask, BitflipTask, LMSequenceTask, NamesTask, SequenceTask
 from charrnn.tasks.stream import StreamTask
@@ -44,8 +44,6 @@ TASKS: dict[str, Callable[[TrainConfig], Task]] = {
 
 
 def make_task(cfg: TrainConfig) -> Task:
-    """The task named by cfg.task; ConfigError (one line) for an unknown task or unusable data."""
-    factory = TASKS.get(cfg.task)
-    if factory is None:
-        raise ConfigError(f"task={cfg.task!r}: unknown value; valid choices: {', '.join(TASKS)}")
-    return factory(cfg)
+    """The task named by cfg.task (a choice `make_config` checked); ConfigError (one line) for
+    unusable data."""
+    return TASKS[cfg.task](cfg)
