@@ -28,9 +28,8 @@ from mlflow.utils.file_utils import local_file_uri_to_path
 from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
                                       MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
 
-from charrnn.config import identity_from_params
 from charrnn.paths import results_dir  # noqa: F401 (re-exported: the store lives under it)
-from charrnn.tags import FAILURE_TAG, HASH_TAG, HEARTBEAT_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401
+from charrnn.tags import FAILURE_TAG, HEARTBEAT_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401
 
 RUN_STATUS = RunStatus
 MAX_BATCH = 1000  # MLflow's per-call limit on metrics in log_batch
@@ -95,14 +94,10 @@ class StoredRun:
     metrics: Mapping[str, float]
 
     @property
-    def config_hash(self) -> str | None:
-        return self.tags.get(HASH_TAG)
-
-    @property
     def identity(self) -> str | None:
-        """Its config's stable identity: the `charrnn.identity` tag, or, for a run logged before
-        that tag existed, derived from its logged params (None when it logged none)."""
-        return self.tags.get(IDENTITY_TAG) or identity_from_params(self.params)
+        """Its config's stable identity: the `charrnn.identity` tag (None for a run that is not a
+        training run, or one written before the tag existed and not yet upgraded by `charrnn migrate`)."""
+        return self.tags.get(IDENTITY_TAG)
 
     @property
     def parent_run_id(self) -> str | None:
@@ -224,6 +219,18 @@ class Tracker:
         if note:
             self.client.set_tag(run_id, FAILURE_TAG, note[:5000])
         self.client.set_terminated(run_id, status=status)
+
+    def retag(self, run_id: str, tags: dict[str, str], remove: Iterable[str] = ()) -> None:
+        """Set `tags` on a stored run and delete the tags named in `remove`; its status is left alone."""
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        for key in remove:
+            self.client.delete_tag(run_id, key)
+
+    def replace_artifact(self, run_id: str, local_path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload `local_path` over the stored run's artifact of the same name (atomically in a local store)."""
+        run = self.client.get_run(run_id)
+        RunHandle(self.client, run_id, run.info.artifact_uri).log_artifact(local_path, artifact_path)
 
     # --- runs: read ---
     def get_run(self, run_id: str):

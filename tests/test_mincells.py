@@ -213,17 +213,6 @@ def test_max_time_s_stops_training_at_the_budget_and_evaluates_there():
     assert math.isfinite(result.final["final_val_loss"]) and trainer.state_dict()["train_time_s"] >= 0.5
 
 
-def test_max_time_s_off_keeps_every_earlier_config_hash():
-    from charrnn.config import LEGACY_FIELDS
-    import hashlib
-    import json
-
-    cfg = make_config({"cell": "gru"})
-    old = {k: v for k, v in cfg.to_dict().items() if k in LEGACY_FIELDS}  # as hashed before the key
-    digest = hashlib.sha256(json.dumps(old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-    assert cfg.config_hash() == digest != make_config({"max_time_s": 5}).config_hash()
-
-
 def test_kernels_page_plots_mingru_time_vs_seq_len_and_names_the_crossing(tmp_path):
     import json
 
