@@ -182,7 +182,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """The kernel suite (tests/benchmarks) → results/benchmarks/*.json, a table, MLflow `kernels`."""
+    """The kernel suite (charrnn/bench/timed) → results/benchmarks/*.json, a table, MLflow `kernels`."""
     from charrnn.bench.suite import run_bench
 
     return run_bench(args.profile, ["-k", args.select] if args.select else [], mlflow=not args.no_mlflow)
@@ -260,12 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output directory (default: $CHARRNN_REPORTS_DIR or reports/)")
     report.set_defaults(func=cmd_report)
     bench = sub.add_parser("bench", help="kernel timing suite: every backend vs fused (pytest-benchmark)",
-                           description="Runs tests/benchmarks (from the repository root), writes "
+                           description="Runs the kernel suite shipped in the package (from any directory), writes "
                                        "results/benchmarks/<host>-<device>-<timestamp>.json, prints the "
                                        "table and logs one run to MLflow experiment `kernels`.")
     bench.add_argument("--profile", default="quick",
                        help="quick: CPU, a few shapes per cell (default) | sweep_hidden: tokens/s against "
-                            "H | gpu: the GPU proof at H512 B64 T100 | full: the GPU grid")
+                            "H | gpu: the GPU proof at H512 B64 T100 | full: the GPU grid | test: tiny "
+                            "shapes, a check that the suite runs (its times mean little)")
     bench.add_argument("-k", dest="select", default=None, metavar="EXPR",
                        help="pytest -k expression: time part of the profile, e.g. 'gru and h512'")
     bench.add_argument("--no-mlflow", action="store_true", help="skip the MLflow run")

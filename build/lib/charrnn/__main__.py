@@ -1,0 +1,5 @@
+import sys
+
+from charrnn.cli import main
+
+sys.exit(main())

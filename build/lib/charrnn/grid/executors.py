@@ -1,0 +1,313 @@
+"""Where a grid's runs train, and `run_grid`, the body of `charrnn grid`.
+
+- `local` (default): in this process, one after the other, with a per-run progress bar.
+- `ray`: one Ray task per RunSpec. Joins `--ray-address` / `RAY_ADDRESS` when given, otherwise
+  starts a fresh local Ray (`address="local"`) with this machine's CPUs (and GPUs: `num_gpus` per
+  task) — never the cluster named in Ray's `ray_current_cluster` file, which outlives a dead Ray. Each task gets
+  CPUs // parallel CPUs and as many torch threads. The driver owns every MLflow write: a worker
+  (`worker.py`, which never imports MLflow) logs through a `QueueRun`, whose calls travel over a
+  Ray queue and are replayed by the driver on the real run, so the sqlite store has one writer and
+  workers need no access to it (a remote cluster works the same way). A dead driver leaves its
+  workers nobody to write to.
+- On a cluster (README "Scaling out"): the queue lives on the driver's node; checkpoints reach the
+  store (a tracking server's artifact store) through the driver, so when a worker node dies
+  (`NodeDiedError`) the run stays claimed and is resubmitted, resumed from its last checkpoint
+  artifact on whichever node Ray picks (at most NODE_LOSS_RETRIES times). A worker process that
+  dies on a live node (OOM kill, crash) or a task that raises ends its run FAILED with the reason.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from charrnn.config import ConfigError, check_backend_device
+from charrnn.grid.spec import Grid, GridError, RunSpec
+from charrnn.run.runner import train_run
+from charrnn.grid.session import GridSession, Job
+from charrnn.tags import NODE_LOST_TAG
+from charrnn.tracking import Tracker
+from charrnn.grid.worker import train_task
+
+POLL_S = 0.2
+NODE_LOSS_RETRIES = 3   # times one run is resumed elsewhere after its node died, then FAILED
+
+
+def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True) -> None:
+    """Build every RunSpec's data (task, validation batches, a first batch) before any run exists,
+    so unusable data (a corpus shorter than seq_len, ...) is a bad-input error, not a failed run.
+    With `local_devices` (runs train on this machine) a backend or dtype this machine cannot run is one too."""
+    from charrnn.capabilities import check_device_support
+    from charrnn.tasks.data import make_task
+    from charrnn.run.train import resolve_device
+
+    for spec in specs:
+        cfg = spec.config
+        try:
+            if local_devices:
+                check_backend_device(cfg.backend, resolve_device(cfg.device).type)
+                check_device_support(cfg, resolve_device(cfg.device).type)
+            task = make_task(cfg)
+            for split in ("val", "test") if task.has_test else ("val",):
+                task.eval_batches(split, cfg.batch_size, cfg.seq_len, cfg.eval_batches)
+            task.train_batch(0, cfg.batch_size, cfg.seq_len, cfg.seed, cfg.hidden_init.startswith("epoch_"))
+        except ConfigError as err:
+            raise GridError(f"{grid.path}: profile {spec.profile}, run {spec.run_name}: {err}") from None
+
+
+class LocalExecutor:
+    """Runs in this process, in order; specs another invocation holds are retried at the end."""
+
+    def __init__(self, max_parallel: int | None = None, ray_address: str | None = None,
+                 progress: bool = True):
+        if max_parallel not in (None, 1):
+            raise ConfigError(f"--max-parallel={max_parallel}: the local executor trains one run at a "
+                              "time; valid: 1, or use --executor ray")
+        self.progress = progress
+
+    def __enter__(self) -> "LocalExecutor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def run(self, session: GridSession) -> None:
+        for spec in session.specs:
+            self._train(session, session.acquire(spec))
+        for spec in session.take_deferred():
+            self._train(session, session.acquire(spec, wait=True))
+
+    def _train(self, session: GridSession, job: Job | None) -> None:
+        if job is None:
+            return
+        try:
+            outcome = train_run(job.spec.config, job.run, job.resume, progress=self.progress)
+        except Exception as exc:  # a store write failed: this run ends FAILED, the grid goes on
+            session.abort(job, "FAILED", f"{type(exc).__name__}: {exc}"[:2000])
+            return
+        except BaseException:  # KeyboardInterrupt: the run already ended KILLED
+            job.lock.release()
+            raise
+        session.finish(job, outcome)
+
+
+# ------------------------------------------------------------------------------------------ ray
+
+def apply_message(run, method: str, args: tuple) -> None:
+    """Replay one QueueRun call on the driver's RunHandle."""
+    if method == "log_artifact":
+        name, data, artifact_path = args
+        with tempfile.TemporaryDirectory(prefix="charrnn-upload-") as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            run.log_artifact(path, artifact_path)
+        return
+    if method not in ("log_params", "set_tags", "log_metric_rows", "flush", "log_text", "end"):
+        raise ValueError(f"unknown run message {method!r}")
+    getattr(run, method)(*args)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (respects taskset/cpusets, unlike os.cpu_count())."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def task_resources(cluster: dict[str, float], max_parallel: int | None) -> tuple[int, float, int]:
+    """(CPUs per task, GPUs per task, tasks at once) for a cluster's total resources."""
+    cpus, gpus = max(1, int(cluster.get("CPU", 1))), float(cluster.get("GPU", 0))
+    parallel = max_parallel or (int(gpus) if gpus >= 1 else cpus)
+    return max(1, cpus // parallel), (min(1.0, gpus / parallel) if gpus else 0.0), parallel
+
+
+class RayExecutor:
+    """One Ray task per claimed RunSpec, at most `parallel` at once; the driver writes to MLflow."""
+
+    def __init__(self, max_parallel: int | None = None, ray_address: str | None = None,
+                 progress: bool = True):
+        self.max_parallel = max_parallel
+        self.address = ray_address or os.environ.get("RAY_ADDRESS") or None
+        self._started = False
+
+    def __enter__(self) -> "RayExecutor":
+        """Connect to (or start) Ray before any run exists: a bad address is bad input."""
+        import ray
+
+        if ray.is_initialized():
+            return self
+        common = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
+        try:
+            if self.address:
+                join_cluster(self.address, common)
+            else:  # a fresh local Ray: never a stale /tmp/ray/ray_current_cluster or someone else's
+                ray.init(address="local", num_cpus=usable_cpus(), **common)
+        except (ConnectionError, ValueError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"--ray-address={self.address!r}: cannot start or join Ray ({first}); "
+                              "valid: a running cluster's address, or none for a local Ray") from None
+        self._started = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        if self._started:
+            ray.shutdown()
+            self._started = False
+
+    def run(self, session: GridSession) -> None:
+        import ray
+        from ray.util.queue import Queue
+
+        cpus, gpus, parallel = task_resources(ray.cluster_resources(), self.max_parallel)
+        remote = ray.remote(train_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0,
+                                                runtime_env=worker_env())
+        _RayLoop(session, Queue(actor_options=on_driver_node()), remote, cpus, parallel).run()
+
+
+class _RayLoop:
+    """Submit claimed jobs, apply worker messages, record outcomes, until every spec is done."""
+
+    def __init__(self, session: GridSession, queue: Any, remote: Any, threads: int, parallel: int):
+        self.session, self.queue, self.remote = session, queue, remote
+        self.threads, self.parallel = threads, parallel
+        self.inflight: dict[Any, Job] = {}
+        self.by_run: dict[str, Job] = {}           # message key → job
+        self.keys: dict[Any, str] = {}             # task ref → its message key
+        self.node_losses: dict[str, int] = {}
+
+    def run(self) -> None:
+        todo = deque(self.session.specs)
+        try:
+            while todo or self.inflight:
+                while todo and len(self.inflight) < self.parallel:
+                    self._submit(self.session.acquire(todo.popleft()))
+                if not todo and not self.inflight:
+                    todo.extend(self.session.take_deferred())
+                    if todo:
+                        self._submit(self.session.acquire(todo.popleft(), wait=True))
+                self._wait()
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _submit(self, job: Job | None) -> None:
+        if job is None:
+            return
+        # A resubmitted run gets a new message key: the task it replaces may live on as an orphan
+        # (its node's raylet died, its process not yet), and its late messages must be dropped.
+        lost = self.node_losses.get(job.run_id, 0)
+        key = f"{job.run_id}#{lost}" if lost else job.run_id
+        ref = self.remote.remote(job.spec.config, key, job.resume, self.queue, self.threads)
+        self.inflight[ref] = job
+        self.keys[ref] = key
+        self.by_run[key] = job
+
+    def _drain(self) -> None:
+        size = self.queue.size()
+        if size:
+            for run_id, method, args in self.queue.get_nowait_batch(size):
+                job = self.by_run.get(run_id)
+                if job is not None:
+                    apply_message(job.run, method, args)
+
+    def _wait(self) -> None:
+        import ray
+
+        self._drain()
+        if not self.inflight:
+            return
+        ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=POLL_S)
+        for ref in ready:
+            self._drain()  # the task put its last message before returning
+            job = self.inflight.pop(ref)
+            self.by_run.pop(self.keys.pop(ref), None)
+            try:
+                self.session.finish(job, ray.get(ref))
+            except ray.exceptions.NodeDiedError as exc:  # the node, not the run, failed
+                if not self._resume_elsewhere(job, exc):
+                    self.session.abort(job, "FAILED", f"worker: {type(exc).__name__}: {exc}"[:2000])
+            except Exception as exc:  # the worker died or the task raised
+                self.session.abort(job, "FAILED", f"worker: {type(exc).__name__}: {exc}"[:2000])
+
+    def _resume_elsewhere(self, job: Job, exc: Exception) -> bool:
+        """Resubmit a run whose node died, from its last checkpoint artifact; the run stays
+        RUNNING and claimed. False once it has lost NODE_LOSS_RETRIES nodes."""
+        lost = self.node_losses[job.run_id] = self.node_losses.get(job.run_id, 0) + 1
+        if lost > NODE_LOSS_RETRIES:
+            return False
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        job.run.flush()
+        job.run.set_tags({NODE_LOST_TAG: f"{lost}: {first}"[:500]})
+        job.resume = self.session.resume_point(job.run_id)
+        job.note = f"node died ({lost}x)"
+        self._submit(job)
+        return True
+
+    def _abandon(self) -> None:
+        """Interrupted: stop the tasks, end their runs KILLED (resumable), release their locks."""
+        import ray
+
+        for ref, job in list(self.inflight.items()):
+            ray.cancel(ref, force=True)
+            try:
+                self.session.abort(job, "KILLED", "interrupted")
+            except Exception:  # the store is what we are failing on: the next invocation reaps it
+                job.lock.release()
+        self.inflight.clear()
+
+
+def join_cluster(address: str, options: dict[str, Any]) -> None:
+    """`ray.init` on a running cluster; a refusal without token auth on says what it needs."""
+    import ray
+
+    try:
+        ray.init(address=address, **options)
+    except (ray.exceptions.AuthenticationError, ConnectionError) as err:
+        if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+            raise ConnectionError(str(err).strip().split(". ")[0]) from None
+        raise ConnectionError(
+            f"{str(err).strip().split('. ')[0]}; if the cluster uses token auth, set RAY_AUTH_MODE=token "
+            "and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
+
+
+def worker_env() -> dict[str, Any] | None:
+    """The driver's OMP_WAIT_POLICY (see `charrnn grid`) for every worker, wherever its node was
+    started: a worker node's processes inherit the environment of its `ray start`, not the driver's."""
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    return {"env_vars": {"OMP_WAIT_POLICY": policy}} if policy else None
+
+
+def on_driver_node() -> dict[str, Any]:
+    """Actor options that keep an actor (the message queue) on this driver's node, so the death
+    of a worker node never takes the queue, and the messages of the other runs, with it."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
+
+
+EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}
+
+
+def run_grid(grid: Grid, profile: str, executor: str = "local", max_parallel: int | None = None,
+             ray_address: str | None = None, rerun_failed: bool = True, progress: bool = True,
+             tracker: Tracker | None = None) -> GridSession:
+    """Train every RunSpec of `profile` not already FINISHED; returns the closed session (its
+    results and summary). Bad input raises ConfigError before any run is created."""
+    specs = grid.expand(profile)
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor={executor!r}: unknown executor; valid choices: {', '.join(EXECUTORS)}")
+    runner = EXECUTORS[executor](max_parallel=max_parallel, ray_address=ray_address, progress=progress)
+    preflight(grid, specs, local_devices=not getattr(runner, "address", None))  # a cluster's GPUs are its own
+    with runner:
+        session = GridSession(tracker or Tracker(), grid, profile, specs, executor, rerun_failed, progress)
+        with session:
+            runner.run(session)
+    return session

@@ -1,0 +1,309 @@
+"""Grid files (`ablations/*.yaml`): load, validate against the TrainConfig schema, expand to RunSpecs.
+
+A resolved config is built in this order, later layers winning:
+TrainConfig defaults < `task` < `fixed` < the chosen profile < the variant's `axes`/`zip` values
+< the `tune` values < seed.
+`tune: {KEY: [v1, v2, ...]}` declares nuisance parameters: every (variant, seed) trains once per
+combination of tuned values; `charrnn.science.tuning` then selects one run per (variant, seed) on val.
+Every key and value is checked (each on its own, then every resolved config of every profile)
+before anything runs; a problem is a `GridError`, one line naming the file, the key, the bad value
+and the valid choices. Importing this module pulls in neither torch nor MLflow.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from charrnn.science.claims import Claim, Pairs, parse_claims
+from charrnn.config import ConfigError, TrainConfig, check_value, format_value, make_config
+
+TOP_KEYS = {"name": True, "question": True, "claims": False, "task": True,
+            "fixed": False, "axes": False, "zip": False, "seeds": True, "profiles": True,
+            "tune": False}  # key -> required
+REQUIRED_PROFILES = ("quick", "full")
+NOT_VARIABLE = {"seed": "list seeds under the top-level `seeds`",
+                "task": "set the task with the top-level `task`"}
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit"
+
+
+class GridError(ConfigError):
+    """A malformed grid file. One line: file, key, bad value, valid choices."""
+
+
+def variant_name(varied: Pairs) -> str:
+    return ",".join(f"{key}={format_value(value)}" for key, value in varied)
+
+
+def run_name(varied: Pairs, seed: int) -> str:
+    return ",".join(filter(None, [variant_name(varied), f"seed={seed}"]))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (variant, seed) of a grid: the fully resolved config and what the grid varied."""
+    config: TrainConfig
+    varied: Pairs              # the axes/zip values of this variant, in file order
+    grid: str
+    profile: str
+    tuned: Pairs = ()          # this run's values of the grid's `tune` keys (a nuisance, not an arm)
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def identity(self) -> str:
+        """The stable identity of its config (`TrainConfig.identity_hash`): what the store is
+        searched by, what a lock is named after, what `results` keeps one FINISHED run of."""
+        return self.config.identity_hash()
+
+    @property
+    def variant(self) -> str:
+        """`input_combine=concat` (empty for a grid without axes)."""
+        return variant_name(self.varied)
+
+    @property
+    def run_name(self) -> str:
+        """`input_combine=concat,seed=1` (`input_combine=concat,lr=0.003,seed=1` when tuned): the MLflow run name."""
+        return run_name(self.varied + self.tuned, self.seed)
+
+    @property
+    def varied_json(self) -> str:
+        """The varied values as a JSON object (the `charrnn.varied` tag)."""
+        return json.dumps(dict(self.varied))
+
+
+@dataclass(frozen=True)
+class Grid:
+    path: str
+    text: str                  # the file's content, logged with every invocation
+    name: str                  # MLflow experiment
+    question: str
+    task: str
+    claims: tuple[Claim, ...]
+    fixed: Pairs
+    axes: tuple[tuple[str, tuple[Any, ...]], ...]
+    zipped: tuple[tuple[str, tuple[Any, ...]], ...]
+    seeds: tuple[int, ...]
+    profiles: tuple[tuple[str, Pairs], ...]
+    profile_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()  # profiles with their own `seeds`
+    tune: tuple[tuple[str, tuple[Any, ...]], ...] = ()             # nuisance key -> values to try
+
+    def with_seeds(self, profile: str, seeds: tuple[int, ...]) -> "Grid":
+        """The same grid with `profile` running `seeds` (sequential seeding adds seeds this way)."""
+        others = tuple((p, s) for p, s in self.profile_seeds if p != profile)
+        return replace(self, profile_seeds=others + ((profile, tuple(seeds)),))
+
+    def seeds_of(self, profile: str) -> tuple[int, ...]:
+        """The profile's own `seeds` list when it has one (e.g. more seeds in `full`), else `seeds`."""
+        return dict(self.profile_seeds).get(profile, self.seeds)
+
+    @property
+    def profile_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.profiles)
+
+    def variants(self) -> list[Pairs]:
+        """Every variant: the cartesian product of `axes`, times the rows of `zip`."""
+        zip_rows = [tuple(zip((k for k, _ in self.zipped), row))
+                    for row in zip(*(values for _, values in self.zipped))] or [()]
+        axis_rows = itertools.product(*([(key, v) for v in values] for key, values in self.axes))
+        return [tuple(a) + z for a in axis_rows for z in zip_rows]
+
+    def tunings(self) -> list[Pairs]:
+        """Every combination of the `tune` values, in file order ([()] without `tune`)."""
+        return [tuple(row) for row in itertools.product(*([(k, v) for v in vs] for k, vs in self.tune))]
+
+    def expand(self, profile: str) -> tuple[RunSpec, ...]:
+        """The RunSpecs of `profile`: every variant × seed, as frozen resolved configs."""
+        overrides = dict(self.profiles).get(profile)
+        if overrides is None:
+            raise GridError(f"{self.path}: profile {profile!r}: unknown profile; "
+                            f"valid: {', '.join(self.profile_names)}")
+        base = {"task": self.task, **dict(self.fixed), **dict(overrides)}
+        specs = []
+        for varied, tuned in itertools.product(self.variants(), self.tunings()):
+            for seed in self.seeds_of(profile):
+                try:
+                    cfg = make_config({**base, **dict(varied), **dict(tuned), "seed": seed})
+                except ConfigError as err:
+                    raise GridError(f"{self.path}: profile {profile}, run {run_name(varied + tuned, seed)}: "
+                                    f"{err}") from None
+                specs.append(RunSpec(cfg, varied, self.name, profile, tuned))
+        return tuple(specs)
+
+
+# ------------------------------------------------------------------------------------ loading
+
+
+class _Checker:
+    """Validation of one file's parsed content; every error is prefixed with the file name."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def fail(self, where: str, message: str) -> GridError:
+        return GridError(f"{self.path}: {where}: {message}" if where else f"{self.path}: {message}")
+
+    def mapping(self, value: Any, where: str, allow_none: bool = True) -> dict[str, Any]:
+        if value is None and allow_none:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(where, f"{_short(value)}: expected a mapping of key: value")
+        return value
+
+    def text(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(where, f"{_short(value)}: expected a non-empty string")
+        return value.strip()
+
+    def keys(self, data: dict[str, Any], spec: dict[str, bool], where: str) -> None:
+        for key in data:
+            if key not in spec:
+                raise self.fail(where, f"unknown key {key!r}; valid keys: {', '.join(spec)}")
+        for key, required in spec.items():
+            if required and key not in data:
+                raise self.fail(where, f"missing required key {key!r}")
+
+    def value(self, key: Any, raw: Any, where: str) -> Any:
+        """One config key/value checked alone (type, choice, range)."""
+        if not isinstance(key, str):
+            raise self.fail(where, f"key {key!r}: expected a config key name")
+        try:
+            return check_value(key, raw)
+        except ConfigError as err:
+            raise self.fail(where, str(err)) from None
+
+    def overrides(self, raw: Any, where: str, forbidden: dict[str, str]) -> Pairs:
+        """A block of config keys (`fixed`, a profile)."""
+        pairs = []
+        for key, value in self.mapping(raw, where).items():
+            if key in forbidden:
+                raise self.fail(f"{where}.{key}", f"{key} cannot be set here; {forbidden[key]}")
+            pairs.append((key, self.value(key, value, where)))
+        return tuple(pairs)
+
+    def value_lists(self, raw: Any, where: str, forbidden: dict[str, str]) -> tuple[tuple[str, tuple], ...]:
+        """`axes` / `zip`: key -> non-empty list of distinct valid values."""
+        out = []
+        for key, values in self.mapping(raw, where).items():
+            if key in forbidden:
+                raise self.fail(f"{where}.{key}", f"{key} cannot vary here; {forbidden[key]}")
+            if not isinstance(values, list):
+                raise self.fail(f"{where}.{key}", f"{_short(values)}: expected a list of values, "
+                                                  f"e.g. {key}: [a, b]")
+            if not values:
+                raise self.fail(f"{where}.{key}", "empty axis; valid: a list of one or more values")
+            coerced = tuple(self.value(key, v, where) for v in values)
+            if len(set(coerced)) != len(coerced):
+                raise self.fail(f"{where}.{key}", f"{values!r}: repeated value; valid: distinct values")
+            out.append((key, coerced))
+        return tuple(out)
+
+    def seeds(self, raw: Any) -> tuple[int, ...]:
+        if not isinstance(raw, list) or not raw:
+            raise self.fail("seeds", f"{_short(raw)}: expected a non-empty list of integers, e.g. [0, 1, 2]")
+        seeds = tuple(self.value("seed", s, "seeds") for s in raw)
+        if len(set(seeds)) != len(seeds):
+            raise self.fail("seeds", f"{raw!r}: repeated seed; valid: distinct integers")
+        return seeds
+
+    def profile_seeds(self, raw: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """Profiles that list their own `seeds` (a profile block's only non-config key)."""
+        data = self.mapping(raw, "profiles", allow_none=False)
+        return tuple((name, self.seeds(block["seeds"])) for name, block in data.items()
+                     if isinstance(block, dict) and "seeds" in block)
+
+    def profiles(self, raw: Any, varied: set[str]) -> tuple[tuple[str, Pairs], ...]:
+        data = self.mapping(raw, "profiles", allow_none=False)
+        for name in REQUIRED_PROFILES:
+            if name not in data:
+                raise self.fail("profiles", f"missing profile {name!r}; every grid defines "
+                                            f"{' and '.join(REQUIRED_PROFILES)}")
+        out = []
+        for name, block in data.items():
+            if not isinstance(name, str) or not NAME_PATTERN.match(name):
+                raise self.fail("profiles", f"profile name {name!r}: valid: {NAME_RULE}")
+            forbidden = {"seed": NOT_VARIABLE["seed"],
+                         **{k: f"{k} is varied by the grid" for k in varied}}
+            block = {k: v for k, v in block.items() if k != "seeds"} if isinstance(block, dict) else block
+            out.append((name, self.overrides(block, f"profiles.{name}", forbidden)))
+        return tuple(out)
+
+    def claims(self, data: dict[str, Any], lists: dict[str, tuple]) -> tuple[Claim, ...]:
+        try:
+            return parse_claims(data, lists)
+        except ConfigError as err:
+            raise self.fail("", str(err)) from None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        found = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        valid = f"; valid: {', '.join(found)}" if found else ""
+        raise GridError(f"{path}: grid file not found{valid}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise GridError(f"{path}: cannot read the grid file ({err}); valid: a UTF-8 YAML file") from None
+
+
+def _parse(path: Path, text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise GridError(f"{path}: YAML syntax error{where}: {problem}") from None
+
+
+def _lengths_match(check: _Checker, zipped: tuple[tuple[str, tuple], ...]) -> None:
+    lengths = {key: len(values) for key, values in zipped}
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{k}: {n}" for k, n in lengths.items())
+        raise check.fail("zip", f"lists of unequal length ({detail}); valid: every zip list has the "
+                                "same length")
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read, validate and freeze a grid file; every profile's every RunSpec is resolved once to
+    prove the file is valid. Raises GridError (one line) on any problem."""
+    path = Path(path)
+    text = _read(path)
+    check = _Checker(str(path))
+    data = check.mapping(_parse(path, text), "", allow_none=False)
+    check.keys(data, TOP_KEYS, "top level")
+    name = check.text(data["name"], "name")
+    if not NAME_PATTERN.match(name):
+        raise check.fail("name", f"{name!r}: valid: {NAME_RULE}")
+    task = check.value("task", data["task"], "task")
+    fixed = check.overrides(data.get("fixed"), "fixed", NOT_VARIABLE)
+    fixed_note = {k: f"{k} is already in fixed" for k, _ in fixed}
+    axes = check.value_lists(data.get("axes"), "axes", {**NOT_VARIABLE, **fixed_note})
+    in_axes = {k: f"{k} is already an axis" for k, _ in axes}
+    zipped = check.value_lists(data.get("zip"), "zip", {**NOT_VARIABLE, **fixed_note, **in_axes})
+    _lengths_match(check, zipped)
+    in_zip = {k: f"{k} is already in zip" for k, _ in zipped}
+    tune = check.value_lists(data.get("tune"), "tune", {**NOT_VARIABLE, **fixed_note, **in_axes, **in_zip})
+    lists = dict(axes + zipped)
+    grid = Grid(path=str(path), text=text, name=name, question=check.text(data["question"], "question"),
+                task=task, claims=check.claims(data, lists), fixed=fixed, axes=axes,
+                zipped=zipped, seeds=check.seeds(data["seeds"]),
+                profiles=check.profiles(data["profiles"], set(lists) | {k for k, _ in tune}),
+                profile_seeds=check.profile_seeds(data["profiles"]), tune=tune)
+    for profile in grid.profile_names:
+        grid.expand(profile)
+    return grid
+

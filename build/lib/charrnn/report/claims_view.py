@@ -1,0 +1,96 @@
+"""Verdicts on the pages: each claim judged, the suite's Holm adjustment, forest plot, verdicts.csv.
+
+An experiment page shows each claim's raw verdict. The index gathers every page's claims (from
+the manifest), applies Holm's step-down over all of them (raw and adjusted decision side by
+side), draws the forest plot and writes `verdicts.csv` next to it.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from charrnn.science.verdicts import ALPHA, LABELS, Verdict, adjusted_label, holm_p, judge_claims
+from . import figures as rf
+from .base import VERDICT_COLUMNS, VERDICTS_CSV, ExperimentData, Figure
+
+RULES = [
+    ("reproduced", "the interval lies beyond the margin on the claimed side"),
+    ("contradicted", "the interval lies beyond the margin on the other side (equivalence claims: "
+                     "on either side)"),
+    ("equivalent", "the whole interval lies within ±margin (two one-sided t-tests, TOST)"),
+    ("underpowered", "none of these; the minimum detectable effect (80 % power) and the seeds that "
+                     "would decide are given"),
+    ("not tested", "the manipulation check failed: bit-identical arms, an intervention that never "
+                   "engaged, both arms at the metric's floor or ceiling, or the metric not logged"),
+]
+assert [label for label, _ in RULES] == list(LABELS)
+
+
+def experiment_verdicts(exp: ExperimentData, runs: pd.DataFrame, axes: list[str]) -> list[Verdict]:
+    """`runs`: the page's runs, already the tuned selection when the grid tunes (`tuning.judged_runs`)."""
+    return judge_claims(runs, exp.claims, axes, None, ALPHA, exp.looks)
+
+
+def _num(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def verdict_view(v: Verdict) -> dict[str, Any]:
+    """A verdict as plain data: what the page shows and what the manifest keeps for the index."""
+    c, e = v.claim, v.effect
+    return {"id": c.id, "claim": c.describe(), "source": c.source, "metric": c.metric,
+            "difference": c.difference(), "pairing": c.pairing(), "verdict": v.label, "reason": v.reason,
+            "effect_text": e.fmt(4), "method": v.method, "margin": c.margin, "p": _num(v.p),
+            "effect": _num(e.mean), "sd": _num(e.sd), "n": e.n, "low": _num(e.low), "high": _num(e.high),
+            "mde": _num(v.mde), "mde_text": v.mde_text(), "seeds_needed": v.seeds_needed}
+
+
+def one_line(views: list[dict[str, Any]], best: tuple[str, Any] | None, metric: str) -> str:
+    """The index's one-line result: each claim's verdict and effect, or without claims the best
+    variant's mean with its CI."""
+    if views:
+        return "; ".join(f"{v['id']}: {v['verdict']}, {v['effect_text']}" for v in views)
+    if best is None:
+        return "no finished runs"
+    return f"best {metric.removeprefix('final_')}: {best[0]} = {best[1].fmt(4)}"
+
+
+# --------------------------------------------------------------------------- the suite
+
+def suite_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per claim over every experiment of the index, with Holm-adjusted p and decision."""
+    rows = [{"experiment": e["name"], "file": e["file"], **c} for e in entries for c in e.get("claims") or []]
+    ps = holm_p([r["p"] if r.get("p") is not None and r["verdict"] != "not tested" else math.nan
+                 for r in rows])
+    for row, p in zip(rows, ps):
+        row["p_adjusted"] = _num(p)
+        row["adjusted_verdict"] = adjusted_label(row["verdict"], p)
+    return rows
+
+
+def write_verdicts_csv(rows: list[dict[str, Any]], out_dir: Path) -> Path:
+    """`verdicts.csv`: one row per claim, columns VERDICT_COLUMNS (`claim` is the claim's id)."""
+    frame = pd.DataFrame([{**{k: r.get(k) for k in VERDICT_COLUMNS}, "claim": r["id"], "description": r["claim"]}
+                          for r in rows],
+                         columns=VERDICT_COLUMNS)
+    path = out_dir / VERDICTS_CSV
+    frame.to_csv(path, index=False)
+    return path
+
+
+def forest_figure(rows: list[dict[str, Any]]) -> Figure | None:
+    shown = [{"label": f"{r['experiment']} · {r['id']}", "effect": r["effect"],
+              "low": r["low"] if r["low"] is not None else math.nan,
+              "high": r["high"] if r["high"] is not None else math.nan,
+              "margin": r["margin"], "verdict": r["verdict"]}
+             for r in rows if r.get("effect") is not None]
+    if not shown:
+        return None
+    return Figure("forest", "Every claim: effect and interval against its margin",
+                  "One row per claim: the mean per-seed difference (• ) and its interval, divided by "
+                  "the claim's margin so claims on different metrics share the axis (symlog: ±1 is the "
+                  "margin, the grey band); colour = raw verdict. Interval method per claim in the table.",
+                  rf.encode(rf.forest_plot(shown)))

@@ -1,0 +1,264 @@
+"""Figures for the HTML reports: one seaborn theme, a stable colour per variant, inline PNG.
+
+Every plotting function takes plain data (frames, `Interval`s, a colour map) and returns a
+matplotlib figure (`encode` turns it into base64 PNG); nothing here reads MLflow. Text that came
+from runs goes through `literal`, so a `$` in it is drawn as a dollar sign, not as mathtext.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Iterable
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from charrnn.science.stats import Interval  # noqa: E402
+from .base import Figure  # noqa: E402,F401 (figures are returned as base.Figure)
+
+DPI = 90
+PALETTE_SMALL = "colorblind"    # up to 10 variants
+PALETTE_LARGE = "husl"          # more: evenly spaced hues
+THEME = {"style": "whitegrid", "context": "notebook", "font_scale": 0.85,
+         "rc": {"figure.dpi": DPI, "savefig.dpi": DPI}}
+PANEL_W, PANEL_H = 5.6, 3.6
+PARETO_STYLE = {"color": "black", "lw": 1.0, "ls": "--", "zorder": 1}
+
+
+def apply_theme() -> None:
+    sns.set_theme(**THEME)
+
+
+def literal(text: object) -> str:
+    """`text` drawn as is: a `$` from a run must not switch matplotlib into mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def variant_colors(labels: Iterable[str]) -> dict[str, str]:
+    """One hex colour per variant label, in the given (stable) order."""
+    labels = list(labels)
+    name = PALETTE_SMALL if len(labels) <= 10 else PALETTE_LARGE
+    return dict(zip(labels, sns.color_palette(name, max(len(labels), 1)).as_hex()))
+
+
+def encode(fig: plt.Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _legend(ax: plt.Axes, n_items: int) -> None:
+    if n_items:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False,
+                  ncol=1 if n_items <= 16 else 2)
+
+
+def _errors(intervals: list[Interval]) -> np.ndarray:
+    """(2, N) asymmetric error bars; zero length where there is no CI. A resampled CI need not
+    contain the point estimate (e.g. variance shares), so each side is clipped at zero."""
+    lo = [iv.mean - iv.low if iv.has_ci else 0.0 for iv in intervals]
+    hi = [iv.high - iv.mean if iv.has_ci else 0.0 for iv in intervals]
+    return np.clip(np.array([lo, hi]), 0.0, None)
+
+
+# --------------------------------------------------------------------------- learning curves
+
+def learning_curves(panels: dict[str, dict[str, pd.DataFrame]], colors: dict[str, str]) -> plt.Figure:
+    """One panel per metric; per variant the mean over seeds and its 95 % Student-t CI band.
+    `panels[metric][variant]` has columns step, mean, low, high, n."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(PANEL_W * len(panels), PANEL_H), squeeze=False)
+    for ax, (metric, bands) in zip(axes[0], panels.items()):
+        for variant, band in bands.items():
+            n = int(band["n"].max()) if len(band) else 0
+            ax.plot(band["step"], band["mean"], color=colors[variant], lw=1.3, label=literal(f"{variant} (n={n})"))
+            ax.fill_between(band["step"], band["low"], band["high"], color=colors[variant], alpha=0.2, lw=0)
+        ax.set(xlabel="step", ylabel=literal(metric), title=literal(metric))
+    _legend(axes[0][-1], sum(len(b) for b in list(panels.values())[-1:]))
+    return fig
+
+
+# --------------------------------------------------------------------------- point plots
+
+def point_plot(rows: list[tuple[str, Interval]], colors: dict[str, str], metric: str) -> plt.Figure:
+    """Mean and 95 % CI per variant, n written beside each point."""
+    height = min(0.9 + 0.28 * len(rows), 14.0)
+    fig, ax = plt.subplots(figsize=(PANEL_W + 1.5, height))
+    ys = np.arange(len(rows))
+    for y, (label, iv) in zip(ys, rows):
+        ax.errorbar([iv.mean], [y], xerr=_errors([iv]), fmt="o", color=colors[label], capsize=3)
+        if np.isfinite(iv.mean):
+            ax.annotate(f"n={iv.n}", (iv.high if iv.has_ci else iv.mean, y), xytext=(6, 0),
+                        textcoords="offset points", va="center", fontsize="x-small")
+    ax.set_yticks(ys, [literal(label) for label, _ in rows], fontsize="small")
+    ax.invert_yaxis()
+    ax.set(xlabel=literal(f"{metric} (mean, 95 % CI over seeds)"))
+    return fig
+
+
+def axis_plot(points: pd.DataFrame, x: str, y_label: str, colors: dict[str, str],
+              log_x: bool = False) -> plt.Figure:
+    """`y_label` against numeric axis `x`: one line per group of the other axes, markers in the
+    variant's colour, 95 % CI error bars. `points` has columns x, group, variant, iv (Interval)."""
+    fig, ax = plt.subplots(figsize=(PANEL_W + 1.0, PANEL_H))
+    styles = ["-", "--", ":", "-."]
+    for k, (group, rows) in enumerate(points.groupby("group", sort=False)):
+        rows = rows.sort_values(x)
+        ivs = list(rows["iv"])
+        ax.plot(rows[x], [iv.mean for iv in ivs], color="0.35", ls=styles[k % len(styles)], lw=1,
+                label=literal(group) if group else None, zorder=1)
+        for xv, variant, iv in zip(rows[x], rows["variant"], ivs):
+            ax.errorbar([xv], [iv.mean], yerr=_errors([iv]), fmt="o", color=colors[variant],
+                        capsize=3, zorder=2)
+    if log_x:
+        ax.set_xscale("log", base=2)
+    ax.set(xlabel=literal(x), ylabel=literal(f"{y_label} (mean, 95 % CI)"))
+    if points["group"].nunique() > 1:
+        _legend(ax, points["group"].nunique())
+    return fig
+
+
+# --------------------------------------------------------------------------- cost view
+
+def cost_plot(rows: pd.DataFrame, colors: dict[str, str], metric: str) -> plt.Figure:
+    """Final metric against wall time and against parameter count; Pareto front dashed.
+    `rows` has columns variant, loss (Interval), time (Interval), params (float), and boolean
+    columns front_time, front_params."""
+    fig, axes = plt.subplots(1, 2, figsize=(2 * PANEL_W, PANEL_H), sharey=True)
+    panels = [("time", "wall time per run (s)", "front_time"), ("params", "parameters", "front_params")]
+    for ax, (col, label, front) in zip(axes, panels):
+        for _, r in rows.iterrows():
+            xv = r[col].mean if isinstance(r[col], Interval) else r[col]
+            xerr = _errors([r[col]]) if isinstance(r[col], Interval) else None
+            ax.errorbar([xv], [r["loss"].mean], xerr=xerr, yerr=_errors([r["loss"]]), fmt="o",
+                        color=colors[r["variant"]], capsize=2, zorder=2,
+                        mec="black" if r[front] else None, ms=8 if r[front] else 6)
+        _pareto_line(ax, rows[rows[front]], col)
+        ax.set(xlabel=label, ylabel=literal(f"{metric} (mean, 95 % CI)"), xscale="log")
+    return fig
+
+
+def _pareto_line(ax: plt.Axes, front: pd.DataFrame, col: str) -> None:
+    xs = [v.mean if isinstance(v, Interval) else v for v in front[col]]
+    ys = [iv.mean for iv in front["loss"]]
+    order = np.argsort(xs)
+    if len(order):
+        ax.step(np.asarray(xs)[order], np.asarray(ys)[order], where="post", label="Pareto front",
+                **PARETO_STYLE)
+        ax.legend(loc="upper right", fontsize="small")
+
+
+# --------------------------------------------------------------------------- importance
+
+def importance_plot(shares: dict[str, Interval], metric: str) -> plt.Figure:
+    names = list(shares)
+    ivs = [shares[a] for a in names]
+    fig, ax = plt.subplots(figsize=(PANEL_W, 0.8 + 0.45 * len(names)))
+    color = sns.color_palette(PALETTE_SMALL, 1)[0]
+    ax.barh([literal(a) for a in names], [iv.mean for iv in ivs], xerr=_errors(ivs), color=color, capsize=3)
+    for y, iv in enumerate(ivs):
+        ax.annotate(f"n={iv.n} seeds", (max(iv.high if iv.has_ci else iv.mean, 0), y), xytext=(6, 0),
+                    textcoords="offset points", va="center", fontsize="x-small")
+    ax.invert_yaxis()
+    ax.set(xlabel=literal(f"share of {metric} variance (main effect, 95 % CI over seeds)"),
+           xlim=(0, max(1.0, *(iv.high for iv in ivs if iv.has_ci), 0)))
+    return fig
+
+
+# --------------------------------------------------------------------------- forest plot
+
+VERDICT_COLORS = {"reproduced": "#1a7f37", "contradicted": "#cf222e", "equivalent": "#0969da",
+                  "underpowered": "#9a6700", "not tested": "#6e7781"}
+
+
+def forest_plot(rows: list[dict]) -> plt.Figure:
+    """One row per claim: its effect with the CI (in units of its margin, so claims on different
+    metrics share an axis), the ±margin band shaded, the marker coloured by verdict. Each row
+    has label, effect, low, high, margin, verdict."""
+    fig, ax = plt.subplots(figsize=(PANEL_W + 2.5, 0.9 + 0.34 * len(rows)))
+    ax.axvspan(-1, 1, color="0.85", lw=0, zorder=0, label="within ±margin")
+    ax.axvline(0, color="0.4", lw=0.8, zorder=1)
+    for y, r in enumerate(rows):
+        scale = r["margin"] if r["margin"] > 0 else 1.0
+        mid, lo, hi = (v / scale for v in (r["effect"], r["low"], r["high"]))
+        color = VERDICT_COLORS.get(r["verdict"], "black")
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.plot([lo, hi], [y, y], color=color, lw=2, zorder=2)
+        ax.plot([mid], [y], "o", color=color, zorder=3)
+    ax.set_yticks(range(len(rows)), [literal(r["label"]) for r in rows], fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set(xlabel="effect / margin (symlog; grey band: ±margin)")
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=k) for k, c in VERDICT_COLORS.items()]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    return fig
+
+
+# --------------------------------------------------------------------------- kernels
+
+def speedup_heatmaps(tables: list[tuple[str, pd.DataFrame]], ncols: int = 3) -> plt.Figure:
+    """One hidden × batch heat map per (title, table of speedup vs fused); colour on log2 scale
+    (blue = faster than fused), the speedup written in each cell."""
+    nrows = math.ceil(len(tables) / ncols)
+    ncols = min(ncols, len(tables))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    for ax, (title, table) in zip(axes.flat, tables):
+        sns.heatmap(np.log2(table.astype(float)), annot=table.astype(float), fmt=".2f", cmap="RdBu",
+                    center=0.0, vmin=-3, vmax=3, ax=ax, cbar_kws={"label": "log2 speedup"},
+                    annot_kws={"fontsize": "x-small"})
+        ax.set(title=literal(title), xlabel="batch", ylabel="hidden")
+    for ax in list(axes.flat)[len(tables):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- budget views, tuning
+
+def budget_plot(panels: list[tuple[str, list, float, str]]) -> plt.Figure:
+    """One panel per (title, points, margin, x label): a claim's effect ± CI against the step or the
+    elapsed time, the ±margin band shaded, markers coloured by the label at that point."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(PANEL_W * len(panels), PANEL_H), squeeze=False)
+    for ax, (title, points, margin, xlabel) in zip(axes[0], panels):
+        xs = [p.x for p in points]
+        ax.axhspan(-margin, margin, color="0.85", lw=0, zorder=0)
+        ax.axhline(0, color="0.4", lw=0.8, zorder=1)
+        ax.plot(xs, [p.effect.mean for p in points], color="0.3", lw=1, zorder=2)
+        ax.fill_between(xs, [p.effect.low for p in points], [p.effect.high for p in points],
+                        color="0.5", alpha=0.2, lw=0, zorder=1)
+        for p in points:
+            ax.plot([p.x], [p.effect.mean], "o", ms=4, color=VERDICT_COLORS.get(p.label, "black"), zorder=3)
+        ax.set(xlabel=literal(xlabel), ylabel="effect (95 % CI)", title=literal(title))
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=0, label=k) for k, c in VERDICT_COLORS.items()]
+    axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
+                       frameon=False)
+    return fig
+
+
+def isolation_plot(frame: pd.DataFrame, key: str, metric: str, colors: dict[str, str]) -> plt.Figure:
+    """Metric against a tuned value, one line per arm: mean and 95 % CI over seeds; the selected
+    value per arm ringed. `frame` has columns variant, value, iv (Interval), chosen (bool)."""
+    fig, ax = plt.subplots(figsize=(PANEL_W + 1.0, PANEL_H))
+    for variant, rows in frame.groupby("variant", sort=False):
+        rows = rows.sort_values("value")
+        color = colors.get(variant, "black")
+        ivs = list(rows["iv"])
+        ax.errorbar(rows["value"], [iv.mean for iv in ivs], yerr=_errors(ivs), color=color, marker="o",
+                    capsize=3, lw=1.2, label=literal(variant))
+        for xv, iv, chosen in zip(rows["value"], ivs, rows["chosen"]):
+            if chosen:
+                ax.plot([xv], [iv.mean], "o", ms=12, mfc="none", mec=color, mew=1.5)
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    if values.notna().all() and (values > 0).all() and values.max() / values.min() >= 10:
+        ax.set_xscale("log")
+    ax.set(xlabel=literal(key), ylabel=literal(f"{metric} (mean, 95 % CI)"))
+    _legend(ax, frame["variant"].nunique())
+    return fig

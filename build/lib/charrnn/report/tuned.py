@@ -1,0 +1,49 @@
+"""Nuisance tuning on a page: the value each arm chose per seed and the isolation plot (metric
+against each tuned key, per arm). Selection itself is `charrnn.science.tuning`."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from charrnn.science import tuning
+from charrnn.grid.spec import format_value
+from charrnn.science.stats import FINISHED, mean_ci, same_value
+from . import figures as rf
+from .base import Figure
+
+
+def _isolation_frame(runs: pd.DataFrame, selected: pd.DataFrame, key: str, metric: str) -> pd.DataFrame:
+    done = runs[(runs["status"] == FINISHED)] if "status" in runs else runs
+    chosen = {(v, str(val)) for v, val in zip(selected["variant"], selected[key])}
+    rows = []
+    for (variant, value), group in done.groupby(["variant", key], sort=True):
+        rows.append({"variant": variant, "value": value, "iv": mean_ci(pd.to_numeric(group[metric], errors="coerce")),
+                     "chosen": any(v == variant and same_value(c, value) for v, c in chosen)})
+    return pd.DataFrame(rows, columns=["variant", "value", "iv", "chosen"])
+
+
+def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, list[Any]],
+                   colors: dict[str, str]) -> dict[str, Any] | None:
+    """The page's tuning block: chosen value per arm (seeds per choice), edge warnings, and one
+    isolation figure per tuned key (selection metric: final val loss). None without `tune`."""
+    if not tune or selected.empty or "tuned" not in selected:
+        return None
+    picked = selected[selected["tuned"] != "none usable"]
+    chosen = [{"variant": r.variant, "tuned": r.tuned, "seeds": int(r.seeds)}
+              for r in tuning.chosen_counts(picked).itertuples(index=False)]
+    edge = picked[picked["tune_at_edge"].astype(bool)] if "tune_at_edge" in picked else picked.iloc[0:0]
+    metric = tuning.SELECT_METRIC
+    figures = []
+    for key in tune:
+        frame = _isolation_frame(runs, picked, key, metric)
+        if not frame.empty:
+            short = metric.removeprefix("final_")
+            figures.append(Figure(f"isolation-{key}", f"Isolation: {short} against {key}",
+                                  f"Final {short} (the selection metric, never test) per arm against each tried "
+                                  f"{key} ({', '.join(map(format_value, tune[key]))}); mean and 95 % Student-t CI "
+                                  "over seeds; a ring marks a value some seed of that arm selected.",
+                                  rf.encode(rf.isolation_plot(frame, key, short, colors))))
+    return {"keys": list(tune), "chosen": chosen, "figures": figures,
+            "edge": [f"{r.variant}, seed {r.seed}: {r.tuned}" for r in edge.itertuples(index=False)],
+            "unselected": [f"{v}, seed {s}" for v, s in selected.attrs.get("unselected", [])]}

@@ -1,0 +1,1 @@
+"""One training run: the training loop, the run lifecycle in MLflow, checkpoints, and sampling."""

@@ -1,0 +1,179 @@
+"""Run lifecycle: one TrainConfig → one MLflow run that ends FINISHED, FAILED or KILLED.
+
+`run_one` creates the run itself (`charrnn train`). `train_run` trains into a run someone else
+opened — a new grid child run or a reopened KILLED/FAILED one, resumed from its last checkpoint —
+through anything with RunHandle's methods (the Ray executor passes a queue-backed stand-in).
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from charrnn import provenance
+from charrnn.config import TrainConfig
+from charrnn.run.sample import generate, predictions
+from charrnn.tags import IDENTITY_TAG, RESUMED_TAG, TAG_PREFIX
+from charrnn.run.train import CHECKPOINT_NAME, Diverged, Trainer
+
+if TYPE_CHECKING:  # MLflow stays out of processes that only train (Ray workers)
+    from charrnn.tracking import Tracker
+
+DEFAULT_EXPERIMENT = "train"
+
+
+class RunSink(Protocol):
+    """What a run is written through: tracking.RunHandle, or worker.QueueRun in a Ray worker."""
+    run_id: str
+
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def set_tags(self, tags: dict[str, Any]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+    def flush(self) -> None: ...
+    def log_text(self, text: str, artifact_file: str) -> None: ...
+    def log_json(self, obj: Any, artifact_file: str) -> None: ...
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None: ...
+    def end(self, status: str = "FINISHED", failure: str | None = None) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str                                   # FINISHED | FAILED | KILLED
+    final: dict[str, float] = field(default_factory=dict)
+    failure: str | None = None
+    start_step: int = 0                           # > 0 when resumed from a checkpoint
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a reopened run left off: its last checkpoint artifact and its logged train losses."""
+    checkpoint: bytes | None
+    train_losses: tuple[tuple[int, float], ...] = ()   # (step, value), deduplicated by step
+
+
+def identity_tags(cfg: TrainConfig) -> dict[str, str]:
+    """The run's stable identity."""
+    return {IDENTITY_TAG: cfg.identity_hash()}
+
+
+def _log_outputs(run: RunSink, trainer: Trainer) -> None:
+    """Sample text and the teacher-forced vs free-running record, for the report."""
+    cfg = trainer.cfg
+    text = generate(trainer.model, trainer.task.vocab, trainer.task.sample_prime(),
+                    cfg.sample_length, cfg.sample_temperature, seed=cfg.seed)
+    run.log_text(text, "samples/sample.txt")
+    run.log_json(predictions(trainer.model, trainer.task, cfg.seq_len), "predictions.json")
+
+
+def _log_provenance(run: RunSink, trainer: Trainer) -> dict[str, str]:
+    tags, files = provenance.collect(trainer.device)
+    for name, text in files.items():
+        run.log_text(text, name)
+    return tags
+
+
+def run_one(cfg: TrainConfig, tracker: Tracker, experiment: str = DEFAULT_EXPERIMENT,
+            run_name: str | None = None, tags: dict[str, str] | None = None,
+            parent_run_id: str | None = None, progress: bool = True) -> RunOutcome:
+    """Train `cfg` as one MLflow run. Bad input raises before any run exists; a failure inside
+    training ends the run FAILED with `charrnn.failure` and is returned, not raised."""
+    trainer = Trainer(cfg, progress=progress)  # task, model, val data: input errors surface here
+    prov_tags, prov_files = provenance.collect(trainer.device)
+    run = tracker.start_run(
+        experiment, run_name or cfg.run_name(),
+        params={**cfg.to_dict(), "param_count": trainer.param_count},
+        tags={**identity_tags(cfg), **prov_tags, **(tags or {})},
+        parent_run_id=parent_run_id)
+    for name, text in prov_files.items():
+        run.log_text(text, name)
+    return _train_in(trainer, run, None)
+
+
+def train_run(cfg: TrainConfig, run: RunSink, resume: ResumePoint | None = None,
+              progress: bool = True) -> RunOutcome:
+    """Train `cfg` into the open run `run`, from `resume`'s checkpoint when there is one.
+    Never raises for a training problem: the run ends FAILED and the outcome says why."""
+    try:
+        trainer = Trainer(cfg, progress=progress)
+        run.log_params({**cfg.to_dict(), "param_count": trainer.param_count})
+        run.set_tags({**identity_tags(cfg), **_log_provenance(run, trainer)})
+    except Exception as exc:  # unusable data or a bug before the first step
+        return _fail(run, exc)
+    return _train_in(trainer, run, resume)
+
+
+def _train_in(trainer: Trainer, run: RunSink, resume: ResumePoint | None) -> RunOutcome:
+    with tempfile.TemporaryDirectory(prefix="charrnn-ckpt-") as ckpt_dir:
+        trainer.sink, trainer.checkpoint_dir = run, Path(ckpt_dir)
+        trainer, earlier = _restore(trainer, run, resume)
+        return _train_and_close(trainer, run, earlier)
+
+
+def _restore(trainer: Trainer, run: RunSink, resume: ResumePoint | None) -> tuple[Trainer, dict[int, float]]:
+    """Load `resume`'s checkpoint into `trainer`: (the trainer to use, train losses before it).
+    An unreadable checkpoint (a kill mid-upload) restarts from step 0: slower, never wrong."""
+    if resume is None:
+        return trainer, {}
+    if resume.checkpoint is None:  # killed before its first checkpoint: start over in the same run
+        run.set_tags({RESUMED_TAG: 0})
+        return trainer, {}
+    path = trainer.checkpoint_dir / CHECKPOINT_NAME
+    path.write_bytes(resume.checkpoint)
+    try:
+        trainer.load_checkpoint(path)
+    except Exception as exc:
+        run.set_tags({RESUMED_TAG: 0, TAG_PREFIX + "resume_note": f"checkpoint unreadable ({exc})"[:500]})
+        fresh = Trainer(trainer.cfg, sink=run, checkpoint_dir=trainer.checkpoint_dir, progress=trainer.progress)
+        return fresh, {}
+    run.set_tags({RESUMED_TAG: trainer.step})
+    return trainer, {step: loss for step, loss in resume.train_losses if step < trainer.step}
+
+
+def _finals(trainer: Trainer, result, earlier: dict[int, float]) -> dict[str, float]:
+    """Final metrics; for a resumed run, made equal to an uninterrupted run's where they can be:
+    the train-loss tail includes losses logged before the interruption, and a run resumed at its
+    last step (killed while logging its outputs) is evaluated again instead of reporting nothing."""
+    final = dict(result.final)
+    if not result.start_step:
+        return final
+    cfg = trainer.cfg
+    losses = [earlier[s] for s in sorted(earlier)] + result.train_losses
+    tail = losses[-min(len(losses), cfg.eval_interval):]
+    final["final_train_loss"] = sum(tail) / len(tail) if tail else math.nan
+    if result.start_step >= cfg.steps:
+        final.update({f"final_{k}": v for k, v in trainer.evaluate().items()})
+    return final
+
+
+def _fail(run: RunSink, exc: BaseException) -> RunOutcome:
+    """End `run` FAILED with the exception as its reason (GPU OOM included)."""
+    reason = f"{type(exc).__name__}: {exc}"
+    run.log_text(traceback.format_exc(), "failure_traceback.txt")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # an OOM must not starve the runs that follow
+    run.end("FAILED", failure=reason)
+    return RunOutcome(run.run_id, "FAILED", failure=reason)
+
+
+def _train_and_close(trainer: Trainer, run: RunSink, earlier: dict[int, float]) -> RunOutcome:
+    try:
+        result = trainer.fit()
+        final = _finals(trainer, result, earlier)
+        _log_outputs(run, trainer)
+        run.log_metrics(final, step=trainer.cfg.steps)
+    except Diverged as exc:
+        run.end("FAILED", failure=str(exc))
+        return RunOutcome(run.run_id, "FAILED", failure=str(exc))
+    except KeyboardInterrupt:
+        run.end("KILLED", failure="interrupted")
+        raise
+    except Exception as exc:  # OOM or a bug: record it on the run, let the caller go on
+        return _fail(run, exc)
+    run.end("FINISHED")
+    return RunOutcome(run.run_id, "FINISHED", final=final, start_step=result.start_step)

@@ -1,0 +1,313 @@
+"""One training run: task → model → optimiser loop, with evals, checkpoints and buffered metrics.
+
+MLflow is not imported here: the loop reports through a `RunHandle`-like object (or None).
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from charrnn.capabilities import check_device_support
+from charrnn.run.checkpoint import describe, read
+from charrnn.config import TrainConfig, check_backend_device
+from charrnn.tasks.data import Batch, Task, make_task
+from charrnn.rnn.models import CharRNN, detach_hidden, param_count
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
+CHECKPOINT_NAME = "checkpoint.pt"
+COSINE_FLOOR = 0.1   # cosine schedule ends at lr * COSINE_FLOOR (nanoGPT's min_lr = lr / 10)
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of `step` (0-based): a pure function of the step, so a resumed run
+    continues the schedule exactly."""
+    if cfg.lr_schedule == "constant" or cfg.steps <= 1:
+        return cfg.lr
+    progress = step / (cfg.steps - 1)                                   # 0 → 1
+    return cfg.lr * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or inf."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"diverged at step {step} (train_loss={loss})")
+        self.step = step
+
+
+class MetricSink(Protocol):
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None: ...
+    def flush(self) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    final: dict[str, float]                  # final_* metrics, also logged to the run
+    train_losses: list[float] = field(default_factory=list)  # this process's per-step losses
+    start_step: int = 0                       # > 0 when resumed from a checkpoint
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto → cuda, then mps, then cpu."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+OWN_PROTOCOL = ("random", "epoch_zero", "epoch_random")   # hidden_init modes whose own eval differs from zero
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """Independent RNG stream per (seed, step): batches and random h0 replay exactly on resume."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def masked_cross_entropy(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean cross-entropy (nats/char) over positions where batch.mask is True."""
+    losses = F.cross_entropy(logits.flatten(0, 1).float(), batch.y.flatten(), reduction="none")  # (B*T,)
+    mask = batch.mask.flatten().to(losses.dtype)
+    return (losses * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def batch_to(batch: Batch, device: torch.device) -> Batch:
+    if device.type == "cpu":
+        return batch
+    return Batch(batch.x.to(device, non_blocking=True), batch.y.to(device, non_blocking=True),
+                 batch.mask.to(device, non_blocking=True))
+
+
+class Trainer:
+    """Owns model, optimiser and data for one config; `fit()` runs the loop."""
+
+    def __init__(self, cfg: TrainConfig, sink: MetricSink | None = None,
+                 checkpoint_dir: str | Path | None = None, progress: bool = True):
+        self.cfg = cfg
+        self.sink = sink
+        self.progress = progress
+        self.device = resolve_device(cfg.device)
+        check_backend_device(cfg.backend, self.device.type)   # e.g. loop_cudagraph with auto → cpu
+        check_device_support(cfg, self.device.type)           # e.g. dtype=bf16 without bf16 kernels
+        seed_everything(cfg.seed)
+        self.task: Task = make_task(cfg)
+        self.model = CharRNN(cfg, self.task.vocab.size).to(self.device)
+        self.optimizer = OPTIMIZERS[cfg.optimizer](self.model.parameters(), lr=cfg.lr)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.val = self.eval_set("val")
+        self.train_eval = self.eval_set("train")   # fixed train batches, scored like val
+        self.test = self.eval_set("test") if self.task.has_test else []   # built now: bad data fails early
+        self.carry = cfg.hidden_init.startswith("epoch_")
+        self.batches_per_epoch = self.task.batches_per_epoch(cfg.batch_size, cfg.seq_len)
+        self.step = 0
+        self.hidden: Any = None  # carried state (epoch_* modes)
+        self.train_time_s = 0.0  # seconds in the training loop so far, across resumes (max_time_s)
+        self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                         if cfg.dtype == "bf16" else nullcontext())
+
+    @property
+    def param_count(self) -> int:
+        return param_count(self.model)
+
+    # --- state ---
+    def state_dict(self) -> dict[str, Any]:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "step": self.step, "hidden": self.hidden, "torch_rng": torch.get_rng_state(),
+                 "python_rng": random.getstate(), "identity": self.cfg.identity_hash(),
+                 "train_time_s": self.train_time_s}
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        state.update(describe(self.cfg, self.task.vocab, self.task.sample_prime()))  # self-describing
+        return state
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Resume model, optimiser, step, carried hidden and RNG states from `path`."""
+        state = read(path, map_location=self.device)
+        if state.get("identity") != self.cfg.identity_hash():
+            raise ValueError(f"checkpoint {path} belongs to config {state.get('identity')}, "
+                             f"not {self.cfg.identity_hash()}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.hidden = state["step"], state["hidden"]
+        self.train_time_s = float(state["train_time_s"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        random.setstate(state["python_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+
+    def save_checkpoint(self) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
+        directory = Path(self.checkpoint_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / CHECKPOINT_NAME
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)  # atomic: a kill never leaves a torn checkpoint
+        if self.sink is not None:
+            self.sink.log_artifact(path, "checkpoint")
+        return path
+
+    # --- one step ---
+    def initial_hidden(self, step: int) -> Any:
+        """h0 for this batch: fresh (zero/random/learned) or carried across an epoch (epoch_*)."""
+        mode = self.cfg.hidden_init
+        if self.carry and self.hidden is not None and step % self.batches_per_epoch != 0:
+            return detach_hidden(self.hidden)
+        mode = mode.removeprefix("epoch_")
+        return self.model.init_hidden(self.cfg.batch_size, mode, step_generator(self.cfg.seed, step))
+
+    def train_step(self, step: int) -> tuple[float, float]:
+        """Forward, backward, clip, update. Returns (loss, grad_norm)."""
+        cfg = self.cfg
+        batch = batch_to(self.task.train_batch(step, cfg.batch_size, cfg.seq_len, cfg.seed, self.carry),
+                         self.device)
+        with self.autocast:
+            logits, hidden = self.model(batch.x, self.initial_hidden(step))  # (B, T, V)
+            loss = masked_cross_entropy(logits, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        self.optimizer.step()
+        self.hidden = hidden if self.carry else None
+        return loss.item(), grad_norm.item()
+
+    # --- evaluation ---
+    def eval_set(self, split: str) -> list[Batch]:
+        """The fixed evaluation batches of `split` under cfg.eval_mode (tasks/stream.py shows both layouts)."""
+        cfg = self.cfg
+        if cfg.eval_mode == "stateful":
+            batches = self.task.stateful_batches(split, cfg.batch_size, cfg.seq_len)
+        else:
+            batches = self.task.eval_batches(split, cfg.batch_size, cfg.seq_len, cfg.eval_batches)
+        return [batch_to(b, self.device) for b in batches]
+
+    def evaluate(self) -> dict[str, float]:
+        """val_loss (+ val_accuracy / val_exact_match for synthetic tasks) and train_eval_loss."""
+        metrics = self.score(self.val, "val")
+        metrics["train_eval_loss"] = self.score(self.train_eval, "train_eval")["train_eval_loss"]
+        metrics["generalization_gap"] = metrics["val_loss"] - metrics["train_eval_loss"]
+        return metrics
+
+    def evaluate_test(self) -> dict[str, float]:
+        """test_loss (+ accuracy, exact match) once, after training; {} without a test split. Also
+        `test_own_*`: scored under the run's own hidden_init protocol (random states drawn per
+        batch, epoch_* states carried batch to batch), equal to `test_*` for zero and learned."""
+        if not self.test:
+            return {}
+        plain = self.score(self.test, "test")
+        own = self.score(self.test, "test", own=True) if self.cfg.hidden_init in OWN_PROTOCOL else plain
+        return {**plain, **{k.replace("test_", "test_own_", 1): v for k, v in own.items()}}
+
+    @torch.no_grad()
+    def score(self, batches: list[Batch], prefix: str, stateful: bool | None = None,
+              own: bool = False) -> dict[str, float]:
+        """Mean loss over `batches` (and accuracy / exact match where the task has them). Each batch
+        starts from the learned h0 (if any) or zeros; when stateful (default: eval_mode=stateful)
+        row b carries its state into the next batch, which continues it. `own`: the states the run
+        trained with instead (OWN_PROTOCOL: random h0 from a fixed stream; epoch_* carried)."""
+        self.model.eval()
+        mode = self.cfg.hidden_init if own else "zero"
+        carry = (self.cfg.eval_mode == "stateful" if stateful is None else stateful) or mode.startswith("epoch_")
+        generator = step_generator(self.cfg.seed, -1)          # own random states: the same every eval
+        hidden = None
+        loss_sum = correct = counted = exact = rows = 0.0
+        for batch in batches:
+            if hidden is None and mode.removeprefix("epoch_") == "random":
+                hidden = self.model.init_hidden(batch.x.shape[0], "random", generator)
+            with self.autocast:
+                logits, last = self.model(batch.x, hidden)  # (B, T, V)
+            hidden = last if carry else None
+            n = batch.mask.sum().item()
+            loss_sum += masked_cross_entropy(logits, batch).item() * n
+            hit = (logits.argmax(-1) == batch.y) | ~batch.mask  # (B, T)
+            correct += (hit & batch.mask).sum().item()
+            counted += n
+            has_target = batch.mask.any(dim=1)
+            exact += (hit.all(dim=1) & has_target).sum().item()
+            rows += has_target.sum().item()
+        self.model.train()
+        metrics = {f"{prefix}_loss": loss_sum / max(counted, 1)}
+        if self.task.has_accuracy:
+            metrics[f"{prefix}_accuracy"] = correct / max(counted, 1)
+            metrics[f"{prefix}_exact_match"] = exact / max(rows, 1)
+        return metrics
+
+    # --- the loop ---
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        start = self.step
+        losses: list[float] = []
+        evals: dict[str, float] = {}
+        tokens_per_step = cfg.batch_size * (self.task.fixed_seq_len or cfg.seq_len)
+        bar = tqdm(total=cfg.steps, initial=start, disable=not self.progress, desc=cfg.run_name(),
+                   unit="step", dynamic_ncols=True, leave=False)
+        t_start = t_last = time.perf_counter()
+        last_step, time_before = start, self.train_time_s
+        clipped = clipped_total = 0   # steps where clipping changed the gradient (norm > grad_clip)
+        for step in range(start, cfg.steps):
+            loss, grad_norm = self.train_step(step)
+            if not math.isfinite(loss):
+                bar.close()
+                raise Diverged(step, loss)
+            self.step = step + 1
+            losses.append(loss)
+            was_clipped = int(0 < cfg.grad_clip < grad_norm)
+            clipped, clipped_total = clipped + was_clipped, clipped_total + was_clipped
+            self._log({"train_loss": loss, "grad_norm": grad_norm}, step)
+            bar.update(1)
+            self.train_time_s = time_before + time.perf_counter() - t_start
+            out_of_time = 0 < cfg.max_time_s <= self.train_time_s
+            if step % 10 == 0:
+                elapsed = time.perf_counter() - t_start
+                rate = tokens_per_step * (self.step - start) / max(elapsed, 1e-9)
+                bar.set_postfix(loss=f"{loss:.3f}", chars_per_s=f"{rate:,.0f}", refresh=False)
+            if self.step % cfg.eval_interval == 0 or self.step == cfg.steps or out_of_time:
+                now = time.perf_counter()
+                interval = {"tokens_per_s": tokens_per_step * (self.step - last_step) / (now - t_last),
+                            "step_time_ms": 1000 * (now - t_last) / (self.step - last_step),
+                            "clip_fraction": clipped / (self.step - last_step)}
+                clipped = 0
+                evals = self.evaluate()
+                self._log({**evals, **interval}, step)
+                self.save_checkpoint()
+                if self.sink is not None:
+                    self.sink.flush()
+                t_last, last_step = time.perf_counter(), self.step
+            if out_of_time:
+                break
+        bar.close()
+        elapsed = time.perf_counter() - t_start
+        tail = losses[-min(len(losses), cfg.eval_interval):] or [float("nan")]
+        final = {f"final_{k}": v for k, v in {**evals, **self.evaluate_test()}.items()}
+        tokens_per_s = tokens_per_step * (self.step - start) / max(elapsed, 1e-9)
+        final.update(final_train_loss=sum(tail) / len(tail),
+                     final_tokens_per_s=tokens_per_s, final_log10_tokens_per_s=math.log10(max(tokens_per_s, 1e-9)),
+                     final_clip_fraction=clipped_total / max(self.step - start, 1),
+                     train_time_s=elapsed)
+        return TrainResult(final=final, train_losses=losses, start_step=start)
+
+    def _log(self, metrics: dict[str, float], step: int) -> None:
+        if self.sink is not None:
+            self.sink.log_metrics(metrics, step)

@@ -1,0 +1,301 @@
+"""Verdicts: exactly one of five per claim, from the Student-t interval of per-seed differences.
+
+With d the per-seed difference (comparison/equivalence: metric(value) − metric(baseline), paired
+by seed; threshold: metric − the number), its 95 % t interval [low, high] (df = n − 1), the
+claim's margin m (region of practical equivalence, metric units) and s = +1 if higher is better
+else −1:
+
+- `not tested`: the manipulation check failed — the two arms gave bit-identical metrics, an
+  intervention that logs its engagement never engaged (e.g. grad_clip with clip_fraction 0, or not
+  logged), both arms sit at the metric's floor or ceiling, or the metric was not logged;
+- `equivalent`: −m < low and high < m (two one-sided t-tests at 2.5 % each, TOST);
+- `reproduced`: the interval lies beyond the margin on the claimed side (s·d > m throughout);
+  `contradicted`: beyond the margin on the other side (for an equivalence claim: either side);
+- a comparison with a claimed size k (`at_least`): `reproduced` when s·d > k throughout,
+  `contradicted` when s·d < k throughout (the effect falls short of what the source claims);
+- `underpowered`: none of these; the page gives the minimum detectable effect (MDE: the true
+  |d| a reproduction would be seen at with 80 % power, m + (t₀.₉₇₅ + t₀.₈₀)·sd/√n) and the seeds
+  needed to decide at the observed effect.
+
+Each decision has a p-value (twice the one-sided t-test p, so p < α ⇔ the interval decides);
+`holm` adjusts them over a suite of claims. Torch-free; plain pandas frames in.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import stdtr, stdtrit   # Student-t cdf and its inverse (fast ufuncs)
+
+from charrnn import registry
+from charrnn.science import tuning
+from charrnn.science.claims import Claim
+from charrnn.science.stats import FINISHED, T_METHOD, Interval, matches, mean_ci
+
+ALPHA = 0.05
+POWER = 0.80
+MAX_SEEDS_SEARCH = 10_000
+REPRODUCED, CONTRADICTED, EQUIVALENT = "reproduced", "contradicted", "equivalent"
+UNDERPOWERED, NOT_TESTED = "underpowered", "not tested"
+LABELS = (REPRODUCED, CONTRADICTED, EQUIVALENT, UNDERPOWERED, NOT_TESTED)
+DECIDED = (REPRODUCED, CONTRADICTED, EQUIVALENT)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: Claim
+    label: str                  # one of LABELS
+    reason: str
+    effect: Interval            # mean of the per-seed differences, with its CI
+    p: float = math.nan         # p of the decision reached (the smallest one when undecided)
+    mde: float = math.nan       # minimum detectable effect at 80 % power (metric units)
+    seeds_needed: int | None = None   # seeds to decide at the observed effect (None: not finite)
+    n_unpaired: int = 0         # finished runs of either arm whose seed has no partner
+    n_failed: int = 0           # runs of either arm not FINISHED or with a non-finite metric
+    alpha: float = ALPHA
+    adjusted: str = ""          # after Holm over the suite ("" until `holm` ran)
+    p_adjusted: float = math.nan
+
+    @property
+    def decided(self) -> bool:
+        return self.label in DECIDED
+
+    @property
+    def method(self) -> str:
+        return f"{self.effect.method}, {100 * (1 - self.alpha):.3g} % CI"
+
+    def mde_text(self) -> str:
+        if not math.isfinite(self.mde):
+            return "n/a"
+        need = f"{self.seeds_needed} seeds" if self.seeds_needed else "no finite number of seeds"
+        return f"{self.mde:.4g} (decide at the observed effect: {need})"
+
+
+# --------------------------------------------------------------------------- per-seed values
+
+def _usable(rows: pd.DataFrame, column: str) -> pd.Series:
+    return (rows["status"] == FINISHED) & np.isfinite(pd.to_numeric(rows[column], errors="coerce"))
+
+
+def scoped(runs: pd.DataFrame, claim: Claim) -> pd.DataFrame:
+    """The runs a claim judges: those with every `where:` value."""
+    for axis, value in claim.where:
+        runs = runs[matches(runs[axis], value)] if axis in runs else runs.iloc[0:0]
+    return runs
+
+
+def _moves_with(runs: pd.DataFrame, axis: str, claim_axis: str) -> bool:
+    """True when `axis` takes one value per level of `claim_axis` (a `zip:` partner, e.g. hidden
+    size paired with cell for equal parameter counts): it cannot be matched across arms."""
+    return bool((runs.astype({axis: str}).groupby(claim_axis)[axis].nunique() <= 1).all())
+
+
+def arms(runs: pd.DataFrame, claim: Claim) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All runs of the claim's value arm and of its baseline arm."""
+    col = runs[claim.axis] if claim.axis in runs else None
+    return tuple(runs[matches(col, level)] if col is not None else runs.iloc[0:0]
+                 for level in (claim.value, claim.baseline))
+
+
+def paired_values(runs: pd.DataFrame, claim: Claim, axes: list[str]) -> tuple[pd.DataFrame, int, int]:
+    """Per seed (and every other varied axis) the metric of each arm, columns value/baseline, rows
+    matched on seed and every non-zipped other axis; the unpaired and the failed run counts."""
+    column = claim.column
+    keys = [a for a in axes if a != claim.axis and a in runs
+            and not _moves_with(runs, a, claim.axis)] + ["seed"]
+    sides, n_failed = [], 0
+    for arm in arms(runs, claim):
+        ok = _usable(arm, column)
+        n_failed += int((~ok).sum())
+        sides.append(arm[ok].assign(_m=pd.to_numeric(arm.loc[ok, column]))
+                     .astype({k: str for k in keys}).groupby(keys)["_m"].mean())
+    joined = pd.concat(sides, axis=1, keys=["value", "baseline"], join="outer")
+    paired = joined.dropna()
+    return paired, int(joined.notna().sum().sum() - 2 * len(paired)), n_failed
+
+
+def differences(runs: pd.DataFrame, claim: Claim, axes: list[str]) -> tuple[pd.Series, pd.DataFrame, int, int]:
+    """Per-seed differences the interval is built from (a seed counts once), the paired arm
+    values behind them, and the unpaired / failed run counts."""
+    if claim.is_threshold:
+        ok = _usable(runs, claim.column)
+        values = pd.to_numeric(runs.loc[ok, claim.column]).groupby(runs.loc[ok, "seed"].astype(str)).mean()
+        return values - float(claim.baseline), pd.DataFrame(), 0, int((~ok).sum())
+    paired, n_unpaired, n_failed = paired_values(runs, claim, axes)
+    diffs = (paired["value"] - paired["baseline"]).groupby(level="seed").mean()
+    return diffs, paired, n_unpaired, n_failed
+
+
+# --------------------------------------------------------------------------- manipulation checks
+
+def manipulation_failure(runs: pd.DataFrame, claim: Claim, paired: pd.DataFrame) -> str:
+    """Why the comparison did not test anything ("" when it did)."""
+    if claim.is_threshold or paired.empty:
+        return ""
+    bounds = registry.METRICS[claim.metric].bounds
+    values = np.concatenate([paired["value"].to_numpy(), paired["baseline"].to_numpy()])
+    for bound, word in zip(bounds or (), ("floor", "ceiling")):
+        if np.allclose(values, bound, rtol=0, atol=1e-12):
+            return f"both arms at the {claim.metric} {word} ({bound:g}) on every run: no room to differ"
+    if (paired["value"].to_numpy() == paired["baseline"].to_numpy()).all():
+        return (f"the two arms gave bit-identical {claim.metric} on all {len(paired)} paired runs: "
+                "the intervention changed nothing")
+    return _not_engaged(runs, claim)
+
+
+def _active(level: Any) -> bool:
+    try:
+        return float(level) != 0
+    except (TypeError, ValueError):
+        return bool(level)
+
+
+def _not_engaged(runs: pd.DataFrame, claim: Claim) -> str:
+    signal = registry.ENGAGEMENT.get(claim.axis or "")
+    if signal is None:
+        return ""
+    levels = [lv for lv in (claim.value, claim.baseline) if _active(lv)]
+    active = pd.concat([arm for arm, lv in zip(arms(runs, claim), (claim.value, claim.baseline))
+                        if _active(lv)]) if levels else runs.iloc[0:0]
+    if signal not in active:
+        return f"{signal.removeprefix('final_')} was not logged: cannot show that {claim.axis} ever engaged"
+    if not (pd.to_numeric(active[signal], errors="coerce") > 0).any():
+        shown = ", ".join(f"{claim.axis}={lv:g}" if isinstance(lv, float) else f"{claim.axis}={lv}"
+                          for lv in levels)
+        return f"{shown} never engaged ({signal.removeprefix('final_')} = 0 on every run)"
+    return ""
+
+
+# --------------------------------------------------------------------------- deciding
+
+def _one_sided_p(d: Interval, shift: float, upper: bool) -> float:
+    """p of H0 d ≥ shift (upper=False: the data say d < shift) or H0 d ≤ shift (upper=True)."""
+    if d.sd == 0:
+        return 0.0 if (d.mean > shift if upper else d.mean < shift) else 1.0
+    t = (d.mean - shift) / (d.sd / math.sqrt(d.n))
+    return float(stdtr(d.n - 1, -t) if upper else stdtr(d.n - 1, t))
+
+
+def decision_p(d: Interval, claim: Claim) -> dict[str, float]:
+    """Twice the one-sided t-test p of each decision (p < α ⇔ the (1 − α) interval decides it)."""
+    m, s = claim.margin, claim.expected_sign
+    if claim.at_least is not None:              # H0 s·d ≤ k against s·d > k, and the other way round
+        k = s * claim.at_least
+        toward, away = _one_sided_p(d, k, s > 0), _one_sided_p(d, k, s < 0)
+        return {REPRODUCED: min(1.0, 2 * toward), CONTRADICTED: min(1.0, 2 * away)}
+    beyond_up, beyond_down = _one_sided_p(d, m, True), _one_sided_p(d, -m, False)
+    equivalent = max(_one_sided_p(d, -m, True), _one_sided_p(d, m, False))
+    if claim.is_equivalence:
+        out = {EQUIVALENT: equivalent, CONTRADICTED: min(beyond_up, beyond_down)}
+    else:
+        toward, away = (beyond_up, beyond_down) if s > 0 else (beyond_down, beyond_up)
+        out = {REPRODUCED: toward, CONTRADICTED: away, EQUIVALENT: equivalent}
+    return {k: min(1.0, 2 * v) for k, v in out.items()}
+
+
+def power_numbers(d: Interval, margin: float, alpha: float) -> tuple[float, int | None]:
+    """MDE at 80 % power (margin + (t_{1−α/2} + t_{0.8})·sd/√n) and the seeds needed to decide at
+    the observed mean (beyond the margin, or within it for equivalence); None when none suffice."""
+    if d.n < 2 or not math.isfinite(d.sd):
+        return math.nan, None
+    mde = margin + float(stdtrit(d.n - 1, 1 - alpha / 2) + stdtrit(d.n - 1, POWER)) * d.sd / math.sqrt(d.n)
+    target = abs(abs(d.mean) - margin)
+    if target == 0 or d.sd == 0:
+        return mde, None
+    ns = np.arange(2, MAX_SEEDS_SEARCH)
+    ok = (stdtrit(ns - 1, 1 - alpha / 2) + stdtrit(ns - 1, POWER)) * d.sd / np.sqrt(ns) <= target
+    return mde, int(ns[ok.argmax()]) if ok.any() else None
+
+
+def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPHA, looks: int = 1) -> Verdict:
+    """The verdict of `claim` over the runs (a frame with status, seed, the axes and final_*).
+    `looks`: planned looks of sequential seeding; each look is judged at α / looks (Bonferroni
+    over looks), shown as the interval's level and as p × looks."""
+    alpha = alpha / looks
+    runs = scoped(runs, claim)
+    if claim.column not in runs:
+        return Verdict(claim, NOT_TESTED, f"{claim.metric} was not logged", mean_ci([]), alpha=alpha)
+    if not claim.is_threshold and claim.axis not in runs:
+        return Verdict(claim, NOT_TESTED, f"axis {claim.axis!r} is not in this experiment", mean_ci([]),
+                       alpha=alpha)
+    diffs, paired, n_unpaired, n_failed = differences(runs, claim, axes)
+    d = mean_ci(diffs.to_numpy(), 1 - alpha)
+    extra = _missing_note(n_unpaired, n_failed)
+    common = {"n_unpaired": n_unpaired, "n_failed": n_failed, "alpha": alpha}
+    failure = manipulation_failure(runs, claim, paired)
+    if failure:
+        return Verdict(claim, NOT_TESTED, failure + extra, d, **common)
+    if d.n < 2:
+        return Verdict(claim, UNDERPOWERED, f"{d.n} usable seed(s): an interval needs 2{extra}", d, **common)
+    label, p = decide(d, claim, alpha)
+    mde, needed = power_numbers(d, claim.margin if claim.at_least is None else claim.at_least, alpha)
+    p = min(1.0, p * looks)          # on the scale of the suite's α (Holm compares it with ALPHA)
+    return Verdict(claim, label, _reason(label, claim) + extra, d, p, mde, needed, **common)
+
+
+def judge_claims(runs: pd.DataFrame, claims: tuple[Claim, ...] | list[Claim], axes: list[str],
+                 tune: tuning.Tune | None = None, alpha: float = ALPHA, looks: int = 1) -> list[Verdict]:
+    """Every claim's verdict. A grid that tunes nuisance keys (`tune:`) is judged on the run
+    selected on validation per (variant, seed) (`tuning.judged_runs`): best against best."""
+    runs = tuning.judged_runs(runs, tune or {})
+    return [judge(runs, claim, axes, alpha, looks) for claim in claims]
+
+
+def decide(d: Interval, claim: Claim, alpha: float = ALPHA) -> tuple[str, float]:
+    """The label an interval of per-seed differences (n ≥ 2) gives `claim`, and its p."""
+    ps = decision_p(d, claim)
+    label = next((k for k, p in sorted(ps.items(), key=lambda kv: kv[1]) if p < alpha), UNDERPOWERED)
+    return label, ps.get(label, min(ps.values()))
+
+
+def _reason(label: str, claim: Claim) -> str:
+    if claim.at_least is not None:
+        k = f"{claim.at_least:g}"
+        return {REPRODUCED: f"the interval lies beyond the claimed effect {k} on the claimed side",
+                CONTRADICTED: f"the whole interval falls short of the claimed effect {k}",
+                UNDERPOWERED: f"the interval contains the claimed effect {k}: too few seeds to tell"}[label]
+    m = f"±{claim.margin:g}"
+    return {
+        REPRODUCED: f"the interval lies beyond the margin {m} on the claimed side",
+        CONTRADICTED: f"the interval lies beyond the margin {m} on the "
+                      f"{'wrong' if not claim.is_equivalence else 'far'} side",
+        EQUIVALENT: f"the whole interval lies within the margin {m} (TOST)",
+        UNDERPOWERED: f"the interval overlaps the margin {m} without lying inside it: too few seeds "
+                      "for this effect",
+    }[label]
+
+
+def _missing_note(n_unpaired: int, n_failed: int) -> str:
+    notes = [f"{n_failed} failed run(s) excluded" if n_failed else "",
+             f"{n_unpaired} run(s) without a partner seed" if n_unpaired else ""]
+    notes = [n for n in notes if n]
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+# --------------------------------------------------------------------------- suite level
+
+def holm_p(ps: list[float]) -> list[float]:
+    """Holm step-down adjusted p-values (NaN stays NaN and is not counted in the family)."""
+    order = sorted((i for i, p in enumerate(ps) if math.isfinite(p)), key=lambda i: ps[i])
+    adjusted, running = [math.nan] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * ps[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def adjusted_label(label: str, p_adjusted: float, alpha: float = ALPHA) -> str:
+    """A decision stands after adjustment when its adjusted p is below α; else underpowered."""
+    return UNDERPOWERED if label in DECIDED and not p_adjusted < alpha else label
+
+
+def holm(verdicts: list[Verdict], alpha: float = ALPHA) -> list[Verdict]:
+    """Holm's step-down over the claims that were tested (not-tested claims have no p)."""
+    ps = holm_p([v.p if v.label != NOT_TESTED else math.nan for v in verdicts])
+    return [replace(v, adjusted=adjusted_label(v.label, p, alpha), p_adjusted=p) for v, p in zip(verdicts, ps)]
+
+
+__all__ = ["ALPHA", "DECIDED", "LABELS", "T_METHOD", "Verdict", "holm", "holm_p", "judge", "judge_claims"]

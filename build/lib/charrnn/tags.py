@@ -1,0 +1,21 @@
+"""Names of the MLflow tags (and the parent run's grid artifact) charrnn writes.
+
+Plain strings: importing this loads nothing else, so code that runs where MLflow must not be
+touched (a Ray worker) can still name them."""
+
+TAG_PREFIX = "charrnn."
+IDENTITY_TAG = TAG_PREFIX + "identity"         # stable identity: TrainConfig.identity_hash()
+FAILURE_TAG = TAG_PREFIX + "failure"           # why a run ended FAILED or KILLED
+HEARTBEAT_TAG = TAG_PREFIX + "heartbeat"       # ms timestamp of the run's last metric batch
+RESUMED_TAG = TAG_PREFIX + "resumed_from_step"
+ROLE_TAG = TAG_PREFIX + "role"                 # grid (an invocation's parent run) | run (a RunSpec)
+GRID_ROLE, RUN_ROLE = "grid", "run"
+PARENT_TAG = "mlflow.parentRunId"
+GRID_ARTIFACT = "grid.yaml"                    # the grid file, logged on every invocation's parent run
+SEQUENTIAL_PREFIX = TAG_PREFIX + "sequential."  # + seeds_used, looks_planned, look, stop_reason, alpha_per_look
+# MLflow's own source tags (the UI links a run to its commit); equal to mlflow.utils.mlflow_tags'.
+SOURCE_TYPE_TAG, SOURCE_NAME_TAG = "mlflow.source.type", "mlflow.source.name"
+GIT_COMMIT_TAG, GIT_BRANCH_TAG = "mlflow.source.git.commit", "mlflow.source.git.branch"
+GIT_REPO_URL_TAG, GIT_DIRTY_TAG = "mlflow.source.git.repoURL", "mlflow.source.git.dirty"
+NODE_TAG = TAG_PREFIX + "ray_node"            # id of the Ray node that last trained the run
+NODE_LOST_TAG = TAG_PREFIX + "node_lost"       # a node died under the run: how often, and Ray's words
