@@ -1,5 +1,0 @@
-import sys
-
-from charrnn.cli import main
-
-sys.exit(main())

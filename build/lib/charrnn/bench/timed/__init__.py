@@ -1,1 +1,0 @@
-"""The timed kernel suite as pytest-benchmark files: `charrnn bench` runs this directory."""

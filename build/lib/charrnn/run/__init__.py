@@ -1,1 +1,0 @@
-"""One training run: the training loop, the run lifecycle in MLflow, checkpoints, and sampling."""
