@@ -37,7 +37,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# Kernel timing suite (tests/benchmarks): PROFILE=quick (CPU, a few shapes, ~14 min on 2 cores) | sweep_hidden
+# Kernel timing suite (charrnn/bench/timed): PROFILE=quick (CPU, a few shapes, ~14 min on 2 cores) | sweep_hidden
 # (tokens/s against H, <= 10 min on 2 cores) | gpu (H512 B64 T100) | full (the GPU grid);
 # K='pytest -k expression' times a part. JSON in results/benchmarks/, run in MLflow `kernels`.
 bench: $(STAMP)

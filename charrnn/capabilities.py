@@ -95,10 +95,31 @@ def compile_support() -> Support:
     return Support(True)
 
 
+@lru_cache(maxsize=None)
+def native_support() -> Support:
+    """Can backend `loop_native` build (first use) or load its C++ kernels here? It needs a C++
+    compiler on PATH; the build itself is tried once per process (`native_rnn.ops`)."""
+    from charrnn.rnn import native_rnn
+
+    if cxx_compiler() is None:
+        return Support(False, "no C++ compiler (c++ or g++) on PATH to build its kernels")
+    try:
+        native_rnn.ops()
+    except native_rnn.NativeBuildError as exc:
+        return Support(False, f"its C++ kernels did not build ({exc})")
+    return Support(True)
+
+
 def check_device_support(cfg: TrainConfig, device_type: str) -> None:
-    """`dtype=bf16` that this device cannot run is bad input. (Compilation is not probed here: the
-    probe costs 20-60 s of inductor warm-up on a 2-core CPU; a compiled backend that cannot compile
-    ends its run FAILED with the compiler's error.)"""
+    """`dtype=bf16` that this device cannot run, or `backend=loop_native` whose kernels cannot be
+    built here, is bad input. (torch.compile is not probed here: the probe costs 20-60 s of inductor
+    warm-up on a 2-core CPU; a compiled backend that cannot compile ends its run FAILED with the
+    compiler's error.)"""
+    if cfg.backend == "loop_native":
+        support = native_support()
+        if not support.ok:
+            raise ConfigError(f"backend={cfg.backend!r}: {support.reason}; valid here: any other backend "
+                              f"(e.g. loop_bptt, the same recurrence in Python)")
     if cfg.dtype == "bf16":
         kernel = bf16_kernel(cfg.cell, cfg.backend)
         support = bf16_support(kernel, device_type)

@@ -47,7 +47,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     try:
         if args.run_id.endswith(".pt") or os.path.isfile(args.run_id):
-            model, vocab, prime = rebuild(read(args.run_id), source=f"checkpoint={args.run_id!r}")
+            model, vocab, prime = rebuild(read(args.run_id))
         else:
             model, vocab, prime = _run_model(args.run_id)
     except CheckpointError as exc:
@@ -58,17 +58,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _run_model(run_id: str):
-    """(model, vocab, prime) of a run's last checkpoint; checkpoints older than format 2 get their
-    config from the run's params and their vocabulary from the task's data."""
-    from charrnn.run.checkpoint import is_self_describing, read, rebuild
-    from charrnn.tasks.data import make_task
-    from charrnn.rnn.models import CharRNN
+    """(model, vocab, prime) of a run's last checkpoint."""
+    from charrnn.run.checkpoint import read, rebuild
     from charrnn.tracking import Tracker
     from charrnn.run.train import CHECKPOINT_NAME
 
     tracker = Tracker()
     try:
-        run = tracker.get_run(run_id)
+        tracker.get_run(run_id)
     except Exception:
         raise UsageError(f"run_id={run_id!r}: no such run in {tracker.uri}") from None
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,14 +73,7 @@ def _run_model(run_id: str):
             path = tracker.download(run_id, f"checkpoint/{CHECKPOINT_NAME}", tmp)
         except Exception:
             raise UsageError(f"run_id={run_id!r}: run has no checkpoint artifact") from None
-        state = read(path)
-    if is_self_describing(state):
-        return rebuild(state, source=f"run_id={run_id!r}")
-    cfg = make_config({k: v for k, v in run.data.params.items() if k in FIELDS})
-    task = make_task(cfg)
-    model = CharRNN(cfg, task.vocab.size)
-    model.load_state_dict(state["model"])
-    return model.eval(), task.vocab, task.sample_prime()
+        return rebuild(read(path))
 
 
 def _positive_int(text: str) -> int:
@@ -187,7 +177,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """The kernel suite (tests/benchmarks) → results/benchmarks/*.json, a table, MLflow `kernels`."""
+    """The kernel suite (charrnn/bench/timed) → results/benchmarks/*.json, a table, MLflow `kernels`."""
     from charrnn.bench.suite import run_bench
 
     return run_bench(args.profile, ["-k", args.select] if args.select else [], mlflow=not args.no_mlflow)
@@ -198,6 +188,13 @@ def cmd_bench_table(args: argparse.Namespace) -> int:
 
     print(format_table(read_results(args.file)))
     return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Upgrade a store of an earlier release (identity tags, checkpoints, grid files)."""
+    from charrnn.run.migrate import migrate
+
+    return migrate(apply=args.apply)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,12 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output directory (default: $CHARRNN_REPORTS_DIR or reports/)")
     report.set_defaults(func=cmd_report)
     bench = sub.add_parser("bench", help="kernel timing suite: every backend vs fused (pytest-benchmark)",
-                           description="Runs tests/benchmarks (from the repository root), writes "
+                           description="Runs the kernel suite shipped in the package (from any directory), writes "
                                        "results/benchmarks/<host>-<device>-<timestamp>.json, prints the "
                                        "table and logs one run to MLflow experiment `kernels`.")
     bench.add_argument("--profile", default="quick",
                        help="quick: CPU, a few shapes per cell (default) | sweep_hidden: tokens/s against "
-                            "H | gpu: the GPU proof at H512 B64 T100 | full: the GPU grid")
+                            "H | gpu: the GPU proof at H512 B64 T100 | full: the GPU grid | test: tiny "
+                            "shapes, a check that the suite runs (its times mean little)")
     bench.add_argument("-k", dest="select", default=None, metavar="EXPR",
                        help="pytest -k expression: time part of the profile, e.g. 'gru and h512'")
     bench.add_argument("--no-mlflow", action="store_true", help="skip the MLflow run")
@@ -272,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_table = sub.add_parser("bench-table", help="median, IQR and speedup vs fused from a bench JSON")
     bench_table.add_argument("file", metavar="FILE.json")
     bench_table.set_defaults(func=cmd_bench_table)
+
+    migrate = sub.add_parser("migrate", help="upgrade a store written by an earlier release (dry run unless --apply)",
+                             description="Tags every training run with its identity, rewrites its checkpoint "
+                                         "in the current format and its grid file with `claims:`. Prints the "
+                                         "plan; writes it only with --apply. Running it again changes nothing.")
+    migrate.add_argument("--apply", action="store_true", help="write the upgrade (default: only print it)")
+    migrate.set_defaults(func=cmd_migrate)
     return parser
 
 

@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, get_type_hints
+from typing import Any, get_type_hints
 
 from charrnn import registry
 
@@ -78,14 +78,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def config_hash(self) -> str:
-        """The legacy hash: sha256 of every field, defaults included, 16 hex chars. It changes
-        whenever a field is added, so it is not the run's identity (see `identity_hash`); it is
-        still written as the `charrnn.config_hash` tag so earlier releases recognise new runs."""
-        legacy = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                  if f.name in LEGACY_FIELDS or getattr(self, f.name) != f.default}
-        return _sha16(legacy)
-
     def identity(self) -> dict[str, Any]:
         """The canonical config: the schema version, `task`, and only the keys whose values
         differ from the defaults. A key added later with a default leaves it unchanged."""
@@ -106,16 +98,6 @@ class TrainConfig:
             parts.append(self.backend)
         return "-".join(parts + [f"s{self.seed}"])
 
-
-# Keys added after runs were stored: left out of config_hash while at this default, so every earlier
-# run keeps its identity (resume, dedup).
-# The fields of the release that introduced `identity`; `config_hash` leaves later fields out while
-# they hold their defaults, so that release still recognises runs made by this one.
-LEGACY_FIELDS = frozenset((
-    "task", "path", "dataset_fraction", "arith_digits", "arith_ops", "bitflip_bits", "cell", "backend",
-    "input_combine", "activation", "input", "embed_size", "hidden_size", "layers", "residual",
-    "hidden_init", "optimizer", "lr", "lr_schedule", "grad_clip", "steps", "batch_size", "seq_len",
-    "eval_interval", "eval_batches", "dtype", "device", "seed", "sample_length", "sample_temperature"))
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "task": tuple(registry.TASKS),
@@ -301,19 +283,6 @@ def parse_key_values(args: list[str]) -> dict[str, str]:
             raise ConfigError(f"argument {arg!r}: expected key=value; valid keys: {', '.join(FIELDS)}")
         out[key.strip()] = value.strip()
     return out
-
-
-def identity_from_params(params: Mapping[str, str]) -> str | None:
-    """The identity hash of a stored run from its logged params (every config key is one), so runs
-    logged before the identity tag existed are recognised. Keys the run did not log take their
-    defaults; params that are not config keys are ignored. None when a value cannot be read back."""
-    if "task" not in params:
-        return None
-    try:
-        values = {key: _coerce(key, text) for key, text in params.items() if key in FIELD_TYPES}
-    except ConfigError:
-        return None
-    return dataclasses.replace(TrainConfig(), **values).identity_hash()
 
 
 def short_repr(value: Any, limit: int = 60) -> str:

@@ -4,7 +4,6 @@ Plain strings: importing this loads nothing else, so code that runs where MLflow
 touched (a Ray worker) can still name them."""
 
 TAG_PREFIX = "charrnn."
-HASH_TAG = TAG_PREFIX + "config_hash"          # legacy: hash of every TrainConfig field (see IDENTITY_TAG)
 IDENTITY_TAG = TAG_PREFIX + "identity"         # stable identity: TrainConfig.identity_hash()
 FAILURE_TAG = TAG_PREFIX + "failure"           # why a run ended FAILED or KILLED
 HEARTBEAT_TAG = TAG_PREFIX + "heartbeat"       # ms timestamp of the run's last metric batch

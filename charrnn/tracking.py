@@ -28,9 +28,8 @@ from mlflow.utils.file_utils import local_file_uri_to_path
 from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
                                       MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
 
-from charrnn.config import identity_from_params
 from charrnn.paths import results_dir  # noqa: F401 (re-exported: the store lives under it)
-from charrnn.tags import FAILURE_TAG, HASH_TAG, HEARTBEAT_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401
+from charrnn.tags import FAILURE_TAG, HEARTBEAT_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401
 
 RUN_STATUS = RunStatus
 MAX_BATCH = 1000  # MLflow's per-call limit on metrics in log_batch
@@ -47,6 +46,7 @@ UI_QUERY = "workflowType=machine_learning"
 # `create_ui_app` presets it once, so the plain address opens on Model training too; a user's own
 # choice on the switch is kept.
 UI_WORKFLOW_STORAGE_KEY = "mlflow.workflowType_v1"
+UI_PRESET_EXTENSION = "charrnn.ui_preset"   # marks MLflow's Flask app as carrying the preset hook
 UI_DEFAULT_VIEW_SCRIPT = (f"<script>try{{if(localStorage.getItem({UI_WORKFLOW_STORAGE_KEY!r})===null)"
                           f"localStorage.setItem({UI_WORKFLOW_STORAGE_KEY!r},'\"machine_learning\"')}}"
                           "catch(e){}</script>")
@@ -95,14 +95,10 @@ class StoredRun:
     metrics: Mapping[str, float]
 
     @property
-    def config_hash(self) -> str | None:
-        return self.tags.get(HASH_TAG)
-
-    @property
     def identity(self) -> str | None:
-        """Its config's stable identity: the `charrnn.identity` tag, or, for a run logged before
-        that tag existed, derived from its logged params (None when it logged none)."""
-        return self.tags.get(IDENTITY_TAG) or identity_from_params(self.params)
+        """Its config's stable identity: the `charrnn.identity` tag (None for a run that is not a
+        training run, or one written before the tag existed and not yet upgraded by `charrnn migrate`)."""
+        return self.tags.get(IDENTITY_TAG)
 
     @property
     def parent_run_id(self) -> str | None:
@@ -225,6 +221,18 @@ class Tracker:
             self.client.set_tag(run_id, FAILURE_TAG, note[:5000])
         self.client.set_terminated(run_id, status=status)
 
+    def retag(self, run_id: str, tags: dict[str, str], remove: Iterable[str] = ()) -> None:
+        """Set `tags` on a stored run and delete the tags named in `remove`; its status is left alone."""
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        for key in remove:
+            self.client.delete_tag(run_id, key)
+
+    def replace_artifact(self, run_id: str, local_path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload `local_path` over the stored run's artifact of the same name (atomically in a local store)."""
+        run = self.client.get_run(run_id)
+        RunHandle(self.client, run_id, run.info.artifact_uri).log_artifact(local_path, artifact_path)
+
     # --- runs: read ---
     def get_run(self, run_id: str):
         return self.client.get_run(run_id)
@@ -273,27 +281,29 @@ def ui_links(base_url: str) -> list[str]:
 
 def create_ui_app():
     """MLflow's own server app (uvicorn factory, `mlflow ui|server --app-name charrnn`) whose UI
-    opens on the Model training views: the runs table and charts, not the GenAI overview."""
+    opens on the Model training views: the runs table and charts, not the GenAI overview. The
+    preset is a Flask `after_request` hook on MLflow's app, the way MLflow's app plugins extend it."""
     from mlflow.server import app as flask_app
     from mlflow.server.fastapi_app import create_fastapi_app
 
-    serve_index = flask_app.view_functions["serve"]
-    if getattr(serve_index, "presets_model_training", False):  # wrapped already (a second app)
-        return create_fastapi_app(flask_app)
-
-    def serve_index_on_model_training():
-        page = serve_index()
-        if page.mimetype == "text/html":
-            page.direct_passthrough = False
-            html = page.get_data(as_text=True)
-            page.set_data(html.replace("<head>", f"<head>{UI_DEFAULT_VIEW_SCRIPT}", 1))
-            for validator in ("ETag", "Last-Modified"):  # they describe MLflow's file, not this page
-                page.headers.pop(validator, None)
-        return page
-
-    serve_index_on_model_training.presets_model_training = True
-    flask_app.view_functions["serve"] = serve_index_on_model_training
+    if UI_PRESET_EXTENSION not in flask_app.extensions:   # once, however many apps are created
+        flask_app.after_request(preset_model_training)
+        flask_app.extensions[UI_PRESET_EXTENSION] = True
     return create_fastapi_app(flask_app)
+
+
+def preset_model_training(response):
+    """MLflow's index page with UI_DEFAULT_VIEW_SCRIPT first in its <head>; other responses as they are."""
+    from flask import request
+
+    if request.endpoint != "serve" or response.mimetype != "text/html":
+        return response
+    response.direct_passthrough = False
+    html = response.get_data(as_text=True)
+    response.set_data(html.replace("<head>", f"<head>{UI_DEFAULT_VIEW_SCRIPT}", 1))
+    for validator in ("ETag", "Last-Modified"):  # they describe MLflow's file, not this page
+        response.headers.pop(validator, None)
+    return response
 
 
 @dataclass
@@ -391,31 +401,34 @@ class RunHandle:
 
 
 # --------------------------------------------------------------------------- bulk metric reads
-# Added for the report. Through `get_metric_history` a 2,000-step curve costs ~70 ms
-# per run and key — 18 s for the curves of a 200-run grid; one column query on a database store
-# reads the same 400k points in under a second.
+# Through `get_metric_history` a 2,000-step curve costs ~70 ms per run and key (18 s for the curves
+# of a 200-run grid); a SQL store answers the same points for many runs in one query.
 
-METRIC_QUERY_CHUNK = 500  # run ids per SQL `IN (...)`
+METRIC_QUERY_CHUNK = 500          # run ids per bulk query
+MAX_METRIC_POINTS = 2**31 - 1     # the bulk query's row limit: all of them
+MLFLOW_PRIVATE_API_CHECKED = "3.17.2"   # the MLflow version `sql_store` was checked against
+
+
+def sql_store(tracker: Tracker) -> Any | None:
+    """The SQL store behind `tracker`'s client, or None for any other store (an MLflow server).
+
+    The one private MLflow name charrnn reads: MLflow has no public accessor for a client's store,
+    so this is `MlflowClient._tracking_client.store` (checked against MLFLOW_PRIVATE_API_CHECKED).
+    What is called on it, `get_metric_history_bulk`, is the store's documented method."""
+    store = getattr(getattr(tracker.client, "_tracking_client", None), "store", None)
+    return store if hasattr(store, "get_metric_history_bulk") else None
 
 
 def metric_histories(tracker: Tracker, run_ids: Iterable[str],
                      keys: Iterable[str]) -> list[tuple[str, str, int, float, int]]:
     """(run_id, key, step, value, timestamp_ms) of every value of `keys` logged by `run_ids`, in
-    no particular order. A database store (sqlite, SQL) answers in one query per 500 runs; any
-    other store (an MLflow server) is read run by run through `get_metric_history`."""
+    no particular order. A SQL store answers in one query per key and 500 runs; any other store
+    is read run by run through `get_metric_history`."""
     run_ids, keys = list(run_ids), list(keys)
-    store = getattr(getattr(tracker.client, "_tracking_client", None), "store", None)
-    if not hasattr(store, "ManagedSessionMaker"):
+    store = sql_store(tracker)
+    if store is None:
         return [(rid, key, step, value, ts) for rid in run_ids for key in keys
                 for step, value, ts in tracker.metric_history(rid, key)]
-    from mlflow.store.tracking.dbmodels.models import SqlMetric
-
-    rows: list[tuple[str, str, int, float, int]] = []
-    with store.ManagedSessionMaker() as session:
-        for i in range(0, len(run_ids), METRIC_QUERY_CHUNK):
-            query = session.query(SqlMetric.run_uuid, SqlMetric.key, SqlMetric.step, SqlMetric.value,
-                                  SqlMetric.timestamp, SqlMetric.is_nan).filter(
-                SqlMetric.run_uuid.in_(run_ids[i:i + METRIC_QUERY_CHUNK]), SqlMetric.key.in_(keys))
-            rows.extend((run, key, int(step), float("nan") if is_nan else float(value), int(ts))
-                        for run, key, step, value, ts, is_nan in query)
-    return rows
+    return [(found.run_id, key, int(found.step), float(found.value), int(found.timestamp))
+            for i in range(0, len(run_ids), METRIC_QUERY_CHUNK) for key in keys
+            for found in store.get_metric_history_bulk(run_ids[i:i + METRIC_QUERY_CHUNK], key, MAX_METRIC_POINTS)]

@@ -41,7 +41,7 @@ def write_store(exp) -> None:
     from charrnn.tracking import Tracker
 
     tracker = Tracker()
-    grid = {"name": exp.name, "question": exp.question, "claim": CLAIM, "axes": AXES, "seeds": SEEDS}
+    grid = {"name": exp.name, "question": exp.question, "claims": [CLAIM], "axes": AXES, "seeds": SEEDS}
     parent = tracker.start_run(exp.name, "grid", {}, tags={"charrnn.role": "grid"}, system_metrics=False)
     parent.log_text(yaml.safe_dump(grid), "grid.yaml")
     parent.end()

@@ -29,7 +29,7 @@ def grid_data(**overrides) -> dict:
     data = {
         "name": "tiny",
         "question": "Does the cell type matter at hidden 8 vs 16?",
-        "claim": {"source": "test", "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}},
+        "claims": [{"source": "test", "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}}],
         "task": "tinyshakespeare",
         "fixed": dict(TINY_FIXED),
         "axes": {"cell": ["vanilla", "gru"], "hidden_size": [8, 16]},

@@ -69,10 +69,10 @@ def artifact_reader(runs: pd.DataFrame, sample: str = "ROMEO: to be or not to be
 def make_experiment(name: str = "demo", axes: dict[str, list[Any]] | None = None, seeds: list[int] | None = None,
                     effect: dict[str, dict[Any, float]] | None = None, claim: dict[str, Any] | None = None,
                     steps: int = 400, claims: list[dict[str, Any]] | None = None) -> ExperimentData:
-    """`claim` (one) or `claims` (a list) as a grid file writes them; parsed by the grid's rules."""
+    """`claim` (one) or `claims` (a list): the grid file's `claims:`, parsed by the grid's rules."""
     axes = axes or {"input_combine": ["add", "concat"]}
     runs = make_runs(axes, seeds if seeds is not None else [0, 1, 2], effect)
-    parsed = parse_claims({"claim": claim, "claims": claims}, {k: tuple(v) for k, v in axes.items()})
+    parsed = parse_claims({"claims": [claim] if claim else claims}, {k: tuple(v) for k, v in axes.items()})
     return ExperimentData(name=name, runs=runs, curves=make_curves(runs, steps), axes=list(axes),
                           question="Does concatenating beat adding?", claims=parsed,
                           artifact=artifact_reader(runs))

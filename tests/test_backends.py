@@ -13,9 +13,12 @@ import re
 import pytest
 import torch
 
-from charrnn.bench import suite
+from charrnn import config
+from charrnn.bench import cases as bench_cases
+from charrnn.bench import suite, workloads
+from charrnn.bench import results as bench_results
 from charrnn import registry
-from charrnn.bench.suite import Case
+from charrnn.bench.cases import Case
 from charrnn.capabilities import MATMUL, bf16_support
 from charrnn.rnn import cells
 from charrnn.rnn.cells import make_layer
@@ -58,7 +61,7 @@ def test_bf16_autocast_matches_fused_within_stated_tolerance(cell, backend, dtyp
         if not support.ok:
             pytest.skip(f"bf16 {kernel} cannot run on this CPU: {support.reason}")
     case = tiny(cell, backend, layers=2, dtype=dtype)
-    suite.assert_equivalent(case, CPU, suite.reference_model(case))
+    workloads.assert_equivalent(case, CPU, workloads.reference_model(case))
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "identity"])
@@ -145,15 +148,15 @@ def test_fused_nocudnn_is_the_fused_module_with_cudnn_off():
 def test_layer_stack_takes_nn_multilayer_weights():
     torch.manual_seed(0)
     case = tiny("lstm", "loop_premul", layers=3)
-    fused = suite.reference_model(case)
-    stack = suite.build_layer_model(case, fused)
+    fused = workloads.reference_model(case)
+    stack = workloads.build_layer_model(case, fused)
     x, h0 = torch.randn(3, 5, 8), tuple(torch.randn(3, 3, 8) for _ in range(2))
     out_f, (h_f, c_f) = fused(x, h0)
     out_s, (h_s, c_s) = stack(x, h0)
     for a, b in ((out_s, out_f), (h_s, h_f), (c_s, c_f)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
-    assert suite._canonical("layers.2.weight_hh_l0") == "weight_hh_l2"
-    assert suite._canonical("head.weight") == "head.weight"
+    assert workloads._canonical("layers.2.weight_hh_l0") == "weight_hh_l2"
+    assert workloads._canonical("head.weight") == "head.weight"
 
 
 def _perturb_loop_premul(monkeypatch, perturb) -> None:
@@ -174,7 +177,7 @@ def test_equivalence_failure_names_the_case_and_tensor(monkeypatch):
     _perturb_loop_premul(monkeypatch, lambda xp, h, w, b, step: step(xp + 1e-3, h, w, b))
     case = tiny("gru", "loop_premul")
     with pytest.raises(AssertionError, match=r"gru-h8-b3-t5-l1-fp32-fwd_bwd-loop_premul: out: max \|error\|"):
-        suite.assert_equivalent(case, CPU, suite.reference_model(case))
+        workloads.assert_equivalent(case, CPU, workloads.reference_model(case))
 
 
 # --------------------------------------------------------------------------- cases and profiles
@@ -189,23 +192,23 @@ def test_case_ids_name_every_parameter():
 
 @pytest.mark.parametrize("name", ["test", "quick", "full"])
 def test_every_profile_times_every_backend_of_every_cell(name):
-    profile = suite.PROFILES[name]
+    profile = bench_cases.PROFILES[name]
     cases = profile.cases() + profile.train_cases()
     assert {(c.cell, c.backend) for c in cases} == {(c, b.name) for b in registry.BACKENDS.values() for c in b.cells}
     assert len({c.id for c in cases}) == len(cases)
 
 
 def test_quick_profile_times_min_cells_scan_loop_and_nn_gru_at_three_seq_lens():
-    quick = {c.id for c in suite.PROFILES["quick"].cases()}
+    quick = {c.id for c in bench_cases.PROFILES["quick"].cases()}
     for t in (64, 256, 1024):
         for cell, backend in (("mingru", "scan"), ("mingru", "loop"), ("minlstm", "scan"), ("gru", "fused")):
             assert f"{cell}-h256-b32-t{t}-l1-fp32-fwd_bwd-{backend}" in quick
 
 
 def test_quick_profile_holds_the_cpu_goal_shape_and_full_the_gpu_one():
-    quick = {c.id for c in suite.PROFILES["quick"].cases()}
+    quick = {c.id for c in bench_cases.PROFILES["quick"].cases()}
     assert "gru-h256-b32-t64-l1-fp32-fwd_bwd-loop_bptt" in quick
-    full = suite.PROFILES["full"].cases()
+    full = bench_cases.PROFILES["full"].cases()
     assert "gru-h512-b64-t100-l1-fp32-fwd_bwd-fused" in {c.id for c in full}
     assert {c.hidden for c in full} == {64, 128, 256, 512, 1024, 2048}
     assert {c.batch for c in full} == {1, 8, 32, 64, 128}
@@ -214,7 +217,7 @@ def test_quick_profile_holds_the_cpu_goal_shape_and_full_the_gpu_one():
 
 
 def test_rounds_follow_the_time_target_within_bounds():
-    quick = suite.PROFILES["quick"]
+    quick = bench_cases.PROFILES["quick"]
     assert quick.rounds(10.0) == quick.min_rounds
     assert quick.rounds(1e-6) == quick.max_rounds
     assert quick.min_rounds < quick.rounds(quick.target_s / 50) <= quick.max_rounds
@@ -222,19 +225,19 @@ def test_rounds_follow_the_time_target_within_bounds():
 
 def test_device_restricted_backends_have_a_skip_reason_off_their_device():
     for backend in registry.BACKENDS:
-        reason = suite.skip_reason(backend, CPU)
-        assert (reason is not None) == (backend in suite.CUDA_ONLY), backend
+        reason = workloads.skip_reason(backend, CPU)
+        assert (reason is not None) == (backend in config.CUDA_ONLY), backend
         if reason:
             assert reason.startswith(backend) and "cpu" in reason
-    assert suite.skip_reason("loop_cudagraph", torch.device("cuda")) is None
-    assert suite.skip_reason("loop_native", torch.device("cuda")).startswith("loop_native: its fused gate kernels")
+    assert workloads.skip_reason("loop_cudagraph", torch.device("cuda")) is None
+    assert workloads.skip_reason("loop_native", torch.device("cuda")).startswith("loop_native: its fused gate kernels")
 
 
 def test_device_timer_on_cpu_is_a_monotonic_clock():
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the timer reads CUDA events")
-    first = suite.device_timer()
-    assert suite.device_timer() >= first
+    first = workloads.device_timer()
+    assert workloads.device_timer() >= first
 
 
 def test_output_path_is_host_device_timestamp(tmp_path):
@@ -262,17 +265,17 @@ def fake_results() -> dict:
 
 
 def test_paired_ratio_is_preferred_over_separate_medians():
-    rows = suite.table_rows(fake_results())
+    rows = bench_results.table_rows(fake_results())
     loop = next(r for r in rows if r["backend"] == "loop")
-    assert suite.vs_fused(loop) == 1.9 and loop["speedup"] == pytest.approx(0.5)
-    info = suite.paired_info([2.0, 4.0, 3.0], [1.0, 2.0, 3.0])  # ratios 2, 2, 1
+    assert bench_results.vs_fused(loop) == 1.9 and loop["speedup"] == pytest.approx(0.5)
+    info = workloads.paired_info([2.0, 4.0, 3.0], [1.0, 2.0, 3.0])  # ratios 2, 2, 1
     assert info["paired_fused_median_ms"] == 2000.0 and info["paired_ratio"] == 2.0
     assert info["paired_ratio_q1"] <= info["paired_ratio"] <= info["paired_ratio_q3"]
-    assert suite.paired_info([1.0], []) == {}
+    assert workloads.paired_info([1.0], []) == {}
 
 
 def test_table_has_median_iqr_speedup_best_custom_and_skips():
-    text = suite.format_table(fake_results())
+    text = bench_results.format_table(fake_results())
     assert re.search(r"fused\s+40\.000\s+1\.000\s+2\.5%\s+1\.00x", text)
     assert re.search(r"loop\s+80\.000\s+2\.000\s+2\.5%\s+0\.50x\s+1\.900\s+-\s+-\s+20", text)
     assert re.search(r"loop_bptt_compiled\s+32\.000 .* 1\.25x\s+-\s+-\s+-\s+20\s+2\.0", text)
@@ -315,7 +318,7 @@ def test_mlflow_run_in_kernels_experiment_holds_json_and_table(results_dir, tmp_
     files = {f.path for f in tracker.client.list_artifacts(run_id)}
     assert {"benchmarks", "summary.txt", suite.KERNEL_TABLE} <= files
     table = json.loads(tracker.artifact_text(run_id, suite.KERNEL_TABLE))
-    rows = suite.table_rows(fake_results())
+    rows = bench_results.table_rows(fake_results())
     assert len(table["data"]) == len(rows) and "median_ms" in table["columns"]
 
 
@@ -334,20 +337,20 @@ def test_table_reports_gflops_percent_of_peak_and_paired_spread():
     data = fake_results()
     data["benchmarks"][1]["extra_info"] |= {"flops": 8e9, "peak_gflops": 400.0, "tokens": 2048,
                                             "paired_ratio_q1": 1.8, "paired_ratio_q3": 2.1}
-    row = next(r for r in suite.table_rows(data) if r["backend"] == "loop")
+    row = next(r for r in bench_results.table_rows(data) if r["backend"] == "loop")
     assert row["gflops"] == pytest.approx(100.0) and row["pct_peak"] == pytest.approx(25.0)
     assert row["tokens_per_s"] == pytest.approx(2048 / 0.08)
-    assert re.search(r"loop\s+80\.000 .* 1\.900 \[1\.80,2\.10\]\s+100\.0\s+25\s+20", suite.format_table(data))
+    assert re.search(r"loop\s+80\.000 .* 1\.900 \[1\.80,2\.10\]\s+100\.0\s+25\s+20", bench_results.format_table(data))
 
 
 def test_matmul_rate_is_measured_once_per_size():
-    rate = suite.matmul_gflops(16, 8, 24, "fp32", CPU)
-    assert rate > 0 and suite.matmul_gflops(16, 8, 24, "fp32", CPU) == rate
+    rate = workloads.matmul_gflops(16, 8, 24, "fp32", CPU)
+    assert rate > 0 and workloads.matmul_gflops(16, 8, 24, "fp32", CPU) == rate
 
 
 def test_bwd_workload_times_the_backward_of_a_forward_run_before_it():
     case = tiny("lstm", "loop_bptt", direction="bwd")
-    work = suite.make_workload(case, CPU, suite.reference_model(case))
+    work = workloads.make_workload(case, CPU, workloads.reference_model(case))
     work.forward_for_backward()
     assert work.pending is not None and work.x.grad is None
     work.run()
@@ -358,12 +361,12 @@ def test_bwd_workload_times_the_backward_of_a_forward_run_before_it():
 def test_equivalence_errors_are_explicit_not_library_asserts(monkeypatch):
     _perturb_loop_premul(monkeypatch, lambda xp, h, w, b, step: 1.01 * step(xp, h, w, b))
     case = tiny("gru", "loop_premul")
-    with pytest.raises(suite.EquivalenceError, match="out: max"):
-        suite.assert_equivalent(case, CPU, suite.reference_model(case))
+    with pytest.raises(workloads.EquivalenceError, match="out: max"):
+        workloads.assert_equivalent(case, CPU, workloads.reference_model(case))
 
 
 def test_sweep_profile_times_fused_and_bptt_at_ten_plus_hidden_sizes_fine_at_64_to_256():
-    sweep = suite.PROFILES["sweep_hidden"]
+    sweep = bench_cases.PROFILES["sweep_hidden"]
     cases = sweep.cases()
     for cell in ("vanilla", "gru", "lstm"):
         for backend in ("fused", "loop_bptt"):
@@ -374,19 +377,19 @@ def test_sweep_profile_times_fused_and_bptt_at_ten_plus_hidden_sizes_fine_at_64_
 
 
 def test_gpu_profile_is_the_fastrnns_shape_in_both_dtypes_and_every_direction():
-    cases = suite.PROFILES["gpu"].cases()
+    cases = bench_cases.PROFILES["gpu"].cases()
     assert {(c.hidden, c.batch, c.seq_len) for c in cases} == {(512, 64, 100)}
     assert {c.dtype for c in cases} == {"fp32", "bf16"} and {c.direction for c in cases} == {"fwd", "bwd", "fwd_bwd"}
     assert not {c.backend for c in cases} & {"loop_compiled", "loop_bptt_compiled"}
 
 
 def test_bench_profile_names_are_checked_with_the_valid_choices():
-    with pytest.raises(ConfigError, match="valid choices: quick, sweep_hidden, gpu, full"):
-        suite.profile_named("test")
+    with pytest.raises(ConfigError, match="profile='tiny': unknown value; valid choices: test, quick, sweep_hidden"):
+        bench_cases.profile_named("tiny")
 
 
 def test_only_profiles_with_harness_rounds_time_the_harness():
-    assert {n for n, p in suite.PROFILES.items() if p.harness_rounds} == {"test", "quick", "full"}
+    assert {n for n, p in bench_cases.PROFILES.items() if p.harness_rounds} == {"test", "quick", "full"}
 
 
 def test_equivalence_backward_runs_with_tf32_off():

@@ -41,7 +41,7 @@ def test_train_with_bf16_where_unsupported_exits_2_with_one_line_and_no_store(no
 def test_grid_with_bf16_where_unsupported_exits_2_before_any_run(no_bf16, results_dir, tmp_path, capsys,
                                                                  executor):
     path = write_grid(tmp_path, fixed={**TINY_FIXED, "dtype": "bf16", "backend": "loop"},
-                      axes={"cell": ["gru"]}, claim=None)
+                      axes={"cell": ["gru"]}, claims=None)
     assert main(["grid", str(path), "--executor", executor, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "dtype='bf16': this cpu cannot run bf16 matmuls" in err

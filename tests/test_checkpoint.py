@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
 
-import charrnn.run.train
-from charrnn.run.checkpoint import DESCRIPTION_KEYS, read, rebuild
+from charrnn.run.checkpoint import read, rebuild
 from charrnn.cli import main
 from charrnn.config import make_config
 from charrnn.run.sample import generate
@@ -66,36 +64,14 @@ def test_console_sample_of_a_checkpoint_prints_200_characters_with_an_empty_stor
     assert len(proc.stdout.rstrip("\n")) >= 200  # the prime ("\n") and 200 sampled characters
 
 
-def strip_description(path: Path) -> None:
-    """Rewrite `path` as a checkpoint written before format 2."""
-    state = torch.load(path, weights_only=True)
-    for key in (*DESCRIPTION_KEYS, "format"):
-        state.pop(key)
-    torch.save(state, path)
-
-
-def test_old_checkpoint_still_resumes_but_its_file_alone_cannot_be_sampled(tmp_path, empty_store, capsys):
+def test_a_checkpoint_of_another_format_is_refused_in_one_line(tmp_path, empty_store, capsys):
     trainer, path = trained_checkpoint(tmp_path)
-    strip_description(path)
-    resumed = Trainer(trainer.cfg, progress=False)
-    resumed.load_checkpoint(path)
-    assert resumed.step == trainer.step
+    torch.save({key: value for key, value in torch.load(path, weights_only=True).items() if key != "format"}, path)
     assert main(["sample", str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "sample it by run id" in err and len(err.splitlines()) == 1
+    assert "format 1" in err and "charrnn migrate" in err and len(err.splitlines()) == 1
 
 
 def test_missing_checkpoint_file_exits_2(tmp_path, empty_store, capsys):
     assert main(["sample", str(tmp_path / "nope.pt")]) == 2
     assert "no such file" in capsys.readouterr().err
-
-
-def test_run_with_an_old_checkpoint_samples_from_its_params(results_dir, monkeypatch, capsys):
-    monkeypatch.setattr(charrnn.run.train, "describe", lambda *args: {})  # writes format-1 checkpoints
-    assert main(["train", *[f"{k}={v}" for k, v in TINY.items()], "--no-progress"]) == 0
-    run_id = capsys.readouterr().out.split("run_id: ")[1].split()[0]
-    client = MlflowClient(f"sqlite:///{results_dir / 'mlflow.db'}")
-    stored = read(client.download_artifacts(run_id, "checkpoint/checkpoint.pt", str(results_dir)))
-    assert not any(key in stored for key in DESCRIPTION_KEYS)
-    assert main(["sample", run_id, "--length", "30", "--prime", "KING"]) == 0
-    assert capsys.readouterr().out.startswith("KING")

@@ -79,7 +79,7 @@ def test_two_grid_drivers_and_four_ray_workers_on_one_server_train_each_spec_onc
     tracker = Tracker(server.uri)
     runs = tracker.runs("writers")
     kids = children(runs)
-    assert len(kids) == 8 and len({r.config_hash for r in kids}) == 8
+    assert len(kids) == 8 and len({r.identity for r in kids}) == 8
     assert all(r.status == "FINISHED" for r in kids)
     for run in kids:  # trained once: one loss per step, never replayed
         steps = [s for s, _, _ in tracker.metric_history(run.run_id, "train_loss")]
@@ -107,7 +107,7 @@ sys.exit(main(sys.argv[1:]))
 
 def test_a_raising_or_killed_worker_fails_only_its_run_with_the_reason(scale_out):
     server, cluster, root = scale_out
-    data = grid_data(name="faults", claim=None, seeds=[0], axes={"cell": ["vanilla", "gru", "lstm"]},
+    data = grid_data(name="faults", claims=None, seeds=[0], axes={"cell": ["vanilla", "gru", "lstm"]},
                      fixed=TINY_FIXED)
     path = write_grid(root, data, name="faults.yaml")
     log = root / "faults.log"
@@ -144,7 +144,7 @@ def past_first_checkpoint(tracker: Tracker, run_id: str) -> int | None:
 
 def test_run_on_a_removed_worker_node_resumes_from_its_checkpoint_on_the_other_node(scale_out):
     server, cluster, root = scale_out
-    data = grid_data(name="node_loss", claim=None, seeds=[0], axes={"cell": ["vanilla", "gru"]},
+    data = grid_data(name="node_loss", claims=None, seeds=[0], axes={"cell": ["vanilla", "gru"]},
                      fixed=NODE_LOSS_FIXED)
     path = write_grid(root, data, name="node_loss.yaml")
     log = root / "node_loss.log"
@@ -178,7 +178,7 @@ def test_run_on_a_removed_worker_node_resumes_from_its_checkpoint_on_the_other_n
     assert sorted({step for step, _, _ in history}) == list(range(NODE_LOSS_FIXED["steps"]))
     assert f"resumed from step {resumed_from}" in text
 
-    spec = next(s for s in load_grid(path).expand("quick") if s.config_hash == moved.config_hash)
+    spec = next(s for s in load_grid(path).expand("quick") if s.identity == moved.identity)
     threads = torch.get_num_threads()
     torch.set_num_threads(CPUS_PER_NODE)  # as in the Ray task
     try:

@@ -62,10 +62,10 @@ def test_key_value_without_equals_is_rejected():
         parse_key_values(["cell"])
 
 
-def test_config_hash_is_stable_and_sensitive():
+def test_identity_hash_is_stable_and_sensitive():
     a, b = make_config({"seed": 1}), make_config({"seed": 1})
-    assert a.config_hash() == b.config_hash()
-    assert a.config_hash() != make_config({"seed": 2}).config_hash()
+    assert a.identity_hash() == b.identity_hash()
+    assert a.identity_hash() != make_config({"seed": 2}).identity_hash()
 
 
 def test_run_name_reads_well():

@@ -16,7 +16,7 @@ def test_axes_expand_to_the_cartesian_product_times_seeds(tmp_path):
     grid = load_grid(write_grid(tmp_path))
     specs = grid.expand("quick")
     assert len(specs) == 8
-    assert len({s.config_hash for s in specs}) == 8
+    assert len({s.identity for s in specs}) == 8
     assert [s.run_name for s in specs[:3]] == ["cell=vanilla,hidden_size=8,seed=0",
                                                "cell=vanilla,hidden_size=8,seed=1",
                                                "cell=vanilla,hidden_size=16,seed=0"]
@@ -28,16 +28,16 @@ def test_run_specs_are_frozen_and_hash_their_resolved_config(tmp_path):
     spec = load_grid(write_grid(tmp_path)).expand("quick")[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.profile = "full"
-    assert spec.config_hash == spec.config.config_hash()
+    assert spec.identity == spec.config.identity_hash()
     assert spec.varied == (("cell", "vanilla"), ("hidden_size", 8))
     assert spec.varied_json == '{"cell": "vanilla", "hidden_size": 8}'
 
 
 def test_hash_is_stable_across_loads_and_changes_with_the_profile(tmp_path):
     path = write_grid(tmp_path)
-    quick = [s.config_hash for s in load_grid(path).expand("quick")]
-    assert quick == [s.config_hash for s in load_grid(path).expand("quick")]
-    assert not set(quick) & {s.config_hash for s in load_grid(path).expand("full")}
+    quick = [s.identity for s in load_grid(path).expand("quick")]
+    assert quick == [s.identity for s in load_grid(path).expand("quick")]
+    assert not set(quick) & {s.identity for s in load_grid(path).expand("full")}
 
 
 def test_layers_apply_in_order_defaults_task_fixed_profile_axes_seed(tmp_path):
@@ -59,12 +59,12 @@ def test_zip_varies_axes_together(tmp_path):
 
 
 def test_a_grid_without_axes_is_one_variant_per_seed(tmp_path):
-    data = grid_data(axes=None, claim=None, seeds=[3, 4])
+    data = grid_data(axes=None, claims=None, seeds=[3, 4])
     assert [s.run_name for s in load_grid(write_grid(tmp_path, data)).expand("quick")] == ["seed=3", "seed=4"]
 
 
 def test_a_threshold_claim_compares_the_runs_with_a_number(tmp_path):
-    grid = load_grid(write_grid(tmp_path, axes=None, claim={"metric": "val_loss", "expect": {"better_than": 1.6}}))
+    grid = load_grid(write_grid(tmp_path, axes=None, claims=[{"metric": "val_loss", "expect": {"better_than": 1.6}}]))
     (claim,) = grid.claims
     assert claim.is_threshold and claim.baseline == 1.6 and claim.margin == 0.01
 
@@ -72,7 +72,7 @@ def test_a_threshold_claim_compares_the_runs_with_a_number(tmp_path):
 def test_a_claim_can_be_equivalence_to_a_number_or_name_the_effect_size_it_claims(tmp_path):
     claims = [{"metric": "val_loss", "expect": {"equivalent_to": 1.6}},
               {"metric": "val_loss", "at_least": 0.5, "expect": {"cell": "gru", "better_than": "vanilla"}}]
-    equal, sized = load_grid(write_grid(tmp_path, claim=None, claims=claims, axes={"cell": ["vanilla", "gru"]})).claims
+    equal, sized = load_grid(write_grid(tmp_path, claims=claims, axes={"cell": ["vanilla", "gru"]})).claims
     assert equal.is_threshold and equal.is_equivalence and equal.id == "val_loss_eq_1.6"
     assert equal.describe() == "val_loss equals 1.6 within ±0.01"
     assert sized.at_least == 0.5 and sized.describe().endswith("by at least 0.5")
@@ -83,7 +83,7 @@ def test_claims_list_with_where_equivalence_and_margin(tmp_path):
                "where": {"hidden_size": 16}},
               {"id": "same", "metric": "val_loss", "margin": 0.02,
                "expect": {"cell": "gru", "equivalent_to": "vanilla"}}]
-    grid = load_grid(write_grid(tmp_path, claim=None, claims=claims, axes={"cell": ["vanilla", "gru"],
+    grid = load_grid(write_grid(tmp_path, claims=claims, axes={"cell": ["vanilla", "gru"],
                                                                            "hidden_size": [8, 16]}))
     first, second = grid.claims
     assert first.id == "cell=gru_vs_vanilla.hidden_size=16" and first.where == (("hidden_size", 16),)
@@ -137,7 +137,7 @@ MALFORMED = {
     "axis_not_a_list": (_with(axes={"cell": "gru"}), "axes.cell: 'gru': expected a list of values"),
     "empty_axis": (_with(axes={"cell": []}), "axes.cell: empty axis; valid: a list of one or more values"),
     "zip_unequal_lengths": (_with(zip={"hidden_size": [8, 16], "lr": [0.1]}, axes={"cell": ["gru"]},
-                                  claim=None),
+                                  claims=None),
                             "zip: lists of unequal length (hidden_size: 2, lr: 1)"),
     "seed_as_axis": (_with(axes={"seed": [0, 1]}), "axes.seed: seed cannot vary here"),
     "empty_seeds": (_with(seeds=[]), "seeds: []: expected a non-empty list of integers"),
@@ -146,38 +146,38 @@ MALFORMED = {
                           "profiles.quick: optimizer='lbfgs': unknown value; valid choices: adam, sgd, rmsprop"),
     "profile_overrides_axis": (_with(profiles={"quick": {"cell": "gru"}, "full": {}}),
                                "profiles.quick.cell: cell cannot be set here; cell is varied by the grid"),
-    "bad_combination": (_with(axes={"input_combine": ["add", "concat"]}, fixed={"cell": "vanilla"}, claim=None),
+    "bad_combination": (_with(axes={"input_combine": ["add", "concat"]}, fixed={"cell": "vanilla"}, claims=None),
                         "profile quick, run input_combine=add,seed=0: input_combine='add': backend=fused"),
-    "claim_value_not_on_axis": (_with(claim={"metric": "val_loss", "expect": {"cell": "lstm", "better_than": "gru"}}),
-                                "claim.expect: cell='lstm' is not on the axis; valid: vanilla, gru"),
-    "claim_unknown_metric": (_with(claim={"metric": "bleu", "expect": {"cell": "gru", "better_than": "vanilla"}}),
-                             "claim.metric: 'bleu': unknown metric; valid choices: val_loss"),
-    "claim_threshold_not_a_number": (_with(claim={"metric": "val_loss", "expect": {"better_than": "low"}}),
-                                     "claim.expect: better_than='low': a claim against a reference number "
+    "claim_value_not_on_axis": (_with(claims=[{"metric": "val_loss",
+                                               "expect": {"cell": "lstm", "better_than": "gru"}}]),
+                                "claims[0].expect: cell='lstm' is not on the axis; valid: vanilla, gru"),
+    "claim_unknown_metric": (_with(claims=[{"metric": "bleu", "expect": {"cell": "gru", "better_than": "vanilla"}}]),
+                             "claims[0].metric: 'bleu': unknown metric; valid choices: val_loss"),
+    "claim_threshold_not_a_number": (_with(claims=[{"metric": "val_loss", "expect": {"better_than": "low"}}]),
+                                     "claims[0].expect: better_than='low': a claim against a reference number "
                                      "needs a finite number"),
-    "claim_at_least_on_an_equivalence": (_with(claim={"metric": "val_loss", "margin": 0.1, "at_least": 0.5,
-                                                      "expect": {"cell": "gru", "equivalent_to": "vanilla"}}),
-                                         "claim.at_least: valid only with expect: {AXIS: VALUE, better_than"),
-    "claim_at_least_not_positive": (_with(claim={"metric": "val_loss", "at_least": 0,
-                                                 "expect": {"cell": "gru", "better_than": "vanilla"}}),
-                                    "claim.at_least: 0: valid: a finite number > 0"),
-    "claim_and_claims": (_with(claims=[]), "give either `claim:` (one) or `claims:` (a list), not both"),
-    "claims_not_a_list": (_with(claim=None, claims={"metric": "val_loss"}),
+    "claim_at_least_on_an_equivalence": (_with(claims=[{"metric": "val_loss", "margin": 0.1, "at_least": 0.5,
+                                                      "expect": {"cell": "gru", "equivalent_to": "vanilla"}}]),
+                                         "claims[0].at_least: valid only with expect: {AXIS: VALUE, better_than"),
+    "claim_at_least_not_positive": (_with(claims=[{"metric": "val_loss", "at_least": 0,
+                                                 "expect": {"cell": "gru", "better_than": "vanilla"}}]),
+                                    "claims[0].at_least: 0: valid: a finite number > 0"),
+    "claims_not_a_list": (_with(claims={"metric": "val_loss"}),
                           "claims: {'metric': 'val_loss'}: expected a list"),
-    "claim_duplicate_id": (_with(claim=None, claims=[
+    "claim_duplicate_id": (_with(claims=[
         {"id": "a", "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}},
         {"id": "a", "metric": "val_loss", "expect": {"better_than": 1.5}}]), "claims: id 'a' repeated"),
-    "claim_where_not_an_axis": (_with(claim=None, claims=[
+    "claim_where_not_an_axis": (_with(claims=[
         {"metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}, "where": {"layers": 2}}]),
         "claims[0].where: 'layers' is not an axis it can restrict; valid: hidden_size"),
-    "claim_negative_margin": (_with(claim={"metric": "val_loss", "margin": -1,
-                                           "expect": {"cell": "gru", "better_than": "vanilla"}}),
-                              "claim.margin: -1: valid: a finite number >= 0"),
-    "equivalence_without_margin_on_speed": (_with(claim={"metric": "tokens_per_s", "expect": {
-        "cell": "gru", "equivalent_to": "vanilla"}}),
-        "claim.margin: an equivalence claim on tokens_per_s needs a stated margin"),
-    "claim_unknown_key": (_with(claim={"metric": "val_loss", "expect": {"better_than": 1.5}, "rope": 1}),
-                          "claim: unknown key 'rope'; valid keys: id, source, metric"),
+    "claim_negative_margin": (_with(claims=[{"metric": "val_loss", "margin": -1,
+                                           "expect": {"cell": "gru", "better_than": "vanilla"}}]),
+                              "claims[0].margin: -1: valid: a finite number >= 0"),
+    "equivalence_without_margin_on_speed": (_with(claims=[{"metric": "tokens_per_s", "expect": {
+        "cell": "gru", "equivalent_to": "vanilla"}}]),
+        "claims[0].margin: an equivalence claim on tokens_per_s needs a stated margin"),
+    "claim_unknown_key": (_with(claims=[{"metric": "val_loss", "expect": {"better_than": 1.5}, "rope": 1}]),
+                          "claims[0]: unknown key 'rope'; valid keys: id, source, metric"),
     "not_a_mapping": ("- just\n- a list\n", "expected a mapping of key: value"),
 }
 

@@ -215,17 +215,6 @@ def test_max_time_s_stops_training_at_the_budget_and_evaluates_there():
     assert math.isfinite(result.final["final_val_loss"]) and trainer.state_dict()["train_time_s"] >= 0.5
 
 
-def test_max_time_s_off_keeps_every_earlier_config_hash():
-    from charrnn.config import LEGACY_FIELDS
-    import hashlib
-    import json
-
-    cfg = make_config({"cell": "gru"})
-    old = {k: v for k, v in cfg.to_dict().items() if k in LEGACY_FIELDS}  # as hashed before the key
-    digest = hashlib.sha256(json.dumps(old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-    assert cfg.config_hash() == digest != make_config({"max_time_s": 5}).config_hash()
-
-
 def test_kernels_page_plots_mingru_time_vs_seq_len_and_names_the_crossing(tmp_path):
     import json
 
@@ -247,20 +236,22 @@ def test_kernels_page_plots_mingru_time_vs_seq_len_and_names_the_crossing(tmp_pa
 # --------------------------------------------------------------------------- the kernel suite's min-cell cases
 
 def test_min_cell_bench_case_checks_against_loop_and_is_timed_against_nn_gru_at_its_shape():
-    from charrnn.bench import suite
+    from charrnn.bench import cases as bench_cases
+    from charrnn.bench import workloads
 
-    case = suite.Case("minlstm", "scan", 8, 2, 70)           # T = 70: two scan chunks of 64
-    assert suite.reference_backend("minlstm") == "loop" and suite.reference_backend("gru") == "fused"
-    assert suite.tolerance(case) == TOL["fp32"] > suite.tolerance(suite.Case("gru", "loop", 8, 2, 70))
-    prep = suite.prepare(case, torch.device("cpu"))           # raises EquivalenceError if scan != loop
-    assert prep.paired.case == suite.Case("gru", "fused", 8, 2, 70)
+    case = bench_cases.Case("minlstm", "scan", 8, 2, 70)           # T = 70: two scan chunks of 64
+    assert bench_cases.reference_backend("minlstm") == "loop" and bench_cases.reference_backend("gru") == "fused"
+    assert bench_cases.tolerance(case) == TOL["fp32"] > bench_cases.tolerance(bench_cases.Case("gru", "loop", 8, 2, 70))
+    prep = workloads.prepare(case, torch.device("cpu"))       # raises EquivalenceError if scan != loop
+    assert prep.paired.case == bench_cases.Case("gru", "fused", 8, 2, 70)
     assert prep.info["paired_with"] == "gru-fused" and prep.info["reference"] == "loop"
     assert prep.info["equivalence"].startswith(f"max|err| <= {TOL['fp32']:g}")
-    assert suite.prepare(suite.Case("gru", "fused", 8, 2, 70), torch.device("cpu")).paired is None
+    assert workloads.prepare(bench_cases.Case("gru", "fused", 8, 2, 70), torch.device("cpu")).paired is None
 
 
 def test_min_cell_equivalence_fails_when_the_scan_weights_differ_from_the_loop(monkeypatch):
-    from charrnn.bench import suite, workloads
+    from charrnn.bench import cases as bench_cases
+    from charrnn.bench import workloads
 
     real = workloads.build_layer_model
 
@@ -271,24 +262,24 @@ def test_min_cell_equivalence_fails_when_the_scan_weights_differ_from_the_loop(m
                 model.layers[0].bias_ih_l0.add_(1e-2)
         return model
     monkeypatch.setattr(workloads, "build_layer_model", perturbed)
-    with pytest.raises(suite.EquivalenceError, match="mingru-h8-b2-t9-l1-fp32-fwd_bwd-scan"):
-        suite.assert_equivalent(suite.Case("mingru", "scan", 8, 2, 9), torch.device("cpu"),
-                                suite.reference_model(suite.Case("mingru", "scan", 8, 2, 9)))
+    with pytest.raises(workloads.EquivalenceError, match="mingru-h8-b2-t9-l1-fp32-fwd_bwd-scan"):
+        workloads.assert_equivalent(bench_cases.Case("mingru", "scan", 8, 2, 9), torch.device("cpu"),
+                                    workloads.reference_model(bench_cases.Case("mingru", "scan", 8, 2, 9)))
 
 
 def test_min_cell_flops_count_the_input_projection_only():
-    from charrnn.bench import suite
+    from charrnn.bench import cases as bench_cases
 
-    case = suite.Case("mingru", "scan", 256, 32, 64)
+    case = bench_cases.Case("mingru", "scan", 256, 32, 64)
     assert case.flops() == 2 * 2 * 256 * 256 * 32 * 64 * 3    # G=2 gates x 2 I H, no hidden matmul
     assert case.matmul_shapes() == {"all_steps": (64 * 32, 256, 2 * 256)}
 
 
 def test_bench_table_names_nn_gru_as_the_min_cells_paired_arm():
-    from charrnn.bench import suite
+    from charrnn.bench import results as bench_results
 
     shape = "mingru-h8-b2-t9-l1-fp32-fwd_bwd"
     data = {"benchmarks": [{"name": f"test_layer[{shape}-scan]", "stats": {"median": 0.01, "iqr": 0.001, "rounds": 5},
                             "extra_info": {"shape": shape, "backend": "scan", "paired_with": "gru-fused",
                                            "paired_ratio": 0.5}}]}
-    assert f"{shape}  (paired with gru-fused at the same shape)" in suite.format_table(data)
+    assert f"{shape}  (paired with gru-fused at the same shape)" in bench_results.format_table(data)

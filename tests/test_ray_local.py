@@ -40,7 +40,7 @@ def test_ray_grid_trains_despite_a_stale_current_cluster_file(store, tmp_path, s
     stale = (stale_ray_dir / "ray" / "ray_current_cluster").read_text().strip()
     port = stale.rsplit(":", 1)[1]   # where a plain ray.init() would go (127.0.0.1 → this node's IP)
     assert (canonicalize_bootstrap_address(None) or "").endswith(f":{port}")
-    grid = load_grid(write_grid(tmp_path, axes={"cell": ["gru"]}, seeds=[0], claim=None))
+    grid = load_grid(write_grid(tmp_path, axes={"cell": ["gru"]}, seeds=[0], claims=None))
     session = run_grid(grid, "quick", executor="ray", max_parallel=1, progress=False)
     assert session.counts() == {"finished": 1, "skipped": 0, "failed": 0}
     assert [r.status for r in children(runs_of("tiny", store))] == ["FINISHED"]

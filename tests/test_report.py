@@ -346,7 +346,7 @@ def _store_experiment(name: str, grid_text: str) -> str:
 
 def test_cli_report_renders_the_store_and_logs_the_page_to_the_grid_run(results_dir, tmp_path, capsys):
     grid = {"name": "smoke", "question": "Does a GRU win?", "seeds": [0, 1], "axes": {"cell": ["vanilla", "gru"]},
-            "claim": {"metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}}}
+            "claims": [{"metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}}]}
     parent_id = _store_experiment("smoke", yaml.safe_dump(grid))
     out = tmp_path / "reports"
     assert cli.main(["report", "--out", str(out)]) == 0

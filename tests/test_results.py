@@ -22,7 +22,7 @@ def grid_store(tmp_path_factory, empty_store_db):
     store = root / "results"
     store.mkdir()
     shutil.copy(empty_store_db, store / "mlflow.db")
-    path = write_grid(root, axes={"lr": [1e6, 0.01], "hidden_size": [8, 16]}, seeds=[0], claim=None,
+    path = write_grid(root, axes={"lr": [1e6, 0.01], "hidden_size": [8, 16]}, seeds=[0], claims=None,
                       fixed={**{k: v for k, v in TINY_FIXED.items() if k != "hidden_size"}, **DIVERGING})
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CHARRNN_RESULTS_DIR", str(store))
@@ -45,11 +45,11 @@ def test_runs_frame_has_one_typed_row_per_child_run_and_no_parent(grid_results):
     assert len(frame) == 4
     assert set(frame["run_id"]) == {r.run_id for r in session.results}
     assert frame.attrs["axes"] == ["lr", "hidden_size"]
-    for column in ("run_name", "variant", "config_hash", "status", "failure", "seed", "lr", "hidden_size",
+    for column in ("run_name", "variant", "identity", "status", "failure", "seed", "lr", "hidden_size",
                    "final_val_loss", "final_train_loss", "duration_s", "param_count"):
         assert column in frame.columns
-    assert list(frame.columns[:10]) == ["run_id", "run_name", "variant", "identity", "config_hash", "status",
-                                        "failure", "seed", "lr", "hidden_size"]
+    assert list(frame.columns[:9]) == ["run_id", "run_name", "variant", "identity", "status",
+                                       "failure", "seed", "lr", "hidden_size"]
     assert frame["hidden_size"].tolist() == [8, 16, 8, 16] and frame["lr"].tolist() == [1e6, 1e6, 0.01, 0.01]
     assert pd.api.types.is_integer_dtype(frame["param_count"]) and (frame["param_count"] > 0).all()
     assert (frame["duration_s"] > 0).all()
@@ -87,9 +87,9 @@ def test_export_writes_one_row_per_trained_run_spec(grid_results, tmp_path, caps
     assert main(["export", "tiny", "--format", fmt, "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     frame = pd.read_csv(out) if fmt == "csv" else pd.read_parquet(out)
-    assert len(frame) == 4 and frame["config_hash"].nunique() == 4
+    assert len(frame) == 4 and frame["identity"].nunique() == 4
     assert {"seed", "lr", "hidden_size", "status", "final_val_loss", "duration_s", "param_count",
-            "config_hash"} <= set(frame.columns)
+            "identity"} <= set(frame.columns)
     assert sorted(frame["status"]) == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
 
 

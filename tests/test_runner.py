@@ -43,7 +43,7 @@ def test_grid_trains_eight_children_under_one_parent_then_skips_all_eight(store,
     (parent,), kids = parents(runs), children(runs)
     assert len(kids) == 8 and all(r.status == "FINISHED" for r in kids)
     assert {r.parent_run_id for r in kids} == {parent.run_id}
-    assert len({r.config_hash for r in kids}) == 8
+    assert len({r.identity for r in kids}) == 8
     assert parent.status == "FINISHED" and parent.tag("grid") == "tiny" and parent.tag("profile") == "quick"
     run = by_name(kids)["cell=gru,hidden_size=16,seed=1"]
     assert (run.tag("grid"), run.tag("profile"), run.tag("variant")) == ("tiny", "quick", "cell=gru,hidden_size=16")
@@ -59,7 +59,7 @@ def test_grid_trains_eight_children_under_one_parent_then_skips_all_eight(store,
 
 
 def test_dry_run_reports_store_status_without_writing(store, tmp_path, capsys):
-    path = write_grid(tmp_path, axes={"cell": ["gru"]}, seeds=[0], claim=None)
+    path = write_grid(tmp_path, axes={"cell": ["gru"]}, seeds=[0], claims=None)
     assert main(["grid", str(path), "--no-progress"]) == 0
     before = len(runs_of("tiny", store))
     assert main(["grid", str(path), "--dry-run", "--profile", "full"]) == 0
@@ -76,7 +76,7 @@ DIVERGING = {"cell": "vanilla", "backend": "loop", "activation": "identity", "op
 
 
 def test_diverging_variant_fails_with_reason_while_the_others_finish(store, tmp_path, capsys):
-    path = write_grid(tmp_path, axes={"lr": [1e6, 0.01]}, seeds=[0, 1], claim=None,
+    path = write_grid(tmp_path, axes={"lr": [1e6, 0.01]}, seeds=[0, 1], claims=None,
                       fixed={**TINY_FIXED, **DIVERGING})
     assert main(["grid", str(path), "--no-progress"]) == 1
     out = capsys.readouterr().out
@@ -104,7 +104,7 @@ def test_exception_inside_training_fails_only_that_run(store, tmp_path, monkeypa
         return original(self)
 
     monkeypatch.setattr(Trainer, "fit", fit)
-    path = write_grid(tmp_path, axes={"cell": ["lstm", "gru"]}, seeds=[0], claim=None)
+    path = write_grid(tmp_path, axes={"cell": ["lstm", "gru"]}, seeds=[0], claims=None)
     assert main(["grid", str(path), "--no-progress"]) == 1
     kids = by_name(children(runs_of("tiny", store)))
     assert kids["cell=lstm,seed=0"].status == "FAILED"
@@ -148,7 +148,7 @@ def interrupt_second_run(monkeypatch, method: str, nth: int) -> None:
     monkeypatch.setattr(executors, "train_run", train_run)
 
 
-RESUME_GRID = {"axes": {"cell": ["vanilla", "gru"]}, "seeds": [0], "claim": None,
+RESUME_GRID = {"axes": {"cell": ["vanilla", "gru"]}, "seeds": [0], "claims": None,
                "fixed": {**TINY_FIXED, "steps": 10, "eval_interval": 4}}  # checkpoints at 4, 8, 10
 
 
@@ -232,17 +232,13 @@ def test_decide_what_to_do_with_a_run_spec(runs, rerun, alive, action, note):
     assert decision.action == action and note in decision.note
 
 
-@pytest.mark.parametrize("release", ["current", "previous"])
-def test_running_run_is_reaped_only_once_its_owner_lock_is_free(store, tmp_path, release):
-    grid = load_grid(write_grid(tmp_path, axes={"cell": ["gru"]}, seeds=[0], claim=None))
+def test_running_run_is_reaped_only_once_its_owner_lock_is_free(store, tmp_path):
+    grid = load_grid(write_grid(tmp_path, axes={"cell": ["gru"]}, seeds=[0], claims=None))
     spec, tracker = grid.expand("quick")[0], Tracker()
-    # the previous release tagged (and locked) only the all-fields config hash
-    tags = {"charrnn.identity": spec.identity} if release == "current" else {}
-    owned_by = spec.identity if release == "current" else spec.config_hash
     orphan = tracker.start_run("tiny", spec.run_name, {}, system_metrics=False, tags={
-        "charrnn.role": "run", "charrnn.config_hash": spec.config_hash, "charrnn.owner_host": HOST, **tags})
+        "charrnn.role": "run", "charrnn.identity": spec.identity, "charrnn.owner_host": HOST})
     session = GridSession(tracker, grid, "quick", (spec,), progress=False)
-    with FileLock(lock_path(results_dir(), "tiny", owned_by)):
+    with FileLock(lock_path(results_dir(), "tiny", spec.identity)):
         assert session.reap() == []
     assert tracker.run(orphan.run_id).status == "RUNNING"
     assert session.reap() == [orphan.run_id]
@@ -288,7 +284,7 @@ def test_ray_task_resources_split_the_cluster(cluster, max_parallel, expected):
 
 # --------------------------------------------------------------------------- processes (slow)
 
-KILL_GRID = {"axes": {"cell": ["vanilla", "gru", "lstm"]}, "seeds": [0], "claim": None,
+KILL_GRID = {"axes": {"cell": ["vanilla", "gru", "lstm"]}, "seeds": [0], "claims": None,
              "fixed": {"hidden_size": 16, "batch_size": 8, "seq_len": 16, "steps": 150, "eval_interval": 10,
                        "eval_batches": 1, "sample_length": 20, "device": "cpu"}}
 
@@ -321,13 +317,13 @@ def test_sigkill_of_the_process_tree_then_rerun_ends_with_one_finished_run_per_s
     runs = runs_of("tiny", store)
     kids = children(runs)
     assert len(kids) == 3 and all(r.status == "FINISHED" for r in kids)
-    assert len({r.config_hash for r in kids}) == 3
+    assert len({r.identity for r in kids}) == 3
     assert not [r for r in runs if r.status == "RUNNING"]
     assert [p.status for p in parents(runs)] == ["KILLED", "FINISHED"]
     assert {k: v for k, v in by_metric(kids).items() if k in finished_before} == finished_before
     resumed = next(r for r in kids if r.run_id == victim.run_id)
     assert int(resumed.tag("resumed_from_step")) >= 10
-    spec = next(s for s in load_grid(path).expand("quick") if s.config_hash == resumed.config_hash)
+    spec = next(s for s in load_grid(path).expand("quick") if s.identity == resumed.identity)
     assert resumed.metrics["final_val_loss"] == uninterrupted_final(spec.config)["final_val_loss"]
 
 
@@ -343,7 +339,7 @@ def test_two_concurrent_grid_processes_never_train_a_run_spec_twice(results_dir,
     assert trained == 8, logs
     runs = runs_of("tiny", results_dir)
     kids = children(runs)
-    assert len(kids) == 8 and len({r.config_hash for r in kids}) == 8
+    assert len(kids) == 8 and len({r.identity for r in kids}) == 8
     assert all(r.status == "FINISHED" for r in kids)
     for run in kids:  # trained once: one loss per step, never replayed
         steps = [s for s, _, _ in Tracker().metric_history(run.run_id, "train_loss")]
@@ -357,7 +353,7 @@ def test_ray_executor_gives_the_same_final_metrics_as_local(store, tmp_path, mon
 
     grid = load_grid(write_grid(tmp_path))
     local = executors.run_grid(grid, "quick", progress=False)
-    local_final = {r.spec.config_hash: r.final for r in local.results}
+    local_final = {r.spec.identity: r.final for r in local.results}
 
     other = tmp_path / "ray-results"
     other.mkdir()
@@ -369,7 +365,7 @@ def test_ray_executor_gives_the_same_final_metrics_as_local(store, tmp_path, mon
     finally:
         ray.shutdown()
     assert ray_session.counts() == {"finished": 8, "skipped": 0, "failed": 0}
-    ray_final = {r.spec.config_hash: r.final for r in ray_session.results}
+    ray_final = {r.spec.identity: r.final for r in ray_session.results}
     keys = ("final_val_loss", "final_train_loss")
     assert {h: {k: f[k] for k in keys} for h, f in ray_final.items()} == \
         {h: {k: f[k] for k in keys} for h, f in local_final.items()}
@@ -377,5 +373,5 @@ def test_ray_executor_gives_the_same_final_metrics_as_local(store, tmp_path, mon
     assert len(kids) == 8 and all(r.status == "FINISHED" for r in kids)
     assert all(math.isfinite(r.metrics["final_val_loss"]) for r in kids)
     assert all(list(other.glob(f"mlartifacts/tiny/{r.run_id}/artifacts/checkpoint/checkpoint.pt")) for r in kids)
-    stored_final = {r.config_hash: r.metrics["final_val_loss"] for r in kids}
+    stored_final = {r.identity: r.metrics["final_val_loss"] for r in kids}
     assert stored_final == {h: f["final_val_loss"] for h, f in local_final.items()}

@@ -56,7 +56,7 @@ def test_stops_at_max_seeds_when_a_claim_stays_underpowered(tmp_path):
     ([], "the grid has no claims to decide"),
 ])
 def test_bad_sequential_requests_exit_2_before_any_run(tmp_path, results_dir, capsys, extra, needle):
-    path = write_grid(tmp_path, claim=None) if not extra else write_grid(tmp_path)
+    path = write_grid(tmp_path, claims=None) if not extra else write_grid(tmp_path)
     assert cli.main(["grid", str(path), "--until-decided", *extra]) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1 and not results_dir.exists()
@@ -78,7 +78,7 @@ def test_kill_9_during_a_later_look_then_rerun_continues_and_tags_the_stop(store
     assert done.returncode == 0, done.stdout + done.stderr
     runs = runs_of("tiny", store)
     kids = children(runs)
-    assert all(r.status == "FINISHED" for r in kids) and len(kids) == len({r.config_hash for r in kids})
+    assert all(r.status == "FINISHED" for r in kids) and len(kids) == len({r.identity for r in kids})
     seeds = {r.params["seed"] for r in kids}
     assert seeds in ({"0", "1"}, {"0", "1", "2", "3"})
     last = max(parents(runs), key=lambda r: r.start_time)

@@ -1,6 +1,6 @@
 """What a user meets in the MLflow UI: experiment kind, description, primary metric, source tags."""
+import math
 import subprocess
-from pathlib import Path
 
 import mlflow.server
 
@@ -13,8 +13,9 @@ from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_I
 from charrnn.cli import main
 from charrnn import tags
 from charrnn.provenance import source_tags
-from charrnn.tracking import (EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, UI_DEFAULT_VIEW_SCRIPT, UI_QUERY, Tracker,
-                              create_ui_app)
+from charrnn import tracking
+from charrnn.tracking import (EXPERIMENT_KIND_TAG, MLFLOW_PRIVATE_API_CHECKED, MODEL_TRAINING_KIND,
+                              UI_DEFAULT_VIEW_SCRIPT, UI_QUERY, Tracker, create_ui_app, metric_histories, sql_store)
 
 
 def experiment_tags(tracker: Tracker, name: str) -> dict[str, str]:
@@ -35,11 +36,20 @@ def test_the_ui_app_serves_mlflows_page_with_the_model_training_switch_preset():
     assert html.count(UI_DEFAULT_VIEW_SCRIPT) == 1 and "ETag" not in page.headers
 
 
-def test_mlflows_ui_bundle_still_keeps_its_view_switch_under_the_key_the_preset_writes():
-    """The preset writes MLflow's own storage key; an MLflow whose UI moved the switch fails here."""
-    bundle = next((Path(mlflow.server.app.static_folder) / "static" / "js").glob("main.*.js")).read_text()
-    assert 'key:"mlflow.workflowType",version:1' in bundle and "`${e}_v${t}`" in bundle
-    assert 'e.MACHINE_LEARNING="machine_learning"' in bundle
+def test_the_private_mlflow_door_reads_curves_in_bulk_as_mlflow_3_17_2_does(store, monkeypatch):
+    """`sql_store` (charrnn's one private MLflow name, checked against MLflow 3.17.2) finds a sqlite
+    store, and its bulk read gives the points the public per-run read gives, NaN included."""
+    tracker = Tracker()
+    assert MLFLOW_PRIVATE_API_CHECKED == "3.17.2" and sql_store(tracker) is not None
+    run = tracker.start_run("bulk", "r", {}, system_metrics=False)
+    for step, value in enumerate([2.0, float("nan"), 1.5]):
+        run.log_metrics({"val_loss": value, "train_loss": step}, step=step)
+    run.end()
+    bulk = sorted(metric_histories(tracker, [run.run_id], ["val_loss"]), key=lambda r: r[2])
+    monkeypatch.setattr(tracking, "sql_store", lambda tracker: None)   # as against an MLflow server
+    public = sorted(metric_histories(tracker, [run.run_id], ["val_loss"]), key=lambda r: r[2])
+    assert [r[:3] for r in bulk] == [r[:3] for r in public] == [(run.run_id, "val_loss", s) for s in range(3)]
+    assert bulk[0][3] == public[0][3] == 2.0 and math.isnan(bulk[1][3]) and math.isnan(public[1][3])
 
 
 def test_describe_experiment_sets_question_kind_and_primary_metric(store):

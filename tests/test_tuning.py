@@ -24,7 +24,7 @@ def tuned_grid(tmp_path, **overrides):
 
 def test_tune_trains_every_variant_and_seed_once_per_value(tmp_path):
     specs = tuned_grid(tmp_path).expand("quick")
-    assert len(specs) == 2 * 3 * 2 and len({s.config_hash for s in specs}) == 12
+    assert len(specs) == 2 * 3 * 2 and len({s.identity for s in specs}) == 12
     assert {(s.variant, s.config.lr, s.seed) for s in specs} == {
         (f"cell={c}", lr, seed) for c in ("vanilla", "gru") for lr in LRS for seed in (0, 1)}
     assert specs[0].run_name == "cell=vanilla,lr=0.001,seed=0"

@@ -40,7 +40,7 @@ GRACE_S = 20.0          # after SIGINT, before SIGKILL
 REPO = Path(__file__).resolve().parents[2]
 WHEELS = REPO / ".whl"
 GPU_VENV = REPO / ".venv-gpu"
-SUITE = "tests/benchmarks"
+SUITE = str(Path(__file__).resolve().parent / "timed")   # the kernel suite (charrnn.bench.suite.SUITE)
 CHECK_CUDA = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 3)"
 INFO_SCRIPT = """
 import json, platform, socket, sys, torch

@@ -1,10 +1,6 @@
-"""`charrnn bench` and `charrnn bench-table`: the kernel suite (tests/benchmarks) under
-pytest-benchmark → JSON in results/benchmarks/, the text table, one MLflow run in `kernels`.
-
-The suite is built from three modules, re-exported here for the suite and its tests:
-- `cases`:     cases, profiles and their closed-form FLOPs;
-- `workloads`: devices, timer, the timed workloads, equivalence, the matmul peak;
-- `results`:   the JSON reader and table shared with the kernels page.
+"""`charrnn bench` and `charrnn bench-table`: the kernel suite (charrnn/bench/timed, shipped with
+the package) under pytest-benchmark → JSON in results/benchmarks/, the text table, one MLflow run
+in `kernels`. Runs from any directory: the suite is found beside this module.
 """
 from __future__ import annotations
 
@@ -19,22 +15,13 @@ from pathlib import Path
 
 import torch
 
-from charrnn.config import ConfigError
+from charrnn.bench.cases import profile_named
+from charrnn.bench.results import best_custom, format_table, read_results, table_rows
+from charrnn.bench.workloads import bench_device, device_name
+from charrnn.paths import results_dir
 
-from charrnn.bench.cases import (CELL_NAMES, COMPILING, DIRECTIONS, PROFILES, REFERENCE, SCAN_SEQ_LENS,  # noqa: F401
-                                 TIMED_PROFILES, TOLERANCE, Case, Profile, paired_case, profile_named,
-                                 reference_backend, scan_cases, tolerance)
-from charrnn.bench.results import best_custom, format_table, read_results, table_rows, vs_fused  # noqa: F401
-from charrnn.config import CUDA_ONLY  # noqa: F401
-from charrnn.bench.workloads import (DTYPES, EquivalenceError, Workload,  # noqa: F401
-                                     _canonical, assert_equivalent, bench_device, cpu_capability,
-                                     build_layer_model, device_name, device_timer, make_workload,
-                                     matmul_gflops, paired_info, prepare, reference_model, skip_reason,
-                                     versions, wait_for_quiet)
-
-SUITE = Path("tests") / "benchmarks"
+SUITE = Path(__file__).resolve().parent / "timed"   # the pytest-benchmark files of the suite
 KERNEL_TABLE = "kernels.json"   # the MLflow table of one bench run: a row per case
-load_results = read_results
 
 
 # --------------------------------------------------------------------------- the bench command
@@ -93,11 +80,7 @@ def log_to_mlflow(json_path: Path, profile: str, wall_s: float, exit_code: int) 
 
 def run_bench(profile: str, extra: list[str], mlflow: bool = True) -> int:
     """`charrnn bench`: the suite under pytest-benchmark → JSON, table, MLflow run `kernels`."""
-    from charrnn.tracking import results_dir
-
     profile_named(profile)  # ConfigError listing the valid profiles
-    if not (Path.cwd() / SUITE).is_dir():
-        raise ConfigError(f"{SUITE}: not found; run charrnn bench from the repository root")
     json_path = output_path(results_dir(), bench_device())
     json_path.parent.mkdir(parents=True, exist_ok=True)
     code, wall_s = run_suite(profile, json_path, extra)

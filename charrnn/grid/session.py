@@ -2,9 +2,9 @@
 
 - The invocation is a parent run; each RunSpec a child run (`mlflow.parentRunId`) named after its
   varied values and seed, tagged `charrnn.identity` (the config's stable identity, see
-  `TrainConfig.identity`), `charrnn.config_hash` (the legacy all-fields hash), `charrnn.grid.spec`,
-  `charrnn.profile`. A run stored before the identity tag existed is matched by the identity of
-  its logged params, so a store written by an earlier release is never trained again.
+  `TrainConfig.identity`), `charrnn.grid.spec`, `charrnn.profile`. A store written before the
+  identity tag existed is refused (bad input) until `charrnn migrate --apply` has tagged its runs,
+  so it is never trained again.
 - Ownership on one host is an fcntl lock (`locks.py`): one per identity, held while its run
   trains, and one per invocation, held while its parent run is open. A RUNNING run whose lock is
   free has a dead owner; it is marked KILLED and resumed. Runs owned by another host are left alone
@@ -25,10 +25,11 @@ from typing import Callable, Iterable
 
 from tqdm import tqdm
 
+from charrnn.config import ConfigError
 from charrnn.grid.spec import Grid, RunSpec
 from charrnn.grid.locks import FileLock, is_held, lock_path
 from charrnn.run.runner import ResumePoint, RunOutcome
-from charrnn.tags import GRID_ARTIFACT, HASH_TAG, HEARTBEAT_TAG, IDENTITY_TAG, ROLE_TAG, TAG_PREFIX
+from charrnn.tags import GRID_ARTIFACT, HEARTBEAT_TAG, IDENTITY_TAG, ROLE_TAG, TAG_PREFIX
 from charrnn.tags import GRID_ROLE as ROLE_GRID
 from charrnn.tags import RUN_ROLE as ROLE_RUN
 from charrnn.tracking import RunHandle, StoredRun, Tracker, now_ms, results_dir
@@ -90,7 +91,7 @@ def heartbeat_fresh(run: StoredRun) -> bool:
 def run_lock(grid_name: str, run: StoredRun) -> FileLock | None:
     """The lock that a live owner of `run` holds (None for runs this harness did not create)."""
     root = results_dir()
-    owned_by = run.tags.get(IDENTITY_TAG) or run.config_hash  # earlier releases locked the config hash
+    owned_by = run.identity
     if run.tag("role") == ROLE_RUN and owned_by:
         return FileLock(lock_path(root, grid_name, owned_by))
     if run.tag("role") == ROLE_GRID and run.tag("invocation"):
@@ -144,7 +145,6 @@ class GridSession:
         self.since_ms = 0
         self.parent: RunHandle | None = None
         self._deferred: list[RunSpec] = []
-        self._untagged: dict[str, list[str]] = {}   # identity → ids of runs without the identity tag
         self._lock = FileLock(lock_path(results_dir(), grid.name, "invocations", self.invocation))
         self._bar = tqdm(total=len(specs), desc=f"grid {grid.name} [{profile}]", unit="run",
                          disable=not progress, dynamic_ncols=True, position=0)
@@ -153,11 +153,11 @@ class GridSession:
     def __enter__(self) -> "GridSession":
         # the store and experiment exist before any worker; the UI shows the question and the first
         # claim's metric as the experiment's primary metric
+        require_identity_tags(self.grid.name, self.tracker.runs(self.grid.name, {ROLE_TAG: ROLE_RUN}))
         claim = self.grid.claims[0] if self.grid.claims else None
         self.tracker.describe_experiment(self.grid.name, self.grid.question, claim and claim.metric,
                                          claim and claim.higher_is_better)
         self.reap()
-        self._untagged = untagged_runs(self.tracker.runs(self.grid.name, {ROLE_TAG: ROLE_RUN}))
         self.since_ms = now_ms()
         self._lock.acquire()
         self.parent = self.tracker.start_run(
@@ -231,12 +231,9 @@ class GridSession:
             raise
 
     def stored_runs(self, spec: RunSpec) -> list[StoredRun]:
-        """The store's runs of `spec`'s identity, read now, oldest first: those tagged with it and
-        those of an earlier release (no identity tag) whose logged params give the same identity."""
-        tagged = self.tracker.runs(self.grid.name, {IDENTITY_TAG: spec.identity, ROLE_TAG: ROLE_RUN})
-        seen = {r.run_id for r in tagged}
-        legacy = [self.tracker.run(i) for i in self._untagged.get(spec.identity, []) if i not in seen]
-        return sorted(tagged + legacy, key=lambda r: (r.start_time, r.run_id))
+        """The store's runs of `spec`'s identity, read now, oldest first."""
+        runs = self.tracker.runs(self.grid.name, {IDENTITY_TAG: spec.identity, ROLE_TAG: ROLE_RUN})
+        return sorted(runs, key=lambda r: (r.start_time, r.run_id))
 
     def take_deferred(self) -> list[RunSpec]:
         """Specs another invocation held when acquired; acquire them again with wait=True."""
@@ -244,8 +241,7 @@ class GridSession:
         return deferred
 
     def _open(self, spec: RunSpec, decision: Decision, lock: FileLock) -> Job:
-        tags = {ROLE_TAG: ROLE_RUN, IDENTITY_TAG: spec.identity, HASH_TAG: spec.config_hash,
-                TAG_PREFIX + "variant": spec.variant,
+        tags = {ROLE_TAG: ROLE_RUN, IDENTITY_TAG: spec.identity, TAG_PREFIX + "variant": spec.variant,
                 TAG_PREFIX + "varied": spec.varied_json, **self._owner_tags()}
         local = self.executor == "local"
         if decision.action == NEW:
@@ -303,14 +299,13 @@ class GridSession:
         return time.perf_counter() - self.started
 
 
-def untagged_runs(runs: list[StoredRun]) -> dict[str, list[str]]:
-    """identity → ids of the runs that lack the identity tag (stored by an earlier release),
-    their identity derived from their logged params; runs that logged none are left out."""
-    found: dict[str, list[str]] = {}
-    for run in runs:
-        if IDENTITY_TAG not in run.tags and run.identity:
-            found.setdefault(run.identity, []).append(run.run_id)
-    return found
+def require_identity_tags(experiment: str, runs: list[StoredRun]) -> None:
+    """Runs without the identity tag were written by an earlier release: the grid would not
+    recognise them and train them again, so the store must be upgraded first."""
+    untagged = [r.run_id for r in runs if r.identity is None]
+    if untagged:
+        raise ConfigError(f"experiment={experiment!r}: {len(untagged)} runs lack the {IDENTITY_TAG} tag "
+                          "(written by an earlier release); valid: a store upgraded by `charrnn migrate --apply`")
 
 
 def _skipped(spec: RunSpec, decision: Decision) -> SpecResult:

@@ -23,7 +23,7 @@ import yaml
 from charrnn.science.claims import Claim, Pairs, parse_claims
 from charrnn.config import ConfigError, TrainConfig, check_value, format_value, make_config, short_repr
 
-TOP_KEYS = {"name": True, "question": True, "claim": False, "claims": False, "task": True,
+TOP_KEYS = {"name": True, "question": True, "claims": False, "task": True,
             "fixed": False, "axes": False, "zip": False, "seeds": True, "profiles": True,
             "tune": False}  # key -> required
 REQUIRED_PROFILES = ("quick", "full")
@@ -57,11 +57,6 @@ class RunSpec:
     @property
     def seed(self) -> int:
         return self.config.seed
-
-    @property
-    def config_hash(self) -> str:
-        """The legacy all-fields hash (the `charrnn.config_hash` tag); see `identity`."""
-        return self.config.config_hash()
 
     @property
     def identity(self) -> str:

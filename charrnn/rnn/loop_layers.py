@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from charrnn import registry
-from charrnn.rnn import native_rnn
+from charrnn.rnn import native_rnn, onednn
 from charrnn.rnn.cell_math import (CellMath, GateMath, Hidden, State, StepFn, as_state, from_state, init_uniform_,
                                    map_hidden)
 from charrnn.rnn.lstm_bptt import lstm_recurrence
@@ -86,23 +86,14 @@ class LoopRNNLayer(nn.Module):
 
 # --------------------------------------------------------------------------- hand-written BPTT
 
-_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
 def step_linear(weight: Tensor, bias: Tensor | None, rows: int) -> Callable[..., Tensor]:
     """linear(x (rows, K), add=None) → x weight^T + bias (+ add), for the T matmuls one recurrence
     makes with the same weight. fp32 on CPU: the weight is packed once for oneDNN, whose small-batch
     matmul is ~20 % faster than MKL's addmm at H=256, B=32 (the packing costs about one step);
     elsewhere addmm."""
-    if _ONEDNN and weight.device.type == "cpu" and weight.dtype == torch.float32:
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
-
-        def linear(x: Tensor, add: Tensor | None = None) -> Tensor:
-            if add is None:
-                return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
-            return torch.ops.mkldnn._linear_pointwise.binary(x, add, packed, bias, "add")
-        return linear
-
+    packed = onednn.packed_linear(weight, bias, rows)
+    if packed is not None:
+        return packed
     weight_t = weight.t()
 
     def linear(x: Tensor, add: Tensor | None = None) -> Tensor:

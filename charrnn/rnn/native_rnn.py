@@ -32,7 +32,8 @@ with `torch.utils.cpp_extension.load` (cached under $TORCH_EXTENSIONS_DIR, defau
 """
 from __future__ import annotations
 
-from functools import lru_cache
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -51,16 +52,46 @@ def build_flags() -> list[str]:
     return BASE_FLAGS + ISA_FLAGS.get(torch.backends.cpu.get_cpu_capability(), [])
 
 
-@lru_cache(maxsize=None)
-def ops():
-    """torch.ops.charrnn_native, built on the first call (about 15 s on 2 cores), loaded afterwards.
-    The build's name carries the capability, so one cache can hold the builds of several CPUs."""
+class NativeBuildError(RuntimeError):
+    """The C++ extension did not build or load here (the message says why, in one line)."""
+
+
+_BUILT: list = []   # [torch.ops.charrnn_native] or [NativeBuildError]: the process's one build attempt
+
+
+def _ninja_on_path() -> None:
+    """torch builds with `ninja` found on PATH; the `ninja` package's binary sits in the Python
+    environment's bin directory, which is not on PATH unless that environment is activated."""
+    if shutil.which("ninja") is None:
+        import ninja
+
+        os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
+
+
+def _build():
     from torch.utils.cpp_extension import load
 
+    _ninja_on_path()
     capability = torch.backends.cpu.get_cpu_capability().lower()
-    load(name=f"charrnn_native_{capability}", sources=[str(SOURCE)], is_python_module=False,
-         extra_cflags=build_flags())
+    try:
+        load(name=f"charrnn_native_{capability}", sources=[str(SOURCE)], is_python_module=False,
+             extra_cflags=build_flags())
+    except Exception as exc:
+        text = str(exc).strip()
+        return NativeBuildError(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "))
     return torch.ops.charrnn_native
+
+
+def ops():
+    """torch.ops.charrnn_native, built on the first call (about 15 s on 2 cores), loaded afterwards.
+    The build's name carries the capability, so one cache can hold the builds of several CPUs. A
+    failed build raises NativeBuildError, on this call and every later one of the process (a
+    compiler error does not go away between calls; each retry would cost the whole build)."""
+    if not _BUILT:
+        _BUILT.append(_build())
+    if isinstance(_BUILT[0], NativeBuildError):
+        raise _BUILT[0]
+    return _BUILT[0]
 
 
 class LSTMNative(torch.autograd.Function):

@@ -1,16 +1,13 @@
 """Self-describing checkpoints (nanoGPT style): a `.pt` rebuilds its model with nothing beside it.
 
 A checkpoint written by `Trainer.save_checkpoint` holds the training state (model, optimiser,
-step, carried hidden state, RNG states, `config_hash`) and, since checkpoint format 2, what a
-reader needs without the MLflow store or the task's data:
+step, carried hidden state, RNG states, `identity`, `train_time_s`) and what a reader needs
+without the MLflow store or the task's data:
 
+    format        CHECKPOINT_FORMAT (the only one read; `charrnn migrate` upgrades older files)
     config        TrainConfig.to_dict()  (every key; rebuilds CharRNN)
     vocab         {"itos": [...], "pad_id", "bos_id", "eos_id"}
     sample_prime  the task's default prime for `charrnn sample`
-
-Older checkpoints (format 1, without these keys) still resume: resuming reads only the training
-state and checks `config_hash`. They cannot be sampled from the file alone; `charrnn sample RUN_ID`
-still rebuilds their config from the run's params and their vocabulary from the task.
 """
 from __future__ import annotations
 
@@ -25,7 +22,6 @@ from charrnn.tasks.data import Vocab
 from charrnn.rnn.models import CharRNN
 
 CHECKPOINT_FORMAT = 2
-DESCRIPTION_KEYS = ("config", "vocab", "sample_prime")
 
 
 class CheckpointError(ValueError):
@@ -41,7 +37,8 @@ def describe(cfg: TrainConfig, vocab: Vocab, sample_prime: str) -> dict[str, Any
 
 
 def read(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The state dict in `path`; CheckpointError when it is missing or not a charrnn checkpoint."""
+    """The state dict in `path`; CheckpointError when it is missing, not a charrnn checkpoint, or
+    of another format."""
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -51,11 +48,10 @@ def read(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
                               f"({type(exc).__name__})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"checkpoint={str(path)!r}: not a charrnn checkpoint (no 'model' state)")
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint={str(path)!r}: format {state.get('format', 1)}; valid: format "
+                              f"{CHECKPOINT_FORMAT} (a store of an earlier release: charrnn migrate --apply)")
     return state
-
-
-def is_self_describing(state: dict[str, Any]) -> bool:
-    return all(key in state for key in DESCRIPTION_KEYS)
 
 
 def stored_config(state: dict[str, Any], device: str = "cpu") -> TrainConfig:
@@ -71,11 +67,8 @@ def stored_vocab(state: dict[str, Any]) -> Vocab:
     return Vocab(tuple(raw["itos"]), raw.get("pad_id"), raw.get("bos_id"), raw.get("eos_id"))
 
 
-def rebuild(state: dict[str, Any], source: str = "checkpoint") -> tuple[CharRNN, Vocab, str]:
+def rebuild(state: dict[str, Any]) -> tuple[CharRNN, Vocab, str]:
     """(model with the checkpoint's weights, on CPU, in eval mode; vocabulary; default prime)."""
-    if not is_self_describing(state):
-        raise CheckpointError(f"{source}: written before checkpoints carried their config and "
-                              f"vocabulary; sample it by run id instead (charrnn sample RUN_ID)")
     vocab = stored_vocab(state)
     model = CharRNN(stored_config(state), vocab.size)
     model.load_state_dict(state["model"])

@@ -18,7 +18,7 @@ import torch
 from charrnn import provenance
 from charrnn.config import TrainConfig
 from charrnn.run.sample import generate, predictions
-from charrnn.tags import HASH_TAG, IDENTITY_TAG, RESUMED_TAG, TAG_PREFIX
+from charrnn.tags import IDENTITY_TAG, RESUMED_TAG, TAG_PREFIX
 from charrnn.run.train import CHECKPOINT_NAME, Diverged, Trainer
 
 if TYPE_CHECKING:  # MLflow stays out of processes that only train (Ray workers)
@@ -58,8 +58,8 @@ class ResumePoint:
 
 
 def identity_tags(cfg: TrainConfig) -> dict[str, str]:
-    """The run's stable identity, and the legacy all-fields hash that earlier releases look up."""
-    return {IDENTITY_TAG: cfg.identity_hash(), HASH_TAG: cfg.config_hash()}
+    """The run's stable identity."""
+    return {IDENTITY_TAG: cfg.identity_hash()}
 
 
 def _log_outputs(run: RunSink, trainer: Trainer) -> None:

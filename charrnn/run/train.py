@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from charrnn.capabilities import check_device
-from charrnn.run.checkpoint import describe
+from charrnn.run.checkpoint import describe, read
 from charrnn.config import TrainConfig
 from charrnn.tasks.data import Batch, Task, make_task
 from charrnn.rnn.models import CharRNN, detach_hidden, param_count
@@ -118,8 +118,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "step": self.step, "hidden": self.hidden, "torch_rng": torch.get_rng_state(),
-                 "python_rng": random.getstate(), "config_hash": self.cfg.config_hash(),
-                 "identity": self.cfg.identity_hash(),
+                 "python_rng": random.getstate(), "identity": self.cfg.identity_hash(),
                  "train_time_s": self.train_time_s}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -128,15 +127,14 @@ class Trainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Resume model, optimiser, step, carried hidden and RNG states from `path`."""
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state.get("identity", "") != self.cfg.identity_hash() and \
-                state["config_hash"] != self.cfg.config_hash():  # a checkpoint of an earlier release
-            raise ValueError(f"checkpoint {path} belongs to config {state.get('identity') or state['config_hash']}, "
+        state = read(path, map_location=self.device)
+        if state.get("identity") != self.cfg.identity_hash():
+            raise ValueError(f"checkpoint {path} belongs to config {state.get('identity')}, "
                              f"not {self.cfg.identity_hash()}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.hidden = state["step"], state["hidden"]
-        self.train_time_s = float(state.get("train_time_s", 0.0))
+        self.train_time_s = float(state["train_time_s"])
         torch.set_rng_state(state["torch_rng"].cpu())
         random.setstate(state["python_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():

@@ -1,6 +1,6 @@
 """Claims: what a grid expects its runs to show, parsed once when the grid loads.
 
-A grid lists them under `claims:` (the older single `claim:` mapping is a list of one):
+A grid lists them under `claims:`:
 
     claims:
       - id: gru_beats_vanilla              # optional; unique in the grid (default derived)
@@ -117,21 +117,15 @@ class Claim:
 
 
 def parse_claims(data: dict[str, Any], lists: dict[str, tuple]) -> tuple[Claim, ...]:
-    """The claims of a grid's parsed YAML `data` (`claims:` list, or the single `claim:`);
-    `lists` maps each axis / zip key to its values. Raises ClaimError."""
-    if data.get("claims") is not None and data.get("claim") is not None:
-        raise ClaimError("claim: give either `claim:` (one) or `claims:` (a list), not both")
-    if data.get("claim") is not None:
-        raw, prefix = [data["claim"]], "claim"
-    else:
-        raw, prefix = data.get("claims"), "claims"
-        if raw is None:
-            return ()
-        if not isinstance(raw, list):
-            raise ClaimError(f"claims: {_short(raw)}: expected a list of claim mappings")
-    parsed = [_Parser(prefix if prefix == "claim" else f"claims[{i}]", lists).claim(item)
-              for i, item in enumerate(raw)]
-    return _unique_ids(parsed, prefix)
+    """The claims of a grid's parsed YAML `data` (its `claims:` list); `lists` maps each axis /
+    zip key to its values. Raises ClaimError."""
+    raw = data.get("claims")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ClaimError(f"claims: {_short(raw)}: expected a list of claim mappings")
+    parsed = [_Parser(f"claims[{i}]", lists).claim(item) for i, item in enumerate(raw)]
+    return _unique_ids(parsed, "claims")
 
 
 def _unique_ids(claims: list[tuple[Claim, bool]], where: str) -> tuple[Claim, ...]:

@@ -24,7 +24,7 @@ from charrnn.tags import FAILURE_TAG, GRID_ARTIFACT, GRID_ROLE, RESUMED_TAG, ROL
 from charrnn.tracking import StoredRun, Tracker, metric_histories, results_dir, store_exists, tracking_uri
 
 CURVE_METRICS = registry.curve_metrics()
-ID_COLUMNS = ["run_id", "run_name", "variant", "identity", "config_hash", "status", "failure", "seed"]
+ID_COLUMNS = ["run_id", "run_name", "variant", "identity", "status", "failure", "seed"]
 INFO_COLUMNS = ["param_count", "duration_s", "start_time", "end_time", "grid", "profile",
                 "resumed_from_step", "parent_run_id"]
 FORMATS = {"csv": ".csv", "parquet": ".parquet"}
@@ -67,7 +67,7 @@ def _identity(run: StoredRun) -> dict[str, Any]:
 def _row(run: StoredRun) -> dict[str, Any]:
     end = run.end_time if run.status != "RUNNING" else None
     row: dict[str, Any] = {
-        **_identity(run), "identity": run.identity, "config_hash": run.config_hash, "status": run.status,
+        **_identity(run), "identity": run.identity, "status": run.status,
         "failure": run.tags.get(FAILURE_TAG),
         **{k: v for k, v in sorted(run.metrics.items()) if k.startswith("final_") or k == "train_time_s"},
         "param_count": _int(run.params.get("param_count")),

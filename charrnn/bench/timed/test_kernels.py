@@ -2,7 +2,7 @@
 `fused` after an equivalence check. Cases come from the profile (see conftest.py)."""
 import pytest
 
-from charrnn.bench.suite import device_timer
+from charrnn.bench.workloads import device_timer
 
 JIT_WARNING = "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"  # inductor import
 pytestmark = [pytest.mark.benchmark(timer=device_timer), pytest.mark.filterwarnings(JIT_WARNING)]

@@ -1,7 +1,7 @@
 """Kernel benchmark suite (pytest-benchmark), parametrised over the cases of one profile.
 
-    pytest tests/benchmarks --benchmark-enable --benchmark-only --bench-profile=quick   # = make bench
-    pytest -q                                                                            # = make test
+    charrnn bench --profile quick     # = make bench: this directory, timed (from any directory)
+    pytest -q                         # = make test: every case once, untimed (--benchmark-disable)
 
 Profiles (charrnn/bench/cases.py): `test` (default; tiny shapes, correctness only under make test's
 --benchmark-disable), `quick` (CPU, a few shapes per cell), `sweep_hidden` (tokens/s against H),
@@ -21,14 +21,14 @@ import os
 
 import pytest
 
-from charrnn.bench import suite
+from charrnn.bench import cases, workloads
 
 SKIPPED: list[dict[str, str]] = []  # {"name", "reason"} of every skipped benchmark this session
 QUIET = [0.0]                       # seconds spent this session waiting for an idle machine
 
 
 def pytest_addoption(parser):
-    parser.addoption("--bench-profile", default="test", choices=tuple(suite.PROFILES),
+    parser.addoption("--bench-profile", default="test", choices=tuple(cases.PROFILES),
                      help="benchmark profile: test (tiny, correctness), quick (CPU), full (GPU grid)")
 
 
@@ -38,7 +38,7 @@ def _profile_name(config) -> str:
 
 
 def pytest_generate_tests(metafunc):
-    profile = suite.PROFILES[_profile_name(metafunc.config)]
+    profile = cases.PROFILES[_profile_name(metafunc.config)]
     if "case" in metafunc.fixturenames:
         metafunc.parametrize("case", profile.cases(), ids=lambda c: c.id)
     if "train_case" in metafunc.fixturenames:
@@ -47,7 +47,7 @@ def pytest_generate_tests(metafunc):
 
 def pytest_collection_modifyitems(config, items):
     """Profiles that do not time the harness (harness_rounds == 0) deselect its benchmark."""
-    if suite.PROFILES[_profile_name(config)].harness_rounds:
+    if cases.PROFILES[_profile_name(config)].harness_rounds:
         return
     harness = [item for item in items if "test_harness_overhead" in item.nodeid]
     if harness:
@@ -61,26 +61,26 @@ def profile_name(request) -> str:
 
 
 @pytest.fixture(scope="session")
-def profile(profile_name) -> suite.Profile:
-    return suite.PROFILES[profile_name]
+def profile(profile_name) -> cases.Profile:
+    return cases.PROFILES[profile_name]
 
 
 @pytest.fixture(scope="session")
 def device():
-    return suite.bench_device()
+    return workloads.bench_device()
 
 
 def pytest_runtest_logreport(report):
-    if report.skipped and "benchmarks/" in report.nodeid and isinstance(report.longrepr, tuple):
+    if report.skipped and isinstance(report.longrepr, tuple):
         reason = report.longrepr[2].removeprefix("Skipped: ")
         SKIPPED.append({"name": report.nodeid.split("::")[-1], "reason": reason})
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    device = suite.bench_device()
+    device = workloads.bench_device()
     machine_info["charrnn"] = {"profile": _profile_name(config), "device": device.type,
-                               "device_name": suite.device_name(device), **suite.versions(),
-                               "loadavg_1m": os.getloadavg()[0], "cpu_capability": suite.cpu_capability()}
+                               "device_name": workloads.device_name(device), **workloads.versions(),
+                               "loadavg_1m": os.getloadavg()[0], "cpu_capability": workloads.cpu_capability()}
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
@@ -94,7 +94,7 @@ def quiet(profile):
     def wait() -> dict:
         if not profile.quiet_wait_s:
             return {}
-        waited, busy = suite.wait_for_quiet(max(0.0, min(profile.quiet_wait_s, profile.quiet_budget_s - QUIET[0])))
+        waited, busy = workloads.wait_for_quiet(max(0.0, min(profile.quiet_wait_s, profile.quiet_budget_s - QUIET[0])))
         QUIET[0] += waited
         return {"quiet_wait_s": waited, "cpu_busy_before": busy}
     return wait
@@ -107,11 +107,11 @@ def run_case(benchmark, device, profile, quiet):
     return lambda case: _run_case(benchmark, case, device, profile, quiet)
 
 
-def _run_case(benchmark, case: suite.Case, device, profile: suite.Profile, quiet) -> None:
-    reason = suite.skip_reason(case.backend, device)
+def _run_case(benchmark, case: cases.Case, device, profile: cases.Profile, quiet) -> None:
+    reason = workloads.skip_reason(case.backend, device)
     if reason:
         pytest.skip(reason)
-    prep = suite.prepare(case, device, reset_compiled=not benchmark.disabled)
+    prep = workloads.prepare(case, device, reset_compiled=not benchmark.disabled)
     benchmark.group = case.shape
     benchmark.extra_info.update(prep.info)
     if benchmark.disabled:  # make test: correctness only, one untimed call
@@ -129,5 +129,5 @@ def _run_case(benchmark, case: suite.Case, device, profile: suite.Profile, quiet
     rounds = profile.rounds(prep.work.timed_call())
     benchmark.pedantic(prep.work.run, setup=setup, rounds=rounds, warmup_rounds=profile.warmup_rounds)
     timed = fused_s[profile.warmup_rounds:]
-    benchmark.extra_info.update(suite.paired_info(benchmark.stats.stats.data, timed),
+    benchmark.extra_info.update(workloads.paired_info(benchmark.stats.stats.data, timed),
                                 loadavg_end=os.getloadavg()[0])

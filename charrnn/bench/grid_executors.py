@@ -1,6 +1,6 @@
 """Grid wall time: `--executor ray` with 2 workers vs `--executor local`, same grid, same machine.
 
-    .venv/bin/python tests/benchmarks/grid_executors.py [--steps 200] [--repeats 2] [--out FILE.json]
+    python -m charrnn.bench.grid_executors [--steps 200] [--repeats 2] [--out FILE.json]
 
 Runs `charrnn grid` end to end twice as subprocesses (process start, Ray start-up and every MLflow
 write included), each into its own copy of an empty store (schema creation excluded from both),
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from charrnn.paths import results_dir
+
 
 
 def grid_file(directory: Path, steps: int) -> Path:
@@ -55,21 +56,21 @@ def timed_grid(path: Path, template: Path, results: Path, *extra: str) -> tuple[
     env.pop("MLFLOW_TRACKING_URI", None)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "charrnn", "grid", str(path), "--no-progress", *extra],
-                   check=True, env=env, cwd=REPO, capture_output=True, text=True)
+                   check=True, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     export = results / "runs.csv"
     subprocess.run([sys.executable, "-m", "charrnn", "export", "executor_bench", "--out", str(export)],
-                   check=True, env=env, cwd=REPO, capture_output=True)
+                   check=True, env=env, capture_output=True)
     import pandas as pd
     frame = pd.read_csv(export)
-    return wall, dict(zip(frame["config_hash"], frame["final_val_loss"]))
+    return wall, dict(zip(frame["identity"], frame["final_val_loss"]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved local/ray pairs; best of each")
-    parser.add_argument("--out", default=str(REPO / "results" / "benchmarks" / "grid_executors.json"))
+    parser.add_argument("--out", default=str(results_dir() / "benchmarks" / "grid_executors.json"))
     args = parser.parse_args()
     walls: dict[str, list[float]] = {"local": [], "ray": []}
     load: dict[str, list[float]] = {"local": [], "ray": []}

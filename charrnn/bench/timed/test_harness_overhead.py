@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charrnn.bench.suite import device_timer, versions
+from charrnn.bench.workloads import device_timer, versions
 from charrnn.config import make_config
 from charrnn.rnn.models import CharRNN
 from charrnn.tracking import Tracker
@@ -62,8 +62,11 @@ class BareLoop:
 
 
 @pytest.fixture
-def harness(results_dir, tmp_path, profile_name):
-    """A Trainer wired like `runner.run_one` wires it: real RunHandle sink, checkpoints, tqdm on."""
+def harness(tmp_path, monkeypatch, profile_name):
+    """A Trainer wired like `runner.run_one` wires it: real RunHandle sink (a throwaway store),
+    checkpoints, tqdm on."""
+    monkeypatch.setenv("CHARRNN_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     name = "test" if profile_name == "test" else "default"
     cfg = make_config({"task": "tinyshakespeare", "device": "cpu", **CONFIGS[name]})
     cfg = make_config({"steps": cfg.eval_interval}, base=cfg)
