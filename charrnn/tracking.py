@@ -8,6 +8,7 @@ no other module handles MLflow entities.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_I
 
 from charrnn.config import identity_from_params
 from charrnn.paths import results_dir  # noqa: F401 (re-exported: the store lives under it)
+from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS, CLAIM_TAG_PREFIX
 from charrnn.tags import FAILURE_TAG, HASH_TAG, HEARTBEAT_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401
 
 RUN_STATUS = RunStatus
@@ -177,6 +179,34 @@ class Tracker:
         except MlflowException:
             if self.client.get_experiment(exp_id).tags.get(key) != value:
                 self.client.set_experiment_tag(exp_id, key, value)
+
+    # --- preregistration: claims logged on the experiment before their first run ---
+    def preregister_claims(self, name: str, texts: dict[str, str], runs_existing: int) -> None:
+        """Log each claim's canonical text, its SHA-256 and when it was logged (before any run, or
+        after `runs_existing` runs) as tags of experiment `name`. A claim already logged keeps its
+        first text, so an edit made later shows up as a difference on report."""
+        exp_id = self.experiment_id(name)
+        logged = self.client.get_experiment(exp_id).tags
+        when = CLAIM_LOGGED_BEFORE_RUNS if not runs_existing else f"after {runs_existing} run(s) existed"
+        for claim_id, text in texts.items():
+            key = CLAIM_TAG_PREFIX + claim_id
+            if key + ".text" in logged:
+                continue
+            self._set_experiment_tag(exp_id, key + ".sha256", hashlib.sha256(text.encode()).hexdigest())
+            self._set_experiment_tag(exp_id, key + ".when", when)
+            self._set_experiment_tag(exp_id, key + ".text", text)
+
+    def preregistered_claims(self, name: str) -> dict[str, dict[str, str]]:
+        """Claim id → {"text", "sha256", "when"} as `preregister_claims` logged them on `name`."""
+        exp_id = self.find_experiment(name)
+        out: dict[str, dict[str, str]] = {}
+        if exp_id is None:
+            return out
+        for key, value in self.client.get_experiment(exp_id).tags.items():
+            if key.startswith(CLAIM_TAG_PREFIX):
+                claim_id, _, field = key.removeprefix(CLAIM_TAG_PREFIX).rpartition(".")
+                out.setdefault(claim_id, {})[field] = value
+        return out
 
     def ui_path(self, name: str) -> str:
         """The MLflow UI's page of experiment `name` on its runs table (append to the UI's address)."""

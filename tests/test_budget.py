@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from claim_support import SCOPE
 from charrnn.science import budget
 from charrnn.science.claims import parse_claims
 
@@ -11,7 +12,7 @@ AXES = {"cell": ("vanilla", "gru")}
 
 
 def claim(**over):
-    raw = {"metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}, **over}
+    raw = {**SCOPE, "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}, **over}
     return parse_claims({"claims": [raw]}, AXES)[0]
 
 
@@ -58,7 +59,7 @@ def test_equal_time_reads_each_arm_at_the_same_elapsed_seconds():
 def test_a_test_metric_is_followed_on_its_val_curve_and_thresholds_have_no_equal_time_view():
     runs, curves = frames()
     assert budget.curve_metric(claim(metric="test_loss")) == "val_loss"
-    threshold = parse_claims({"claims": [{"metric": "val_loss", "expect": {"better_than": 3.5}}]}, AXES)[0]
+    threshold = parse_claims({"claims": [{**SCOPE, "metric": "val_loss", "expect": {"better_than": 3.5}}]}, AXES)[0]
     assert budget.equal_time(runs, curves, threshold, ["cell"]) == []
     over = budget.effect_over_steps(runs, curves, threshold, ["cell"])
     assert over[-1].effect.n == 5

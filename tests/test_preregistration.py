@@ -1,0 +1,54 @@
+"""Preregistration: a grid's first invocation logs its claims' canonical text and hash on the
+experiment; a claim edited after data reads preregistered = false with its original text."""
+import hashlib
+from dataclasses import replace
+
+from charrnn.grid.session import GridSession
+from charrnn.grid.spec import load_grid
+from charrnn.science.stats import mean_ci
+from charrnn.science.verdict_table import EDITED, verdict_row, with_preregistration
+from charrnn.science.verdicts import UNDERPOWERED, Verdict
+from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS
+from charrnn.tracking import Tracker
+from grid_support import store, write_grid  # noqa: F401
+
+
+def invoke(tracker: Tracker, path) -> None:
+    """A grid invocation that trains nothing: what preregistration sees when the first run starts."""
+    with GridSession(tracker, load_grid(path), "quick", (), progress=False):
+        pass
+
+
+def row_of(claim, logged) -> dict:
+    return verdict_row(with_preregistration([Verdict(claim, UNDERPOWERED, "", mean_ci([]))], logged)[0])
+
+
+def test_claims_are_logged_once_and_an_edit_after_data_is_flagged(tmp_path, store):
+    path = write_grid(tmp_path)
+    tracker = Tracker()
+    invoke(tracker, path)
+    claim = load_grid(path).claims[0]
+    logged = tracker.preregistered_claims("tiny")
+    assert logged[claim.id] == {"text": claim.canonical_text(), "when": CLAIM_LOGGED_BEFORE_RUNS,
+                                "sha256": hashlib.sha256(claim.canonical_text().encode()).hexdigest()}
+    assert row_of(claim, logged)["preregistered"] == "true"
+
+    edited_path = write_grid(tmp_path, claim={"source": "test", "tests": "source", "regime": "tiny CPU test",
+                                              "metric": "val_loss", "margin": 0.05,
+                                              "expect": {"cell": "gru", "better_than": "vanilla"}})
+    invoke(tracker, edited_path)                       # the logged text is never overwritten
+    edited = load_grid(edited_path).claims[0]
+    assert edited == replace(claim, margin=0.05)
+    row = row_of(edited, tracker.preregistered_claims("tiny"))
+    assert (row["preregistered"], row["preregistration"]) == ("false", EDITED)
+    assert row["original_text"] == claim.canonical_text() and "margin: 0.01" in row["original_text"]
+
+
+def test_a_claim_first_logged_after_runs_existed_is_not_preregistered(tmp_path, store):
+    tracker = Tracker()
+    tracker.preregister_claims("late", {"c": "text"}, runs_existing=3)
+    assert tracker.preregistered_claims("late")["c"]["when"] == "after 3 run(s) existed"
+    claim = load_grid(write_grid(tmp_path)).claims[0]
+    row = row_of(claim, {claim.id: {"text": claim.canonical_text(), "when": "after 3 run(s) existed"}})
+    assert row["preregistered"] == "false" and "after 3 run(s)" in row["preregistration"]
+    assert row_of(claim, {})["preregistered"] == "false"
