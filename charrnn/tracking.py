@@ -189,7 +189,7 @@ class Tracker:
         logged = self.client.get_experiment(exp_id).tags
         when = CLAIM_LOGGED_BEFORE_RUNS if not runs_existing else f"after {runs_existing} run(s) existed"
         for claim_id, text in texts.items():
-            key = CLAIM_TAG_PREFIX + claim_id
+            key = CLAIM_TAG_PREFIX + claim_id.replace("=", ":")   # MLflow keys allow ':' but not '='
             if key + ".text" in logged:
                 continue
             self._set_experiment_tag(exp_id, key + ".sha256", hashlib.sha256(text.encode()).hexdigest())
@@ -205,7 +205,7 @@ class Tracker:
         for key, value in self.client.get_experiment(exp_id).tags.items():
             if key.startswith(CLAIM_TAG_PREFIX):
                 claim_id, _, field = key.removeprefix(CLAIM_TAG_PREFIX).rpartition(".")
-                out.setdefault(claim_id, {})[field] = value
+                out.setdefault(claim_id.replace(":", "="), {})[field] = value
         return out
 
     def ui_path(self, name: str) -> str:

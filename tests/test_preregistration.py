@@ -10,7 +10,8 @@ from charrnn.science.verdict_table import EDITED, verdict_row, with_preregistrat
 from charrnn.science.verdicts import UNDERPOWERED, Verdict
 from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS
 from charrnn.tracking import Tracker
-from grid_support import store, write_grid  # noqa: F401
+from claim_support import SCOPE
+from grid_support import empty_store_db, store, write_grid  # noqa: F401
 
 
 def invoke(tracker: Tracker, path) -> None:
@@ -33,8 +34,7 @@ def test_claims_are_logged_once_and_an_edit_after_data_is_flagged(tmp_path, stor
                                 "sha256": hashlib.sha256(claim.canonical_text().encode()).hexdigest()}
     assert row_of(claim, logged)["preregistered"] == "true"
 
-    edited_path = write_grid(tmp_path, claim={"source": "test", "tests": "source", "regime": "tiny CPU test",
-                                              "metric": "val_loss", "margin": 0.05,
+    edited_path = write_grid(tmp_path, claim={"source": "test", **SCOPE, "metric": "val_loss", "margin": 0.05,
                                               "expect": {"cell": "gru", "better_than": "vanilla"}})
     invoke(tracker, edited_path)                       # the logged text is never overwritten
     edited = load_grid(edited_path).claims[0]
