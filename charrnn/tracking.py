@@ -182,9 +182,8 @@ class Tracker:
 
     # --- preregistration: claims logged on the experiment before their first run ---
     def preregister_claims(self, name: str, texts: dict[str, str], runs_existing: int) -> None:
-        """Log each claim's canonical text, its SHA-256 and when it was logged (before any run, or
-        after `runs_existing` runs) as tags of experiment `name`. A claim already logged keeps its
-        first text, so an edit made later shows up as a difference on report."""
+        """Tag experiment `name` with each claim's canonical text, SHA-256 and when it was logged
+        (before any run, or after `runs_existing`). A logged claim keeps its first text."""
         exp_id = self.experiment_id(name)
         logged = self.client.get_experiment(exp_id).tags
         when = CLAIM_LOGGED_BEFORE_RUNS if not runs_existing else f"after {runs_existing} run(s) existed"

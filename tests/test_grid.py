@@ -182,7 +182,13 @@ MALFORMED = {
         "cell": "gru", "equivalent_to": "vanilla"}}),
         "claim.margin: an equivalence claim on tokens_per_s needs a stated margin"),
     "claim_unknown_key": (_with(claim={"metric": "val_loss", "expect": {"better_than": 1.5}, "rope": 1}),
-                          "claim: unknown key 'rope'; valid keys: id, source, metric"),
+                          "claim: unknown key 'rope'; valid keys: id, source, tests, regime, metric"),
+    "claim_without_scope": (_with(claim={"metric": "val_loss", "regime": "GPU", "expect": {"better_than": 1.5}}),
+                            "claim: missing required key 'tests'; valid choices: source, extrapolation"),
+    "claim_bad_scope": (_with(claim={**SCOPE, "tests": "ours", "metric": "val_loss", "expect": {"better_than": 1.5}}),
+                        "claim.tests: 'ours': valid choices: source, extrapolation"),
+    "claim_empty_regime": (_with(claim={**SCOPE, "regime": " ", "metric": "val_loss", "expect": {"better_than": 1.5}}),
+                           "claim.regime: ' ': valid: the source's setting in a few words"),
     "not_a_mapping": ("- just\n- a list\n", "expected a mapping of key: value"),
 }
 

@@ -41,9 +41,12 @@ VISIBLE = {"\n": "↵", "\t": "⇥", " ": "␣", "<pad>": "∅", "<bos>": "⊳"}
 INDEX_MANIFEST = "index.json"
 NO_VARIANT = "all runs"
 VERDICTS_CSV = "verdicts.csv"
-# verdict_table.ROW_COLUMNS (conventions in its docstring) plus the suite's Holm adjustment
-VERDICT_COLUMNS = ["experiment", "claim", "verdict", "adjusted_verdict",
-                   *[c for c in ROW_COLUMNS if c not in ("claim", "verdict")], "p_adjusted"]
+_FIRST_COLUMNS = ["experiment", "claim", "metric", "effect", "sd", "n", "low", "high", "method", "margin",
+                  "verdict", "adjusted_verdict", "mde", "description", "source", "reason", "seeds_needed", "p",
+                  "p_adjusted"]
+# then the rest of verdict_table.ROW_COLUMNS (tests, regime, learned, stable, preregistered, ...;
+# conventions in its docstring: `effect`, `low` and `high` are in the claimed direction)
+VERDICT_COLUMNS = _FIRST_COLUMNS + [c for c in ROW_COLUMNS if c not in _FIRST_COLUMNS]
 
 ArtifactReader = Callable[[str, str], "str | None"]
 
