@@ -3,10 +3,11 @@ stopping. Each test fails when the verdict interval is 90 % instead of 95 % or w
 dropped from the decision (the mutations are listed in the final note of the work that added them)."""
 import numpy as np
 import pandas as pd
+import pytest
 from scipy.special import stdtrit
 
 from charrnn.grid.sequential import until_decided
-from charrnn.science.claims import COMPARISON, EQUIVALENCE, Claim
+from charrnn.science.claims import COMPARISON, EQUIVALENCE, THRESHOLD, Claim
 from charrnn.science.verdict_table import verdict_row
 from charrnn.science.verdicts import judge
 
@@ -15,11 +16,11 @@ LOWER = Claim("concat_vs_add", "val_loss", COMPARISON, "input_combine", "concat"
 SAME = Claim("concat_eq_add", "val_loss", EQUIVALENCE, "input_combine", "concat", "add", MARGIN)
 
 
-def runs_frame(diffs, seeds=None) -> pd.DataFrame:
+def runs_frame(diffs, seeds=None, column="final_val_loss") -> pd.DataFrame:
     """Per-seed differences as an add-vs-concat runs table (concat = add + diff)."""
     seeds = range(len(diffs)) if seeds is None else seeds
     return pd.DataFrame([{"input_combine": arm, "seed": str(s), "status": "FINISHED",
-                          "final_val_loss": 2.0 + (d if arm == "concat" else 0.0)}
+                          column: 2.0 + (d if arm == "concat" else 0.0)}
                          for s, d in zip(seeds, diffs) for arm in ("add", "concat")])
 
 
@@ -60,6 +61,19 @@ def test_simulated_rows_at_the_margin_boundary():
     assert 0.92 <= covered <= 0.98
     assert share["reproduced"] <= 0.05 and share["equivalent"] <= 0.05
     assert all(r["effect"] > MARGIN for r in rows if r["verdict"] == "reproduced")
+
+
+def test_reproduced_rows_have_a_positive_effect_whatever_the_metric_direction():
+    """`effect`, `low`, `high` are signed so that positive reads "as claimed"."""
+    faster = Claim("fast", "tokens_per_s", COMPARISON, "input_combine", "concat", "add", 0.0, (), True)
+    below = Claim("below_2", "val_loss", THRESHOLD, None, None, 2.0, MARGIN)
+    diffs = at_t(0.5, 0.0)
+    speed = verdict_row(judge(runs_frame(diffs, column="final_tokens_per_s"), faster, ["input_combine"]))
+    loss = row(LOWER, -diffs)
+    threshold = verdict_row(judge(runs_frame(-diffs)[lambda f: f["input_combine"] == "concat"], below, []))
+    for r in (speed, loss, threshold):
+        assert r["verdict"] == "reproduced" and 0 < r["low"] < r["effect"] < r["high"]
+        assert r["effect"] == pytest.approx(np.mean(diffs)) and r["effect_sense"].startswith("as claimed")
 
 
 class SequentialGrid:
