@@ -3,8 +3,11 @@ experiment; a claim edited after data reads preregistered = false with its origi
 import hashlib
 from dataclasses import replace
 
+import pandas as pd
+
 from charrnn.grid.session import GridSession
 from charrnn.grid.spec import load_grid
+from charrnn.report.pages import render_experiment, render_index
 from charrnn.science.stats import mean_ci
 from charrnn.science.verdict_table import EDITED, verdict_row, with_preregistration
 from charrnn.science.verdicts import UNDERPOWERED, Verdict
@@ -12,6 +15,7 @@ from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS
 from charrnn.tracking import Tracker
 from claim_support import SCOPE
 from grid_support import empty_store_db, store, write_grid  # noqa: F401
+from report_synthetic import make_experiment
 
 
 def invoke(tracker: Tracker, path) -> None:
@@ -52,3 +56,18 @@ def test_a_claim_first_logged_after_runs_existed_is_not_preregistered(tmp_path, 
     row = row_of(claim, {claim.id: {"text": claim.canonical_text(), "when": "after 3 run(s) existed"}})
     assert row["preregistered"] == "false" and "after 3 run(s)" in row["preregistration"]
     assert row_of(claim, {})["preregistered"] == "false"
+
+
+def test_verdicts_csv_marks_a_claim_edited_after_data(tmp_path):
+    """Through the report: the page's claims against the texts its store logged → verdicts.csv."""
+    exp = make_experiment(claims=[{**SCOPE, "metric": "val_loss", "margin": 0.02,
+                                   "expect": {"input_combine": "concat", "better_than": "add"}}])
+    claim = exp.claims[0]
+    logged_text = replace(claim, margin=0.01).canonical_text()
+    exp.preregistered = {claim.id: {"text": logged_text, "when": CLAIM_LOGGED_BEFORE_RUNS}}
+    render_experiment(exp, tmp_path)
+    render_index(tmp_path, kernels=False)
+    row = pd.read_csv(tmp_path / "verdicts.csv").iloc[0]
+    assert (str(row["preregistered"]).lower(), row["preregistration"]) == ("false", EDITED)
+    assert row["original_text"] == logged_text and row["tests"] == "source" and row["regime"] == SCOPE["regime"]
+    assert row["learned"] == "baseline not logged" and str(row["stable"]).lower() in ("true", "false", "not applicable")
