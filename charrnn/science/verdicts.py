@@ -170,7 +170,7 @@ def learning_check(runs: pd.DataFrame, claim: Claim) -> tuple[str, str]:
     column, higher = BASELINE_PREFIX + claim.metric, registry.higher_is_better(claim.metric)
     if column not in runs:
         return LEARNED_UNKNOWN, ""
-    judged = [("runs", runs)] if claim.against_reference else [
+    judged = [("the judged runs", runs)] if claim.against_reference else [
         (f"{claim.axis}={_text(level)}", arm) for level, arm in zip((claim.value, claim.baseline), arms(runs, claim))]
     for name, arm in judged:
         arm = arm[_usable(arm, claim.column)]
