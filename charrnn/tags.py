@@ -19,3 +19,6 @@ GIT_COMMIT_TAG, GIT_BRANCH_TAG = "mlflow.source.git.commit", "mlflow.source.git.
 GIT_REPO_URL_TAG, GIT_DIRTY_TAG = "mlflow.source.git.repoURL", "mlflow.source.git.dirty"
 NODE_TAG = TAG_PREFIX + "ray_node"            # id of the Ray node that last trained the run
 NODE_LOST_TAG = TAG_PREFIX + "node_lost"       # a node died under the run: how often, and Ray's words
+# Experiment tags of preregistration: CLAIM_TAG_PREFIX + <claim id, "=" as ":"> + .text / .sha256 / .when
+CLAIM_TAG_PREFIX = TAG_PREFIX + "claim."
+CLAIM_LOGGED_BEFORE_RUNS = "before any run"    # `.when` of a claim logged before its grid's first run

@@ -8,6 +8,7 @@ no other module handles MLflow entities.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_I
                                       MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
 
 from charrnn.paths import results_dir  # noqa: F401 (re-exported: the store lives under it)
+from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS, CLAIM_TAG_PREFIX
 from charrnn.tags import FAILURE_TAG, HEARTBEAT_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401
 
 RUN_STATUS = RunStatus
@@ -173,6 +175,33 @@ class Tracker:
         except MlflowException:
             if self.client.get_experiment(exp_id).tags.get(key) != value:
                 self.client.set_experiment_tag(exp_id, key, value)
+
+    # --- preregistration: claims logged on the experiment before their first run ---
+    def preregister_claims(self, name: str, texts: dict[str, str], runs_existing: int) -> None:
+        """Tag experiment `name` with each claim's canonical text, SHA-256 and when it was logged
+        (before any run, or after `runs_existing`). A logged claim keeps its first text."""
+        exp_id = self.experiment_id(name)
+        logged = self.client.get_experiment(exp_id).tags
+        when = CLAIM_LOGGED_BEFORE_RUNS if not runs_existing else f"after {runs_existing} run(s) existed"
+        for claim_id, text in texts.items():
+            key = CLAIM_TAG_PREFIX + claim_id.replace("=", ":")   # MLflow keys allow ':' but not '='
+            if key + ".text" in logged:
+                continue
+            self._set_experiment_tag(exp_id, key + ".sha256", hashlib.sha256(text.encode()).hexdigest())
+            self._set_experiment_tag(exp_id, key + ".when", when)
+            self._set_experiment_tag(exp_id, key + ".text", text)
+
+    def preregistered_claims(self, name: str) -> dict[str, dict[str, str]]:
+        """Claim id → {"text", "sha256", "when"} as `preregister_claims` logged them on `name`."""
+        exp_id = self.find_experiment(name)
+        out: dict[str, dict[str, str]] = {}
+        if exp_id is None:
+            return out
+        for key, value in self.client.get_experiment(exp_id).tags.items():
+            if key.startswith(CLAIM_TAG_PREFIX):
+                claim_id, _, field = key.removeprefix(CLAIM_TAG_PREFIX).rpartition(".")
+                out.setdefault(claim_id.replace(":", "="), {})[field] = value
+        return out
 
     def ui_path(self, name: str) -> str:
         """The MLflow UI's page of experiment `name` on its runs table (append to the UI's address)."""

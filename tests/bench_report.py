@@ -19,12 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from claim_support import SCOPE  # noqa: E402
 from report_synthetic import PROVENANCE_TAGS, make_experiment, predictions  # noqa: E402
 
 AXES = {"cell": ["gru", "lstm"], "hidden_size": [64, 128, 256, 512, 1024], "layers": [1, 2, 4, 8]}
 SEEDS = [0, 1, 2, 3, 4]
 STEPS = 2000
-CLAIM = {"source": "bench", "metric": "val_loss", "expect": {"cell": "lstm", "better_than": "gru"}}
+CLAIM = {"source": "bench", **SCOPE, "metric": "val_loss", "expect": {"cell": "lstm", "better_than": "gru"}}
 
 
 def experiment():

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from claim_support import SCOPE
 from charrnn.tracking import StoredRun, Tracker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,7 +30,8 @@ def grid_data(**overrides) -> dict:
     data = {
         "name": "tiny",
         "question": "Does the cell type matter at hidden 8 vs 16?",
-        "claims": [{"source": "test", "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}}],
+        "claims": [{"source": "test", **SCOPE, "metric": "val_loss",
+                    "expect": {"cell": "gru", "better_than": "vanilla"}}],
         "task": "tinyshakespeare",
         "fixed": dict(TINY_FIXED),
         "axes": {"cell": ["vanilla", "gru"], "hidden_size": [8, 16]},

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from charrnn.science.verdicts import judge
+from claim_support import SCOPE
 from charrnn.science import budget
 from charrnn.science.claims import parse_claims
 
@@ -11,12 +13,13 @@ AXES = {"cell": ("vanilla", "gru")}
 
 
 def claim(**over):
-    raw = {"metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}, **over}
+    raw = {**SCOPE, "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}, **over}
     return parse_claims({"claims": [raw]}, AXES)[0]
 
 
 def frames(seeds=(0, 1, 2, 3, 4), gru_ms=20.0, vanilla_ms=10.0):
-    """gru: lower loss per step but twice as slow per step; evals every 100 steps."""
+    """gru: lower loss per step but twice as slow per step; evals every 100 steps; gru's slope
+    varies by seed (mean 1.6 over seeds 0-4) so the per-seed differences have a spread."""
     runs, curves = [], []
     for cell, ms, slope in (("vanilla", vanilla_ms, 1.0), ("gru", gru_ms, 1.6)):
         for seed in seeds:
@@ -24,7 +27,8 @@ def frames(seeds=(0, 1, 2, 3, 4), gru_ms=20.0, vanilla_ms=10.0):
             runs.append({"run_id": rid, "cell": cell, "seed": seed, "status": "FINISHED",
                          "variant": f"cell={cell}", "final_val_loss": 0.0})
             for step in (99, 199, 299, 399):
-                loss = 4.0 - slope * (step + 1) / 400 + 0.01 * seed
+                spread = 0.02 * (seed - 2) if cell == "gru" else 0.0
+                loss = 4.0 - (slope + spread) * (step + 1) / 400 + 0.01 * seed
                 curves += [{"run_id": rid, "metric": "val_loss", "step": step, "value": loss},
                            {"run_id": rid, "metric": "step_time_ms", "step": step, "value": ms}]
     return pd.DataFrame(runs), pd.DataFrame(curves)
@@ -58,7 +62,7 @@ def test_equal_time_reads_each_arm_at_the_same_elapsed_seconds():
 def test_a_test_metric_is_followed_on_its_val_curve_and_thresholds_have_no_equal_time_view():
     runs, curves = frames()
     assert budget.curve_metric(claim(metric="test_loss")) == "val_loss"
-    threshold = parse_claims({"claims": [{"metric": "val_loss", "expect": {"better_than": 3.5}}]}, AXES)[0]
+    threshold = parse_claims({"claims": [{**SCOPE, "metric": "val_loss", "expect": {"better_than": 3.5}}]}, AXES)[0]
     assert budget.equal_time(runs, curves, threshold, ["cell"]) == []
     over = budget.effect_over_steps(runs, curves, threshold, ["cell"])
     assert over[-1].effect.n == 5
@@ -68,3 +72,26 @@ def test_table_rows_keeps_the_last_point():
     runs, curves = frames()
     points = budget.effect_over_steps(runs, curves, claim(), ["cell"])
     assert budget.table_rows(points, 2)[-1].x == 399
+
+
+def test_a_verdict_equal_at_half_and_final_steps_is_stable():
+    runs, curves = frames()
+    verdict = budget.with_stability([judge(runs, claim(), ["cell"])], runs, curves, ["cell"])[0]
+    assert (verdict.stable, verdict.budget_note) == ("true", "")
+
+
+def test_a_verdict_that_changes_after_half_the_steps_is_budget_sensitive():
+    """The arms only part after step 199: underpowered at half the steps (199 of 399), reproduced
+    at the end."""
+    runs, curves = frames()
+    early = curves["step"] <= 199
+    curves.loc[early & (curves["metric"] == "val_loss"), "value"] = 4.0 + 0.003 * curves["run_id"].str[-1].astype(int)
+    stable, note = budget.stability(budget.effect_over_steps(runs, curves, claim(), ["cell"]))
+    assert stable == "false"
+    assert note == "budget-sensitive: underpowered at step 199 (half the steps), reproduced at step 399"
+
+
+def test_stability_needs_two_evaluations():
+    runs, curves = frames()
+    last = curves[curves["step"] == 399]
+    assert budget.stability(budget.effect_over_steps(runs, last, claim(), ["cell"])) == ("not applicable", "")

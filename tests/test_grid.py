@@ -4,10 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from claim_support import SCOPE
 from grid_support import REPO, grid_data, heavy_imports, write_grid
 
 from charrnn.cli import main
 from charrnn.grid.spec import GridError, load_grid
+from charrnn.science.claims import ClaimKind
 
 ABLATIONS = REPO / "ablations"
 
@@ -64,24 +66,25 @@ def test_a_grid_without_axes_is_one_variant_per_seed(tmp_path):
 
 
 def test_a_threshold_claim_compares_the_runs_with_a_number(tmp_path):
-    grid = load_grid(write_grid(tmp_path, axes=None, claims=[{"metric": "val_loss", "expect": {"better_than": 1.6}}]))
+    claims = [{**SCOPE, "metric": "val_loss", "expect": {"better_than": 1.6}}]
+    grid = load_grid(write_grid(tmp_path, axes=None, claims=claims))
     (claim,) = grid.claims
-    assert claim.is_threshold and claim.baseline == 1.6 and claim.margin == 0.01
+    assert claim.kind is ClaimKind.THRESHOLD and claim.baseline == 1.6 and claim.margin == 0.01
 
 
 def test_a_claim_can_be_equivalence_to_a_number_or_name_the_effect_size_it_claims(tmp_path):
-    claims = [{"metric": "val_loss", "expect": {"equivalent_to": 1.6}},
-              {"metric": "val_loss", "at_least": 0.5, "expect": {"cell": "gru", "better_than": "vanilla"}}]
+    claims = [{**SCOPE, "metric": "val_loss", "expect": {"equivalent_to": 1.6}},
+              {**SCOPE, "metric": "val_loss", "at_least": 0.5, "expect": {"cell": "gru", "better_than": "vanilla"}}]
     equal, sized = load_grid(write_grid(tmp_path, claims=claims, axes={"cell": ["vanilla", "gru"]})).claims
-    assert equal.is_threshold and equal.is_equivalence and equal.id == "val_loss_eq_1.6"
+    assert equal.kind is ClaimKind.EQUAL_TO_REFERENCE and equal.id == "val_loss_eq_1.6"
     assert equal.describe() == "val_loss equals 1.6 within ±0.01"
     assert sized.at_least == 0.5 and sized.describe().endswith("by at least 0.5")
 
 
 def test_claims_list_with_where_equivalence_and_margin(tmp_path):
-    claims = [{"source": "s1", "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"},
+    claims = [{"source": "s1", **SCOPE, "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"},
                "where": {"hidden_size": 16}},
-              {"id": "same", "metric": "val_loss", "margin": 0.02,
+              {"id": "same", **SCOPE, "metric": "val_loss", "margin": 0.02,
                "expect": {"cell": "gru", "equivalent_to": "vanilla"}}]
     grid = load_grid(write_grid(tmp_path, claims=claims, axes={"cell": ["vanilla", "gru"],
                                                                            "hidden_size": [8, 16]}))
@@ -148,36 +151,45 @@ MALFORMED = {
                                "profiles.quick.cell: cell cannot be set here; cell is varied by the grid"),
     "bad_combination": (_with(axes={"input_combine": ["add", "concat"]}, fixed={"cell": "vanilla"}, claims=None),
                         "profile quick, run input_combine=add,seed=0: input_combine='add': backend=fused"),
-    "claim_value_not_on_axis": (_with(claims=[{"metric": "val_loss",
+    "claim_value_not_on_axis": (_with(claims=[{**SCOPE, "metric": "val_loss",
                                                "expect": {"cell": "lstm", "better_than": "gru"}}]),
                                 "claims[0].expect: cell='lstm' is not on the axis; valid: vanilla, gru"),
-    "claim_unknown_metric": (_with(claims=[{"metric": "bleu", "expect": {"cell": "gru", "better_than": "vanilla"}}]),
+    "claim_unknown_metric": (_with(claims=[{**SCOPE, "metric": "bleu",
+                                            "expect": {"cell": "gru", "better_than": "vanilla"}}]),
                              "claims[0].metric: 'bleu': unknown metric; valid choices: val_loss"),
-    "claim_threshold_not_a_number": (_with(claims=[{"metric": "val_loss", "expect": {"better_than": "low"}}]),
+    "claim_threshold_not_a_number": (_with(claims=[{**SCOPE, "metric": "val_loss", "expect": {"better_than": "low"}}]),
                                      "claims[0].expect: better_than='low': a claim against a reference number "
                                      "needs a finite number"),
-    "claim_at_least_on_an_equivalence": (_with(claims=[{"metric": "val_loss", "margin": 0.1, "at_least": 0.5,
+    "claim_at_least_on_an_equivalence": (_with(claims=[{**SCOPE, "metric": "val_loss", "margin": 0.1, "at_least": 0.5,
                                                       "expect": {"cell": "gru", "equivalent_to": "vanilla"}}]),
                                          "claims[0].at_least: valid only with expect: {AXIS: VALUE, better_than"),
-    "claim_at_least_not_positive": (_with(claims=[{"metric": "val_loss", "at_least": 0,
+    "claim_at_least_not_positive": (_with(claims=[{**SCOPE, "metric": "val_loss", "at_least": 0,
                                                  "expect": {"cell": "gru", "better_than": "vanilla"}}]),
                                     "claims[0].at_least: 0: valid: a finite number > 0"),
-    "claims_not_a_list": (_with(claims={"metric": "val_loss"}),
+    "claims_not_a_list": (_with(claims={**SCOPE, "metric": "val_loss"}),
                           "claims: {'metric': 'val_loss'}: expected a list"),
     "claim_duplicate_id": (_with(claims=[
-        {"id": "a", "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}},
-        {"id": "a", "metric": "val_loss", "expect": {"better_than": 1.5}}]), "claims: id 'a' repeated"),
+        {"id": "a", **SCOPE, "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}},
+        {"id": "a", **SCOPE, "metric": "val_loss", "expect": {"better_than": 1.5}}]), "claims: id 'a' repeated"),
     "claim_where_not_an_axis": (_with(claims=[
-        {"metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}, "where": {"layers": 2}}]),
+        {**SCOPE, "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}, "where": {"layers": 2}}]),
         "claims[0].where: 'layers' is not an axis it can restrict; valid: hidden_size"),
-    "claim_negative_margin": (_with(claims=[{"metric": "val_loss", "margin": -1,
+    "claim_negative_margin": (_with(claims=[{**SCOPE, "metric": "val_loss", "margin": -1,
                                            "expect": {"cell": "gru", "better_than": "vanilla"}}]),
                               "claims[0].margin: -1: valid: a finite number >= 0"),
-    "equivalence_without_margin_on_speed": (_with(claims=[{"metric": "tokens_per_s", "expect": {
+    "equivalence_without_margin_on_speed": (_with(claims=[{**SCOPE, "metric": "tokens_per_s", "expect": {
         "cell": "gru", "equivalent_to": "vanilla"}}]),
         "claims[0].margin: an equivalence claim on tokens_per_s needs a stated margin"),
-    "claim_unknown_key": (_with(claims=[{"metric": "val_loss", "expect": {"better_than": 1.5}, "rope": 1}]),
-                          "claims[0]: unknown key 'rope'; valid keys: id, source, metric"),
+    "claim_unknown_key": (_with(claims=[{**SCOPE, "metric": "val_loss", "expect": {"better_than": 1.5}, "rope": 1}]),
+                          "claims[0]: unknown key 'rope'; valid keys: id, source, tests, regime, metric"),
+    "claim_without_scope": (_with(claims=[{"metric": "val_loss", "regime": "GPU", "expect": {"better_than": 1.5}}]),
+                            "claims[0]: missing required key 'tests'; valid choices: source, extrapolation"),
+    "claim_bad_scope": (_with(claims=[{**SCOPE, "tests": "ours", "metric": "val_loss",
+                                       "expect": {"better_than": 1.5}}]),
+                        "claims[0].tests: 'ours': valid choices: source, extrapolation"),
+    "claim_empty_regime": (_with(claims=[{**SCOPE, "regime": " ", "metric": "val_loss",
+                                          "expect": {"better_than": 1.5}}]),
+                           "claims[0].regime: ' ': valid: the source's setting in a few words"),
     "not_a_mapping": ("- just\n- a list\n", "expected a mapping of key: value"),
 }
 

@@ -21,11 +21,13 @@ from charrnn.report.base import ExperimentData, reports_dir
 from charrnn.report.details import heatmap_view, prediction_view
 from charrnn.report.pages import render_experiment, render_index
 from charrnn.report.kernels import render_kernels
+from claim_support import SCOPE
 from report_synthetic import PROVENANCE_TAGS, artifact_reader, make_curves, make_experiment, make_runs, predictions
 
 XSS = "<script>alert(1)</script>"
 XSS_IMG = '<img src=x onerror="alert(2)">'
-CLAIM = {"source": "seed 002", "metric": "val_loss", "expect": {"input_combine": "concat", "better_than": "add"}}
+CLAIM = {"source": "seed 002", **SCOPE,
+         "metric": "val_loss", "expect": {"input_combine": "concat", "better_than": "add"}}
 
 
 class Page(HTMLParser):
@@ -95,7 +97,7 @@ def test_page_and_index_are_written_with_a_one_line_result(tmp_path):
 
 
 def test_threshold_claim_page_states_loss_minus_the_reference_number(tmp_path):
-    claim = {"source": "bare loop", "metric": "val_loss", "expect": {"better_than": 1.9}}
+    claim = {"source": "bare loop", **SCOPE, "metric": "val_loss", "expect": {"better_than": 1.9}}
     exp = make_experiment("reference", axes={"cell": ["gru"]}, claim=claim)   # losses ≈ 1.8
     _, html = render(exp, tmp_path)
     assert "val_loss is lower than 1.9" in html and "val_loss − 1.9, per seed" in html
@@ -137,7 +139,7 @@ def test_single_seed_shows_no_ci_and_verdict_underpowered(tmp_path):
 
 
 def test_no_page_says_inconclusive_and_each_claim_has_its_block(tmp_path):
-    claims = [CLAIM, {"id": "same", "metric": "val_loss", "margin": 0.5,
+    claims = [CLAIM, {"id": "same", **SCOPE, "metric": "val_loss", "margin": 0.5,
                       "expect": {"input_combine": "concat", "equivalent_to": "add"}}]
     _, html = render(make_experiment(claims=claims, seeds=[0, 1, 2, 3, 4]), tmp_path)
     assert 'id="claim-same"' in html and 'id="claim-input_combine=concat_vs_add"' in html
@@ -178,7 +180,7 @@ def test_samples_predictions_and_heatmap_come_from_run_artifacts(tmp_path):
 
 
 def test_claim_on_an_unlogged_metric_is_not_tested_and_says_so(tmp_path):
-    claim = {"metric": "val_accuracy", "higher_is_better": True,
+    claim = {**SCOPE, "metric": "val_accuracy", "higher_is_better": True,
              "expect": {"input_combine": "concat", "better_than": "add"}}
     path, html = render(make_experiment(claim=claim), tmp_path)
     assert "val_accuracy was not logged" in html
@@ -346,7 +348,7 @@ def _store_experiment(name: str, grid_text: str) -> str:
 
 def test_cli_report_renders_the_store_and_logs_the_page_to_the_grid_run(results_dir, tmp_path, capsys):
     grid = {"name": "smoke", "question": "Does a GRU win?", "seeds": [0, 1], "axes": {"cell": ["vanilla", "gru"]},
-            "claims": [{"metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}}]}
+            "claims": [{**SCOPE, "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}}]}
     parent_id = _store_experiment("smoke", yaml.safe_dump(grid))
     out = tmp_path / "reports"
     assert cli.main(["report", "--out", str(out)]) == 0

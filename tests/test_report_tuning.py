@@ -6,6 +6,7 @@ import pandas as pd
 
 from charrnn.report.pages import build_context, render_experiment
 from charrnn.science.tuning import judged_runs
+from tests.claim_support import SCOPE
 from tests.report_synthetic import make_curves, make_experiment
 
 LRS = [0.001, 0.01]
@@ -15,7 +16,8 @@ def tuned_experiment():
     """concat is worse at lr 0.001 and far better at its best lr 0.01; add is best at 0.001.
     Averaged over both lrs the arms tie; best against best, concat wins by 0.1."""
     exp = make_experiment(axes={"input_combine": ["add", "concat"]}, seeds=[0, 1, 2, 3, 4],
-                          claims=[{"metric": "test_loss", "expect": {"input_combine": "concat", "better_than": "add"}}])
+                          claims=[{**SCOPE,
+                                   "metric": "test_loss", "expect": {"input_combine": "concat", "better_than": "add"}}])
     rows = []
     rng = np.random.default_rng(1)
     for _, r in exp.runs.iterrows():
@@ -44,7 +46,7 @@ def test_a_tuned_page_judges_best_against_best_and_shows_the_choice(tmp_path):
     exp = tuned_experiment()
     context = build_context(exp)
     verdict = context["verdicts"][0]
-    assert verdict["verdict"] == "reproduced" and abs(verdict["effect"] + 0.1) < 0.01
+    assert verdict["verdict"] == "reproduced" and abs(verdict["effect"] - 0.1) < 0.01   # as claimed: +
     assert {c["tuned"] for c in context["tuning"]["chosen"]} == {"lr=0.001", "lr=0.01"}
     assert context["n_runs"] == 20
     html = render_experiment(exp, tmp_path).path.read_text()
@@ -61,7 +63,8 @@ def test_every_page_shows_the_effect_over_steps_and_at_equal_time(tmp_path):
 
 def test_a_hidden_size_page_reports_the_largest_neighbour_speed_ratio(tmp_path):
     exp = make_experiment(axes={"hidden_size": [64, 128, 256]}, seeds=[0, 1, 2, 3, 4],
-                          claims=[{"metric": "tokens_per_s", "expect": {"hidden_size": 128, "better_than": 256}}])
+                          claims=[{**SCOPE,
+                                   "metric": "tokens_per_s", "expect": {"hidden_size": 128, "better_than": 256}}])
     speed = {"64": 1000.0, "128": 900.0, "256": 100.0}
     exp.runs["final_tokens_per_s"] = exp.runs["hidden_size"].map(speed) + exp.runs["seed"].astype(float)
     sweep = build_context(exp)["sweep"]

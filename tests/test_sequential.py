@@ -5,7 +5,7 @@ import pytest
 
 from charrnn import cli
 from charrnn.grid.spec import load_grid
-from charrnn.grid.sequential import planned_looks, seeds_for, until_decided
+from charrnn.grid.sequential import judged_seeds, planned_looks, seeds_for, until_decided
 from charrnn.tags import SEQUENTIAL_PREFIX
 from grid_support import (children, empty_store_db, grid_data, kill_tree, parents, run_charrnn, runs_of,  # noqa: F401
                           start_charrnn, store, wait_for, write_grid)
@@ -16,8 +16,14 @@ def test_looks_are_planned_in_steps_of_the_profiles_seed_count(first, cap, looks
     assert planned_looks(first, cap) == looks
 
 
-def test_new_seeds_are_the_next_integers_after_the_profiles():
-    assert seeds_for((0, 1, 2), 5) == (0, 1, 2, 3, 4) and seeds_for((3, 7), 2) == (3, 7)
+def test_looks_draw_fresh_seeds_after_the_profiles():
+    """The profile's seeds may already have been judged at the full alpha: no look reuses them."""
+    assert seeds_for((0, 1, 2), 5) == (3, 4, 5, 6, 7) and seeds_for((3, 7), 2) == (8, 9)
+
+
+def test_the_report_judges_the_seeds_the_looks_drew():
+    assert judged_seeds({"first_seed": "3", "seeds_used": "4"}) == ("3", "4", "5", "6")
+    assert judged_seeds(None) is None and judged_seeds({"look": "1"}) is None
 
 
 def fake_runs(effect: float, noise: float):
@@ -47,7 +53,7 @@ def test_stops_at_max_seeds_when_a_claim_stays_underpowered(tmp_path):
     trained = []
     outcome = until_decided(grid, "quick", 6, lambda g: trained.append(g.seeds_of("quick")),
                             fake_runs(-0.02, 0.2))
-    assert trained == [(0, 1, 2), (0, 1, 2, 3, 4, 5)]
+    assert trained == [(3, 4, 5), (3, 4, 5, 6, 7, 8)]
     assert outcome.verdicts[0].label == "underpowered" and "--max-seeds 6 reached" in outcome.stop_reason
 
 
@@ -72,7 +78,7 @@ def test_kill_9_during_a_later_look_then_rerun_continues_and_tags_the_stop(store
     path = write_grid(tmp_path, **SEQ_GRID)
     args = ("grid", str(path), "--until-decided", "--max-seeds", "4", "--no-progress")
     proc = start_charrnn(*args, log=tmp_path / "first.log")
-    wait_for(lambda: any(r.name.endswith("seed=2") for r in children(runs_of("tiny", store))), timeout=300)
+    wait_for(lambda: any(r.name.endswith("seed=4") for r in children(runs_of("tiny", store))), timeout=300)
     kill_tree(proc)
     done = run_charrnn(*args, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -80,7 +86,8 @@ def test_kill_9_during_a_later_look_then_rerun_continues_and_tags_the_stop(store
     kids = children(runs)
     assert all(r.status == "FINISHED" for r in kids) and len(kids) == len({r.identity for r in kids})
     seeds = {r.params["seed"] for r in kids}
-    assert seeds in ({"0", "1"}, {"0", "1", "2", "3"})
+    assert seeds in ({"2", "3"}, {"2", "3", "4", "5"})   # fresh seeds after the profile's 0, 1
     last = max(parents(runs), key=lambda r: r.start_time)
     assert last.tags[SEQUENTIAL_PREFIX + "seeds_used"] == str(len(seeds))
+    assert last.tags[SEQUENTIAL_PREFIX + "first_seed"] == "2"
     assert last.tags[SEQUENTIAL_PREFIX + "stop_reason"] and "sequential seeding:" in done.stdout

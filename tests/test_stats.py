@@ -24,6 +24,11 @@ def test_one_value_gives_a_mean_but_no_interval():
     assert "no CI" in iv.fmt()
 
 
+def test_identical_values_say_so_instead_of_a_zero_width_interval():
+    iv = mean_ci([1.0] * 5)
+    assert iv.sd == 0 and iv.fmt(2) == "1.00 (all 5 values identical: no spread, no t interval)"
+
+
 def test_interval_is_the_student_t_interval_with_n_minus_one_df():
     values = [1.0, 1.2, 0.9]
     iv = mean_ci(values)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from charrnn.science.claims import COMPARISON, EQUIVALENCE, THRESHOLD, Claim
+from charrnn.science.claims import COMPARISON, EQUAL_TO_REFERENCE, EQUIVALENCE, THRESHOLD, Claim
 from charrnn.science.stats import mean_ci
 from charrnn.science.verdicts import (CONTRADICTED, EQUIVALENT, NOT_TESTED, REPRODUCED, UNDERPOWERED, decide,
                                       differences, holm, judge, power_numbers)
@@ -67,7 +67,7 @@ def test_simulated_true_effect_is_usually_found_at_the_stated_mde():
     """At a true effect equal to the printed MDE, about 80 % of replicates reproduce."""
     rng = np.random.default_rng(7)
     d = mean_ci(rng.normal(0, 0.05, 5))
-    mde, _ = power_numbers(d, CLAIM.margin, 0.05)
+    mde, _, _ = power_numbers(d, CLAIM, 0.05)
     hits = sum(decide(mean_ci(rng.normal(-mde, d.sd, 5)), CLAIM)[0] == REPRODUCED for _ in range(2000))
     assert 0.70 <= hits / 2000 <= 0.90
 
@@ -109,7 +109,7 @@ def test_bit_identical_arms_are_not_tested():
 
 def test_clipping_that_never_engaged_is_not_tested():
     claim = Claim("clip", "val_loss", COMPARISON, "grad_clip", 5.0, 0.0, margin=0.01)
-    runs = table(add=[1.80, 1.81, 1.82], concat=[1.70, 1.71, 1.72])
+    runs = table(add=[1.80, 1.81, 1.82], concat=[1.70, 1.715, 1.72])
     runs["grad_clip"] = runs.pop("input_combine").map({"add": 0.0, "concat": 5.0})
     assert "not logged" in judge(runs, claim, ["grad_clip"]).reason
     runs["final_clip_fraction"] = 0.0
@@ -158,7 +158,7 @@ def test_threshold_verdict_follows_the_interval_of_metric_minus_number(losses, l
 @pytest.mark.parametrize("losses,label", [([1.600, 1.602, 1.598, 1.601], EQUIVALENT),
                                           ([1.65, 1.66, 1.67], CONTRADICTED), ([1.55, 1.65, 1.60], UNDERPOWERED)])
 def test_equivalence_to_a_number_needs_the_whole_interval_within_the_margin(losses, label):
-    claim = Claim("eq_1.6", "val_loss", EQUIVALENCE, None, None, 1.6, margin=0.01)
+    claim = Claim("eq_1.6", "val_loss", EQUAL_TO_REFERENCE, None, None, 1.6, margin=0.01)
     assert run_judge(table(add=[], concat=losses), claim, axes=()).label == label
 
 
@@ -189,6 +189,46 @@ def test_an_axis_zipped_with_the_claim_axis_does_not_block_pairing():
 def test_claim_on_an_axis_the_experiment_lacks_is_not_tested():
     claim = Claim("c", "val_loss", COMPARISON, "cell", "gru", "lstm", 0.01)
     assert run_judge(table(add=[1.8, 1.8], concat=[1.7, 1.7]), claim).label == NOT_TESTED
+
+
+# --------------------------------------------------------------------------- zero spread, references, learning
+
+def test_zero_spread_is_decided_by_the_sign_test_never_p_zero():
+    """All seeds identical: no t interval; p is the sign test's 2·0.5ⁿ (5 seeds: 0.0625, not
+    decided; 6 seeds: 0.03125, decided) and the reason says so."""
+    five = run_judge(table(add=[], concat=[1.5] * 5), THRESHOLD_CLAIM, axes=())
+    assert five.label == UNDERPOWERED and five.p == pytest.approx(0.0625) and five.seeds_needed == 6
+    assert five.reason.startswith("all 5 seeds identical (-0.1)")
+    six = run_judge(table(add=[], concat=[1.5] * 6), THRESHOLD_CLAIM, axes=())
+    assert six.label == REPRODUCED and six.p == pytest.approx(0.03125)
+
+
+def test_per_seed_reference_pairs_each_seed_with_its_own_value():
+    """Each seed's run minus that seed's reference: a harness equal to the reference seed by seed
+    (a spread of 0.02 across seeds, identical per seed up to 1e-4) is equivalent within ±0.01; a
+    seed without a reference counts as unpaired."""
+    refs = (("0", 1.80), ("1", 1.82), ("2", 1.79), ("3", 1.81), ("4", 1.80))
+    claim = Claim("eq_ref", "val_loss", EQUAL_TO_REFERENCE, None, None, refs, margin=0.01)
+    harness = [v + e for (_, v), e in zip(refs, (1e-4, -1e-4, 2e-4, 0.0, -2e-4))] + [1.9]
+    verdict = run_judge(table(add=[], concat=harness), claim, axes=())
+    assert verdict.label == EQUIVALENT and verdict.effect.n == 5 and verdict.n_unpaired == 1
+    assert 0.0 <= verdict.tost_power <= 1.0 and "TOST power" in verdict.mde_text()
+
+
+def test_an_arm_that_does_not_beat_its_baseline_is_not_tested():
+    runs = table(add=[2.0, 2.01, 2.02], concat=[1.5, 1.51, 1.52]).assign(baseline_val_loss=1.9)
+    verdict = run_judge(runs)
+    assert verdict.label == NOT_TESTED and verdict.learned == "false"
+    assert verdict.reason.startswith("input_combine=add did not learn")
+    learned = run_judge(runs.assign(baseline_val_loss=2.5))
+    assert learned.label == REPRODUCED and learned.learned == "true"
+    assert run_judge(table([2.0, 2.1, 2.2], [1.5, 1.55, 1.6])).learned == "baseline not logged"
+
+
+def test_speed_claims_have_no_learning_check():
+    claim = Claim("fast", "tokens_per_s", COMPARISON, "input_combine", "concat", "add", 0.0, (), True)
+    runs = table(add=[100.0, 101.0, 99.0], concat=[200.0, 210.0, 190.0], column="final_tokens_per_s")
+    assert run_judge(runs, claim).learned == "not applicable"
 
 
 # --------------------------------------------------------------------------- Holm

@@ -1,18 +1,21 @@
 """Sequential seeding: `charrnn grid FILE --until-decided [--max-seeds N]`.
 
-The profile's seeds (n₀ of them) are the first look. While some claim is `underpowered`, the next
-look adds seeds — the next integers after the largest one so far — n₀ at a time, up to N seeds per
-arm. Every look is an ordinary grid invocation, so a killed run resumes on the next call and
-finished runs are never trained twice; a rerun replays the earlier looks from the store (same data,
-same decisions) and carries on where it stopped.
+The looks draw fresh seeds: the first look trains n₀ seeds (n₀: the profile's seed count) numbered
+after the profile's largest seed, and while some claim is `underpowered` the next look adds the
+next n₀ integers, up to N seeds per arm. The profile's own seeds are never a look: a fixed-seed
+grid may already have been judged on them at the full α, and a look at data already judged cannot
+be counted in a plan made afterwards. Every look is an ordinary grid invocation, so a killed run
+resumes on the next call and finished runs are never trained twice; a rerun replays the earlier
+looks from the store (same data, same decisions) and carries on where it stopped.
 
 Repeated looks: the looks are planned in advance (n₀, 2n₀, … capped at N: K looks) and each is
-judged at α/K (Bonferroni over the planned looks). Whatever look it stops at, the chance of a false
-decision stays ≤ α; the price is a wider interval at every look. The report applies the same rule
-(from the tags below), so its intervals are (1 − α/K) intervals and its p-values are multiplied by K.
+judged at α/K (Bonferroni over the planned looks, the first included). Whatever look it stops at,
+the chance of a false decision stays ≤ α (`tests/test_verdict_rows.py` simulates it); the price is
+a wider interval at every look. The report applies the same rule to the same seeds (from the tags
+below), so its intervals are (1 − α/K) intervals and its p-values are multiplied by K.
 
-The last look's parent run carries `charrnn.grid.sequential.*`: seeds_used, look, looks_planned,
-alpha_per_look and stop_reason, which the page shows.
+The last look's parent run carries `charrnn.sequential.*`: first_seed, seeds_used, look,
+looks_planned, alpha_per_look and stop_reason, which the page shows.
 """
 from __future__ import annotations
 
@@ -36,7 +39,8 @@ class Outcome:
 
     def tags(self) -> dict[str, str]:
         return {SEQUENTIAL_PREFIX + k: str(v) for k, v in {
-            "seeds_used": len(self.seeds), "look": self.look, "looks_planned": self.looks_planned,
+            "first_seed": self.seeds[0], "seeds_used": len(self.seeds), "look": self.look,
+            "looks_planned": self.looks_planned,
             "alpha_per_look": f"{ALPHA / self.looks_planned:.4g}", "stop_reason": self.stop_reason}.items()}
 
 
@@ -46,10 +50,19 @@ def planned_looks(first: int, max_seeds: int) -> list[int]:
     return looks + ([max_seeds] if max_seeds > looks[-1] else [])
 
 
-def seeds_for(base: tuple[int, ...], count: int) -> tuple[int, ...]:
-    """`base` followed by the next integers after its largest seed, `count` in all."""
-    extra = range(max(base) + 1, max(base) + 1 + max(count - len(base), 0))
-    return tuple(base) + tuple(extra)
+def seeds_for(profile_seeds: tuple[int, ...], count: int) -> tuple[int, ...]:
+    """The first `count` fresh seeds: the integers after the profile's largest seed."""
+    first = max(profile_seeds) + 1
+    return tuple(range(first, first + count))
+
+
+def judged_seeds(tags: dict[str, str] | None) -> tuple[str, ...] | None:
+    """The seeds a sequential outcome judged (from its parent-run tags, without the prefix), as
+    strings like the runs table's; None for a fixed-seed grid."""
+    if not tags or "first_seed" not in tags:
+        return None
+    first, count = int(tags["first_seed"]), int(tags["seeds_used"])
+    return tuple(str(s) for s in range(first, first + count))
 
 
 def check_request(grid: Grid, profile: str, max_seeds: int) -> None:

@@ -158,6 +158,10 @@ class GridSession:
         self.tracker.describe_experiment(self.grid.name, self.grid.question, claim and claim.metric,
                                          claim and claim.higher_is_better)
         self.reap()
+        existing = self.tracker.runs(self.grid.name, {ROLE_TAG: ROLE_RUN})
+        # preregistration: the claims as they stand before this grid's first run (kept once logged)
+        self.tracker.preregister_claims(self.grid.name, {c.id: c.canonical_text() for c in self.grid.claims},
+                                        len(existing))
         self.since_ms = now_ms()
         self._lock.acquire()
         self.parent = self.tracker.start_run(

@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from charrnn import registry
 from charrnn.science.claims import Claim
+from charrnn.science.verdict_table import ROW_COLUMNS
 from charrnn.paths import reports_dir  # noqa: F401 (re-exported: the report's output directory)
 
 FINAL_METRICS = registry.final_metrics()
@@ -40,10 +41,12 @@ VISIBLE = {"\n": "↵", "\t": "⇥", " ": "␣", "<pad>": "∅", "<bos>": "⊳"}
 INDEX_MANIFEST = "index.json"
 NO_VARIANT = "all runs"
 VERDICTS_CSV = "verdicts.csv"
-VERDICT_COLUMNS = ["experiment", "claim", "metric", "effect", "sd", "n", "low", "high", "method", "margin",
-                   "verdict", "adjusted_verdict", "mde",
-                   # what the README's findings quote: the claim in words, its source, why the verdict
-                   "description", "source", "reason", "seeds_needed", "p", "p_adjusted"]
+_FIRST_COLUMNS = ["experiment", "claim", "metric", "effect", "sd", "n", "low", "high", "method", "margin",
+                  "verdict", "adjusted_verdict", "mde", "description", "source", "reason", "seeds_needed", "p",
+                  "p_adjusted"]
+# then the rest of verdict_table.ROW_COLUMNS (tests, regime, learned, stable, preregistered, ...;
+# conventions in its docstring: `effect`, `low` and `high` are in the claimed direction)
+VERDICT_COLUMNS = _FIRST_COLUMNS + [c for c in ROW_COLUMNS if c not in _FIRST_COLUMNS]
 
 ArtifactReader = Callable[[str, str], "str | None"]
 
@@ -74,6 +77,8 @@ class ExperimentData:
     sequential: dict[str, str] | None = None   # how sequential seeding stopped (parent-run tags)
     duplicates: list[dict[str, Any]] = field(default_factory=list)  # results.finished_duplicates: not counted
     tune: dict[str, list[Any]] = field(default_factory=dict)  # the grid's `tune:` block (nuisance keys)
+    # claim id → the text logged when the grid first ran (tracking.preregistered_claims); None: not read
+    preregistered: dict[str, dict[str, str]] | None = None
 
     @property
     def looks(self) -> int:

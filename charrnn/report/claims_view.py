@@ -12,6 +12,9 @@ from typing import Any
 
 import pandas as pd
 
+from charrnn.grid.sequential import judged_seeds
+from charrnn.science.budget import with_stability
+from charrnn.science.verdict_table import num, verdict_row, with_preregistration
 from charrnn.science.verdicts import ALPHA, LABELS, Verdict, adjusted_label, holm_p, judge_claims
 from . import figures as rf
 from .base import VERDICT_COLUMNS, VERDICTS_CSV, ExperimentData, Figure
@@ -30,22 +33,22 @@ assert [label for label, _ in RULES] == list(LABELS)
 
 
 def experiment_verdicts(exp: ExperimentData, runs: pd.DataFrame, axes: list[str]) -> list[Verdict]:
-    """`runs`: the page's runs, already the tuned selection when the grid tunes (`tuning.judged_runs`)."""
-    return judge_claims(runs, exp.claims, axes, None, ALPHA, exp.looks)
-
-
-def _num(value: float) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
+    """`runs`: the page's runs, already the tuned selection when the grid tunes (`tuning.judged_runs`).
+    Sequential seeding is judged on the seeds its looks drew, at its per-look α."""
+    seeds = judged_seeds(exp.sequential)
+    if seeds is not None:
+        runs = runs[runs["seed"].astype(str).isin(seeds)]
+    verdicts = with_stability(judge_claims(runs, exp.claims, axes, None, ALPHA, exp.looks), runs, exp.curves, axes)
+    return verdicts if exp.preregistered is None else with_preregistration(verdicts, exp.preregistered)
 
 
 def verdict_view(v: Verdict) -> dict[str, Any]:
-    """A verdict as plain data: what the page shows and what the manifest keeps for the index."""
+    """A verdict as plain data: its `verdicts.csv` row (`verdict_row`; `effect`/`low`/`high` in
+    the claimed direction) plus what the page shows (`claim`: the description, `effect_text`:
+    the plain difference). The manifest keeps it for the index."""
     c, e = v.claim, v.effect
-    return {"id": c.id, "claim": c.describe(), "source": c.source, "metric": c.metric,
-            "difference": c.difference(), "pairing": c.pairing(), "verdict": v.label, "reason": v.reason,
-            "effect_text": e.fmt(4), "method": v.method, "margin": c.margin, "p": _num(v.p),
-            "effect": _num(e.mean), "sd": _num(e.sd), "n": e.n, "low": _num(e.low), "high": _num(e.high),
-            "mde": _num(v.mde), "mde_text": v.mde_text(), "seeds_needed": v.seeds_needed}
+    return {**verdict_row(v), "id": c.id, "claim": c.describe(), "difference": c.difference(),
+            "pairing": c.pairing(), "effect_text": e.fmt(4), "mde_text": v.mde_text()}
 
 
 def one_line(views: list[dict[str, Any]], best: tuple[str, Any] | None, metric: str) -> str:
@@ -66,7 +69,7 @@ def suite_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ps = holm_p([r["p"] if r.get("p") is not None and r["verdict"] != "not tested" else math.nan
                  for r in rows])
     for row, p in zip(rows, ps):
-        row["p_adjusted"] = _num(p)
+        row["p_adjusted"] = num(p)
         row["adjusted_verdict"] = adjusted_label(row["verdict"], p)
     return rows
 

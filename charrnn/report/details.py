@@ -97,7 +97,7 @@ def heat_variants(variants: list[str], claims: tuple[Claim, ...], st: RunStats, 
     worst variant."""
     runs = st.runs
     ivs = {v: iv for v, iv in st.intervals(metric).items() if iv.n > 0}
-    for claim in (c for c in claims if not c.is_threshold and c.axis in runs):
+    for claim in (c for c in claims if not c.against_reference and c.axis in runs):
         arms = [[v for v in variants if _variant_has(runs, v, claim.axis, level)]
                 for level in (claim.value, claim.baseline)]
         picks = [arm[0] for arm in arms if arm]

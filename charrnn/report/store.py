@@ -126,7 +126,8 @@ def load_experiment(name: str) -> ExperimentData:
         axes=_axes(frame, grid), question=str((grid or {}).get("question") or ""),
         claims=_claims(name, grid), artifact=t.artifact_text,
         parent_run_id=parents[-1].run_id if parents else None, sequential=_sequential(parents),
-        duplicates=frame.attrs.get("duplicates", []), tune=tuning.tune_of(grid))
+        duplicates=frame.attrs.get("duplicates", []), tune=tuning.tune_of(grid),
+        preregistered=t.preregistered_claims(name))
 
 
 def log_report(parent_run_id: str, path: Path) -> None:

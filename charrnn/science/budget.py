@@ -17,18 +17,22 @@ Two views of every comparison claim, from the logged curves (torch-free, pandas 
 
 Threshold claims have no arms: their over-steps view is metric − threshold, they have no
 equal-time view.
+
+**Stability**: a verdict is `stable` when the label at the final evaluation equals the label at
+half the steps (the last evaluation at or before half the final step, both with n ≥ 2 seeds);
+otherwise it is budget-sensitive and says so (`budget_note`).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from charrnn.science.claims import Claim
 from charrnn.science.stats import FINISHED, Interval, mean_ci
-from charrnn.science.verdicts import UNDERPOWERED, decide, differences, scoped
+from charrnn.science.verdicts import STABLE_NA, UNDERPOWERED, Verdict, decide, differences, scoped
 
 TIME_METRIC = "step_time_ms"
 TIME_POINTS = 12                 # points of the equal-time grid
@@ -97,7 +101,7 @@ def elapsed_seconds(curves: pd.DataFrame, run_ids) -> pd.DataFrame:
 def equal_time(runs: pd.DataFrame, curves: pd.DataFrame, claim: Claim, axes: list[str],
                points: int = TIME_POINTS) -> list[Point]:
     """The claim's effect with each arm's curve read at the same elapsed training times."""
-    if claim.is_threshold:
+    if claim.against_reference:
         return []
     runs = _finished(runs, claim)
     curve = _curve(curves, curve_metric(claim), runs["run_id"])
@@ -132,3 +136,29 @@ def table_rows(points: list[Point], limit: int = MAX_STEP_ROWS) -> list[Point]:
         return points
     keep = sorted(set(np.linspace(0, len(points) - 1, limit).round().astype(int)))
     return [points[i] for i in keep]
+
+
+def stability(points: list[Point]) -> tuple[str, str]:
+    """(`stable`, note): "true" when the label at the final evaluation equals the one at half the
+    steps, "false" with a note saying how it changed, STABLE_NA without two such evaluations."""
+    decided = [p for p in points if p.effect.n >= 2]
+    if len(decided) < 2:
+        return STABLE_NA, ""
+    final = decided[-1]
+    half = [p for p in decided[:-1] if p.x <= final.x / 2]
+    if not half:
+        return STABLE_NA, ""
+    if half[-1].label == final.label:
+        return "true", ""
+    return "false", (f"budget-sensitive: {half[-1].label} at step {half[-1].x:g} (half the steps), "
+                     f"{final.label} at step {final.x:g}")
+
+
+def with_stability(verdicts: list[Verdict], runs: pd.DataFrame, curves: pd.DataFrame,
+                   axes: list[str]) -> list[Verdict]:
+    """Each verdict with `stable` and `budget_note` from its effect over steps."""
+    out = []
+    for v in verdicts:
+        stable, note = stability(effect_over_steps(runs, curves, v.claim, axes))
+        out.append(replace(v, stable=stable, budget_note=note))
+    return out

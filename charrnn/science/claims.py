@@ -5,11 +5,15 @@ A grid lists them under `claims:`:
     claims:
       - id: gru_beats_vanilla              # optional; unique in the grid (default derived)
         source: "seed 001: 'gated cells learn faster'"   # the sentence it tests
+        tests: source                      # required: source (what the source said) or
+                                           # extrapolation (our setting beyond it)
+        regime: "GPU, to convergence, 1-layer 256"  # required: the source's setting in a few words
         metric: val_loss                   # a claim metric of charrnn.registry
         expect: {cell: gru, better_than: vanilla}        # comparison
-        # expect: {backend: fused, equivalent_to: loop}  # equivalence
+        # expect: {backend: fused, equivalent_to: loop}  # equivalence of two arms
         # expect: {better_than: 1.60}                    # threshold (a reference number)
         # expect: {equivalent_to: 1.60}                  # equals a reference number within ±margin
+        # expect: {equivalent_to: {0: 1.8247, 1: 1.8224}}  # equals each seed's own reference value
         margin: 0.01                       # optional ROPE half-width, metric units
         at_least: 1.0                      # optional (comparisons): the effect size the source
                                            # claims; reproduced only beyond it, contradicted when
@@ -17,13 +21,16 @@ A grid lists them under `claims:`:
         where: {layers: 4}                 # optional: judge only these runs
         higher_is_better: false            # optional; default from the registry
 
-Every problem is a `ClaimError`: one line naming the key, the bad value and the valid choices
-(the grid loader prefixes the file). Torch-free, MLflow-free.
+What a claim is lives in one type, `ClaimKind`: against a second arm or against a reference
+number, a direction or an equivalence. Every problem is a `ClaimError`: one line naming the key,
+the bad value and the valid choices (the grid loader prefixes the file). Torch-free, MLflow-free.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Callable
 
 from charrnn import registry
@@ -31,11 +38,34 @@ from charrnn.config import ConfigError, check_value, is_finite_number
 from charrnn.config import format_value as _text
 from charrnn.config import short_repr as _short
 
-COMPARISON, EQUIVALENCE, THRESHOLD = "comparison", "equivalence", "threshold"
-CLAIM_KEYS = ("id", "source", "metric", "expect", "margin", "at_least", "where", "higher_is_better")
-REQUIRED_KEYS = ("metric", "expect")
+
+class ClaimKind(str, Enum):
+    """What a claim asserts. Against an arm: runs of `axis=value` are paired by seed with runs of
+    `axis=baseline`. Against a reference: each seed's runs are compared with a number (one for
+    every seed, or each seed's own)."""
+
+    COMPARISON = "comparison"                   # {AXIS: V, better_than: B}
+    EQUIVALENCE = "equivalence"                 # {AXIS: V, equivalent_to: B}
+    THRESHOLD = "threshold"                     # {better_than: NUMBER}
+    EQUAL_TO_REFERENCE = "equal to reference"   # {equivalent_to: NUMBER or {SEED: NUMBER}}
+
+    @property
+    def against_reference(self) -> bool:
+        return self in (ClaimKind.THRESHOLD, ClaimKind.EQUAL_TO_REFERENCE)
+
+    @property
+    def equivalence(self) -> bool:
+        return self in (ClaimKind.EQUIVALENCE, ClaimKind.EQUAL_TO_REFERENCE)
+
+
+COMPARISON, EQUIVALENCE = ClaimKind.COMPARISON, ClaimKind.EQUIVALENCE
+THRESHOLD, EQUAL_TO_REFERENCE = ClaimKind.THRESHOLD, ClaimKind.EQUAL_TO_REFERENCE
+SCOPES = ("source", "extrapolation")      # `tests:`: what the source said, or our extension of it
+CLAIM_KEYS = ("id", "source", "tests", "regime", "metric", "expect", "margin", "at_least", "where",
+              "higher_is_better")
+REQUIRED_KEYS = ("metric", "expect", "tests", "regime")
 EXPECT_FORMS = ("expected {AXIS: VALUE, better_than: BASELINE}, {AXIS: VALUE, equivalent_to: BASELINE}, "
-                "{better_than: NUMBER} or {equivalent_to: NUMBER}")
+                "{better_than: NUMBER}, {equivalent_to: NUMBER} or {equivalent_to: {SEED: NUMBER, ...}}")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
 
 Pairs = tuple[tuple[str, Any], ...]
@@ -47,13 +77,14 @@ class ClaimError(ConfigError):
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of a grid. `kind`: comparison (`axis=value` beats `axis=baseline`, paired by
-    seed), equivalence (they differ by less than `margin`) or threshold (`axis` is None, the runs
-    beat the number `baseline`). `where`: the axis values every judged run has."""
+    """One claim of a grid; `kind` says what it asserts (see ClaimKind). `baseline`: the second
+    arm's level, or the reference: a number, or per-seed numbers as ((seed, number), ...).
+    `where`: the axis values every judged run has. `tests`: "source" or "extrapolation";
+    `regime`: the source's setting."""
 
     id: str
     metric: str
-    kind: str
+    kind: ClaimKind
     axis: str | None
     value: Any
     baseline: Any
@@ -62,15 +93,28 @@ class Claim:
     higher_is_better: bool = False
     source: str = ""
     at_least: float | None = None   # a comparison's claimed effect size (metric units, > 0)
+    tests: str = ""
+    regime: str = ""
 
     @property
-    def is_threshold(self) -> bool:
-        """Judged against a number (`baseline`), not against a second arm."""
-        return self.axis is None
+    def against_reference(self) -> bool:
+        """Judged against a number (or per-seed numbers), not against a second arm."""
+        return self.kind.against_reference
 
     @property
     def is_equivalence(self) -> bool:
-        return self.kind == EQUIVALENCE
+        return self.kind.equivalence
+
+    @property
+    def per_seed_reference(self) -> bool:
+        return self.against_reference and isinstance(self.baseline, tuple)
+
+    def reference_of(self, seeds: Any) -> Any:
+        """The reference number of each seed (NaN where a per-seed reference has none)."""
+        if not self.per_seed_reference:
+            return float(self.baseline)
+        table = dict(self.baseline)
+        return [table.get(str(s), math.nan) for s in seeds]
 
     @property
     def expected_sign(self) -> int:
@@ -85,32 +129,56 @@ class Claim:
     def where_text(self) -> str:
         return ", ".join(f"{k}={_text(v)}" for k, v in self.where)
 
+    def reference_text(self) -> str:
+        if not self.per_seed_reference:
+            return f"{self.baseline:g}"
+        numbers = [v for _, v in self.baseline]
+        return f"each seed's reference (mean {sum(numbers) / len(numbers):g})"
+
     def describe(self) -> str:
         word = "higher" if self.higher_is_better else "lower"
         scope = f" (runs with {self.where_text()})" if self.where else ""
-        if self.is_threshold and self.is_equivalence:
-            return f"{self.metric} equals {self.baseline:g} within ±{self.margin:g}{scope}"
-        if self.is_threshold:
-            return f"{self.metric} is {word} than {self.baseline:g}{scope}"
+        kind = self.kind
+        if kind is EQUAL_TO_REFERENCE:
+            return f"{self.metric} equals {self.reference_text()} within ±{self.margin:g}{scope}"
+        if kind is THRESHOLD:
+            return f"{self.metric} is {word} than {self.reference_text()}{scope}"
+        if kind is EQUIVALENCE:
+            return (f"{self.axis}={_text(self.value)} and {self.axis}={_text(self.baseline)} give the same "
+                    f"{self.metric} within ±{self.margin:g}{scope}")
         if self.at_least is not None:
             return (f"{self.axis}={_text(self.value)} gives {self.metric} {word} than "
                     f"{self.axis}={_text(self.baseline)} by at least {self.at_least:g}{scope}")
-        if self.is_equivalence:
-            return (f"{self.axis}={_text(self.value)} and {self.axis}={_text(self.baseline)} give the same "
-                    f"{self.metric} within ±{self.margin:g}{scope}")
         return (f"{self.axis}={_text(self.value)} gives {word} {self.metric} than "
                 f"{self.axis}={_text(self.baseline)}{scope}")
 
     def difference(self) -> str:
         """The quantity the verdict's interval is about."""
         m = self.metric
-        if self.is_threshold:
+        if self.per_seed_reference:
+            return f"{m} − the seed's reference"
+        if self.against_reference:
             return f"{m} − {self.baseline:g}"
         return f"{m}({self.axis}={_text(self.value)}) − {m}({self.axis}={_text(self.baseline)})"
 
     def pairing(self) -> str:
         """How runs become the per-seed values the interval is drawn from."""
-        return "per seed, mean over the judged variants" if self.is_threshold else "paired by seed"
+        if self.per_seed_reference:
+            return "per seed against that seed's reference value, mean over the judged variants"
+        return "per seed, mean over the judged variants" if self.against_reference else "paired by seed"
+
+    def canonical_text(self) -> str:
+        """Every field that decides what the claim asserts, one `key: value` a line: what
+        preregistration stores and compares."""
+        baseline = ("{" + ", ".join(f"{s}: {v:g}" for s, v in self.baseline) + "}"
+                    if self.per_seed_reference else _text(self.baseline))
+        fields = {"id": self.id, "kind": self.kind.value, "metric": self.metric, "axis": self.axis or "",
+                  "value": "" if self.value is None else _text(self.value), "baseline": baseline,
+                  "margin": f"{self.margin:g}", "at_least": "" if self.at_least is None else f"{self.at_least:g}",
+                  "where": self.where_text(), "higher_is_better": _text(self.higher_is_better),
+                  "tests": self.tests, "regime": self.regime, "source": self.source}
+        return "\n".join(f"{k}: {v}" for k, v in fields.items())
+
 
 
 # --------------------------------------------------------------------------- parsing
@@ -158,19 +226,34 @@ class _Parser:
                 raise self.fail("", f"unknown key {key!r}; valid keys: {', '.join(CLAIM_KEYS)}")
         for key in REQUIRED_KEYS:
             if key not in raw:
-                raise self.fail("", f"missing required key {key!r}")
+                hint = {"tests": f"; valid choices: {', '.join(SCOPES)}",
+                        "regime": "; valid: the source's setting in a few words"}.get(key, "")
+                raise self.fail("", f"missing required key {key!r}{hint}")
         metric = self.metric(raw["metric"])
         kind, axis, value, baseline = self.expect(raw["expect"])
         higher = raw.get("higher_is_better", registry.higher_is_better(metric))
         if not isinstance(higher, bool):
             raise self.fail("higher_is_better", f"{higher!r}: expected true or false")
         margin = self.margin(raw.get("margin"), metric, kind)
-        at_least = self.at_least(raw.get("at_least"), kind, axis)
+        at_least = self.at_least(raw.get("at_least"), kind)
         where = self.where_pairs(raw.get("where"), axis)
         source = "" if raw.get("source") is None else str(raw["source"]).strip()
+        tests, regime = self.scope(raw["tests"]), self.regime(raw["regime"])
         explicit = raw.get("id") is not None
         cid = self.ident(raw["id"]) if explicit else _default_id(kind, axis, value, baseline, metric, where)
-        return Claim(cid, metric, kind, axis, value, baseline, margin, where, higher, source, at_least), explicit
+        return Claim(cid, metric, kind, axis, value, baseline, margin, where, higher, source, at_least,
+                     tests, regime), explicit
+
+    def scope(self, raw: Any) -> str:
+        if raw not in SCOPES:
+            raise self.fail("tests", f"{raw!r}: valid choices: {', '.join(SCOPES)}")
+        return raw
+
+    def regime(self, raw: Any) -> str:
+        if not isinstance(raw, str) or not raw.strip():
+            raise self.fail("regime", f"{_short(raw)}: valid: the source's setting in a few words, e.g. "
+                                      "'GPU, trained to convergence, 2-layer 512'")
+        return " ".join(raw.split())
 
     def metric(self, raw: Any) -> str:
         choices = registry.claim_metrics()
@@ -184,7 +267,7 @@ class _Parser:
                                   "with a letter or digit")
         return raw
 
-    def expect(self, raw: Any) -> tuple[str, str | None, Any, Any]:
+    def expect(self, raw: Any) -> tuple[ClaimKind, str | None, Any, Any]:
         if not isinstance(raw, dict):
             raise self.fail("expect", f"{_short(raw)}: {EXPECT_FORMS}")
         rest = dict(raw)
@@ -192,16 +275,24 @@ class _Parser:
         if len(forms) != 1 or len(rest) > 2:
             raise self.fail("expect", f"{raw!r}: {EXPECT_FORMS}")
         baseline = rest.pop(forms[0])
-        kind = COMPARISON if forms[0] == "better_than" else EQUIVALENCE
         if not rest:
-            if not is_finite_number(baseline):
-                raise self.fail("expect", f"{forms[0]}={baseline!r}: a claim against a reference number "
-                                          f"needs a finite number; {EXPECT_FORMS}")
-            return (THRESHOLD if kind == COMPARISON else EQUIVALENCE), None, None, float(baseline)
+            kind = THRESHOLD if forms[0] == "better_than" else EQUAL_TO_REFERENCE
+            return kind, None, None, self.reference(forms[0], baseline)
         (axis, value), = rest.items()
         if axis not in self.lists:
             raise self.fail("expect", f"{axis!r} is not an axis; valid: {', '.join(self.lists) or 'none'}")
+        kind = COMPARISON if forms[0] == "better_than" else EQUIVALENCE
         return kind, axis, self.level("expect", axis, value), self.level("expect", axis, baseline)
+
+    def reference(self, form: str, raw: Any) -> float | Pairs:
+        """A reference number, or {seed: number} (each seed compared with its own reference)."""
+        if isinstance(raw, dict) and raw and all(isinstance(s, int) and not isinstance(s, bool)
+                                                and is_finite_number(v) for s, v in raw.items()):
+            return tuple((str(s), float(v)) for s, v in sorted(raw.items()))
+        if not is_finite_number(raw):
+            raise self.fail("expect", f"{form}={_short(raw)}: a claim against a reference number needs a "
+                                      f"finite number or {{SEED: NUMBER}} with integer seeds; {EXPECT_FORMS}")
+        return float(raw)
 
     def level(self, key: str, axis: str, raw: Any) -> Any:
         """A claim value: valid for `axis` and one of the values the grid gives it."""
@@ -214,22 +305,22 @@ class _Parser:
                                  f"{', '.join(map(_text, self.lists[axis]))}")
         return value
 
-    def margin(self, raw: Any, metric: str, kind: str) -> float:
+    def margin(self, raw: Any, metric: str, kind: ClaimKind) -> float:
         if raw is None:
             default = registry.METRICS[metric].margin
-            if kind == EQUIVALENCE and default <= 0:
+            if kind.equivalence and default <= 0:
                 raise self.fail("margin", f"an equivalence claim on {metric} needs a stated margin; "
                                           "valid: a number > 0 in the metric's units")
             return default
-        if not is_finite_number(raw) or raw < 0 or (kind == EQUIVALENCE and raw == 0):
-            need = "> 0" if kind == EQUIVALENCE else ">= 0"
+        if not is_finite_number(raw) or raw < 0 or (kind.equivalence and raw == 0):
+            need = "> 0" if kind.equivalence else ">= 0"
             raise self.fail("margin", f"{raw!r}: valid: a finite number {need} in {metric}'s units")
         return float(raw)
 
-    def at_least(self, raw: Any, kind: str, axis: str | None) -> float | None:
+    def at_least(self, raw: Any, kind: ClaimKind) -> float | None:
         if raw is None:
             return None
-        if kind != COMPARISON or axis is None:
+        if kind is not COMPARISON:
             raise self.fail("at_least", "valid only with expect: {AXIS: VALUE, better_than: BASELINE}")
         if not is_finite_number(raw) or raw <= 0:
             raise self.fail("at_least", f"{raw!r}: valid: a finite number > 0 in the metric's units")
@@ -250,11 +341,13 @@ class _Parser:
         return tuple(pairs)
 
 
-def _default_id(kind: str, axis: str | None, value: Any, baseline: Any, metric: str, where: Pairs) -> str:
-    if axis is None:
-        stem = f"{metric}_{'vs' if kind == THRESHOLD else 'eq'}_{baseline:g}"
+def _default_id(kind: ClaimKind, axis: str | None, value: Any, baseline: Any, metric: str,
+                where: Pairs) -> str:
+    word = "eq" if kind.equivalence else "vs"
+    if kind.against_reference:
+        stem = f"{metric}_{word}_" + ("per_seed" if isinstance(baseline, tuple) else f"{baseline:g}")
     else:
-        stem = f"{axis}={_text(value)}_{'vs' if kind == COMPARISON else 'eq'}_{_text(baseline)}"
+        stem = f"{axis}={_text(value)}_{word}_{_text(baseline)}"
     suffix = "".join(f".{k}={_text(v)}" for k, v in where)
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", stem + suffix)
 

@@ -55,6 +55,8 @@ class Interval:
             return "n/a (n=0)"
         if not self.has_ci:
             return f"{self.mean:.{digits}f} (n={self.n}, no CI)"
+        if self.sd == 0:
+            return f"{self.mean:.{digits}f} (all {self.n} values identical: no spread, no t interval)"
         return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}] (n={self.n})"
 
 

@@ -1,13 +1,15 @@
 """Verdicts: exactly one of five per claim, from the Student-t interval of per-seed differences.
 
-With d the per-seed difference (comparison/equivalence: metric(value) − metric(baseline), paired
-by seed; threshold: metric − the number), its 95 % t interval [low, high] (df = n − 1), the
-claim's margin m (region of practical equivalence, metric units) and s = +1 if higher is better
-else −1:
+With d the per-seed difference (against an arm: metric(value) − metric(baseline), paired by seed;
+against a reference: metric − the number, or − that seed's own reference), its 95 % t interval
+[low, high] (df = n − 1), the claim's margin m (region of practical equivalence, metric units) and
+s = +1 if higher is better else −1:
 
-- `not tested`: the manipulation check failed — the two arms gave bit-identical metrics, an
-  intervention that logs its engagement never engaged (e.g. grad_clip with clip_fraction 0, or not
-  logged), both arms sit at the metric's floor or ceiling, or the metric was not logged;
+- `not tested`: the manipulation check failed — an arm did not beat its trivial baseline
+  (`baseline_<metric>`, logged by every run: "<arm> did not learn"), the two arms gave
+  bit-identical metrics, an intervention that logs its engagement never engaged (e.g. grad_clip
+  with clip_fraction 0, or not logged), both arms sit at the metric's floor or ceiling, or the
+  metric was not logged;
 - `equivalent`: −m < low and high < m (two one-sided t-tests at 2.5 % each, TOST);
 - `reproduced`: the interval lies beyond the margin on the claimed side (s·d > m throughout);
   `contradicted`: beyond the margin on the other side (for an equivalence claim: either side);
@@ -15,23 +17,27 @@ else −1:
   `contradicted` when s·d < k throughout (the effect falls short of what the source claims);
 - `underpowered`: none of these; the page gives the minimum detectable effect (MDE: the true
   |d| a reproduction would be seen at with 80 % power, m + (t₀.₉₇₅ + t₀.₈₀)·sd/√n) and the seeds
-  needed to decide at the observed effect.
+  needed to decide at the observed effect; an equivalence claim gives its TOST power instead.
 
-Each decision has a p-value (twice the one-sided t-test p, so p < α ⇔ the interval decides);
-`holm` adjusts them over a suite of claims. Torch-free; plain pandas frames in.
+Zero spread (all n seeds identical) has no t interval: the decision the common value implies gets
+the exact sign test's p over seeds, 2 · 0.5ⁿ (so 5 identical seeds decide nothing, 6 do), and
+the reason says "all n seeds identical". Each decision has a p-value (twice the one-sided t-test
+p, so p < α ⇔ the interval decides); `holm` adjusts them over a suite of claims. Torch-free;
+plain pandas frames in. `verdict_table.verdict_row` turns a verdict into a verdicts.csv row.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtr, stdtrit   # Student-t cdf and its inverse (fast ufuncs)
+from scipy.special import nctdtr, stdtr, stdtrit   # (noncentral) Student-t cdf, t inverse cdf
 
 from charrnn import registry
 from charrnn.science import tuning
+from charrnn.config import format_value as _text
 from charrnn.science.claims import Claim
 from charrnn.science.stats import FINISHED, T_METHOD, Interval, matches, mean_ci
 
@@ -42,6 +48,11 @@ REPRODUCED, CONTRADICTED, EQUIVALENT = "reproduced", "contradicted", "equivalent
 UNDERPOWERED, NOT_TESTED = "underpowered", "not tested"
 LABELS = (REPRODUCED, CONTRADICTED, EQUIVALENT, UNDERPOWERED, NOT_TESTED)
 DECIDED = (REPRODUCED, CONTRADICTED, EQUIVALENT)
+BASELINE_PREFIX = "baseline_"
+QUALITY_SUFFIXES = ("loss", "accuracy", "exact_match")
+LEARNED_NA, LEARNED_UNKNOWN = "not applicable", "baseline not logged"
+STABLE_NA = "not applicable"
+PREREG_UNKNOWN = "not checked"
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,13 @@ class Verdict:
     alpha: float = ALPHA
     adjusted: str = ""          # after Holm over the suite ("" until `holm` ran)
     p_adjusted: float = math.nan
+    tost_power: float = math.nan      # equivalence claims: power of TOST at a true difference 0
+    learned: str = LEARNED_NA         # "true", "false", LEARNED_NA or LEARNED_UNKNOWN
+    stable: str = STABLE_NA           # "true": same label at half the steps; see budget.stability
+    budget_note: str = ""             # what a budget-sensitive verdict prints
+    preregistered: str = PREREG_UNKNOWN   # "true" or "false"; see verdict_table.preregistration
+    preregistration: str = ""         # why not preregistered, e.g. "edited after data"
+    original_text: str = ""           # the logged claim text when it differs from the current one
 
     @property
     def decided(self) -> bool:
@@ -68,6 +86,9 @@ class Verdict:
         return f"{self.effect.method}, {100 * (1 - self.alpha):.3g} % CI"
 
     def mde_text(self) -> str:
+        if self.claim.is_equivalence and math.isfinite(self.tost_power):
+            need = f"{self.seeds_needed} seeds" if self.seeds_needed else "no finite number of seeds"
+            return f"TOST power {self.tost_power:.2f} at a true difference of 0 (80 % needs {need})"
         if not math.isfinite(self.mde):
             return "n/a"
         need = f"{self.seeds_needed} seeds" if self.seeds_needed else "no finite number of seeds"
@@ -119,21 +140,55 @@ def paired_values(runs: pd.DataFrame, claim: Claim, axes: list[str]) -> tuple[pd
 
 def differences(runs: pd.DataFrame, claim: Claim, axes: list[str]) -> tuple[pd.Series, pd.DataFrame, int, int]:
     """Per-seed differences the interval is built from (a seed counts once), the paired arm
-    values behind them, and the unpaired / failed run counts."""
-    if claim.is_threshold:
+    values behind them, and the unpaired / failed run counts. Against per-seed references, each
+    seed is compared with its own reference; a seed without one counts as unpaired."""
+    if claim.against_reference:
         ok = _usable(runs, claim.column)
         values = pd.to_numeric(runs.loc[ok, claim.column]).groupby(runs.loc[ok, "seed"].astype(str)).mean()
-        return values - float(claim.baseline), pd.DataFrame(), 0, int((~ok).sum())
+        diffs = values - np.asarray(claim.reference_of(values.index), dtype=float)
+        return diffs.dropna(), pd.DataFrame(), int(diffs.isna().sum()), int((~ok).sum())
     paired, n_unpaired, n_failed = paired_values(runs, claim, axes)
     diffs = (paired["value"] - paired["baseline"]).groupby(level="seed").mean()
     return diffs, paired, n_unpaired, n_failed
+
+
+# --------------------------------------------------------------------------- learning check
+
+def has_baseline(metric: str) -> bool:
+    """Quality metrics (losses, accuracies, exact match) have a trivial baseline each run logs as
+    `baseline_<metric>` on the same data (bigram loss of the training split, chance accuracy);
+    speed and gap metrics have none."""
+    return metric.endswith(QUALITY_SUFFIXES)
+
+
+def learning_check(runs: pd.DataFrame, claim: Claim) -> tuple[str, str]:
+    """(`learned`, failure): `learned` is "true" when every judged arm's mean beats its runs' mean
+    `baseline_<metric>` in the metric's direction, "false" when one does not (failure names it),
+    "not applicable" for metrics without a baseline, "baseline not logged" when runs lack it."""
+    if not has_baseline(claim.metric):
+        return LEARNED_NA, ""
+    column, higher = BASELINE_PREFIX + claim.metric, registry.higher_is_better(claim.metric)
+    if column not in runs:
+        return LEARNED_UNKNOWN, ""
+    judged = [("the judged runs", runs)] if claim.against_reference else [
+        (f"{claim.axis}={_text(level)}", arm) for level, arm in zip((claim.value, claim.baseline), arms(runs, claim))]
+    for name, arm in judged:
+        arm = arm[_usable(arm, claim.column)]
+        base = pd.to_numeric(arm[column], errors="coerce")
+        if arm.empty or not np.isfinite(base).any():
+            return LEARNED_UNKNOWN, ""
+        mean, bar = float(pd.to_numeric(arm[claim.column]).mean()), float(base[np.isfinite(base)].mean())
+        if not (mean > bar if higher else mean < bar):
+            return "false", (f"{name} did not learn ({claim.metric} {mean:.4g} against its trivial "
+                             f"baseline {bar:.4g})")
+    return "true", ""
 
 
 # --------------------------------------------------------------------------- manipulation checks
 
 def manipulation_failure(runs: pd.DataFrame, claim: Claim, paired: pd.DataFrame) -> str:
     """Why the comparison did not test anything ("" when it did)."""
-    if claim.is_threshold or paired.empty:
+    if claim.against_reference or paired.empty:
         return ""
     bounds = registry.METRICS[claim.metric].bounds
     values = np.concatenate([paired["value"].to_numpy(), paired["baseline"].to_numpy()])
@@ -172,15 +227,36 @@ def _not_engaged(runs: pd.DataFrame, claim: Claim) -> str:
 # --------------------------------------------------------------------------- deciding
 
 def _one_sided_p(d: Interval, shift: float, upper: bool) -> float:
-    """p of H0 d ≥ shift (upper=False: the data say d < shift) or H0 d ≤ shift (upper=True)."""
-    if d.sd == 0:
-        return 0.0 if (d.mean > shift if upper else d.mean < shift) else 1.0
+    """p of H0 d ≥ shift (upper=False: the data say d < shift) or H0 d ≤ shift (upper=True); sd > 0."""
     t = (d.mean - shift) / (d.sd / math.sqrt(d.n))
     return float(stdtr(d.n - 1, -t) if upper else stdtr(d.n - 1, t))
 
 
+def _region(mean: float, claim: Claim) -> str:
+    """The label whose region holds `mean` (UNDERPOWERED on a boundary)."""
+    m, s = claim.margin, claim.expected_sign
+    if claim.at_least is not None:
+        gap = s * mean - claim.at_least
+        return REPRODUCED if gap > 0 else CONTRADICTED if gap < 0 else UNDERPOWERED
+    if abs(mean) < m:
+        return EQUIVALENT
+    if abs(mean) == m or (mean == 0 and m == 0):
+        return UNDERPOWERED
+    return CONTRADICTED if claim.is_equivalence or s * mean < 0 else REPRODUCED
+
+
+def sign_test_p(n: int) -> float:
+    """Two-sided exact sign-test p when all n seeds lie on one side: 2 · 0.5ⁿ."""
+    return min(1.0, 2 * 0.5 ** n)
+
+
 def decision_p(d: Interval, claim: Claim) -> dict[str, float]:
-    """Twice the one-sided t-test p of each decision (p < α ⇔ the (1 − α) interval decides it)."""
+    """Twice the one-sided t-test p of each decision (p < α ⇔ the (1 − α) interval decides it).
+    Zero spread (all n seeds identical) has no t interval: the decision the common value implies
+    gets the sign test's p over seeds, 2 · 0.5ⁿ, the others 1."""
+    if d.sd == 0:
+        region = _region(d.mean, claim)
+        return {label: (sign_test_p(d.n) if label == region else 1.0) for label in _decisions(claim)}
     m, s = claim.margin, claim.expected_sign
     if claim.at_least is not None:              # H0 s·d ≤ k against s·d > k, and the other way round
         k = s * claim.at_least
@@ -196,44 +272,83 @@ def decision_p(d: Interval, claim: Claim) -> dict[str, float]:
     return {k: min(1.0, 2 * v) for k, v in out.items()}
 
 
-def power_numbers(d: Interval, margin: float, alpha: float) -> tuple[float, int | None]:
-    """MDE at 80 % power (margin + (t_{1−α/2} + t_{0.8})·sd/√n) and the seeds needed to decide at
-    the observed mean (beyond the margin, or within it for equivalence); None when none suffice."""
+def _decisions(claim: Claim) -> tuple[str, ...]:
+    if claim.at_least is not None:
+        return REPRODUCED, CONTRADICTED
+    return (EQUIVALENT, CONTRADICTED) if claim.is_equivalence else (REPRODUCED, CONTRADICTED, EQUIVALENT)
+
+
+def tost_power(sd: float, n: np.ndarray | int, margin: float, alpha: float = ALPHA) -> np.ndarray | float:
+    """Power of TOST (two one-sided t-tests at α/2 each, as the verdict's 1 − α interval) to show
+    |d| < margin when the true difference is 0, at standard deviation `sd` over n seeds:
+    max(0, 2·P(T > t_{1−α/2}) − 1) with T noncentral t (df n − 1, noncentrality margin·√n/sd),
+    the Bonferroni lower bound of both tests rejecting."""
+    n = np.asarray(n)
+    one = 1 - nctdtr(n - 1, margin * np.sqrt(n) / sd, stdtrit(n - 1, 1 - alpha / 2))
+    return np.maximum(0.0, 2 * one - 1)
+
+
+def _fewest_seeds(enough: Callable[[int], bool]) -> int | None:
+    """The smallest n in [2, MAX_SEEDS_SEARCH) with `enough(n)` (monotone in n), or None."""
+    if not enough(MAX_SEEDS_SEARCH - 1):
+        return None
+    low, high = 2, MAX_SEEDS_SEARCH - 1           # enough(high) holds
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid + 1, high)
+    return low
+
+
+def _t_sum(n: int, alpha: float) -> float:
+    return float(stdtrit(n - 1, 1 - alpha / 2) + stdtrit(n - 1, POWER))
+
+
+def power_numbers(d: Interval, claim: Claim, alpha: float) -> tuple[float, int | None, float]:
+    """(MDE, seeds needed, TOST power). MDE at 80 % power: k + (t_{1−α/2} + t_{0.8})·sd/√n with k
+    the claimed size or the margin. Seeds needed: to decide at the observed mean (beyond k), or
+    for an equivalence claim to reach 80 % TOST power; None when no number below 10,000 does.
+    Zero spread: the seeds the sign test needs (2 · 0.5ⁿ < α)."""
     if d.n < 2 or not math.isfinite(d.sd):
-        return math.nan, None
-    mde = margin + float(stdtrit(d.n - 1, 1 - alpha / 2) + stdtrit(d.n - 1, POWER)) * d.sd / math.sqrt(d.n)
-    target = abs(abs(d.mean) - margin)
-    if target == 0 or d.sd == 0:
-        return mde, None
-    ns = np.arange(2, MAX_SEEDS_SEARCH)
-    ok = (stdtrit(ns - 1, 1 - alpha / 2) + stdtrit(ns - 1, POWER)) * d.sd / np.sqrt(ns) <= target
-    return mde, int(ns[ok.argmax()]) if ok.any() else None
+        return math.nan, None, math.nan
+    if d.sd == 0:
+        return math.nan, int(math.floor(math.log2(2 / alpha))) + 1, math.nan
+    k = claim.margin if claim.at_least is None else claim.at_least
+    mde = k + _t_sum(d.n, alpha) * d.sd / math.sqrt(d.n)
+    if claim.is_equivalence:
+        needed = _fewest_seeds(lambda n: float(tost_power(d.sd, n, k, alpha)) >= POWER)
+        return mde, needed, float(tost_power(d.sd, d.n, k, alpha))
+    target = abs(abs(d.mean) - k)
+    if target == 0:
+        return mde, None, math.nan
+    return mde, _fewest_seeds(lambda n: _t_sum(n, alpha) * d.sd / math.sqrt(n) <= target), math.nan
 
 
 def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPHA, looks: int = 1) -> Verdict:
-    """The verdict of `claim` over the runs (a frame with status, seed, the axes and final_*).
-    `looks`: planned looks of sequential seeding; each look is judged at α / looks (Bonferroni
-    over looks), shown as the interval's level and as p × looks."""
+    """The verdict of `claim` over the runs (a frame with status, seed, the axes, final_* and
+    baseline_*). `looks`: planned looks of sequential seeding; each look is judged at α / looks
+    (Bonferroni over looks), shown as the interval's level and as p × looks."""
     alpha = alpha / looks
     runs = scoped(runs, claim)
     if claim.column not in runs:
         return Verdict(claim, NOT_TESTED, f"{claim.metric} was not logged", mean_ci([]), alpha=alpha)
-    if not claim.is_threshold and claim.axis not in runs:
+    if not claim.against_reference and claim.axis not in runs:
         return Verdict(claim, NOT_TESTED, f"axis {claim.axis!r} is not in this experiment", mean_ci([]),
                        alpha=alpha)
     diffs, paired, n_unpaired, n_failed = differences(runs, claim, axes)
     d = mean_ci(diffs.to_numpy(), 1 - alpha)
     extra = _missing_note(n_unpaired, n_failed)
-    common = {"n_unpaired": n_unpaired, "n_failed": n_failed, "alpha": alpha}
-    failure = manipulation_failure(runs, claim, paired)
+    learned, not_learned = learning_check(runs, claim)
+    common = {"n_unpaired": n_unpaired, "n_failed": n_failed, "alpha": alpha, "learned": learned}
+    failure = not_learned or manipulation_failure(runs, claim, paired)
     if failure:
         return Verdict(claim, NOT_TESTED, failure + extra, d, **common)
     if d.n < 2:
         return Verdict(claim, UNDERPOWERED, f"{d.n} usable seed(s): an interval needs 2{extra}", d, **common)
     label, p = decide(d, claim, alpha)
-    mde, needed = power_numbers(d, claim.margin if claim.at_least is None else claim.at_least, alpha)
+    mde, needed, power = power_numbers(d, claim, alpha)
     p = min(1.0, p * looks)          # on the scale of the suite's α (Holm compares it with ALPHA)
-    return Verdict(claim, label, _reason(label, claim) + extra, d, p, mde, needed, **common)
+    reason = _zero_spread_note(d) + _reason(label, claim) + extra
+    return Verdict(claim, label, reason, d, p, mde, needed, tost_power=power, **common)
 
 
 def judge_claims(runs: pd.DataFrame, claims: tuple[Claim, ...] | list[Claim], axes: list[str],
@@ -249,6 +364,13 @@ def decide(d: Interval, claim: Claim, alpha: float = ALPHA) -> tuple[str, float]
     ps = decision_p(d, claim)
     label = next((k for k, p in sorted(ps.items(), key=lambda kv: kv[1]) if p < alpha), UNDERPOWERED)
     return label, ps.get(label, min(ps.values()))
+
+
+def _zero_spread_note(d: Interval) -> str:
+    if d.sd != 0:
+        return ""
+    return (f"all {d.n} seeds identical ({d.mean:.4g}): no spread for a t interval, decided by the sign "
+            f"test over seeds (p = {sign_test_p(d.n):.3g}); ")
 
 
 def _reason(label: str, claim: Claim) -> str:
