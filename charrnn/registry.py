@@ -107,7 +107,13 @@ _METRICS = (
     Metric("test_own_accuracy", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
     Metric("test_own_exact_match", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
 )
-METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
+# The learning check: every run logs once, on its own evaluation batches, what a trivial model of
+# its train split scores (charrnn.tasks.baseline) as `baseline_<metric>`, beside `final_<metric>`.
+BASELINED = ("val_loss", "train_eval_loss", "test_loss", "test_own_loss", "val_accuracy", "val_exact_match",
+             "test_accuracy", "test_exact_match", "test_own_accuracy", "test_own_exact_match")
+_BASELINES = tuple(Metric(f"baseline_{m.name}", m.higher_is_better, m.unit, curve=False, final=False,
+                          claim=False, bounds=m.bounds) for m in _METRICS if m.name in BASELINED)
+METRICS: dict[str, Metric] = {m.name: m for m in _METRICS + _BASELINES}
 
 # Manipulation checks: axis -> the final metric that is > 0 in a run where its intervention
 # engaged. A claim on such an axis whose arms never engaged is "not tested".
@@ -151,6 +157,12 @@ def final_metrics() -> tuple[str, ...]:
 
 def claim_metrics() -> tuple[str, ...]:
     return tuple(m.name for m in _METRICS if m.claim)
+
+
+def baseline_of(metric: str) -> str | None:
+    """The `baseline_*` metric a run logs for `metric` (`final_` prefix allowed), None if none."""
+    name = metric.removeprefix("final_")
+    return f"baseline_{name}" if name in BASELINED else None
 
 
 def higher_is_better(metric: str) -> bool:

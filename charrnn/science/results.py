@@ -28,6 +28,7 @@ ID_COLUMNS = ["run_id", "run_name", "variant", "identity", "config_hash", "statu
 INFO_COLUMNS = ["param_count", "duration_s", "start_time", "end_time", "grid", "profile",
                 "resumed_from_step", "parent_run_id"]
 FORMATS = {"csv": ".csv", "parquet": ".parquet"}
+RUN_METRICS = ("final_", "baseline_")   # the once-per-run metrics a row carries (see registry.BASELINED)
 
 
 def _typed(key: str, text: str | None) -> Any:
@@ -69,7 +70,7 @@ def _row(run: StoredRun) -> dict[str, Any]:
     row: dict[str, Any] = {
         **_identity(run), "identity": run.identity, "config_hash": run.config_hash, "status": run.status,
         "failure": run.tags.get(FAILURE_TAG),
-        **{k: v for k, v in sorted(run.metrics.items()) if k.startswith("final_") or k == "train_time_s"},
+        **{k: v for k, v in sorted(run.metrics.items()) if k.startswith(RUN_METRICS) or k == "train_time_s"},
         "param_count": _int(run.params.get("param_count")),
         "duration_s": (end - run.start_time) / 1000 if end else None,
         "start_time": pd.Timestamp(run.start_time, unit="ms", tz="UTC"),
@@ -109,7 +110,7 @@ def runs_frame(experiment: str, tracker: Tracker | None = None) -> pd.DataFrame:
     axes = list(dict.fromkeys(key for r in runs for key in _varied(r)))
     if frame.empty:
         frame = pd.DataFrame(columns=ID_COLUMNS + INFO_COLUMNS + list(FIELDS))
-    metrics = sorted(c for c in frame.columns if c.startswith("final_") or c == "train_time_s")
+    metrics = sorted(c for c in frame.columns if c.startswith(RUN_METRICS) or c == "train_time_s")
     ordered = ID_COLUMNS + axes + metrics + INFO_COLUMNS
     frame = frame[ordered + [c for c in frame.columns if c not in ordered]]
     duplicates = finished_duplicates(frame)
