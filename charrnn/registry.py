@@ -33,7 +33,8 @@ class Metric:
     `higher_is_better` gives its direction. `margin`: the default half-width of a claim's region of
     practical equivalence, in the metric's units (0.01 nats/char for losses, 0.01 = one point for
     accuracies; 0 where no default makes sense, so an equivalence claim must state one).
-    `bounds`: the metric's floor and ceiling when it has both (both arms there: nothing to compare)."""
+    `bounds`: the metric's floor and ceiling when it has both (both arms there: nothing to compare).
+    `speed`: it measures speed, so a grid judging it trains each run with nothing beside it."""
 
     name: str
     higher_is_better: bool
@@ -44,6 +45,7 @@ class Metric:
     plot: bool = False
     margin: float = 0.01
     bounds: tuple[float, float] | None = None
+    speed: bool = False
 
 
 CELLS: dict[str, str] = {
@@ -94,14 +96,15 @@ _METRICS = (
     Metric("test_loss", higher_is_better=False, unit="nats/char", curve=False),
     Metric("test_accuracy", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
     Metric("test_exact_match", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
-    Metric("tokens_per_s", higher_is_better=True, unit="tokens/s", margin=0.0),
+    Metric("tokens_per_s", higher_is_better=True, unit="tokens/s", margin=0.0, speed=True),
     Metric("grad_norm", higher_is_better=False, final=False, claim=False),
     Metric("clip_fraction", higher_is_better=False, claim=False, bounds=(0.0, 1.0)),  # steps clipped
     Metric("step_time_ms", higher_is_better=False, unit="ms", final=False, claim=False),
     # val_loss − train_eval_loss at each eval: both scored alike, at the same point (memorisation)
     Metric("generalization_gap", higher_is_better=False, unit="nats/char"),
     # log10 of final_tokens_per_s: a difference of 1 is a 10x speed ratio (margin 1 tests "10x")
-    Metric("log10_tokens_per_s", higher_is_better=True, unit="log10 tokens/s", curve=False, margin=0.0),
+    Metric("log10_tokens_per_s", higher_is_better=True, unit="log10 tokens/s", curve=False, margin=0.0,
+           speed=True),
     # test split scored under the run's own hidden_init protocol (random / carried states), once
     Metric("test_own_loss", higher_is_better=False, unit="nats/char", curve=False),
     Metric("test_own_accuracy", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),

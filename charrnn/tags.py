@@ -20,3 +20,13 @@ GIT_COMMIT_TAG, GIT_BRANCH_TAG = "mlflow.source.git.commit", "mlflow.source.git.
 GIT_REPO_URL_TAG, GIT_DIRTY_TAG = "mlflow.source.git.repoURL", "mlflow.source.git.dirty"
 NODE_TAG = TAG_PREFIX + "ray_node"            # id of the Ray node that last trained the run
 NODE_LOST_TAG = TAG_PREFIX + "node_lost"       # a node died under the run: how often, and Ray's words
+TUNE_TRIED_TAG = TAG_PREFIX + "tune_tried"    # parent run: JSON of the tuned axes after automatic extension
+# How a run's speed was measured (every grid run carries one); the sentence a page shows for each
+SPEED_TAG = TAG_PREFIX + "speed_measurement"
+EXCLUSIVE, SERIAL, SHARED = "exclusive", "serial", "shared"
+SPEED_MEASUREMENTS = {
+    EXCLUSIVE: "each run trained alone: its grid judges speed, so the executor trained no other run beside "
+               "it (local: one at a time; Ray: one task holding all of a node's CPUs, nothing else submitted)",
+    SERIAL: "runs trained one at a time in one process (local executor)",
+    SHARED: "runs trained several at a time (Ray), sharing the machine: their speeds are not clean measurements",
+}

@@ -33,9 +33,9 @@ def test_tune_trains_every_variant_and_seed_once_per_value(tmp_path):
 
 
 def test_two_tuned_keys_expand_to_their_product(tmp_path):
-    grid = tuned_grid(tmp_path, tune={"lr": LRS, "grad_clip": [1.0, 5.0]})
-    assert len(grid.tunings()) == 6
-    assert len(grid.expand("quick")) == 2 * 6 * 2
+    grid = tuned_grid(tmp_path, tune={"lr": LRS, "grad_clip": [1.0, 5.0, 10.0]})
+    assert len(grid.tunings()) == 9
+    assert len(grid.expand("quick")) == 2 * 9 * 2
 
 
 def test_grid_without_tune_expands_as_before(tmp_path):
@@ -116,8 +116,8 @@ def test_higher_is_better_metrics_select_the_maximum():
 def test_params_read_back_as_floats_still_match_the_tuned_values():
     frame = runs({("a", 0, float("0.0030000000000000001")): 1.0})
     assert tuning.select(frame, {"lr": LRS})["tuned"].tolist() == ["lr=0.003"]
-    with pytest.raises(ValueError, match="not among the tuned values"):
-        tuning.select(runs({("a", 0, 0.5): 1.0}), {"lr": LRS})
+    with pytest.raises(ValueError, match="not among the tuned values"):   # inside the range, not listed
+        tuning.select(runs({("a", 0, 0.005): 1.0}), {"lr": LRS})
 
 
 def test_isolation_and_chosen_counts_feed_the_page():
