@@ -139,7 +139,7 @@ def test_tuning_module_does_not_import_torch():
 
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"tune": {"lr": [0.001, 0.01]}}, r"tune.lr: \[0.001, 0.01\]: 2 value\(s\); valid: at least 3 values"),
-    ({"tune": {"lr": LRS}, "tune_bounds": {"grad_clip": [0.0, 1.0]}}, "tune_bounds.grad_clip: 'grad_clip' is not tuned"),
+    ({"tune": {"lr": LRS}, "tune_bounds": {"grad_clip": [0.0, 1.0]}}, "grad_clip: 'grad_clip' is not tuned"),
     ({"tune": {"lr": LRS}, "tune_bounds": {"lr": [0.001]}}, r"tune_bounds.lr: \[0.001\]: expected \[lower, upper\]"),
     ({"tune": {"lr": LRS}, "tune_bounds": {"lr": [0.1, 0.0001]}}, "lower >= upper"),
     ({"tune": {"lr": LRS}, "tune_bounds": {"lr": [0.002, 0.1]}}, r"the tuned values \[0.001\] lie outside"),
