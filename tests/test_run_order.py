@@ -88,3 +88,12 @@ def test_an_exclusive_ray_task_holds_every_cpu_of_the_largest_live_node():
              {"Alive": False, "Resources": {"CPU": 64.0}}]
     assert exclusive_resources(nodes) == (16, 1.0)
     assert exclusive_resources([{"Alive": True, "Resources": {"CPU": 2.0}}]) == (2, 0.0)
+
+
+def test_dry_run_says_what_its_plan_cannot_list(tmp_path, results_dir, capsys):
+    speed = {"source": "test", "metric": "tokens_per_s", "expect": {"better_than": 1.0}}
+    path = write_grid(tmp_path, grid_data(axes={}, claim=speed, tune={"lr": [0.001, 0.003, 0.01]},
+                                          tune_bounds={"lr": [0.0001, 0.1]}))
+    assert main(["grid", str(path), "--dry-run"]) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert "each run trains alone" in head and "adds runs within tune_bounds (lr)" in head

@@ -377,9 +377,13 @@ def plan_text(grid: Grid, profile: str, specs: tuple[RunSpec, ...], tracker: Tra
         rows.append([str(slot.block), str(slot.position), spec.run_name, spec.identity, latest, action,
                      decision.note])
     head = (f"grid {grid.name} [{profile}]: {len(specs)} runs in seed blocks, arms shuffled per block by "
-            f"order_seed {grid.order_seed}{speed_note(grid)} (dry run: nothing was created)")
+            f"order_seed {grid.order_seed}{plan_notes(grid)} (dry run: nothing was created)")
     return head + "\n" + format_table(["block", "pos", "run (arm, seed)", "identity", "store", "action", "note"], rows)
 
 
-def speed_note(grid: Grid) -> str:
-    return "; a claim judges speed: each run trains alone" if grid.measures_speed else ""
+def plan_notes(grid: Grid) -> str:
+    """What the plan cannot list: exclusive runs, and the rounds a tuning extension may add."""
+    notes = ["a claim judges speed: each run trains alone"] if grid.measures_speed else []
+    if grid.tune_bounds:
+        notes.append(f"a choice at an edge adds runs within tune_bounds ({', '.join(k for k, _ in grid.tune_bounds)})")
+    return "".join(f"; {note}" for note in notes)
