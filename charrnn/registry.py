@@ -60,7 +60,8 @@ class Metric:
     `higher_is_better` gives its direction. `margin`: the default half-width of a claim's region of
     practical equivalence, in the metric's units (0.01 nats/char for losses, 0.01 = one point for
     accuracies; 0 where no default makes sense, so an equivalence claim must state one).
-    `bounds`: the metric's floor and ceiling when it has both (both arms there: nothing to compare)."""
+    `bounds`: the metric's floor and ceiling when it has both (both arms there: nothing to compare).
+    `speed`: it measures speed, so a grid judging it trains each run with nothing beside it."""
 
     name: str
     higher_is_better: bool
@@ -71,6 +72,7 @@ class Metric:
     plot: bool = False
     margin: float = 0.01
     bounds: tuple[float, float] | None = None
+    speed: bool = False
 
 
 def _by_name(*entries: Entry) -> dict[str, Entry]:
@@ -139,20 +141,27 @@ _METRICS = (
     Metric("test_loss", higher_is_better=False, unit="nats/char", curve=False),
     Metric("test_accuracy", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
     Metric("test_exact_match", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
-    Metric("tokens_per_s", higher_is_better=True, unit="tokens/s", margin=0.0),
+    Metric("tokens_per_s", higher_is_better=True, unit="tokens/s", margin=0.0, speed=True),
     Metric("grad_norm", higher_is_better=False, final=False, claim=False),
     Metric("clip_fraction", higher_is_better=False, claim=False, bounds=(0.0, 1.0)),  # steps clipped
     Metric("step_time_ms", higher_is_better=False, unit="ms", final=False, claim=False),
     # val_loss − train_eval_loss at each eval: both scored alike, at the same point (memorisation)
     Metric("generalization_gap", higher_is_better=False, unit="nats/char"),
     # log10 of final_tokens_per_s: a difference of 1 is a 10x speed ratio (margin 1 tests "10x")
-    Metric("log10_tokens_per_s", higher_is_better=True, unit="log10 tokens/s", curve=False, margin=0.0),
+    Metric("log10_tokens_per_s", higher_is_better=True, unit="log10 tokens/s", curve=False, margin=0.0,
+           speed=True),
     # test split scored under the run's own hidden_init protocol (random / carried states), once
     Metric("test_own_loss", higher_is_better=False, unit="nats/char", curve=False),
     Metric("test_own_accuracy", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
     Metric("test_own_exact_match", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
 )
-METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
+# The learning check: every run logs once, on its own evaluation batches, what a trivial model of
+# its train split scores (charrnn.tasks.baseline) as `baseline_<metric>`, beside `final_<metric>`.
+BASELINED = ("val_loss", "train_eval_loss", "test_loss", "test_own_loss", "val_accuracy", "val_exact_match",
+             "test_accuracy", "test_exact_match", "test_own_accuracy", "test_own_exact_match")
+_BASELINES = tuple(Metric(f"baseline_{m.name}", m.higher_is_better, m.unit, curve=False, final=False,
+                          claim=False, bounds=m.bounds) for m in _METRICS if m.name in BASELINED)
+METRICS: dict[str, Metric] = {m.name: m for m in _METRICS + _BASELINES}
 
 # Manipulation checks: axis -> the final metric that is > 0 in a run where its intervention
 # engaged. A claim on such an axis whose arms never engaged is "not tested".
@@ -212,6 +221,12 @@ def final_metrics() -> tuple[str, ...]:
 
 def claim_metrics() -> tuple[str, ...]:
     return tuple(m.name for m in _METRICS if m.claim)
+
+
+def baseline_of(metric: str) -> str | None:
+    """The `baseline_*` metric a run logs for `metric` (`final_` prefix allowed), None if none."""
+    name = metric.removeprefix("final_")
+    return f"baseline_{name}" if name in BASELINED else None
 
 
 def higher_is_better(metric: str) -> bool:

@@ -22,3 +22,13 @@ NODE_LOST_TAG = TAG_PREFIX + "node_lost"       # a node died under the run: how 
 # Experiment tags of preregistration: CLAIM_TAG_PREFIX + <claim id, "=" as ":"> + .text / .sha256 / .when
 CLAIM_TAG_PREFIX = TAG_PREFIX + "claim."
 CLAIM_LOGGED_BEFORE_RUNS = "before any run"    # `.when` of a claim logged before its grid's first run
+TUNE_TRIED_TAG = TAG_PREFIX + "tune_tried"    # parent run: JSON of the tuned axes after automatic extension
+# How a run's speed was measured (every grid run carries one); the sentence a page shows for each
+SPEED_TAG = TAG_PREFIX + "speed_measurement"
+EXCLUSIVE, SERIAL, SHARED = "exclusive", "serial", "shared"
+SPEED_MEASUREMENTS = {
+    EXCLUSIVE: "each run trained alone: its grid judges speed, so the executor trained no other run beside "
+               "it (local: one at a time; Ray: one task holding all of a node's CPUs, nothing else submitted)",
+    SERIAL: "runs trained one at a time in one process (local executor)",
+    SHARED: "runs trained several at a time (Ray), sharing the machine: their speeds are not clean measurements",
+}

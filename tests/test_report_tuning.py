@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 
 from charrnn.report.pages import build_context, render_experiment
-from charrnn.science.tuning import judged_runs
+from charrnn.science.tuning import TuneSpace, judged_runs
+from charrnn.tags import EXCLUSIVE, SPEED_MEASUREMENTS, SPEED_TAG
 from tests.claim_support import SCOPE
 from tests.report_synthetic import make_curves, make_experiment
 
@@ -70,3 +71,21 @@ def test_a_hidden_size_page_reports_the_largest_neighbour_speed_ratio(tmp_path):
     sweep = build_context(exp)["sweep"]
     assert sweep["largest"].startswith("8.84x") and "256 down to 128" in sweep["largest"]
     assert "Largest neighbour-to-neighbour ratio" in render_experiment(exp, tmp_path).path.read_text()
+
+
+def test_a_choice_at_the_grids_bound_is_said_apart_from_an_open_edge(tmp_path):
+    exp = tuned_experiment()
+    exp.tune = TuneSpace({"lr": LRS}, {"lr": (0.001, 0.1)})     # 0.001 is the bound, 0.01 an open edge
+    tuning = build_context(exp)["tuning"]
+    assert tuning["bound"] and all("lr=0.001" in line for line in tuning["bound"])
+    assert tuning["edge"] and all("lr=0.01" in line for line in tuning["edge"])
+    html = render_experiment(exp, tmp_path).path.read_text()
+    assert "Chosen at the grid&#39;s bound" in html or "Chosen at the grid's bound" in html
+
+
+def test_a_page_says_how_speed_was_measured(tmp_path):
+    exp = make_experiment(axes={"hidden_size": [64, 128]}, seeds=[0, 1, 2, 3, 4],
+                          claims=[{"metric": "tokens_per_s", "expect": {"hidden_size": 64, "better_than": 128}}])
+    exp.runs[SPEED_TAG] = EXCLUSIVE
+    html = render_experiment(exp, tmp_path).path.read_text()
+    assert f"How speed was measured: exclusive: {SPEED_MEASUREMENTS[EXCLUSIVE]}" in html.replace("&#39;", "'")

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from grid_support import REPO, grid_data, write_grid
 
+from charrnn.cli import main
 from charrnn.science import tuning
 from charrnn.grid.spec import GridError, load_grid
 
@@ -33,9 +34,9 @@ def test_tune_trains_every_variant_and_seed_once_per_value(tmp_path):
 
 
 def test_two_tuned_keys_expand_to_their_product(tmp_path):
-    grid = tuned_grid(tmp_path, tune={"lr": LRS, "grad_clip": [1.0, 5.0]})
-    assert len(grid.tunings()) == 6
-    assert len(grid.expand("quick")) == 2 * 6 * 2
+    grid = tuned_grid(tmp_path, tune={"lr": LRS, "grad_clip": [1.0, 5.0, 10.0]})
+    assert len(grid.tunings()) == 9
+    assert len(grid.expand("quick")) == 2 * 9 * 2
 
 
 def test_grid_without_tune_expands_as_before(tmp_path):
@@ -116,8 +117,8 @@ def test_higher_is_better_metrics_select_the_maximum():
 def test_params_read_back_as_floats_still_match_the_tuned_values():
     frame = runs({("a", 0, float("0.0030000000000000001")): 1.0})
     assert tuning.select(frame, {"lr": LRS})["tuned"].tolist() == ["lr=0.003"]
-    with pytest.raises(ValueError, match="not among the tuned values"):
-        tuning.select(runs({("a", 0, 0.5): 1.0}), {"lr": LRS})
+    with pytest.raises(ValueError, match="not among the tuned values"):   # inside the range, not listed
+        tuning.select(runs({("a", 0, 0.005): 1.0}), {"lr": LRS})
 
 
 def test_string_params_match_typed_tuned_values_and_are_written_as_configs_write_them():
@@ -140,3 +141,72 @@ def test_isolation_and_chosen_counts_feed_the_page():
 def test_tuning_module_does_not_import_torch():
     code = "import sys, charrnn.science.tuning; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+# ----------------------------------------------------------------------------- bracketing
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"tune": {"lr": [0.001, 0.01]}}, r"tune.lr: \[0.001, 0.01\]: 2 value\(s\); valid: at least 3 values"),
+    ({"tune": {"lr": LRS}, "tune_bounds": {"grad_clip": [0.0, 1.0]}}, "grad_clip: 'grad_clip' is not tuned"),
+    ({"tune": {"lr": LRS}, "tune_bounds": {"lr": [0.001]}}, r"tune_bounds.lr: \[0.001\]: expected \[lower, upper\]"),
+    ({"tune": {"lr": LRS}, "tune_bounds": {"lr": [0.1, 0.0001]}}, "lower >= upper"),
+    ({"tune": {"lr": LRS}, "tune_bounds": {"lr": [0.002, 0.1]}}, r"the tuned values \[0.001\] lie outside"),
+    ({"tune": {"activation": ["tanh", "relu", "identity"]}, "tune_bounds": {"activation": ["tanh", "relu"]}},
+     "activation is not numeric"),
+])
+def test_bad_tuning_range_is_a_one_line_grid_error(tmp_path, overrides, message):
+    with pytest.raises(GridError, match=message) as err:
+        load_grid(write_grid(tmp_path, grid_data(axes={"cell": ["vanilla", "gru"]}, **overrides)))
+    assert "\n" not in str(err.value)
+
+
+def test_a_two_value_axis_stops_charrnn_grid_with_exit_2(tmp_path, results_dir, capsys):
+    path = write_grid(tmp_path, grid_data(tune={"lr": [0.001, 0.01]}))
+    assert main(["grid", str(path), "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize(("values", "side", "bound", "expected"), [
+    ([0.001, 0.003, 0.01], 1, 1.0, 0.03333),          # geometric: 0.01 * (0.01 / 0.003)
+    ([0.001, 0.003, 0.01], 1, 0.03, 0.03),            # clipped to the bound
+    ([0.001, 0.003, 0.01], -1, 1e-5, 0.0003333),
+    ([0.001, 0.003, 0.01], 1, 0.01, None),            # the edge is the bound: nothing beyond
+    ([32, 64, 128], 1, 1000, 256),                     # integers stay integers
+    ([0.0, 0.5, 1.0], -1, -2.0, -0.5),                 # through zero: the difference
+])
+def test_one_step_beyond_an_edge(values, side, bound, expected):
+    assert tuning.beyond(values, side, bound) == (pytest.approx(expected) if expected is not None else None)
+
+
+def space(bounds=None):
+    return tuning.TuneSpace({"lr": LRS}, bounds)
+
+
+def top_wins(extra=()):
+    """Every seed of arm a prefers the largest lr it tried."""
+    return runs({("a", s, lr): 2 - 10 * lr for s in (0, 1) for lr in (*LRS, *extra)})
+
+
+def test_a_choice_at_an_edge_below_the_bound_grows_that_side_of_the_axis():
+    chosen = tuning.select(top_wins(), space({"lr": (0.0005, 0.03)}))
+    assert chosen["tune_at_edge"].all() and not chosen["tune_at_bound"].any()
+    assert tuning.extension(chosen) == {"lr": [0.03]}
+
+
+def test_runs_beyond_the_listed_range_are_the_extension_and_a_choice_at_the_bound_stops_it():
+    chosen = tuning.select(top_wins(extra=(0.03,)), space({"lr": (0.0005, 0.03)}))
+    assert chosen["lr"].tolist() == [0.03, 0.03] and (chosen["tune_planned"] == 4).all()
+    assert chosen["tune_at_edge"].all() and chosen["tune_at_bound"].all()
+    assert tuning.extension(chosen) == {}
+
+
+def test_without_a_bound_an_edge_is_flagged_not_grown_and_at_any_size():
+    chosen = tuning.select(top_wins(), {"lr": LRS})
+    assert chosen["tune_at_edge"].all() and tuning.extension(chosen) == {}
+    two = tuning.select(runs({("a", 0, 0.001): 1.0, ("a", 0, 0.003): 2.0}), {"lr": [0.001, 0.003]})
+    assert two["tune_at_edge"].tolist() == [True]
+
+
+def test_tune_of_reads_bounds_and_numbers_yaml_left_as_text():
+    found = tuning.tune_of({"tune": {"lr": ["1e-3", 0.003, 0.01]}, "tune_bounds": {"lr": ["3e-4", 0.03]}})
+    assert found == {"lr": [0.001, 0.003, 0.01]} and found.bounds == {"lr": (0.0003, 0.03)}

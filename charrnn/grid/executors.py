@@ -14,9 +14,16 @@
   (`NodeDiedError`) the run stays claimed and is resubmitted, resumed from its last checkpoint
   artifact on whichever node Ray picks (at most NODE_LOSS_RETRIES times). A worker process that
   dies on a live node (OOM kill, crash) or a task that raises ends its run FAILED with the reason.
+- Order and exclusivity: runs start in seed blocks (`order.py`). A RunSpec marked `exclusive` (its
+  grid judges speed) trains with nothing beside it: the local executor trains one run at a time
+  anyway; Ray runs the exclusive specs after the others, one task at a time, each holding every
+  CPU of the largest node (and a whole GPU where there is one).
+- Rounds: after the specs of a round finish, a tuned axis whose choice sat at its edge grows within
+  the grid's `tune_bounds` (`extend.py`) and the new RunSpecs train as the next round.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -25,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from charrnn.config import ConfigError
+from charrnn.grid.extend import edge_report, next_round
+from charrnn.grid.order import ordered
 from charrnn.grid.spec import Grid, GridError, RunSpec
 from charrnn.run.runner import train_run
 from charrnn.grid.session import GridSession, Job
-from charrnn.tags import NODE_LOST_TAG
+from charrnn.tags import NODE_LOST_TAG, TUNE_TRIED_TAG
 from charrnn.tracking import Tracker
 from charrnn.grid.worker import train_task
 
@@ -72,8 +81,8 @@ class LocalExecutor:
     def __exit__(self, *exc) -> None:
         pass
 
-    def run(self, session: GridSession) -> None:
-        for spec in session.specs:
+    def run(self, session: GridSession, specs: tuple[RunSpec, ...]) -> None:
+        for spec in specs:
             self._train(session, session.acquire(spec))
         for spec in session.take_deferred():
             self._train(session, session.acquire(spec, wait=True))
@@ -123,6 +132,14 @@ def task_resources(cluster: dict[str, float], max_parallel: int | None) -> tuple
     return max(1, cpus // parallel), (min(1.0, gpus / parallel) if gpus else 0.0), parallel
 
 
+def exclusive_resources(nodes: list[dict[str, Any]]) -> tuple[int, float]:
+    """(CPUs, GPUs) of one task that has a node to itself: every CPU of the largest live node,
+    and one whole GPU where that node has any."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)] or [{}]
+    largest = max(alive, key=lambda r: (r.get("CPU", 0), r.get("GPU", 0)))
+    return max(1, int(largest.get("CPU", 1))), (1.0 if largest.get("GPU", 0) >= 1 else 0.0)
+
+
 class RayExecutor:
     """One Ray task per claimed RunSpec, at most `parallel` at once; the driver writes to MLflow."""
 
@@ -158,14 +175,27 @@ class RayExecutor:
             ray.shutdown()
             self._started = False
 
-    def run(self, session: GridSession) -> None:
+    def run(self, session: GridSession, specs: tuple[RunSpec, ...]) -> None:
+        """Train `specs`: the shared ones `parallel` at a time, then the exclusive ones alone."""
         import ray
         from ray.util.queue import Queue
 
-        cpus, gpus, parallel = task_resources(ray.cluster_resources(), self.max_parallel)
-        remote = ray.remote(train_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0,
-                                                runtime_env=worker_env())
-        _RayLoop(session, Queue(actor_options=on_driver_node()), remote, cpus, parallel).run()
+        queue = Queue(actor_options=on_driver_node())
+        shared = [s for s in specs if not s.exclusive]
+        alone = [s for s in specs if s.exclusive]
+        if shared:
+            cpus, gpus, parallel = task_resources(ray.cluster_resources(), self.max_parallel)
+            _RayLoop(session, queue, _remote(cpus, gpus), cpus, parallel).run(shared)
+        if alone:
+            cpus, gpus = exclusive_resources(ray.nodes())
+            _RayLoop(session, queue, _remote(cpus, gpus), cpus, 1).run(alone)
+
+
+def _remote(cpus: int, gpus: float) -> Any:
+    """The Ray task that trains one run with these resources (and as many torch threads)."""
+    import ray
+
+    return ray.remote(train_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0, runtime_env=worker_env())
 
 
 class _RayLoop:
@@ -179,8 +209,8 @@ class _RayLoop:
         self.keys: dict[Any, str] = {}             # task ref → its message key
         self.node_losses: dict[str, int] = {}
 
-    def run(self) -> None:
-        todo = deque(self.session.specs)
+    def run(self, specs: list[RunSpec]) -> None:
+        todo = deque(specs)
         try:
             while todo or self.inflight:
                 while todo and len(self.inflight) < self.parallel:
@@ -299,7 +329,7 @@ def run_grid(grid: Grid, profile: str, executor: str = "local", max_parallel: in
              tracker: Tracker | None = None) -> GridSession:
     """Train every RunSpec of `profile` not already FINISHED; returns the closed session (its
     results and summary). Bad input raises ConfigError before any run is created."""
-    specs = grid.expand(profile)
+    specs = ordered(grid.expand(profile), grid.order_seed)
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor={executor!r}: unknown executor; valid choices: {', '.join(EXECUTORS)}")
     runner = EXECUTORS[executor](max_parallel=max_parallel, ray_address=ray_address, progress=progress)
@@ -307,5 +337,19 @@ def run_grid(grid: Grid, profile: str, executor: str = "local", max_parallel: in
     with runner:
         session = GridSession(tracker or Tracker(), grid, profile, specs, executor, rerun_failed, progress)
         with session:
-            runner.run(session)
+            train_rounds(runner, session, specs)
     return session
+
+
+def train_rounds(runner, session: GridSession, specs: tuple[RunSpec, ...]) -> None:
+    """Train `specs`, then every round a tuning extension adds (see extend.py); the parent run
+    records the axes finally tried (TUNE_TRIED_TAG) when they grew."""
+    grid = session.grid
+    while specs:
+        runner.run(session, specs)
+        grid, specs, note = next_round(grid, session.profile, session.results,
+                                       {s.identity for s in session.specs})
+        if specs:
+            session.add(specs, note)
+            session.parent.set_tags({TUNE_TRIED_TAG: json.dumps(dict(grid.tune))})
+    session.notes.append(edge_report(grid, session.results))

@@ -29,7 +29,9 @@ from charrnn.config import ConfigError
 from charrnn.grid.spec import Grid, RunSpec
 from charrnn.grid.locks import FileLock, is_held, lock_path
 from charrnn.run.runner import ResumePoint, RunOutcome
-from charrnn.tags import GRID_ARTIFACT, HEARTBEAT_TAG, IDENTITY_TAG, ROLE_TAG, TAG_PREFIX
+from charrnn.grid.order import execution_order
+from charrnn.tags import EXCLUSIVE, GRID_ARTIFACT, HEARTBEAT_TAG, IDENTITY_TAG, ROLE_TAG, SERIAL, SHARED
+from charrnn.tags import SPEED_TAG, TAG_PREFIX
 from charrnn.tags import GRID_ROLE as ROLE_GRID
 from charrnn.tags import RUN_ROLE as ROLE_RUN
 from charrnn.tracking import RunHandle, StoredRun, Tracker, now_ms, results_dir
@@ -145,6 +147,7 @@ class GridSession:
         self.since_ms = 0
         self.parent: RunHandle | None = None
         self._deferred: list[RunSpec] = []
+        self.notes: list[str] = []                   # what the summary adds (e.g. a tuning extension)
         self._lock = FileLock(lock_path(results_dir(), grid.name, "invocations", self.invocation))
         self._bar = tqdm(total=len(specs), desc=f"grid {grid.name} [{profile}]", unit="run",
                          disable=not progress, dynamic_ncols=True, position=0)
@@ -166,7 +169,8 @@ class GridSession:
         self._lock.acquire()
         self.parent = self.tracker.start_run(
             self.grid.name, f"{self.profile} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-            params={"profile": self.profile, "executor": self.executor, "runs": len(self.specs)},
+            params={"profile": self.profile, "executor": self.executor, "runs": len(self.specs),
+                    "order_seed": self.grid.order_seed},
             tags={ROLE_TAG: ROLE_GRID, **self._owner_tags(), TAG_PREFIX + "question": self.grid.question},
             system_metrics=self.executor != "local")
         self.parent.log_text(self.grid.text, GRID_ARTIFACT)
@@ -246,7 +250,8 @@ class GridSession:
 
     def _open(self, spec: RunSpec, decision: Decision, lock: FileLock) -> Job:
         tags = {ROLE_TAG: ROLE_RUN, IDENTITY_TAG: spec.identity, TAG_PREFIX + "variant": spec.variant,
-                TAG_PREFIX + "varied": spec.varied_json, **self._owner_tags()}
+                TAG_PREFIX + "varied": spec.varied_json, SPEED_TAG: self.speed_measurement(spec),
+                **self._owner_tags()}
         local = self.executor == "local"
         if decision.action == NEW:
             run = self.tracker.start_run(self.grid.name, spec.run_name, params={}, tags=tags,
@@ -290,6 +295,17 @@ class GridSession:
         self.results.append(result)
         self._bar.set_postfix_str(f"{result.outcome} {result.spec.run_name}", refresh=False)
         self._bar.update(1)
+
+    def add(self, specs: tuple[RunSpec, ...], note: str) -> None:
+        """A further round of RunSpecs in this invocation (a tuning extension), with why."""
+        self.specs = tuple(self.specs) + tuple(specs)
+        self.notes.append(note)
+        self._bar.total = len(self.specs)
+        self._bar.refresh()
+
+    def speed_measurement(self, spec: RunSpec) -> str:
+        """How the executor runs `spec` beside others (the SPEED_TAG value; see SPEED_MEASUREMENTS)."""
+        return EXCLUSIVE if spec.exclusive else SERIAL if self.executor == "local" else SHARED
 
     # --- summary ---
     def counts(self) -> dict[str, int]:
@@ -340,21 +356,33 @@ def summary_text(session: GridSession) -> str:
             f"in {session.elapsed_s():.1f} s")
     table = format_table(["outcome", "run", "identity", "status", "final_val_loss", "note"], rows)
     parent = f"parent run: {session.parent.run_id}" if session.parent else ""
-    return "\n".join(filter(None, [head, table, parent]))
+    return "\n".join(filter(None, [head, table, *session.notes, parent]))
 
 
 def plan_text(grid: Grid, profile: str, specs: tuple[RunSpec, ...], tracker: Tracker | None,
               rerun_failed: bool) -> str:
-    """`--dry-run`: every RunSpec with its identity, store status and what a real run would do."""
+    """`--dry-run`: every RunSpec in execution order (seed block, position, arm) with its
+    identity, store status and what a real run would do."""
     runs: dict[str, list[StoredRun]] = {}
     for run in tracker.runs(grid.name, {ROLE_TAG: ROLE_RUN}) if tracker else []:
         runs.setdefault(run.identity or "", []).append(run)
     rows = []
-    for spec in specs:
+    for slot in execution_order(specs, grid.order_seed):
+        spec = slot.spec
         found = runs.get(spec.identity, [])
         decision = decide(found, rerun_failed, now_ms(), lambda r: owner_alive(grid.name, r))
         latest = max(found, key=lambda r: r.start_time).status if found else "-"
         action = {NEW: "train", RESUME: "resume", SKIP: "skip"}[decision.action]
-        rows.append([spec.identity, spec.run_name, latest, action, decision.note])
-    head = f"grid {grid.name} [{profile}]: {len(specs)} runs (dry run: nothing was created)"
-    return head + "\n" + format_table(["identity", "run", "store", "action", "note"], rows)
+        rows.append([str(slot.block), str(slot.position), spec.run_name, spec.identity, latest, action,
+                     decision.note])
+    head = (f"grid {grid.name} [{profile}]: {len(specs)} runs in seed blocks, arms shuffled per block by "
+            f"order_seed {grid.order_seed}{plan_notes(grid)} (dry run: nothing was created)")
+    return head + "\n" + format_table(["block", "pos", "run (arm, seed)", "identity", "store", "action", "note"], rows)
+
+
+def plan_notes(grid: Grid) -> str:
+    """What the plan cannot list: exclusive runs, and the rounds a tuning extension may add."""
+    notes = ["a claim judges speed: each run trains alone"] if grid.measures_speed else []
+    if grid.tune_bounds:
+        notes.append(f"a choice at an edge adds runs within tune_bounds ({', '.join(k for k, _ in grid.tune_bounds)})")
+    return "".join(f"; {note}" for note in notes)

@@ -18,6 +18,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from charrnn import registry
 from charrnn.science.claims import Claim
 from charrnn.science.verdict_table import ROW_COLUMNS
+from charrnn.tags import SPEED_TAG
 from charrnn.paths import reports_dir  # noqa: F401 (re-exported: the report's output directory)
 
 FINAL_METRICS = registry.final_metrics()
@@ -36,7 +37,8 @@ SAMPLE_CHARS = 1200
 DIFF_CHARS = 20_000
 HEATMAP_CMAP = "Blues"
 PROVENANCE = {"git sha": "charrnn.git_sha", "dirty": "charrnn.git_dirty", "torch": "charrnn.torch",
-              "cuda": "charrnn.cuda", "device": "charrnn.device", "device name": "charrnn.device_name"}
+              "cuda": "charrnn.cuda", "device": "charrnn.device", "device name": "charrnn.device_name",
+              "speed measured": SPEED_TAG}
 VISIBLE = {"\n": "↵", "\t": "⇥", " ": "␣", "<pad>": "∅", "<bos>": "⊳"}
 INDEX_MANIFEST = "index.json"
 NO_VARIANT = "all runs"

@@ -9,6 +9,7 @@ from matplotlib import colormaps
 
 from charrnn.science.claims import Claim
 from charrnn.science.stats import FINISHED, matches
+from charrnn.tags import SPEED_MEASUREMENTS, SPEED_TAG
 from .base import (DIFF_CHARS, HEATMAP_CMAP, MAX_DETAIL_VARIANTS, PROVENANCE, SAMPLE_CHARS, VISIBLE,
                    ArtifactReader, ExperimentData, natural_key)
 from .tables import RunStats
@@ -146,7 +147,9 @@ def provenance(exp: ExperimentData, runs: pd.DataFrame) -> dict[str, Any]:
         grouped = runs[list(cols.values())].fillna("").astype(str).value_counts(sort=False)
         table = [{"values": list(key if isinstance(key, tuple) else (key,)), "runs": int(n)}
                  for key, n in grouped.items()]
-    return {"columns": list(cols), "rows": table, "files": _provenance_files(exp, runs)}
+    speed = sorted(set(runs[SPEED_TAG].dropna().astype(str)) & set(SPEED_MEASUREMENTS)) if SPEED_TAG in runs else []
+    return {"columns": list(cols), "rows": table, "files": _provenance_files(exp, runs),
+            "speed": [f"{value}: {SPEED_MEASUREMENTS[value]}" for value in speed]}
 
 
 def _provenance_files(exp: ExperimentData, runs: pd.DataFrame) -> list[dict[str, str]]:

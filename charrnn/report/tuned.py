@@ -32,7 +32,10 @@ def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, l
     picked = selected[selected["tuned"] != "none usable"]
     chosen = [{"variant": r.variant, "tuned": r.tuned, "seeds": int(r.seeds)}
               for r in tuning.chosen_counts(picked).itertuples(index=False)]
-    edge = picked[picked["tune_at_edge"].astype(bool)] if "tune_at_edge" in picked else picked.iloc[0:0]
+    none = pd.Series(False, index=picked.index)
+    at_edge = picked["tune_at_edge"].astype(bool) if "tune_at_edge" in picked else none
+    at_bound = picked["tune_at_bound"].astype(bool) if "tune_at_bound" in picked else none
+    tried = selected.attrs.get("tune") or tune          # the grid's values and any automatic extension
     metric = tuning.SELECT_METRIC
     figures = []
     for key in tune:
@@ -41,9 +44,10 @@ def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, l
             short = metric.removeprefix("final_")
             figures.append(Figure(f"isolation-{key}", f"Isolation: {short} against {key}",
                                   f"Final {short} (the selection metric, never test) per arm against each tried "
-                                  f"{key} ({', '.join(map(format_value, tune[key]))}); mean and 95 % Student-t CI "
+                                  f"{key} ({', '.join(map(format_value, tried[key]))}); mean and 95 % Student-t CI "
                                   "over seeds; a ring marks a value some seed of that arm selected.",
                                   rf.encode(rf.isolation_plot(frame, key, short, colors))))
     return {"keys": list(tune), "chosen": chosen, "figures": figures,
-            "edge": [f"{r.variant}, seed {r.seed}: {r.tuned}" for r in edge.itertuples(index=False)],
+            "edge": [f"{r.variant}, seed {r.seed}: {r.tuned}" for r in picked[at_edge & ~at_bound].itertuples()],
+            "bound": [f"{r.variant}, seed {r.seed}: {r.tuned}" for r in picked[at_bound].itertuples()],
             "unselected": [f"{v}, seed {s}" for v, s in selected.attrs.get("unselected", [])]}

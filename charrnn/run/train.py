@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from charrnn import registry
 from charrnn.capabilities import check_device
 from charrnn.run.checkpoint import describe, read
 from charrnn.config import TrainConfig
+from charrnn.tasks.baseline import baseline_metrics
 from charrnn.tasks.data import Batch, Task, make_task
 from charrnn.rnn.models import CharRNN, detach_hidden, param_count
 
@@ -53,7 +55,7 @@ class MetricSink(Protocol):
 
 @dataclass
 class TrainResult:
-    final: dict[str, float]                  # final_* metrics, also logged to the run
+    final: dict[str, float]                  # final_* and baseline_* metrics, also logged to the run
     train_losses: list[float] = field(default_factory=list)  # this process's per-step losses
     start_step: int = 0                       # > 0 when resumed from a checkpoint
 
@@ -207,6 +209,15 @@ class Trainer:
         own = self.score(self.test, "test", own=True) if self.cfg.hidden_init in OWN_PROTOCOL else plain
         return {**plain, **{k.replace("test_", "test_own_", 1): v for k, v in own.items()}}
 
+    def baselines(self) -> dict[str, float]:
+        """`baseline_<metric>` of every loss / accuracy / exact match this run reports: the better
+        of a unigram and a bigram model of its train split on the same evaluation batches
+        (`charrnn.tasks.baseline`). A trivial model has no state, so test_own_* equals test_*."""
+        found = baseline_metrics(self.task, {"val": self.val, "train_eval": self.train_eval, "test": self.test})
+        own = {k.replace("baseline_test_", "baseline_test_own_", 1): v for k, v in found.items()
+               if k.startswith("baseline_test_")}
+        return {k: v for k, v in {**found, **own}.items() if k in registry.METRICS}  # not train_eval_accuracy
+
     @torch.no_grad()
     def score(self, batches: list[Batch], prefix: str, stateful: bool | None = None,
               own: bool = False) -> dict[str, float]:
@@ -293,6 +304,7 @@ class Trainer:
                      final_tokens_per_s=tokens_per_s, final_log10_tokens_per_s=math.log10(max(tokens_per_s, 1e-9)),
                      final_clip_fraction=clipped_total / max(self.step - start, 1),
                      train_time_s=elapsed)
+        final.update(self.baselines())
         return TrainResult(final=final, train_losses=losses, start_step=start)
 
     def _log(self, metrics: dict[str, float], step: int) -> None:

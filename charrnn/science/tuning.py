@@ -11,8 +11,14 @@ Claims then compare the selected runs, best against best, on test. Rules:
   any arm.
 - A (variant, seed) with no usable run is left out of the selection and listed in
   `attrs["unselected"]`; one selected from fewer runs than the grid planned says so in
-  `tune_candidates` vs `tune_planned`; a choice at the first or last value of a numeric list is
-  flagged `tune_at_edge` (the best value may lie outside the range tried).
+  `tune_candidates` vs `tune_planned`; a choice at the smallest or largest value of a numeric key
+  is flagged `tune_at_edge` (the best value may lie outside the range tried), whatever the number
+  of values, and `tune_at_bound` when that edge is the grid's `tune_bounds` limit.
+- **Extension.** A choice at an edge below its bound grows the axis one step beyond (`extension`):
+  the ratio of the edge value to its neighbour (geometric; the difference where the two differ
+  in sign or one is 0), clipped to the bound. `charrnn grid` trains the new values and selects
+  again until no choice sits at an unbounded edge. Values the runs tried beyond the grid's listed
+  range are those extensions: selection counts them as part of the axis (listed after the grid's).
 
 Torch-free (pandas only): `results`, `stats` and `report` may import it.
 """
@@ -32,11 +38,60 @@ SELECT_METRIC = "final_val_loss"
 GROUP = ("variant", "seed")
 
 Tune = Mapping[str, Sequence[Any]]
+SIGNIFICANT = 4   # digits an extended value is rounded to (0.0333 rather than 0.033333333)
 
 
-def tune_of(definition: Mapping[str, Any] | None) -> dict[str, list[Any]]:
-    """The `tune` block of a parsed grid file ({} when the grid tunes nothing)."""
-    return dict((definition or {}).get("tune") or {})
+class TuneSpace(dict):
+    """A grid's `tune` block (key -> the values to try, in file order) and its `tune_bounds`
+    (key -> (lower, upper)): the limits automatic extension stays within."""
+
+    def __init__(self, values: Tune | None = None, bounds: Mapping[str, Sequence[Any]] | None = None):
+        super().__init__(values or {})
+        self.bounds = {key: tuple(bound) for key, bound in (bounds or {}).items()}
+
+
+def tune_of(definition: Mapping[str, Any] | None) -> TuneSpace:
+    """The `tune` and `tune_bounds` blocks of a parsed grid file (empty when it tunes nothing);
+    numbers YAML read as text (`3e-4`) as numbers."""
+    definition = definition or {}
+    blocks = [{k: [_numeric(v) for v in values] for k, values in (definition.get(block) or {}).items()}
+              for block in ("tune", "tune_bounds")]
+    return TuneSpace(*blocks)
+
+
+def _numeric(value: Any) -> Any:
+    try:
+        return float(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
+
+
+def bounds_of(tune: Tune) -> dict[str, tuple[Any, Any]]:
+    return dict(getattr(tune, "bounds", {}))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar of a runs frame as the Python number a grid file holds."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def tried_axes(runs: pd.DataFrame, tune: Tune) -> TuneSpace:
+    """The grid's values per key, then those the runs tried beyond the listed range (extensions),
+    nearest first; non-numeric keys as listed. Keeps `tune`'s bounds."""
+    axes = {}
+    for key, values in tune.items():
+        values = list(values)
+        if key in runs and values and all(_number(v) for v in values):
+            low, high = min(values), max(values)
+            seen = {_plain(v) for v in runs[key].dropna() if _number(_plain(v))}
+            beyond = [v for v in seen if (v < low or v > high) and not any(same_value(v, w) for w in values)]
+            values += sorted(beyond, key=lambda v: low - v if v < low else v - high)
+        axes[key] = values
+    return TuneSpace(axes, bounds_of(tune))
 
 
 def _position(key: str, value: Any, values: Sequence[Any]) -> int:
@@ -54,22 +109,26 @@ def _order(row: pd.Series, tune: Tune) -> int:
     return index
 
 
-def _at_edge(row: pd.Series, tune: Tune) -> bool:
-    """The chosen value of some numeric key is its smallest or largest tried value."""
+def _edges(row: pd.Series, tune: Tune) -> list[tuple[str, int]]:
+    """(key, side) for every numeric key whose chosen value is its smallest (-1) or largest (+1)."""
+    found = []
     for key, values in tune.items():
-        numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        ends = (min(numeric), max(numeric)) if numeric else ()
-        if len(numeric) == len(values) >= 3 and any(same_value(row[key], end) for end in ends):
-            return True
-    return False
+        if values and all(_number(v) for v in values):
+            found += [(key, side) for side, edge in ((-1, min(values)), (1, max(values))) if same_value(row[key], edge)]
+    return found
+
+
+def _at_bound(row: pd.Series, tune: Tune) -> bool:
+    """Some edge the row chose is the grid's bound on that side: the axis cannot grow there."""
+    bounds = bounds_of(tune)
+    return any(key in bounds and same_value(row[key], bounds[key][side > 0]) for key, side in _edges(row, tune))
 
 
 def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
            higher_is_better: bool | None = None) -> pd.DataFrame:
     """One row per (variant, seed): the selected run's row of `runs` (a `results.runs_frame`)
-    plus `tuned` (the grid's values as `config.format_value` writes them, e.g. "lr=0.003"),
-    `tune_candidates`, `tune_planned` and `tune_at_edge`.
-    Without `tune` every finished run is its own selection."""
+    plus `tuned` (e.g. "lr=0.003"), `tune_candidates`, `tune_planned`, `tune_at_edge` and
+    `tune_at_bound`. `attrs["tune"]` holds the axes tried (`tried_axes`), a TuneSpace."""
     if "test" in metric:
         raise ValueError(f"metric={metric!r}: selection never uses the test split; valid: a val metric "
                          f"such as {SELECT_METRIC}")
@@ -77,6 +136,7 @@ def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
     if missing:
         raise ValueError(f"runs frame lacks columns {missing}; valid: a results.runs_frame of the grid")
     higher = registry.higher_is_better(metric) if higher_is_better is None else higher_is_better
+    tune = tried_axes(runs, tune)
     usable = runs[runs[metric].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))]
     if "status" in usable.columns:
         usable = usable[usable["status"] == "FINISHED"]
@@ -89,11 +149,12 @@ def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
         tuned=[_tuned_text(r, tune) for _, r in best.iterrows()],
         tune_candidates=[int(counts[tuple(r[g] for g in GROUP)]) for _, r in best.iterrows()],
         tune_planned=planned,
-        tune_at_edge=[_at_edge(r, tune) for _, r in best.iterrows()],
+        tune_at_edge=[bool(_edges(r, tune)) for _, r in best.iterrows()],
+        tune_at_bound=[_at_bound(r, tune) for _, r in best.iterrows()],
     ).sort_values(list(GROUP), kind="mergesort").reset_index(drop=True)
     chosen = set(zip(*(out[g] for g in GROUP)))
     out.attrs["unselected"] = sorted({k for k in zip(*(runs[g] for g in GROUP)) if k not in chosen}, key=str)
-    out.attrs["tune"] = {k: list(v) for k, v in tune.items()}
+    out.attrs["tune"] = tune
     out.attrs["metric"] = metric
     return out
 
@@ -101,6 +162,36 @@ def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
 def _tuned_text(row: pd.Series, tune: Tune) -> str:
     """The row's tuned combination as the grid lists it, e.g. "lr=0.003,residual=true"."""
     return ",".join(f"{key}={format_value(values[_position(key, row[key], values)])}" for key, values in tune.items())
+
+
+def beyond(values: Sequence[Any], side: int, bound: Any) -> Any | None:
+    """The value one step past the smallest (side -1) or largest (+1) of `values`, clipped to
+    `bound`; None when that edge already is the bound. Integer axes stay integers."""
+    ordered = sorted(values)
+    edge, inner = (ordered[-1], ordered[-2]) if side > 0 else (ordered[0], ordered[1])
+    if side * (bound - edge) <= 0:
+        return None
+    step = edge * (edge / inner) if edge * inner > 0 else edge + (edge - inner)
+    if all(isinstance(v, int) for v in values):
+        step = round(step) if round(step) != edge else edge + side
+    else:
+        rounded = float(f"{step:.{SIGNIFICANT}g}")
+        step = rounded if side * (rounded - edge) > 0 else step
+    return min(step, bound) if side > 0 else max(step, bound)
+
+
+def extension(selected: pd.DataFrame) -> dict[str, list[Any]]:
+    """Key -> the values to add (one per side) where some selection of `select` chose an edge of
+    its axis below the grid's bound; {} when every choice is inside, or at a bound."""
+    tune = selected.attrs["tune"]
+    bounds = bounds_of(tune)
+    sides = {edge for _, row in selected.iterrows() for edge in _edges(row, tune) if edge[0] in bounds}
+    grown: dict[str, list[Any]] = {}
+    for key, side in sorted(sides):
+        value = beyond(tune[key], side, bounds[key][side > 0]) if len(tune[key]) >= 2 else None
+        if value is not None:
+            grown.setdefault(key, []).append(value)
+    return grown
 
 
 def chosen_counts(selected: pd.DataFrame) -> pd.DataFrame:

@@ -147,6 +147,11 @@ class Task(ABC):
     def eval_batches(self, split: str, batch_size: int, seq_len: int, n: int) -> list[Batch]:
         """n fixed batches of `split` ("train", "val", "test"), each row scored from a fresh state."""
 
+    @abstractmethod
+    def train_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context, target), each (N,) int64: every scored target of the train split and the token
+        it follows (its input position's id), for the trivial baselines of `charrnn.tasks.baseline`."""
+
     @property
     @abstractmethod
     def has_test(self) -> bool:

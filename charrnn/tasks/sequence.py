@@ -123,6 +123,9 @@ class SequenceTask(Task):
             idx = torch.randint(n, (batch_size,), generator=_generator(seed, step, _TAG_EXAMPLES))
         return self.train.take(idx)
 
+    def train_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.train.x[self.train.mask], self.train.y[self.train.mask]
+
     @property
     def has_test(self) -> bool:
         return self.test is not None

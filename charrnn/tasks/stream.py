@@ -110,6 +110,9 @@ class StreamTask(Task):
             raise self._split_error(split)
         return ids
 
+    def train_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.train_ids[:-1], self.train_ids[1:]
+
     def _track_len(self, batch_size: int, seq_len: int) -> int:
         """Length L of each of the B parallel tracks, leaving room for a per-epoch offset < T."""
         return (self.train_tokens - seq_len + 1) // batch_size

@@ -1,0 +1,59 @@
+"""Tuning that brackets its optimum, within one `charrnn grid` invocation.
+
+After a round of runs, selection (`charrnn.science.tuning.select`, on validation) is redone on
+what the round left FINISHED; where some (variant, seed) chose an edge of a tuned axis below the
+grid's `tune_bounds`, the axis grows one step past that edge (`tuning.extension`) for every
+variant and seed alike (each arm tuned over the same values), and those runs train as the next
+round, in seed blocks. Rounds repeat until every choice is inside its axis or at the bound.
+A later invocation replays the rounds from the store: the same selections, the same values.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from charrnn.grid.order import ordered
+from charrnn.grid.spec import Grid, RunSpec
+from charrnn.science import tuning
+from charrnn.science.stats import FINISHED
+
+
+def finished_frame(results, tuned_keys: list[str]) -> pd.DataFrame:
+    """One row per FINISHED result: variant, seed, its tuned values and the selection metric."""
+    rows = [{"variant": r.spec.variant, "seed": r.spec.seed, **dict(r.spec.tuned), "status": r.status,
+             tuning.SELECT_METRIC: r.final.get(tuning.SELECT_METRIC)}
+            for r in results if r.status == FINISHED]
+    return pd.DataFrame(rows, columns=["variant", "seed", *tuned_keys, "status", tuning.SELECT_METRIC])
+
+
+def next_round(grid: Grid, profile: str, results, done: set[str]) -> tuple[Grid, tuple[RunSpec, ...], str]:
+    """(the grid with grown axes, the RunSpecs it adds in execution order, a line saying so);
+    (grid, (), "") when no axis grows."""
+    if not grid.tune_bounds:
+        return grid, (), ""
+    space = tuning.TuneSpace(dict(grid.tune), dict(grid.tune_bounds))
+    frame = finished_frame(results, list(space))
+    if frame.empty:
+        return grid, (), ""
+    grown = tuning.extension(tuning.select(frame, space))
+    if not grown:
+        return grid, (), ""
+    wider = grid.with_tune({key: (*values, *grown.get(key, ())) for key, values in grid.tune})
+    specs = ordered([s for s in wider.expand(profile) if s.identity not in done], grid.order_seed)
+    added = "; ".join(f"{key} + {', '.join(map(str, values))}" for key, values in grown.items())
+    return wider, specs, f"tuning: a choice sat at the edge, so the axis grew ({added}): {len(specs)} more runs"
+
+
+def edge_report(grid: Grid, results) -> str:
+    """After the last round: how many selections still sit at an edge, and whether at the bound."""
+    if not grid.tune:
+        return ""
+    space = tuning.TuneSpace(dict(grid.tune), dict(grid.tune_bounds))
+    frame = finished_frame(results, list(space))
+    if frame.empty:
+        return ""
+    chosen = tuning.select(frame, space)
+    edge, bound = int(chosen["tune_at_edge"].sum()), int(chosen["tune_at_bound"].sum())
+    if not edge:
+        return f"tuning: every choice of {len(chosen)} lies inside its axis"
+    return (f"tuning: {edge} of {len(chosen)} choices at an edge of the axis, {bound} of them at the grid's "
+            f"bound{'' if edge == bound else ' (no bound to grow to: widen tune or set tune_bounds)'}")
