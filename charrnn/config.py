@@ -41,6 +41,7 @@ class TrainConfig:
     # --- model ---
     cell: str = "gru"               # vanilla | gru | lstm
     backend: str = "fused"          # fused (nn.RNN/GRU/LSTM, cuDNN on GPU) | loop (custom Python cell) | ... (CHOICES)
+                                    # | auto (the fastest equivalent one on this machine, chosen at train time)
     input_combine: str = "concat"   # vanilla only: add (project x, add to h, one hidden matrix) | concat
     activation: str = "tanh"        # vanilla only: tanh | relu | identity
     input: str = "embedding"        # embedding | onehot
@@ -199,9 +200,13 @@ def _coerce(key: str, value: Any) -> Any:
     return str(value)
 
 
+# Values a key accepts beyond its CHOICES: `auto` is a choice of backend, not a kernel.
+ACCEPTED: dict[str, tuple[str, ...]] = {**CHOICES, "backend": (registry.AUTO, *CHOICES["backend"])}
+
+
 def _check_value(key: str, value: Any) -> None:
-    if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(f"{key}={value!r}: unknown value; valid choices: {', '.join(CHOICES[key])}")
+    if key in ACCEPTED and value not in ACCEPTED[key]:
+        raise ConfigError(f"{key}={value!r}: unknown value; valid choices: {', '.join(ACCEPTED[key])}")
     if key in RANGES:
         low, high, text = RANGES[key]
         too_low = value <= low if key in OPEN_LOW else value < low
@@ -246,10 +251,18 @@ def check_fused_vanilla(backend: str, input_combine: str, activation: str) -> No
 
 
 def check_cell_backend(cell: str, backend: str) -> None:
-    """A backend runs only the cells the registry lists for it."""
-    if cell not in registry.BACKENDS[backend].cells:
+    """A backend runs only the cells the registry lists for it (`auto` picks among those)."""
+    if backend != registry.AUTO and cell not in registry.BACKENDS[backend].cells:
         usable = ", ".join(b.name for b in registry.BACKENDS.values() if cell in b.cells)
         raise ConfigError(f"backend={backend!r}: does not run cell={cell}; valid backends for {cell}: {usable}")
+
+
+def reference_backend(cell: str, input_combine: str = "concat", activation: str = "tanh") -> str:
+    """What `auto` is checked against and falls back to: `fused` where nn.* runs the config, else `loop`."""
+    fused = cell in registry.BACKENDS["fused"].cells
+    if fused and cell == "vanilla":
+        fused = input_combine == "concat" and activation in ("tanh", "relu")
+    return "fused" if fused else "loop"
 
 
 def device_restriction(backend: str, device: str) -> str:

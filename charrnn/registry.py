@@ -24,6 +24,7 @@ class Backend:
     cpu_only: str = ""
     compiles: bool = False
     fused: bool = False
+    auto: bool = True   # `backend: auto` may pick it (False: its first call compiles for tens of seconds)
 
 
 @dataclass(frozen=True)
@@ -61,17 +62,20 @@ _BACKENDS = (
     Backend("loop", "an eager Python loop; each step projects its input and its state",
             cells=("vanilla", "gru", "lstm", "mingru", "minlstm")),
     Backend("loop_premul", "all input projections in one matmul, then the eager recurrence"),
-    Backend("loop_compiled", "loop_premul with torch.compile of the step", compiles=True),
+    Backend("loop_compiled", "loop_premul with torch.compile of the step", compiles=True, auto=False),
     Backend("loop_bptt", "loop_premul with hand-written backprop through time"),
     Backend("loop_native", "loop_bptt's recurrence as C++ loops: per step one matmul and one fused gate kernel",
             cells=("gru", "lstm"), compiles=True,
             cpu_only="its fused gate kernels are C++ for the CPU (on CUDA: loop_cudagraph)"),
-    Backend("loop_bptt_compiled", "loop_bptt with compiled gate math", compiles=True),
+    Backend("loop_bptt_compiled", "loop_bptt with compiled gate math", compiles=True, auto=False),
     Backend("loop_cudagraph", "loop_bptt captured as CUDA graphs", compiles=True,
             cuda_only="CUDA graphs need a CUDA device"),
     Backend("scan", "log-space parallel scan over time (Heinsen 2023), chunked", cells=("mingru", "minlstm")),
 )
 BACKENDS: dict[str, Backend] = {b.name: b for b in _BACKENDS}
+# `backend: auto`: training picks the fastest backend that passed equivalence for the config's cell,
+# device and dtype on this machine (capabilities.resolve_backend); not a kernel of its own.
+AUTO = "auto"
 
 TASKS: dict[str, str] = {
     "tinyshakespeare": "character LM on the tiny-shakespeare corpus (shipped)",
@@ -116,6 +120,11 @@ ENGAGEMENT: dict[str, str] = {"grad_clip": "final_clip_fraction"}
 
 def backend_names() -> tuple[str, ...]:
     return tuple(BACKENDS)
+
+
+def auto_candidates(cell: str) -> tuple[str, ...]:
+    """The backends `auto` may choose among for `cell` (device limits apart)."""
+    return tuple(b.name for b in _BACKENDS if b.auto and cell in b.cells)
 
 
 def cuda_only() -> dict[str, str]:

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from charrnn.rnn.cells import ALL_CELLS, Hidden, has_cell_state, map_hidden, make_layer
-from charrnn.config import CHOICES, ConfigError, TrainConfig
+from charrnn.config import CHOICES, ConfigError, TrainConfig, reference_backend
+from charrnn.registry import AUTO
 
 INIT_MODES = ("zero", "random", "learned")
 
@@ -38,9 +39,12 @@ class CharRNN(nn.Module):
             self.embedding = None
             input_size = vocab_size
         widths = [input_size] + [H] * (cfg.layers - 1)  # input width of each layer
+        # `auto` outside training (sampling, a checkpoint): the reference; the weights are the same
+        backend = reference_backend(cfg.cell, cfg.input_combine, cfg.activation) if cfg.backend == AUTO \
+            else cfg.backend
 
         self.layers = nn.ModuleList(
-            make_layer(cfg.backend, cfg.cell, width, H, cfg.input_combine, cfg.activation)
+            make_layer(backend, cfg.cell, width, H, cfg.input_combine, cfg.activation)
             for width in widths)
         self.residual_proj = nn.ModuleList(
             (nn.Linear(width, H, bias=False) if width != H else nn.Identity()) for width in widths
