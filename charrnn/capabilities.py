@@ -19,7 +19,7 @@ import platform
 import shutil
 import statistics
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -196,6 +196,19 @@ def _forward_backward(layer: nn.Module, x: torch.Tensor, autocast) -> dict[str, 
     return {"out": out.detach(), "d_x": x.grad, **grads}
 
 
+@contextmanager
+def _tf32_off():
+    """fp32 equivalence in fp32: cuBLAS and cuDNN without TF32, the RNN backward included."""
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
+                                        deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
 def _equivalence_error(got: dict, want: dict, tol: float) -> str:
     for name, ref in want.items():
         have, ref = got[name].float(), ref.float()
@@ -241,14 +254,17 @@ def _probe(cfg: TrainConfig, device: torch.device) -> Choice:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
     reference = _layer(names[0], cfg, device, None)
     x = torch.randn(cfg.batch_size, cfg.seq_len, cfg.hidden_size).to(device)          # (B, T, H)
-    want = _forward_backward(reference, x, autocast)
+    with _tf32_off():
+        want = _forward_backward(reference, x, autocast)
     state = reference.state_dict()
     ratios, rejected = {names[0]: 1.0}, {}
     for name in names[1:]:
         try:
             layer = _layer(name, cfg, device, state)
             tol = (SCAN_TOLERANCE if name == "scan" else EQUIVALENCE_TOLERANCE)[cfg.dtype]
-            why = _equivalence_error(_forward_backward(layer, x, autocast), want, tol)
+            with _tf32_off():
+                got = _forward_backward(layer, x, autocast)
+            why = _equivalence_error(got, want, tol)
             if why:
                 rejected[name] = f"not equivalent to {names[0]}: {why}"
                 continue
