@@ -113,6 +113,7 @@ def test_the_step_is_captured_only_on_cuda_for_backends_that_do_not_compile(monk
     cuda = torch.device("cuda")
     assert step_graph_plan("fused", cuda) == CAPTURED
     assert step_graph_plan("loop_cudagraph", cuda).startswith("eager: backend=loop_cudagraph")
+    assert step_graph_plan("loop_bptt", cuda).startswith("eager: backend=loop_bptt unrolls")
     monkeypatch.setenv("CHARRNN_EAGER_STEP", "1")
     assert step_graph_plan("fused", cuda) == "eager: forced by CHARRNN_EAGER_STEP=1"
 

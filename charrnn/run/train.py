@@ -82,6 +82,8 @@ def step_graph_plan(backend: str, device: torch.device) -> str:
         return f"eager: CUDA graphs need a CUDA device (device is {device.type})"
     if backend in registry.compiling_backends():
         return f"eager: backend={backend} compiles or captures its own kernels"
+    if backend not in registry.fused_backends():   # a loop unrolls T cells: minutes of compilation per run
+        return f"eager: backend={backend} unrolls its time loop (compiling it costs more than a run saves)"
     return CAPTURED
 
 
