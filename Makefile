@@ -73,11 +73,12 @@ ui: $(STAMP)
 clean:
 	find results reports -mindepth 1 -maxdepth 1 ! -name README.md ! -name examples -exec rm -rf {} +
 
-# The GPU proof in one command (<= 8 min, no network): CUDA-only equivalence tests, the gpu profile
-# (fp32, bf16), the hidden sweep, the smoke grid's full profile, the kernels page, all under
-# results/gpu/<host>-<date>/. Runs with plain python3 (no venv build first): without CUDA it exits 2
-# at once. Needs .whl/ (tools/gpu_wheels.sh) where python3 lacks mlflow. GPU_CHECK_ARGS=--cpu-dry-run
-# checks the plumbing on CPU with tiny sizes.
+# The GPU proof in one command (<= 10 min, no network): CUDA-only equivalence tests (TF32 off), the
+# bench's gpu profile (fp32, bf16), the hidden sweep, every grid's `gpu` profile packed 8 runs per GPU,
+# the reports and the kernels page, all under results/gpu/<host>-<date>/. Runs with plain python3 (no
+# venv build first): without CUDA it exits 2 at once. Needs .whl/ (tools/gpu_wheels.sh) where python3
+# lacks mlflow. GPU_CHECK_ARGS=--cpu-dry-run checks every stage's plumbing on CPU with tiny sizes
+# (<= 3 min; CI runs it with PYTHON=.venv/bin/python).
 gpu-check:
 	$(PYTHON) -m charrnn.bench.gpu_check $(GPU_CHECK_ARGS)
 

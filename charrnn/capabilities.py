@@ -13,16 +13,25 @@ into bad input (`ConfigError`: one line, exit 2, no run). `CHARRNN_FORCE_NO_BF16
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import platform
 import shutil
+import statistics
+import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import torch
+from filelock import FileLock
 from torch import nn
 
 from charrnn import registry
-from charrnn.config import ConfigError, TrainConfig, check_backend_device
+from charrnn.config import ConfigError, TrainConfig, check_backend_device, device_restriction, reference_backend
+from charrnn.paths import results_dir
 from charrnn.rnn.cells import compile_fn, fused_module
 
 FORCE_NO_BF16 = "CHARRNN_FORCE_NO_BF16"
@@ -120,8 +129,10 @@ def check_device_support(cfg: TrainConfig, device_type: str) -> None:
         if not support.ok:
             raise ConfigError(f"backend={cfg.backend!r}: {support.reason}; valid here: any other backend "
                               f"(e.g. loop_bptt, the same recurrence in Python)")
-    if cfg.dtype == "bf16":
-        kernel = bf16_kernel(cfg.cell, cfg.backend)
+    if cfg.dtype == "bf16":   # auto: its reference must run (it is what the candidates are checked against)
+        backend = reference_backend(cfg.cell, cfg.input_combine, cfg.activation) \
+            if cfg.backend == registry.AUTO else cfg.backend
+        kernel = bf16_kernel(cfg.cell, backend)
         support = bf16_support(kernel, device_type)
         if not support.ok:
             what = f"a bf16 {cfg.cell} (backend={cfg.backend})" if kernel != MATMUL else "bf16 matmuls"
@@ -147,3 +158,181 @@ def check_device(cfg: TrainConfig) -> torch.device:
     check_backend_device(cfg.backend, device.type)
     check_device_support(cfg, device.type)
     return device
+
+
+# --------------------------------------------------------------------------- backend: auto
+#
+# `backend: auto` trains on the fastest backend that passed equivalence with the reference for the
+# config's (cell, device, dtype, shape) on this machine. A probe builds each candidate layer on the
+# reference's weights, checks its outputs and gradients against it, then times forward + backward
+# in alternation with the reference (load drift hits both). A candidate wins only when its median
+# paired ratio beats the reference by AUTO_MARGIN: under noise the choice stays the reference, and
+# the same machine gives the same choice. Results are cached per machine (CPU model, GPU, torch) in
+# results/backend_probe.json, so a grid probes each shape once and its workers read the choice.
+
+AUTO_MARGIN = 0.15                  # a candidate must take <= 85 % of the reference's time
+PROBE_ROUNDS = 5                    # timed paired rounds per candidate, after one warm-up round
+MIN_ROUNDS = 2                      # ... or fewer, down to this, once the probe has run PROBE_BUDGET_S
+PROBE_BUDGET_S = 8.0
+PROBE_CACHE = "backend_probe.json"
+EQUIVALENCE_TOLERANCE = {"fp32": 1e-5, "bf16": 5e-2}   # max|got - ref| <= tol * max(1, max|ref|)
+
+
+@dataclass(frozen=True)
+class Choice:
+    backend: str
+    ratios: dict[str, float]        # candidate → median of its time / the reference's (1.0: the reference)
+    rejected: dict[str, str]        # candidate → why it was not timed (cannot run, not equivalent)
+
+
+def probe_key(cfg: TrainConfig, device_type: str) -> str:
+    """What decides the choice: cell (and vanilla options), device, dtype, H, B, T."""
+    options = f"{cfg.input_combine}-{cfg.activation}" if cfg.cell == "vanilla" else ""
+    return "/".join(filter(None, [cfg.cell, options, device_type, cfg.dtype,
+                                  f"h{cfg.hidden_size}b{cfg.batch_size}t{cfg.seq_len}"]))
+
+
+def machine_key(device_type: str) -> str:
+    """This machine as far as kernel speed goes: CPU model, GPU name, torch version."""
+    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")),
+               platform.processor() or platform.machine())
+    gpu = torch.cuda.get_device_name(0) if device_type == "cuda" else ""
+    return " | ".join(filter(None, [cpu, gpu, f"torch {torch.__version__}"]))
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def candidates(cfg: TrainConfig, device_type: str) -> list[str]:
+    """The backends `auto` may pick for `cfg` on this device, the reference first."""
+    reference = reference_backend(cfg.cell, cfg.input_combine, cfg.activation)
+    others = [b for b in registry.auto_candidates(cfg.cell) if b != reference
+              and not device_restriction(b, device_type)
+              and not (registry.BACKENDS[b].fused and reference != "fused")]
+    return [reference] + others
+
+
+def _layer(backend: str, cfg: TrainConfig, device: torch.device, state: dict | None) -> nn.Module:
+    from charrnn.rnn.cells import make_layer
+
+    layer = make_layer(backend, cfg.cell, cfg.hidden_size, cfg.hidden_size, cfg.input_combine, cfg.activation)
+    if state is not None:
+        layer.load_state_dict(state)
+    return layer.to(device)
+
+
+def _forward_backward(layer: nn.Module, x: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
+    """Output and every gradient of one forward + backward; x: (B, T, H)."""
+    x = x.detach().requires_grad_(True)
+    layer.zero_grad(set_to_none=True)
+    with autocast:
+        out = layer(x)[0]                                                  # (B, T, H)
+    out.float().square().mean().backward()
+    grads = {f"d_{name}": p.grad for name, p in layer.named_parameters()}
+    return {"out": out.detach(), "d_x": x.grad, **grads}
+
+
+@contextmanager
+def _tf32_off():
+    """fp32 equivalence in fp32: cuBLAS and cuDNN without TF32, the RNN backward included."""
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
+                                        deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
+def _equivalence_error(got: dict, want: dict, tol: float) -> str:
+    for name, ref in want.items():
+        have, ref = got[name].float(), ref.float()
+        err, scale = (have - ref).abs().max().item(), max(1.0, ref.abs().max().item())
+        if not err <= tol * scale:   # NaN fails too
+            return f"{name}: max |error| {err:.3g} > {tol:g} x {scale:.3g}"
+    return ""
+
+
+def _timed(layer: nn.Module, x: torch.Tensor, autocast, device: torch.device) -> float:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    _forward_backward(layer, x, autocast)
+    sync()
+    return time.perf_counter() - start
+
+
+def _paired_rounds(layer: nn.Module, reference: nn.Module, x: torch.Tensor, autocast, device: torch.device,
+                   deadline: float) -> list[tuple[float, float]]:
+    """(candidate s, reference s) per round, alternating, after one untimed warm-up of each."""
+    pairs: list[tuple[float, float]] = []
+    for round_ in range(PROBE_ROUNDS + 1):
+        pairs.append((_timed(layer, x, autocast, device), _timed(reference, x, autocast, device)))
+        if round_ >= MIN_ROUNDS and time.monotonic() > deadline:
+            break
+    return pairs[1:]
+
+
+def probe(cfg: TrainConfig, device_type: str) -> Choice:
+    """Check and time every candidate against the reference at cfg's shape; never raises for a
+    candidate that cannot run (it is rejected with the reason). Leaves the global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):   # layers are built on the CPU: its RNG is all they draw
+        torch.manual_seed(0)
+        return _probe(cfg, torch.device(device_type))
+
+
+def _probe(cfg: TrainConfig, device: torch.device) -> Choice:
+    from charrnn.rnn.mincells import SCAN_TOLERANCE
+
+    deadline = time.monotonic() + PROBE_BUDGET_S
+    names = candidates(cfg, device.type)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
+    reference = _layer(names[0], cfg, device, None)
+    x = torch.randn(cfg.batch_size, cfg.seq_len, cfg.hidden_size).to(device)          # (B, T, H)
+    with _tf32_off():
+        want = _forward_backward(reference, x, autocast)
+    state = reference.state_dict()
+    ratios, rejected = {names[0]: 1.0}, {}
+    for name in names[1:]:
+        try:
+            layer = _layer(name, cfg, device, state)
+            tol = (SCAN_TOLERANCE if name == "scan" else EQUIVALENCE_TOLERANCE)[cfg.dtype]
+            with _tf32_off():
+                got = _forward_backward(layer, x, autocast)
+            why = _equivalence_error(got, want, tol)
+            if why:
+                rejected[name] = f"not equivalent to {names[0]}: {why}"
+                continue
+            pairs = _paired_rounds(layer, reference, x, autocast, device, deadline)
+        except Exception as exc:   # no compiler, no kernel for this dtype: it cannot be chosen
+            rejected[name] = _first_line(exc)
+            continue
+        ratios[name] = statistics.median(mine / ref for mine, ref in pairs)
+    best = min(ratios, key=ratios.get)
+    return Choice(best if ratios[best] <= 1 - AUTO_MARGIN else names[0], ratios, rejected)
+
+
+def resolve_backend(cfg: TrainConfig, device_type: str) -> Choice:
+    """The backend `auto` means for `cfg` here: the cached choice, else a fresh probe (cached).
+    A concrete backend is returned as it is."""
+    if cfg.backend != registry.AUTO:
+        return Choice(cfg.backend, {}, {})
+    cache = results_dir() / PROBE_CACHE
+    machine, key = machine_key(device_type), probe_key(cfg, device_type)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache) + ".lock"):   # one probe per key, even with workers starting together
+        entries = json.loads(cache.read_text()) if cache.exists() else {}
+        found = entries.get(machine, {}).get(key)
+        if found is not None:
+            return Choice(**found)
+        choice = probe(cfg, device_type)
+        entries.setdefault(machine, {})[key] = dataclasses.asdict(choice)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
+        os.replace(tmp, cache)
+    return choice

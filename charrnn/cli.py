@@ -106,7 +106,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     def run_round(g):
         return run_grid(g, args.profile, executor=args.executor, max_parallel=args.max_parallel,
                         ray_address=args.ray_address, rerun_failed=args.rerun_failed,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, runs_per_gpu=args.runs_per_gpu)
 
     if args.until_decided:
         return _until_decided(grid, args, run_round)
@@ -224,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--executor", default="local", help="local (in this process) | ray (one task per run)")
     grid.add_argument("--max-parallel", type=_positive_int, default=None, metavar="N",
                       help="ray: runs at once (default: one per CPU, or per GPU when there are GPUs)")
+    grid.add_argument("--runs-per-gpu", type=_positive_int, default=1, metavar="N",
+                      help="ray: N runs share each GPU at once (each 1/N of it, its own CUDA stream; default 1)")
     grid.add_argument("--ray-address", default=None, help="join this Ray cluster (default: $RAY_ADDRESS, "
                                                            "else start a local one)")
     grid.add_argument("--dry-run", action="store_true", help="list the runs and their store status; "

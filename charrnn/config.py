@@ -41,7 +41,8 @@ class TrainConfig:
     # --- model ---
     cell: str = "gru"               # vanilla | gru | lstm | mingru | minlstm (registry.CELLS)
     backend: str = "fused"          # fused (nn.RNN/GRU/LSTM, cuDNN on GPU) | loop (Python loop) | ... | scan
-                                    # (min cells); every backend and the cells it runs: registry.BACKENDS
+                                    # (min cells) | auto (the fastest equivalent one on this machine, chosen
+                                    # at train time); every backend and the cells it runs: registry.BACKENDS
     input_combine: str = "concat"   # vanilla only: add (project x, add to h, one hidden matrix) | concat
     activation: str = "tanh"        # vanilla only: tanh | relu | identity
     input: str = "embedding"        # embedding | onehot
@@ -181,9 +182,13 @@ def _coerce(key: str, value: Any) -> Any:
     return str(value)
 
 
+# Values a key accepts beyond its CHOICES: `auto` is a choice of backend, not a kernel.
+ACCEPTED: dict[str, tuple[str, ...]] = {**CHOICES, "backend": (registry.AUTO, *CHOICES["backend"])}
+
+
 def _check_value(key: str, value: Any) -> None:
-    if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(f"{key}={value!r}: unknown value; valid choices: {', '.join(CHOICES[key])}")
+    if key in ACCEPTED and value not in ACCEPTED[key]:
+        raise ConfigError(f"{key}={value!r}: unknown value; valid choices: {', '.join(ACCEPTED[key])}")
     if key in RANGES:
         low, high, text = RANGES[key]
         too_low = value <= low if key in OPEN_LOW else value < low
@@ -221,6 +226,8 @@ def check_layer(backend: str, cell: str, input_combine: str = "concat", activati
     for key, value in (("backend", backend), ("cell", cell), ("input_combine", input_combine),
                        ("activation", activation)):
         _check_value(key, value)
+    if backend == registry.AUTO:
+        return  # auto chooses among the backends that run this layer (capabilities.candidates)
     spec = registry.BACKENDS[backend]
     if cell not in spec.cells:
         raise ConfigError(f"backend={backend!r}: does not run cell={cell}; valid backends for {cell}: "
@@ -237,6 +244,15 @@ def check_layer(backend: str, cell: str, input_combine: str = "concat", activati
         raise ConfigError(f"activation={activation!r}: backend={backend} supports only "
                           f"{', '.join(spec.activations)}; valid with backend={backend}: "
                           f"{', '.join(spec.activations)} (backends that run {activation}: {usable})")
+
+
+def reference_backend(cell: str, input_combine: str = "concat", activation: str = "tanh") -> str:
+    """What `auto` is checked against and falls back to: `fused` where nn.* runs the config, else `loop`."""
+    try:
+        check_layer("fused", cell, input_combine, activation)
+    except ConfigError:
+        return "loop"
+    return "fused"
 
 
 def device_restriction(backend: str, device: str) -> str:

@@ -51,6 +51,7 @@ class Backend:
     fused: bool = False
     concat_only: bool = False
     activations: tuple[str, ...] | None = None
+    auto: bool = True   # `backend: auto` may pick it (False: its first call compiles for tens of seconds)
 
 
 @dataclass(frozen=True)
@@ -106,19 +107,22 @@ BACKENDS = _by_name(
     Backend("loop_premul", "all input projections in one matmul, then the eager recurrence",
             f"{_LAYERS}:loop_premul_layer"),
     Backend("loop_compiled", "loop_premul with torch.compile of the step", f"{_LAYERS}:loop_compiled_layer",
-            compiles=True),
+            compiles=True, auto=False),
     Backend("loop_bptt", "loop_premul with hand-written backprop through time",
             "charrnn.rnn.loop_layers:BPTTRNNLayer", concat_only=True),
     Backend("loop_native", "loop_bptt's recurrence as C++ loops: per step one matmul and one fused gate kernel",
             "charrnn.rnn.loop_layers:NativeRNNLayer", cells=("gru", "lstm"), compiles=True,
             cpu_only="its fused gate kernels are C++ for the CPU (on CUDA: loop_cudagraph)", concat_only=True),
     Backend("loop_bptt_compiled", "loop_bptt with compiled gate math", f"{_LAYERS}:loop_bptt_compiled_layer",
-            compiles=True, concat_only=True),
+            compiles=True, concat_only=True, auto=False),
     Backend("loop_cudagraph", "loop_bptt captured as CUDA graphs", "charrnn.rnn.loop_layers:CudaGraphRNNLayer",
             compiles=True, cuda_only="CUDA graphs need a CUDA device", concat_only=True),
     Backend("scan", "log-space parallel scan over time (Heinsen 2023), chunked", "charrnn.rnn.mincells:scan_layer",
             cells=("mingru", "minlstm")),
 )
+# `backend: auto`: training picks the fastest backend that passed equivalence for the config's cell,
+# device and dtype on this machine (capabilities.resolve_backend); not a kernel of its own.
+AUTO = "auto"
 
 TASKS: dict[str, str] = {
     "tinyshakespeare": "character LM on the tiny-shakespeare corpus (shipped)",
@@ -186,6 +190,11 @@ def min_cells() -> tuple[str, ...]:
 def backends_for(cell: str) -> tuple[str, ...]:
     """The backends that run `cell`, in table order."""
     return tuple(b.name for b in BACKENDS.values() if cell in b.cells)
+
+
+def auto_candidates(cell: str) -> tuple[str, ...]:
+    """The backends `auto` may choose among for `cell` (device limits apart)."""
+    return tuple(b.name for b in BACKENDS.values() if b.auto and cell in b.cells)
 
 
 def cuda_only() -> dict[str, str]:

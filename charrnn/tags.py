@@ -8,6 +8,7 @@ IDENTITY_TAG = TAG_PREFIX + "identity"         # stable identity: TrainConfig.id
 FAILURE_TAG = TAG_PREFIX + "failure"           # why a run ended FAILED or KILLED
 HEARTBEAT_TAG = TAG_PREFIX + "heartbeat"       # ms timestamp of the run's last metric batch
 RESUMED_TAG = TAG_PREFIX + "resumed_from_step"
+STEP_GRAPH_TAG = TAG_PREFIX + "step_graph"     # the training step captured as CUDA graphs, or why eager
 ROLE_TAG = TAG_PREFIX + "role"                 # grid (an invocation's parent run) | run (a RunSpec)
 GRID_ROLE, RUN_ROLE = "grid", "run"
 PARENT_TAG = "mlflow.parentRunId"

@@ -69,7 +69,7 @@ def test_a_failed_or_timed_out_stage_is_recorded_and_the_rest_go_on(tmp_path, mo
 
 def test_stages_past_the_budget_are_not_run(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_check, "plan", fake_plan)
-    monkeypatch.setattr(gpu_check, "BUDGET_S", gpu_check.RESERVE_S + 2)
+    monkeypatch.setattr(gpu_check, "DRY_RUN_BUDGET_S", gpu_check.RESERVE_S + 2)
     gpu_check.main(["--cpu-dry-run", "--out", str(tmp_path)])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {s["status"] for s in summary["stages"]} == {"not run"}
@@ -80,16 +80,22 @@ def test_unknown_stage_names_are_bad_input(tmp_path, capsys):
     assert "stages='warp': unknown; valid choices: info, cuda_tests" in capsys.readouterr().err
 
 
-def test_the_plan_times_the_gpu_profile_sweep_and_smoke_full_within_eight_minutes(tmp_path):
-    stages = gpu_check.plan("python", tmp_path, dry_run=False)
+@pytest.mark.parametrize("dry_run, budget", [(False, gpu_check.BUDGET_S), (True, gpu_check.DRY_RUN_BUDGET_S)])
+def test_the_plan_runs_every_stage_within_ten_minutes_or_three_dry(tmp_path, dry_run, budget):
+    stages = gpu_check.plan("python", tmp_path, dry_run=dry_run)
     names = [s.name for s in stages]
-    assert names == ["info", "cuda_tests", "bench_fp32", "bench_bf16", "sweep_hidden", "smoke_grid",
-                     "smoke_report", "kernels_page"]
-    argv = {s.name: " ".join(s.argv) for s in stages}
-    assert "--bench-profile=gpu" in argv["bench_fp32"] and "-k fp32" in argv["bench_fp32"]
+    assert names == ["info", "cuda_tests", "bench_fp32", "bench_bf16", "sweep_hidden", "suite_gpu",
+                     "reports", "kernels_page"]
+    assert sum(s.budget_s for s in stages) <= budget <= (180 if dry_run else 600)
+    argv = {s.name: s.argv for s in stages}
+    assert {"NVIDIA_TF32_OVERRIDE": "0"} == stages[1].env   # TF32 off in forward and backward
+    if dry_run:
+        assert argv["suite_gpu"][3:] == ["quick", str(gpu_check.RUNS_PER_GPU), "1", "ablations/smoke.yaml"]
+        return
+    assert "--bench-profile=gpu" in argv["bench_fp32"] and "fp32" in argv["bench_fp32"]
     assert "--bench-profile=sweep_hidden" in argv["sweep_hidden"]
-    assert "--profile full --executor local" in argv["smoke_grid"]
-    assert gpu_check.BUDGET_S <= 480 and all(s.budget_s <= gpu_check.BUDGET_S for s in stages)
+    grids = sorted(f"ablations/{p.name}" for p in (REPO / "ablations").glob("*.yaml"))
+    assert argv["suite_gpu"][3:] == ["gpu", str(gpu_check.RUNS_PER_GPU), "0", *grids]
 
 
 @pytest.mark.slow
@@ -97,7 +103,7 @@ def test_cpu_dry_run_writes_machine_info_cuda_tests_and_the_kernels_page(tmp_pat
     """The real stages, tiny: info, the CUDA-only tests (skipped on CPU), a tiny bench, the page."""
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "charrnn.bench.gpu_check", "--cpu-dry-run", "--out", str(out),
-                             "--stages", "info,cuda_tests,bench_bf16,kernels_page"],
+                             "--stages", "info,cuda_tests,bench_bf16,kernels_page", "--budget-s", "400"],
                             cwd=REPO, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads((out / "machine.json").read_text())["torch"]

@@ -6,17 +6,21 @@ Runs with the system `python3` and imports no torch itself, so on a machine with
 at once with one line. On a CUDA machine it finds (or builds) an interpreter with CUDA torch, then
 runs the stages below, each a subprocess with its own timeout (SIGINT first, so pytest still writes
 its JSON and a grid marks its runs KILLED; SIGKILL after a grace period). A stage that fails or
-times out is recorded and the rest go on. Everything lands in results/gpu/<host>-<date>/:
-machine.json, nvidia-smi.txt, logs/<stage>.log, benchmarks/*.json, kernels.html, the smoke grid's
-store and report, summary.json and summary.txt.
+times out is recorded and the rest go on. The stages: machine info; the CUDA-only equivalence tests
+(fp32 with TF32 off in forward and backward); the kernel bench at H512 B64 T100 in fp32 and bf16; the
+hidden sweep; every grid's `gpu` profile, packed RUNS_PER_GPU runs per GPU on one Ray; the reports
+(verdicts included) and the kernels page. Everything lands in results/gpu/<host>-<date>/:
+machine.json, nvidia-smi.txt, logs/<stage>.log, benchmarks/*.json, kernels.html, the suite's
+store, reports/, summary.json and summary.txt.
 
 The interpreter: `.venv/bin/python` when its torch sees CUDA; else `.venv-gpu/`, a venv made with
 --system-site-packages from `python3` (reusing its CUDA torch) into which the wheels of `.whl/`
 (see tools/gpu_wheels.sh: mlflow and what the system lacks) are installed with --no-index. The
 package itself runs from the checkout (PYTHONPATH), so no build step needs the network.
 
-`--cpu-dry-run` runs the same orchestration on CPU with this interpreter and tiny sizes, to check
-the plumbing before spending GPU minutes.
+`--cpu-dry-run` runs the same orchestration on CPU with this interpreter and tiny sizes (the suite:
+the smoke grid's quick profile packed on one logical Ray GPU), to check the plumbing before
+spending GPU minutes; CI runs it.
 """
 from __future__ import annotations
 
@@ -34,8 +38,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 EXIT_NO_CUDA = 2
-BUDGET_S = 470.0        # the whole run, start to summary: under 8 minutes
-RESERVE_S = 25.0        # kept back for the kernels page and the summary
+BUDGET_S = 590.0        # the whole run, start to summary: under 10 minutes
+DRY_RUN_BUDGET_S = 180.0  # --cpu-dry-run: under 3 minutes
+RESERVE_S = 15.0        # kept back for the kernels page and the summary
+RUNS_PER_GPU = 8        # runs packed on the GPU in the suite stage
 GRACE_S = 20.0          # after SIGINT, before SIGKILL
 REPO = Path(__file__).resolve().parents[2]
 WHEELS = REPO / ".whl"
@@ -53,6 +59,21 @@ info = {"host": socket.gethostname(), "python": sys.version.split()[0], "platfor
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
 json.dump(info, open(sys.argv[1], "w"), indent=1)
 print(json.dumps(info))
+"""
+# Every grid's profile on one Ray (started once), grid after grid; exit 1 if a run failed.
+SUITE_SCRIPT = """
+import sys, ray
+from charrnn.grid.executors import run_grid
+from charrnn.grid.spec import load_grid
+profile, runs_per_gpu, logical_gpus, files = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+         **({"num_gpus": logical_gpus} if logical_gpus else {}))
+failed = 0
+for path in files:
+    counts = run_grid(load_grid(path), profile, executor="ray", runs_per_gpu=runs_per_gpu, progress=False).counts()
+    print(path, counts, flush=True)
+    failed += counts["failed"]
+sys.exit(1 if failed else 0)
 """
 PAGE_SCRIPT = """
 import sys
@@ -149,32 +170,43 @@ def bench_argv(python: str, profile: str, json_path: Path, select: str | None) -
             *(["-k", select] if select else [])]
 
 
+def suite_argv(python: str, profile: str, logical_gpus: float, grids: list[str]) -> list[str]:
+    return [python, "-c", SUITE_SCRIPT, profile, str(RUNS_PER_GPU), str(logical_gpus), *grids]
+
+
 def plan(python: str, out: Path, dry_run: bool) -> list[Stage]:
-    """The stages in order. Real run: the GPU profile (fp32 and bf16 as separate stages, so one
-    timing out keeps the other's JSON), the hidden sweep, the smoke grid's `full` profile. Dry
-    run: the same commands on CPU with tiny sizes."""
+    """The stages in order, with their limits (seconds, summing to BUDGET_S). Real run: the GPU
+    bench (fp32 and bf16 as separate stages, so one timing out keeps the other's JSON), the
+    hidden sweep, every grid's `gpu` profile packed. Dry run: the same commands on CPU with tiny
+    sizes (limits summing to DRY_RUN_BUDGET_S)."""
     bench = out / "benchmarks"
     store = {"CHARRNN_RESULTS_DIR": str(out / "store")}
-    gpu_bench = [("bench_fp32", "gpu", "fp32", 85.0), ("bench_bf16", "gpu", "bf16", 70.0)]
-    sweep_select, smoke_profile = None, "full"
+    gpu_bench = [("bench_fp32", "gpu", "fp32", 55.0), ("bench_bf16", "gpu", "bf16", 40.0)]
+    sweep_select, limits = None, {"info": 15.0, "cuda_tests": 45.0, "sweep_hidden": 40.0, "suite_gpu": 360.0,
+                                  "reports": 20.0}
+    suite = suite_argv(python, "gpu", 0, sorted(str(p.relative_to(REPO)) for p in (REPO / "ablations").glob("*.yaml")))
     if dry_run:
         gpu_bench = [("bench_fp32", "test", "lstm and l1 and fwd_bwd and (fused or loop_bptt) and not compiled",
-                      120.0),
+                      25.0),
                      ("bench_bf16", "test", "gru and l1 and fp32-fwd- and (fused or loop_bptt) and not compiled",
-                      120.0)]
-        sweep_select, smoke_profile = "vanilla-h32- or vanilla-h64-", "quick"
-    stages = [Stage("info", [python, "-c", INFO_SCRIPT, str(out / "machine.json")], 20.0),
+                      25.0)]
+        sweep_select, limits = "vanilla-h32- or vanilla-h64-", {"info": 10.0, "cuda_tests": 25.0, "sweep_hidden": 20.0,
+                                                                 "suite_gpu": 50.0, "reports": 10.0}
+        suite = suite_argv(python, "quick", 1, ["ablations/smoke.yaml"])
+    # NVIDIA_TF32_OVERRIDE=0: no TF32 anywhere in cuBLAS/cuDNN, whatever a test's own flags say
+    stages = [Stage("info", [python, "-c", INFO_SCRIPT, str(out / "machine.json")], limits["info"]),
               Stage("cuda_tests", [python, "-m", "pytest", SUITE, "tests/test_backends.py", "-q",
                                    "-p", "no:cacheprovider", "-k", "fused_nocudnn or cudagraph",
-                                   f"--junitxml={out / 'cuda_tests.xml'}"], 70.0)]
+                                   f"--junitxml={out / 'cuda_tests.xml'}"], limits["cuda_tests"],
+                    {"NVIDIA_TF32_OVERRIDE": "0"})]
     stages += [Stage(name, bench_argv(python, profile, bench / f"{name}.json", select), budget)
                for name, profile, select, budget in gpu_bench]
     stages.append(Stage("sweep_hidden", bench_argv(python, "sweep_hidden", bench / "sweep_hidden.json",
-                                                   sweep_select), 60.0))
-    stages.append(Stage("smoke_grid", [python, "-m", "charrnn", "grid", "ablations/smoke.yaml", "--profile",
-                                       smoke_profile, "--executor", "local", "--no-progress"], 95.0, store))
-    stages.append(Stage("smoke_report", [python, "-m", "charrnn", "report", "smoke", "--out",
-                                         str(out / "reports")], 25.0, store))
+                                                   sweep_select), limits["sweep_hidden"]))
+    # the suite's captured steps reuse inductor's caches: the same graph compiles once, not once per run
+    stages.append(Stage("suite_gpu", suite, limits["suite_gpu"], {**store, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "0"}))
+    stages.append(Stage("reports", [python, "-m", "charrnn", "report", "--out", str(out / "reports")],
+                        limits["reports"], store))
     stages.append(Stage("kernels_page", [python, "-c", PAGE_SCRIPT, str(out), str(bench)], RESERVE_S))
     return stages
 
@@ -254,12 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="charrnn gpu-check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default: results/gpu/<host>-<date>)")
-    parser.add_argument("--budget-s", type=float, default=BUDGET_S,
-                        help=f"whole-run budget in seconds; each stage's limit scales with it (default {BUDGET_S:.0f})")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help=f"whole-run budget in seconds; each stage's limit scales with it (default {BUDGET_S:.0f}, "
+                             f"{DRY_RUN_BUDGET_S:.0f} with --cpu-dry-run)")
     parser.add_argument("--stages", default=None, help="comma-separated subset of the stages to run")
     parser.add_argument("--cpu-dry-run", action="store_true",
                         help="run the orchestration on CPU with this interpreter and tiny sizes")
     args = parser.parse_args(argv)
+    default_budget = DRY_RUN_BUDGET_S if args.cpu_dry_run else BUDGET_S
+    args.budget_s = args.budget_s or default_budget
     started = time.monotonic()
     deadline = started + args.budget_s
     if not args.cpu_dry_run:
@@ -280,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"charrnn gpu-check: {note}", file=sys.stderr)
             write_summary(out, [], started, note, False, args.budget_s)
             return 1
-    stages = [replace(s, budget_s=s.budget_s * args.budget_s / BUDGET_S)
+    stages = [replace(s, budget_s=s.budget_s * args.budget_s / default_budget)
               for s in plan(python, out, args.cpu_dry_run)]
     if args.stages:
         wanted = args.stages.split(",")

@@ -48,15 +48,16 @@ NODE_LOSS_RETRIES = 3   # times one run is resumed elsewhere after its node died
 def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True) -> None:
     """Build every RunSpec's data (task, validation batches, a first batch) before any run exists,
     so unusable data (a corpus shorter than seq_len, ...) is a bad-input error, not a failed run.
-    With `local_devices` (runs train on this machine) a backend or dtype this machine cannot run is one too."""
-    from charrnn.capabilities import check_device
+    With `local_devices` (runs train on this machine) a backend or dtype this machine cannot run is one too,
+    and `backend: auto` is resolved here, one probe at a time, so the runs read the cached choice."""
+    from charrnn.capabilities import check_device, resolve_backend
     from charrnn.tasks.data import make_task
 
     for spec in specs:
         cfg = spec.config
         try:
             if local_devices:
-                check_device(cfg)
+                resolve_backend(cfg, check_device(cfg).type)
             task = make_task(cfg)
             for split in ("val", "test") if task.has_test else ("val",):
                 task.eval_batches(split, cfg.batch_size, cfg.seq_len, cfg.eval_batches)
@@ -69,10 +70,11 @@ class LocalExecutor:
     """Runs in this process, in order; specs another invocation holds are retried at the end."""
 
     def __init__(self, max_parallel: int | None = None, ray_address: str | None = None,
-                 progress: bool = True):
-        if max_parallel not in (None, 1):
-            raise ConfigError(f"--max-parallel={max_parallel}: the local executor trains one run at a "
-                              "time; valid: 1, or use --executor ray")
+                 progress: bool = True, runs_per_gpu: int = 1):
+        for flag, value in (("--max-parallel", max_parallel), ("--runs-per-gpu", runs_per_gpu)):
+            if value not in (None, 1):
+                raise ConfigError(f"{flag}={value}: the local executor trains one run at a "
+                                  "time; valid: 1, or use --executor ray")
         self.progress = progress
 
     def __enter__(self) -> "LocalExecutor":
@@ -125,11 +127,15 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def task_resources(cluster: dict[str, float], max_parallel: int | None) -> tuple[int, float, int]:
-    """(CPUs per task, GPUs per task, tasks at once) for a cluster's total resources."""
+def task_resources(cluster: dict[str, float], max_parallel: int | None,
+                   runs_per_gpu: int = 1) -> tuple[float, float, int]:
+    """(CPUs per task, GPUs per task, tasks at once) for a cluster's total resources. With GPUs,
+    `runs_per_gpu` runs share each (a fraction of a GPU each: small RNN steps leave a GPU idle
+    between kernel launches); when tasks outnumber CPUs each gets a fraction of one."""
     cpus, gpus = max(1, int(cluster.get("CPU", 1))), float(cluster.get("GPU", 0))
-    parallel = max_parallel or (int(gpus) if gpus >= 1 else cpus)
-    return max(1, cpus // parallel), (min(1.0, gpus / parallel) if gpus else 0.0), parallel
+    parallel = max_parallel or (int(gpus) * runs_per_gpu if gpus >= 1 else cpus)
+    per_task = cpus // parallel or cpus / parallel
+    return per_task, (min(1.0, gpus / parallel) if gpus else 0.0), parallel
 
 
 def exclusive_resources(nodes: list[dict[str, Any]]) -> tuple[int, float]:
@@ -144,8 +150,8 @@ class RayExecutor:
     """One Ray task per claimed RunSpec, at most `parallel` at once; the driver writes to MLflow."""
 
     def __init__(self, max_parallel: int | None = None, ray_address: str | None = None,
-                 progress: bool = True):
-        self.max_parallel = max_parallel
+                 progress: bool = True, runs_per_gpu: int = 1):
+        self.max_parallel, self.runs_per_gpu = max_parallel, runs_per_gpu
         self.address = ray_address or os.environ.get("RAY_ADDRESS") or None
         self._started = False
 
@@ -184,14 +190,15 @@ class RayExecutor:
         shared = [s for s in specs if not s.exclusive]
         alone = [s for s in specs if s.exclusive]
         if shared:
-            cpus, gpus, parallel = task_resources(ray.cluster_resources(), self.max_parallel)
-            _RayLoop(session, queue, _remote(cpus, gpus), cpus, parallel).run(shared)
+            cpus, gpus, parallel = task_resources(ray.cluster_resources(), self.max_parallel,
+                                                  self.runs_per_gpu)
+            _RayLoop(session, queue, _remote(cpus, gpus), max(1, int(cpus)), parallel).run(shared)
         if alone:
             cpus, gpus = exclusive_resources(ray.nodes())
             _RayLoop(session, queue, _remote(cpus, gpus), cpus, 1).run(alone)
 
 
-def _remote(cpus: int, gpus: float) -> Any:
+def _remote(cpus: float, gpus: float) -> Any:
     """The Ray task that trains one run with these resources (and as many torch threads)."""
     import ray
 
@@ -326,13 +333,14 @@ EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}
 
 def run_grid(grid: Grid, profile: str, executor: str = "local", max_parallel: int | None = None,
              ray_address: str | None = None, rerun_failed: bool = True, progress: bool = True,
-             tracker: Tracker | None = None) -> GridSession:
+             tracker: Tracker | None = None, runs_per_gpu: int = 1) -> GridSession:
     """Train every RunSpec of `profile` not already FINISHED; returns the closed session (its
     results and summary). Bad input raises ConfigError before any run is created."""
     specs = ordered(grid.expand(profile), grid.order_seed)
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor={executor!r}: unknown executor; valid choices: {', '.join(EXECUTORS)}")
-    runner = EXECUTORS[executor](max_parallel=max_parallel, ray_address=ray_address, progress=progress)
+    runner = EXECUTORS[executor](max_parallel=max_parallel, ray_address=ray_address, progress=progress,
+                                 runs_per_gpu=runs_per_gpu)
     preflight(grid, specs, local_devices=not getattr(runner, "address", None))  # a cluster's GPUs are its own
     with runner:
         session = GridSession(tracker or Tracker(), grid, profile, specs, executor, rerun_failed, progress)

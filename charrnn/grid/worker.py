@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -73,4 +74,6 @@ def train_task(cfg: TrainConfig, run_id: str, resume: ResumePoint | None, queue:
     torch.set_num_threads(threads)
     run = QueueRun(run_id, queue)
     run.set_tags({NODE_TAG: ray.get_runtime_context().get_node_id()})
-    return train_run(cfg, run, resume, progress=False)
+    # its own CUDA stream: runs packed on one GPU (--runs-per-gpu) never queue behind each other's work
+    with torch.cuda.stream(torch.cuda.Stream()) if torch.cuda.is_available() else nullcontext():
+        return train_run(cfg, run, resume, progress=False)

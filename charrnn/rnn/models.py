@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from charrnn import registry
-from charrnn.config import ConfigError, TrainConfig
+from charrnn.config import ConfigError, TrainConfig, reference_backend
 from charrnn.rnn.cell_math import Hidden, map_hidden
 from charrnn.rnn.cells import make_layer
 
@@ -35,9 +35,12 @@ class CharRNN(nn.Module):
             self.embedding = None
             input_size = vocab_size
         widths = [input_size] + [H] * (cfg.layers - 1)  # input width of each layer
+        # `auto` outside training (sampling, a checkpoint): the reference; the weights are the same
+        backend = reference_backend(cfg.cell, cfg.input_combine, cfg.activation) if cfg.backend == registry.AUTO \
+            else cfg.backend
 
         self.layers = nn.ModuleList(
-            make_layer(cfg.backend, cfg.cell, width, H, cfg.input_combine, cfg.activation)
+            make_layer(backend, cfg.cell, width, H, cfg.input_combine, cfg.activation)
             for width in widths)
         self.residual_proj = nn.ModuleList(
             (nn.Linear(width, H, bias=False) if width != H else nn.Identity()) for width in widths

@@ -18,7 +18,7 @@ import torch
 from charrnn import provenance
 from charrnn.config import TrainConfig
 from charrnn.run.sample import generate, predictions
-from charrnn.tags import IDENTITY_TAG, RESUMED_TAG, TAG_PREFIX
+from charrnn.tags import IDENTITY_TAG, RESUMED_TAG, STEP_GRAPH_TAG, TAG_PREFIX
 from charrnn.run.train import CHECKPOINT_NAME, Diverged, Trainer
 
 if TYPE_CHECKING:  # MLflow stays out of processes that only train (Ray workers)
@@ -62,6 +62,11 @@ def identity_tags(cfg: TrainConfig) -> dict[str, str]:
     return {IDENTITY_TAG: cfg.identity_hash()}
 
 
+def run_params(trainer: Trainer) -> dict[str, Any]:
+    """The config, the parameter count, and the backend it trains on (what `auto` resolved to)."""
+    return {**trainer.cfg.to_dict(), "param_count": trainer.param_count, "backend_resolved": trainer.backend}
+
+
 def _log_outputs(run: RunSink, trainer: Trainer) -> None:
     """Sample text and the teacher-forced vs free-running record, for the report."""
     cfg = trainer.cfg
@@ -87,7 +92,7 @@ def run_one(cfg: TrainConfig, tracker: Tracker, experiment: str = DEFAULT_EXPERI
     prov_tags, prov_files = provenance.collect(trainer.device)
     run = tracker.start_run(
         experiment, run_name or cfg.run_name(),
-        params={**cfg.to_dict(), "param_count": trainer.param_count},
+        params=run_params(trainer),
         tags={**identity_tags(cfg), **prov_tags, **(tags or {})},
         parent_run_id=parent_run_id)
     for name, text in prov_files.items():
@@ -101,7 +106,7 @@ def train_run(cfg: TrainConfig, run: RunSink, resume: ResumePoint | None = None,
     Never raises for a training problem: the run ends FAILED and the outcome says why."""
     try:
         trainer = Trainer(cfg, progress=progress)
-        run.log_params({**cfg.to_dict(), "param_count": trainer.param_count})
+        run.log_params(run_params(trainer))
         run.set_tags({**identity_tags(cfg), **_log_provenance(run, trainer)})
     except Exception as exc:  # unusable data or a bug before the first step
         return _fail(run, exc)
@@ -175,5 +180,6 @@ def _train_and_close(trainer: Trainer, run: RunSink, earlier: dict[int, float]) 
         raise
     except Exception as exc:  # OOM or a bug: record it on the run, let the caller go on
         return _fail(run, exc)
+    run.set_tags({STEP_GRAPH_TAG: trainer.step_graph})
     run.end("FINISHED")
     return RunOutcome(run.run_id, "FINISHED", final=final, start_step=result.start_step)

@@ -9,7 +9,7 @@ import os
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,16 +18,19 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from charrnn import registry
-from charrnn.capabilities import check_device
+from charrnn.capabilities import check_device, resolve_backend
 from charrnn.run.checkpoint import describe, read
 from charrnn.config import TrainConfig
 from charrnn.tasks.baseline import baseline_metrics
 from charrnn.tasks.data import Batch, Task, make_task
+from charrnn.rnn.cell_math import map_hidden
 from charrnn.rnn.models import CharRNN, detach_hidden, param_count
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
 CHECKPOINT_NAME = "checkpoint.pt"
 COSINE_FLOOR = 0.1   # cosine schedule ends at lr * COSINE_FLOOR (nanoGPT's min_lr = lr / 10)
+EAGER_ENV = "CHARRNN_EAGER_STEP"   # =1: never capture the training step (e.g. to compare against it)
+CAPTURED = "captured: torch.compile(mode='reduce-overhead') (CUDA graphs)"
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -58,6 +61,20 @@ class TrainResult:
     final: dict[str, float]                  # final_* and baseline_* metrics, also logged to the run
     train_losses: list[float] = field(default_factory=list)  # this process's per-step losses
     start_step: int = 0                       # > 0 when resumed from a checkpoint
+
+
+def step_graph_plan(backend: str, device: torch.device) -> str:
+    """Why the training step runs eager here, or CAPTURED. A small RNN step is launch-bound on a
+    GPU; replaying it as CUDA graphs removes the per-kernel launch cost. Off CUDA nothing to gain."""
+    if os.environ.get(EAGER_ENV, "") not in ("", "0"):
+        return f"eager: forced by {EAGER_ENV}=1"
+    if device.type != "cuda":
+        return f"eager: CUDA graphs need a CUDA device (device is {device.type})"
+    if backend in registry.compiling_backends():
+        return f"eager: backend={backend} compiles or captures its own kernels"
+    if backend not in registry.fused_backends():   # a loop unrolls T cells: minutes of compilation per run
+        return f"eager: backend={backend} unrolls its time loop (compiling it costs more than a run saves)"
+    return CAPTURED
 
 
 def seed_everything(seed: int) -> None:
@@ -96,9 +113,13 @@ class Trainer:
         self.sink = sink
         self.progress = progress
         self.device = check_device(cfg)
+        self.backend = resolve_backend(cfg, self.device.type).backend   # what `auto` means here
         seed_everything(cfg.seed)
         self.task: Task = make_task(cfg)
-        self.model = CharRNN(cfg, self.task.vocab.size).to(self.device)
+        self.model = CharRNN(replace(cfg, backend=self.backend), self.task.vocab.size).to(self.device)
+        self.step_graph = step_graph_plan(self.backend, self.device)
+        self.forward = self.model if self.step_graph != CAPTURED else \
+            torch.compile(self.model, mode="reduce-overhead", dynamic=False)
         self.optimizer = OPTIMIZERS[cfg.optimizer](self.model.parameters(), lr=cfg.lr)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.val = self.eval_set("val")
@@ -165,12 +186,29 @@ class Trainer:
         return self.model.init_hidden(self.cfg.batch_size, mode, step_generator(self.cfg.seed, step))
 
     def train_step(self, step: int) -> tuple[float, float]:
-        """Forward, backward, clip, update. Returns (loss, grad_norm)."""
+        """Forward, backward, clip, update. Returns (loss, grad_norm). A captured step that fails
+        on its first call (capture or compilation) falls back to eager; `step_graph` says why."""
+        if self.forward is self.model or self.step_graph != CAPTURED:
+            return self._train_step(step)
+        try:
+            result = self._train_step(step)
+        except Exception as exc:  # nothing was updated: the optimiser steps last
+            self.forward = self.model
+            text = str(exc).strip().splitlines()
+            self.step_graph = f"eager: capture failed ({type(exc).__name__}: {text[0] if text else ''})"[:250]
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._train_step(step)
+        self.step_graph += " (first step ran)"
+        return result
+
+    def _train_step(self, step: int) -> tuple[float, float]:
         cfg = self.cfg
         batch = batch_to(self.task.train_batch(step, cfg.batch_size, cfg.seq_len, cfg.seed, self.carry),
                          self.device)
+        if self.forward is not self.model:
+            torch.compiler.cudagraph_mark_step_begin()   # the previous replay's outputs are consumed
         with self.autocast:
-            logits, hidden = self.model(batch.x, self.initial_hidden(step))  # (B, T, V)
+            logits, hidden = self.forward(batch.x, self.initial_hidden(step))  # (B, T, V)
             loss = masked_cross_entropy(logits, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -179,6 +217,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(cfg, step)
         self.optimizer.step()
+        if self.carry and self.forward is not self.model:   # a replay overwrites its outputs
+            hidden = map_hidden(torch.Tensor.clone, hidden)
         self.hidden = hidden if self.carry else None
         return loss.item(), grad_norm.item()
 

@@ -1,0 +1,131 @@
+"""`backend: auto` (capabilities.resolve_backend): the fastest equivalent backend, chosen by a
+cached per-machine probe with a margin, and the training step's graph plan."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from grid_support import TINY_FIXED, empty_store_db, runs_of, store  # noqa: F401
+
+from charrnn import capabilities
+from charrnn.capabilities import AUTO_MARGIN, PROBE_CACHE, candidates, probe, resolve_backend
+from charrnn.config import ConfigError, make_config
+from charrnn.rnn.models import CharRNN
+from charrnn.run.runner import run_one
+from charrnn.run.train import CAPTURED, Trainer, step_graph_plan
+from charrnn.tags import STEP_GRAPH_TAG
+from charrnn.tracking import Tracker
+
+TINY = {**TINY_FIXED, "backend": "auto"}
+
+
+def tiny(**overrides):
+    return make_config({**TINY, **overrides})
+
+
+def test_auto_is_a_valid_backend_and_unknown_values_list_it():
+    assert tiny().backend == "auto"
+    with pytest.raises(ConfigError, match="valid choices: auto, fused, "):
+        make_config({"backend": "fastest"})
+
+
+def test_candidates_start_with_the_reference_and_leave_out_slow_compiles_and_other_devices():
+    gru = candidates(tiny(cell="gru"), "cpu")
+    assert gru[0] == "fused" and "loop_bptt" in gru
+    assert not {"loop_compiled", "loop_bptt_compiled", "loop_cudagraph", "fused_nocudnn"} & set(gru)
+    add = candidates(tiny(cell="vanilla", input_combine="add"), "cpu")
+    assert add[0] == "loop" and "fused" not in add   # nn.RNN has no add cell: the loop is the reference
+    assert candidates(tiny(cell="mingru"), "cpu") == ["loop", "scan"]
+
+
+def fake_rounds(ratios: dict[str, float]):
+    """_paired_rounds that reports `ratios` (candidate / reference) for layers of those classes."""
+    def rounds(layer, reference, x, autocast, device, deadline):
+        backend = next(name for name, ratio in ratios.items() if layer_of(name) is type(layer))
+        return [(ratios[backend], 1.0)] * 3
+    return rounds
+
+
+def layer_of(backend: str) -> type:
+    from charrnn.rnn.cells import make_layer
+    return type(make_layer(backend, "gru", 4, 4))
+
+
+@pytest.mark.parametrize("loop_bptt, chosen", [(1 - AUTO_MARGIN / 2, "fused"), (0.5, "loop_bptt")])
+def test_a_candidate_replaces_the_reference_only_beyond_the_margin(monkeypatch, loop_bptt, chosen):
+    monkeypatch.setattr(capabilities, "candidates", lambda cfg, device: ["fused", "loop_bptt"])
+    monkeypatch.setattr(capabilities, "_paired_rounds", fake_rounds({"loop_bptt": loop_bptt}))
+    choice = probe(tiny(cell="gru"), "cpu")
+    assert choice.backend == chosen and choice.ratios == {"fused": 1.0, "loop_bptt": loop_bptt}
+
+
+def test_a_candidate_that_is_not_equivalent_is_rejected_with_the_reason(monkeypatch):
+    monkeypatch.setitem(capabilities.EQUIVALENCE_TOLERANCE, "fp32", -1.0)   # nothing can pass
+    monkeypatch.setattr(capabilities, "candidates", lambda cfg, device: ["fused", "loop_premul"])
+    choice = probe(tiny(cell="gru"), "cpu")
+    assert choice.backend == "fused" and "loop_premul" not in choice.ratios
+    assert choice.rejected["loop_premul"].startswith("not equivalent to fused: out: max |error|")
+
+
+def test_the_real_probe_checks_every_candidate_and_leaves_the_rng_alone():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    choice = probe(tiny(cell="gru", hidden_size=8, seq_len=4), "cpu")
+    assert torch.equal(torch.get_rng_state(), before)
+    assert set(choice.ratios) | set(choice.rejected) == set(candidates(tiny(cell="gru"), "cpu"))
+    assert choice.backend in choice.ratios and all(r > 0 for r in choice.ratios.values())
+
+
+def test_the_choice_is_cached_per_machine_and_shape(results_dir, monkeypatch):
+    calls = []
+
+    def counted(cfg, device_type):
+        calls.append(cfg.hidden_size)
+        return capabilities.Choice("loop_bptt", {"fused": 1.0, "loop_bptt": 0.5}, {})
+
+    monkeypatch.setattr(capabilities, "probe", counted)
+    assert resolve_backend(tiny(hidden_size=8), "cpu").backend == "loop_bptt"
+    assert resolve_backend(tiny(hidden_size=8, seed=3), "cpu").backend == "loop_bptt"
+    resolve_backend(tiny(hidden_size=16), "cpu")
+    assert calls == [8, 16]
+    stored = json.loads((results_dir / PROBE_CACHE).read_text())
+    assert list(stored) == [capabilities.machine_key("cpu")]
+    assert resolve_backend(tiny(backend="loop"), "cpu").backend == "loop" and calls == [8, 16]
+
+
+def test_a_model_built_outside_training_uses_the_reference():
+    model = CharRNN(tiny(cell="gru"), 10)
+    assert isinstance(model.layers[0], torch.nn.GRU)
+
+
+def test_training_runs_the_resolved_backend_and_logs_it(store, monkeypatch):
+    monkeypatch.setattr(capabilities, "probe",
+                        lambda cfg, device: capabilities.Choice("loop_premul", {"fused": 1.0}, {}))
+    outcome = run_one(tiny(cell="gru"), Tracker(), experiment="auto", progress=False)
+    assert outcome.status == "FINISHED"
+    [run] = runs_of("auto", store)
+    assert run.params["backend"] == "auto" and run.params["backend_resolved"] == "loop_premul"
+    assert run.tags[STEP_GRAPH_TAG].startswith("eager: CUDA graphs need a CUDA device")
+
+
+def test_the_step_is_captured_only_on_cuda_for_backends_that_do_not_compile(monkeypatch):
+    cuda = torch.device("cuda")
+    assert step_graph_plan("fused", cuda) == CAPTURED
+    assert step_graph_plan("loop_cudagraph", cuda).startswith("eager: backend=loop_cudagraph")
+    assert step_graph_plan("loop_bptt", cuda).startswith("eager: backend=loop_bptt unrolls")
+    monkeypatch.setenv("CHARRNN_EAGER_STEP", "1")
+    assert step_graph_plan("fused", cuda) == "eager: forced by CHARRNN_EAGER_STEP=1"
+
+
+def test_a_capture_that_fails_on_its_first_step_falls_back_to_eager_with_the_reason(results_dir):
+    trainer = Trainer(tiny(backend="fused"), progress=False)
+    eager = trainer.model
+
+    def broken(*args):
+        raise RuntimeError("graph capture unsupported here\nsecond line")
+
+    trainer.forward, trainer.step_graph = broken, CAPTURED
+    loss, _ = trainer.train_step(0)
+    assert trainer.forward is eager and loss > 0
+    assert trainer.step_graph == "eager: capture failed (RuntimeError: graph capture unsupported here)"
