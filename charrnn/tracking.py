@@ -29,7 +29,7 @@ from mlflow.utils.file_utils import local_file_uri_to_path
 from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
                                       MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
 
-from charrnn.paths import results_dir  # noqa: F401 (re-exported: the store lives under it)
+from charrnn.paths import NAME_RULE, results_dir, valid_name  # results_dir re-exported: the store lives under it
 from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS, CLAIM_TAG_PREFIX
 from charrnn.tags import FAILURE_TAG, HEARTBEAT_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401
 
@@ -54,7 +54,9 @@ UI_DEFAULT_VIEW_SCRIPT = (f"<script>try{{if(localStorage.getItem({UI_WORKFLOW_ST
                           "catch(e){}</script>")
 
 logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
-logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+# MLflow logs a failed database call with its traceback, then raises it: charrnn handles the raise
+# (a store failure becomes one line, see charrnn.store_failures)
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
@@ -139,6 +141,8 @@ class Tracker:
         found = self.find_experiment(name)
         if found is not None:
             return found
+        if not valid_name(name):  # its artifacts go to a directory named after it
+            raise ValueError(f"experiment={name!r}: valid: {NAME_RULE}")
         location = None
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             location = (artifact_root() / name).as_uri()
@@ -289,6 +293,12 @@ class Tracker:
         """(step, value, timestamp_ms) of every logged value of `key`, in logging order."""
         return [(m.step, m.value, m.timestamp) for m in self.client.get_metric_history(run_id, key)]
 
+    def last_logged_steps(self, run_id: str) -> dict[str, int]:
+        """key → the largest step logged for it, for every metric the run logged (system/* aside:
+        MLflow's monitor logs those by itself)."""
+        keys = [k for k in self.client.get_run(run_id).data.metrics if not k.startswith("system/")]
+        return {key: max(step for step, _, _ in self.metric_history(run_id, key)) for key in keys}
+
     def artifact_text(self, run_id: str, artifact_path: str) -> str | None:
         """The text of one artifact file, or None when the run has no such artifact."""
         with tempfile.TemporaryDirectory(prefix="charrnn-artifact-") as tmp:
@@ -419,13 +429,15 @@ class RunHandle:
             self._monitor = None
 
     def end(self, status: str = "FINISHED", failure: str | None = None) -> None:
-        """Flush, record `charrnn.failure` when given, and terminate with `status`."""
-        self.flush()
-        if failure:
-            self.set_tags({FAILURE_TAG: failure[:5000]})
+        """Flush, record `charrnn.failure` when given, and terminate with `status`. The system
+        metrics monitor stops first: when the store is what failed, its thread must not go on
+        writing to it."""
         if self._monitor is not None:
             self._monitor.finish()
             self._monitor = None
+        self.flush()
+        if failure:
+            self.set_tags({FAILURE_TAG: failure[:5000]})
         self.client.set_terminated(self.run_id, status=status)
 
 
