@@ -77,6 +77,10 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def params(self) -> dict[str, Any]:
+        """The keys a run logs as MLflow params: those that apply to its task (`registry.TASK_KEYS`)."""
+        return {k: v for k, v in self.to_dict().items() if registry.key_applies(k, self.task)}
+
     def config_hash(self) -> str:
         """The legacy hash: sha256 of every field, defaults included, 16 hex chars. It changes
         whenever a field is added, so it is not the run's identity (see `identity_hash`); it is

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import sys
 import tempfile
 import time
 import uuid
@@ -29,13 +30,15 @@ from charrnn.grid.spec import Grid, RunSpec
 from charrnn.grid.locks import FileLock, is_held, lock_path
 from charrnn.run.runner import ResumePoint, RunOutcome
 from charrnn.tags import GRID_ARTIFACT, HASH_TAG, HEARTBEAT_TAG, IDENTITY_TAG, ROLE_TAG, TAG_PREFIX
+from charrnn.tags import ARMS_TABLE, INVOCATION_TAG, NOTE_TAG, OWNER_HOST_TAG, OWNER_PID_TAG
 from charrnn.tags import GRID_ROLE as ROLE_GRID
 from charrnn.tags import RUN_ROLE as ROLE_RUN
 from charrnn.tracking import RunHandle, StoredRun, Tracker, now_ms, results_dir
+from charrnn.grid.summary import grid_summary
 from charrnn.run.train import CHECKPOINT_NAME
 
 HOST = socket.gethostname()
-OWNER_HOST, OWNER_PID, INVOCATION = (TAG_PREFIX + k for k in ("owner_host", "owner_pid", "invocation"))
+OWNER_HOST, OWNER_PID, INVOCATION = OWNER_HOST_TAG, OWNER_PID_TAG, INVOCATION_TAG
 NEW, RESUME, SKIP = "new", "resume", "skip"
 FINISHED, FAILED, SKIPPED = "finished", "failed", "skipped"   # what this invocation did per spec
 
@@ -163,7 +166,7 @@ class GridSession:
         self.parent = self.tracker.start_run(
             self.grid.name, f"{self.profile} {time.strftime('%Y-%m-%d %H:%M:%S')}",
             params={"profile": self.profile, "executor": self.executor, "runs": len(self.specs)},
-            tags={ROLE_TAG: ROLE_GRID, **self._owner_tags(), TAG_PREFIX + "question": self.grid.question},
+            tags={ROLE_TAG: ROLE_GRID, **self._owner_tags()},
             system_metrics=self.executor != "local")
         self.parent.log_text(self.grid.text, GRID_ARTIFACT)
         return self
@@ -174,10 +177,26 @@ class GridSession:
             if self.parent is not None:
                 counts = self.counts()
                 self.parent.set_tags({TAG_PREFIX + k: v for k, v in counts.items()})
+                if kind is None:
+                    try:
+                        self._log_summary(counts)
+                    except Exception as err:  # the runs are stored; a summary bug must not leave the parent open
+                        print(f"grid {self.grid.name}: parent run summary not logged: {err!r}", file=sys.stderr)
                 self.parent.end(*self._parent_status(kind, exc, counts))
         finally:
             self._lock.release()
             self._lock.path.unlink(missing_ok=True)  # unique to this invocation
+
+    def _log_summary(self, counts: dict[str, int]) -> None:
+        """The parent's claim metrics, arms table and description; named for what it trained."""
+        found = grid_summary(self.grid, self.profile, self.tracker, counts)
+        self.parent.log_metrics(found.metrics, step=0)
+        if found.arms:
+            self.parent.log_table(found.arms, ARMS_TABLE)
+        self.parent.set_tags({NOTE_TAG: found.note})
+        trained = counts[FINISHED] + counts[FAILED]
+        self.parent.rename(f"{self.profile}: {f'{trained} trained' if trained else 'nothing trained'}"
+                           f" · {time.strftime('%Y-%m-%d %H:%M')}")
 
     @staticmethod
     def _parent_status(kind, exc, counts: dict[str, int]) -> tuple[str, str | None]:

@@ -87,7 +87,7 @@ def run_one(cfg: TrainConfig, tracker: Tracker, experiment: str = DEFAULT_EXPERI
     prov_tags, prov_files = provenance.collect(trainer.device)
     run = tracker.start_run(
         experiment, run_name or cfg.run_name(),
-        params={**cfg.to_dict(), "param_count": trainer.param_count},
+        params={**cfg.params(), "param_count": trainer.param_count},
         tags={**identity_tags(cfg), **prov_tags, **(tags or {})},
         parent_run_id=parent_run_id)
     for name, text in prov_files.items():
@@ -101,7 +101,7 @@ def train_run(cfg: TrainConfig, run: RunSink, resume: ResumePoint | None = None,
     Never raises for a training problem: the run ends FAILED and the outcome says why."""
     try:
         trainer = Trainer(cfg, progress=progress)
-        run.log_params({**cfg.to_dict(), "param_count": trainer.param_count})
+        run.log_params({**cfg.params(), "param_count": trainer.param_count})
         run.set_tags({**identity_tags(cfg), **_log_provenance(run, trainer)})
     except Exception as exc:  # unusable data or a bug before the first step
         return _fail(run, exc)
