@@ -36,7 +36,8 @@ def test_the_parent_run_carries_the_claims_and_ended_runs_no_bookkeeping(store, 
     tracker = Tracker()
     arms = json.loads(tracker.artifact_text(parent.run_id, ARMS_TABLE))
     rows = [dict(zip(arms["columns"], row)) for row in arms["data"]]
-    assert {(r["arm"], r["metric"], r["n"]) for r in rows} == {("cell=vanilla", "val_loss", 2), ("cell=gru", "val_loss", 2)}
+    assert {(r["arm"], r["metric"], r["n"]) for r in rows} == {("cell=vanilla", "val_loss", 2),
+                                                                ("cell=gru", "val_loss", 2)}
     assert all(r["low"] <= r["mean"] <= r["high"] for r in rows)
 
     note = parent.tags[NOTE_TAG]
