@@ -76,7 +76,8 @@ def arm_rows(runs: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
 
 
 def _number(value: float) -> float | None:
-    return float(value) if pd.notna(value) else None
+    """4 significant figures: the table is read, not computed with (the runs hold full precision)."""
+    return float(f"{value:.4g}") if pd.notna(value) else None
 
 
 def _quantity(value: float, metric: str) -> str:
