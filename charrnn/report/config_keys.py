@@ -18,6 +18,7 @@ from pathlib import Path
 
 from charrnn import registry
 from charrnn.config import CHOICES, FIELD_TYPES, RANGES, TrainConfig, format_value
+from .base import ReportError
 
 CONFIG_KEYS_START = "<!-- config-keys:start (generated from TrainConfig: python -m charrnn.report.config_keys) -->"
 CONFIG_KEYS_END = "<!-- config-keys:end -->"
@@ -75,7 +76,7 @@ def key_table() -> str:
 def splice(document: str, block: str) -> str:
     start, end = document.find(CONFIG_KEYS_START), document.find(CONFIG_KEYS_END)
     if start < 0 or end < start:
-        raise ValueError(f"no {CONFIG_KEYS_START!r} … {CONFIG_KEYS_END!r} section to rewrite")
+        raise ReportError(f"no {CONFIG_KEYS_START!r} … {CONFIG_KEYS_END!r} section to rewrite")
     return f"{document[:start + len(CONFIG_KEYS_START)]}\n{block}\n{document[end:]}"
 
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         text = splice(args.document.read_text(encoding="utf-8"), key_table())
-    except (OSError, ValueError) as err:
+    except (OSError, ReportError) as err:
         print(f"config_keys: document={str(args.document)!r}: {err}", file=sys.stderr)
         return 2
     args.document.write_text(text, encoding="utf-8")
