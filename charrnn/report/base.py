@@ -42,7 +42,7 @@ NO_VARIANT = "all runs"
 VERDICTS_CSV = "verdicts.csv"
 VERDICT_COLUMNS = ["experiment", "claim", "metric", "effect", "sd", "n", "low", "high", "method", "margin",
                    "verdict", "adjusted_verdict", "mde",
-                   # what the README's findings quote: the claim in words, its source, why the verdict
+                   # what docs/findings.md quotes: the claim in words, its source, why the verdict
                    "description", "source", "reason", "seeds_needed", "p", "p_adjusted"]
 
 ArtifactReader = Callable[[str, str], "str | None"]
