@@ -12,7 +12,7 @@ PORT ?= 5000
 SERVER_WORKERS ?= 1
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
-.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings
+.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings docs
 
 install: $(STAMP)
 
@@ -55,9 +55,13 @@ ablations: $(STAMP)
 report: $(STAMP)
 	$(BIN)/charrnn report
 
-# README's "What we found", rewritten from the committed suite's verdicts.csv
+# docs/findings.md, rewritten from the committed suite's verdicts.csv
 findings: $(STAMP)
-	$(BIN)/python -m charrnn.report.findings reports/examples/verdicts.csv README.md
+	$(BIN)/python -m charrnn.report.findings reports/examples/verdicts.csv docs/findings.md
+
+# Every generated part of docs/: the findings and the config-key table (from TrainConfig)
+docs: findings
+	$(BIN)/python -m charrnn.report.config_keys docs/grids-and-config.md
 
 # MLflow 3.x opens experiments on its GenAI views (traces) unless the sidebar's "Model training"
 # switch is on; `--app-name charrnn` (charrnn.tracking.create_ui_app) presets that switch in the
@@ -82,7 +86,7 @@ clean:
 gpu-check:
 	$(PYTHON) -m charrnn.bench.gpu_check $(GPU_CHECK_ARGS)
 
-# A tracking server for many machines (README "Scaling out"): the sqlite store in results/ (or
+# A tracking server for many machines (docs/scaling-out.md): the sqlite store in results/ (or
 # CHARRNN_RESULTS_DIR) as backend, artifacts proxied into results/mlartifacts. On 127.0.0.1 only;
 # point clients at it with MLFLOW_TRACKING_URI=http://127.0.0.1:$(PORT).
 SERVER_DIR := $(abspath $(RESULTS_DIR))

@@ -47,27 +47,27 @@ class TrainConfig:
     activation: str = "tanh"        # vanilla only: tanh | relu | identity
     input: str = "embedding"        # embedding | onehot
     embed_size: int = 0             # embedding width; 0 = hidden_size
-    hidden_size: int = 128
+    hidden_size: int = 128          # hidden units per layer
     layers: int = 1                 # 1..8 stacked recurrent layers
     residual: bool = False          # residual connections around each layer (projected if widths differ)
     hidden_init: str = "zero"       # zero | random (fresh every batch) | epoch_zero | epoch_random | learned
     # --- optimisation ---
     optimizer: str = "adam"         # adam | sgd | rmsprop
-    lr: float = 2e-3
+    lr: float = 2e-3                # learning rate
     lr_schedule: str = "constant"   # constant | cosine (from lr down to lr/10 at the last step)
     grad_clip: float = 5.0          # max global grad norm; 0 = off
-    steps: int = 500
+    steps: int = 500                # optimiser steps
     max_time_s: float = 0.0         # wall-clock budget of the training loop (0 = off); steps is then an upper bound
-    batch_size: int = 32
-    seq_len: int = 64
+    batch_size: int = 32            # sequences per batch
+    seq_len: int = 64               # characters per sequence (corpora; sequence tasks use their own length)
     eval_interval: int = 100        # steps between evaluations (and checkpoints); the last step always evaluates
     eval_batches: int = 10          # fixed validation batches per evaluation
     dtype: str = "fp32"             # fp32 | bf16 (autocast)
     device: str = "auto"            # auto (cuda > mps > cpu) | cpu | cuda | mps
-    seed: int = 0
+    seed: int = 0                   # seeds torch, Python, the data order and random initial states
     # --- samples ---
-    sample_length: int = 200
-    sample_temperature: float = 0.8
+    sample_length: int = 200        # characters in the logged sample
+    sample_temperature: float = 0.8  # softmax temperature of the logged sample
     # --- evaluation protocol ---
     test_split: bool = False        # also hold out a test split, scored once at the end (data.py: split rules)
     eval_mode: str = "windows"      # windows (eval_batches fixed windows, each from a fresh state) |
@@ -78,6 +78,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def params(self) -> dict[str, Any]:
+        """The keys a run logs as MLflow params: those that apply to its task (`registry.TASK_KEYS`)."""
+        return {k: v for k, v in self.to_dict().items() if registry.key_applies(k, self.task)}
 
     def identity(self) -> dict[str, Any]:
         """The canonical config: the schema version, `task`, and only the keys whose values

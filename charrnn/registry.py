@@ -133,6 +133,19 @@ TASKS: dict[str, str] = {
     "text": "character LM on any UTF-8 file (path=FILE)",
 }
 STREAM_TASKS = ("tinyshakespeare", "nietzsche", "text")  # one contiguous text per split (eval_mode=stateful)
+# Config keys that only some tasks read; every other key applies to every task. A run logs as
+# params only the keys that apply to its task (no arith_* on a corpus).
+TASK_KEYS: dict[str, tuple[str, ...]] = {
+    "path": ("text",),
+    "arith_digits": ("arithmetic",),
+    "arith_ops": ("arithmetic",),
+    "bitflip_bits": ("bitflip",),
+}
+
+
+def key_applies(key: str, task: str) -> bool:
+    """Does config key `key` change anything for `task`?"""
+    return task in TASK_KEYS.get(key, (task,))
 
 _METRICS = (
     Metric("val_loss", higher_is_better=False, unit="nats/char", plot=True),

@@ -18,6 +18,7 @@ SEQUENTIAL_PREFIX = TAG_PREFIX + "sequential."  # + seeds_used, looks_planned, l
 SOURCE_TYPE_TAG, SOURCE_NAME_TAG = "mlflow.source.type", "mlflow.source.name"
 GIT_COMMIT_TAG, GIT_BRANCH_TAG = "mlflow.source.git.commit", "mlflow.source.git.branch"
 GIT_REPO_URL_TAG, GIT_DIRTY_TAG = "mlflow.source.git.repoURL", "mlflow.source.git.dirty"
+NOTE_TAG = "mlflow.note.content"                # a run's description in the UI (markdown)
 NODE_TAG = TAG_PREFIX + "ray_node"            # id of the Ray node that last trained the run
 NODE_LOST_TAG = TAG_PREFIX + "node_lost"       # a node died under the run: how often, and Ray's words
 # Experiment tags of preregistration: CLAIM_TAG_PREFIX + <claim id, "=" as ":"> + .text / .sha256 / .when
@@ -33,3 +34,10 @@ SPEED_MEASUREMENTS = {
     SERIAL: "runs trained one at a time in one process (local executor)",
     SHARED: "runs trained several at a time (Ray), sharing the machine: their speeds are not clean measurements",
 }
+# Who holds a RUNNING run (resume and reaping read them; `session.py`); removed when the run ends.
+OWNER_HOST_TAG, OWNER_PID_TAG = TAG_PREFIX + "owner_host", TAG_PREFIX + "owner_pid"
+INVOCATION_TAG = TAG_PREFIX + "invocation"     # the grid invocation (its lock file) that owns the run
+BOOKKEEPING_TAGS = (HEARTBEAT_TAG, OWNER_HOST_TAG, OWNER_PID_TAG, INVOCATION_TAG)
+REPORT_ARTIFACT_DIR = "report"                 # `charrnn report` logs <experiment>.html here on the latest parent
+ARMS_TABLE = "arms.json"                       # the parent run's per-arm table (`mlflow.log_table`)
+CLAIM_METRIC_PREFIX = "claim."                 # parent-run metrics claim.<id>.effect / .low / .high

@@ -31,7 +31,8 @@ from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_I
 
 from charrnn.paths import NAME_RULE, results_dir, valid_name  # results_dir re-exported: the store lives under it
 from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS, CLAIM_TAG_PREFIX
-from charrnn.tags import FAILURE_TAG, HEARTBEAT_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401
+from charrnn.tags import (BOOKKEEPING_TAGS, FAILURE_TAG, HEARTBEAT_TAG, IDENTITY_TAG,  # noqa: F401
+                          PARENT_TAG, TAG_PREFIX)
 
 RUN_STATUS = RunStatus
 MAX_BATCH = 1000  # MLflow's per-call limit on metrics in log_batch
@@ -253,6 +254,7 @@ class Tracker:
         if note:
             self.client.set_tag(run_id, FAILURE_TAG, note[:5000])
         self.client.set_terminated(run_id, status=status)
+        clear_bookkeeping(self.client, run_id)
 
     def retag(self, run_id: str, tags: dict[str, str], remove: Iterable[str] = ()) -> None:
         """Set `tags` on a stored run and delete the tags named in `remove`; its status is left alone."""
@@ -439,6 +441,19 @@ class RunHandle:
         if failure:
             self.set_tags({FAILURE_TAG: failure[:5000]})
         self.client.set_terminated(self.run_id, status=status)
+        clear_bookkeeping(self.client, self.run_id)
+
+    def rename(self, name: str) -> None:
+        self.client.update_run(self.run_id, name=name)
+
+
+def clear_bookkeeping(client: MlflowClient, run_id: str) -> None:
+    """Drop the tags that only matter while a run is RUNNING (owner, heartbeat, invocation): an
+    ended run's page shows what it is, not who held it. A resumed run gets them again."""
+    present = client.get_run(run_id).data.tags
+    for tag in BOOKKEEPING_TAGS:
+        if tag in present:
+            client.delete_tag(run_id, tag)
 
 
 # --------------------------------------------------------------------------- bulk metric reads

@@ -9,7 +9,7 @@
   Ray queue and are replayed by the driver on the real run, so the sqlite store has one writer and
   workers need no access to it (a remote cluster works the same way). A dead driver leaves its
   workers nobody to write to.
-- On a cluster (README "Scaling out"): the queue lives on the driver's node; checkpoints reach the
+- On a cluster (docs/scaling-out.md): the queue lives on the driver's node; checkpoints reach the
   store (a tracking server's artifact store) through the driver, so when a worker node dies
   (`NodeDiedError`) the run stays claimed and is resubmitted, resumed from its last checkpoint
   artifact on whichever node Ray picks (at most NODE_LOSS_RETRIES times). A worker process that

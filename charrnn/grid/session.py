@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import sys
 import tempfile
 import time
 import uuid
@@ -32,14 +33,16 @@ from charrnn.run.runner import ResumePoint, RunOutcome
 from charrnn.grid.order import execution_order
 from charrnn.tags import EXCLUSIVE, GRID_ARTIFACT, HEARTBEAT_TAG, IDENTITY_TAG, ROLE_TAG, SERIAL, SHARED
 from charrnn.tags import SPEED_TAG, TAG_PREFIX
+from charrnn.tags import ARMS_TABLE, INVOCATION_TAG, NOTE_TAG, OWNER_HOST_TAG, OWNER_PID_TAG
 from charrnn.tags import GRID_ROLE as ROLE_GRID
 from charrnn.tags import RUN_ROLE as ROLE_RUN
 from charrnn.store_failures import StoreError
 from charrnn.tracking import RunHandle, StoredRun, Tracker, now_ms, results_dir
+from charrnn.grid.summary import grid_summary
 from charrnn.run.train import CHECKPOINT_NAME
 
 HOST = socket.gethostname()
-OWNER_HOST, OWNER_PID, INVOCATION = (TAG_PREFIX + k for k in ("owner_host", "owner_pid", "invocation"))
+OWNER_HOST, OWNER_PID, INVOCATION = OWNER_HOST_TAG, OWNER_PID_TAG, INVOCATION_TAG
 NEW, RESUME, SKIP = "new", "resume", "skip"
 FINISHED, FAILED, SKIPPED = "finished", "failed", "skipped"   # what this invocation did per spec
 UNTRAINED = "untrained"   # a spec the invocation stopped before (summary only, not a SpecResult)
@@ -188,6 +191,11 @@ class GridSession:
             if self.parent is not None:
                 counts = self.counts()
                 self.parent.set_tags({TAG_PREFIX + k: v for k, v in counts.items()})
+                if kind is None:
+                    try:
+                        self._log_summary(counts)
+                    except Exception as err:  # the runs are stored; a summary bug must not leave the parent open
+                        print(f"grid {self.grid.name}: parent run summary not logged: {err!r}", file=sys.stderr)
                 self.parent.end(*self._parent_status(kind, exc, counts))
         except Exception:
             if kind is None:
@@ -197,6 +205,17 @@ class GridSession:
         finally:
             self._lock.release()
             self._lock.path.unlink(missing_ok=True)  # unique to this invocation
+
+    def _log_summary(self, counts: dict[str, int]) -> None:
+        """The parent's claim metrics, arms table and description; named for what it trained."""
+        found = grid_summary(self.grid, self.profile, self.tracker, counts)
+        self.parent.log_metrics(found.metrics, step=0)
+        if found.arms:
+            self.parent.log_table(found.arms, ARMS_TABLE)
+        self.parent.set_tags({NOTE_TAG: found.note})
+        trained = counts[FINISHED] + counts[FAILED]
+        self.parent.rename(f"{self.profile}: {f'{trained} trained' if trained else 'nothing trained'}"
+                           f" · {time.strftime('%Y-%m-%d %H:%M')}")
 
     @staticmethod
     def _parent_status(kind, exc, counts: dict[str, int]) -> tuple[str, str | None]:

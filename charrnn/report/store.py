@@ -17,7 +17,7 @@ import pandas as pd
 from charrnn.science import results
 from charrnn.science.claims import Claim, claims_or_none
 from charrnn.config import ConfigError, check_value
-from charrnn.tags import SEQUENTIAL_PREFIX
+from charrnn.tags import REPORT_ARTIFACT_DIR, SEQUENTIAL_PREFIX
 from charrnn.tracking import RunHandle, StoredRun, Tracker, metric_histories, store_exists, tracking_uri
 from charrnn.science import tuning
 from .base import LOADED_CURVES, PROVENANCE, ExperimentData, ReportError
@@ -27,7 +27,6 @@ from .tables import infer_axes
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 SKIP_EXPERIMENTS = {"kernels"}        # the kernel suite's runs: reported by kernels.html instead
-REPORT_ARTIFACT_DIR = "report"
 
 
 @lru_cache(maxsize=1)

@@ -83,7 +83,7 @@ def identity_tags(cfg: TrainConfig) -> dict[str, str]:
 
 def run_params(trainer: Trainer) -> dict[str, Any]:
     """The config, the parameter count, and the backend it trains on (what `auto` resolved to)."""
-    return {**trainer.cfg.to_dict(), "param_count": trainer.param_count, "backend_resolved": trainer.backend}
+    return {**trainer.cfg.params(), "param_count": trainer.param_count, "backend_resolved": trainer.backend}
 
 
 def _log_outputs(run: RunSink, trainer: Trainer) -> None:

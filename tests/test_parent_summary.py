@@ -1,0 +1,69 @@
+"""What MLflow shows of a grid: the parent run carries the claims (metrics, arms table, note),
+ended runs carry no bookkeeping tags, params that do not apply to the task are not logged, and an
+invocation that trains nothing is named as such."""
+from __future__ import annotations
+
+import json
+
+from grid_support import TINY_FIXED, children, empty_store_db, grid_data, parents, runs_of, store, write_grid  # noqa: F401
+
+from charrnn import registry
+from charrnn.cli import main
+from charrnn.config import make_config
+from charrnn.grid.summary import claim_metric_name
+from charrnn.tags import ARMS_TABLE, BOOKKEEPING_TAGS, NOTE_TAG, OWNER_PID_TAG, REPORT_ARTIFACT_DIR
+from charrnn.tracking import Tracker
+
+QUESTION = "Does a GRU beat a vanilla RNN at hidden 8?"
+
+
+def small_grid(tmp_path):
+    data = grid_data(question=QUESTION, axes={"cell": ["vanilla", "gru"]},
+                     fixed={**TINY_FIXED, "arith_digits": 3})
+    return write_grid(tmp_path, data)
+
+
+def test_the_parent_run_carries_the_claims_and_ended_runs_no_bookkeeping(store, tmp_path, capsys):
+    path = small_grid(tmp_path)
+    assert main(["grid", str(path), "--no-progress"]) == 0
+    runs = runs_of("tiny", store)
+    (parent,), kids = parents(runs), children(runs)
+    name = claim_metric_name("cell=gru_vs_vanilla", "")
+    assert name == "claim.cell_gru_vs_vanilla."              # `=` is no metric-name character
+    low, effect, high = (parent.metrics[name + part] for part in ("low", "effect", "high"))
+    assert low < effect < high
+
+    tracker = Tracker()
+    arms = json.loads(tracker.artifact_text(parent.run_id, ARMS_TABLE))
+    rows = [dict(zip(arms["columns"], row)) for row in arms["data"]]
+    assert {(r["arm"], r["metric"], r["n"]) for r in rows} == {("cell=vanilla", "val_loss", 2),
+                                                                ("cell=gru", "val_loss", 2)}
+    assert all(r["low"] <= r["mean"] <= r["high"] for r in rows)
+
+    note = parent.tags[NOTE_TAG]
+    assert QUESTION in note and "cell=gru_vs_vanilla" in note and f"{REPORT_ARTIFACT_DIR}/tiny.html" in note
+    assert any(label in note for label in ("reproduced", "contradicted", "equivalent", "underpowered"))
+    assert parent.name.startswith("quick: 4 trained")
+
+    for run in [parent, *kids]:
+        assert run.status == "FINISHED" and not set(BOOKKEEPING_TAGS) & set(run.tags), run.name
+    assert all("arith_digits" not in r.params and "bitflip_bits" not in r.params and "path" not in r.params
+               and r.params["task"] == "tinyshakespeare" for r in kids)
+
+    assert main(["grid", str(path), "--no-progress"]) == 0
+    again = parents(runs_of("tiny", store))
+    assert len(again) == 2 and again[-1].name.startswith("quick: nothing trained")
+
+
+def test_a_run_ended_for_a_dead_owner_loses_its_owner_tags(store):
+    tracker = Tracker()
+    run = tracker.start_run("owned", "r", params={}, tags={OWNER_PID_TAG: "7"}, system_metrics=False)
+    tracker.terminate(run.run_id, "KILLED", note="owner died")
+    assert OWNER_PID_TAG not in tracker.run(run.run_id).tags
+
+
+def test_task_specific_keys_are_logged_only_for_their_task():
+    assert "arith_digits" in make_config({"task": "arithmetic"}).params()
+    params = make_config({"task": "tinyshakespeare"}).params()
+    assert not {"arith_digits", "arith_ops", "bitflip_bits", "path"} & set(params)
+    assert set(registry.TASK_KEYS) <= set(make_config({}).to_dict())     # names of real keys
