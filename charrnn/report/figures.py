@@ -12,6 +12,7 @@ import math
 from typing import Iterable
 
 import matplotlib
+import matplotlib.axis
 import matplotlib.ticker
 
 matplotlib.use("Agg")
@@ -22,6 +23,7 @@ import seaborn as sns  # noqa: E402
 
 from charrnn.science.stats import Interval  # noqa: E402
 from .base import Figure  # noqa: E402,F401 (figures are returned as base.Figure)
+from .numbers import tick  # noqa: E402
 
 DPI = 90
 PALETTE_SMALL = "colorblind"    # up to 10 variants
@@ -178,27 +180,72 @@ VERDICT_COLORS = {"reproduced": "#1a7f37", "contradicted": "#cf222e", "equivalen
                   "underpowered": "#9a6700", "not tested": "#6e7781"}
 
 
+def _verdict_legend(ax: plt.Axes, labels: Iterable[str]) -> None:
+    handles = [plt.Line2D([], [], color=VERDICT_COLORS[k], marker="o", lw=2, label=k)
+               for k in VERDICT_COLORS if k in set(labels)]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+
+
+def plain_ticks(axis: matplotlib.axis.Axis) -> None:
+    """Tick labels as plain numbers (`5`, `1,000`, `0.01`), never `5×10⁰`, on any scale."""
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: tick(v)))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def forest_plot(rows: list[dict]) -> plt.Figure:
-    """One row per claim: its effect with the CI (in units of its margin, so claims on different
-    metrics share an axis), the ±margin band shaded, the marker coloured by verdict. Each row
-    has label, effect, low, high, margin, verdict."""
+    """One row per claim: its effect with the CI, already divided by its margin (so claims on
+    different metrics share an axis), the ±1 band shaded, the marker coloured by verdict. Each row
+    has label, effect, low, high, verdict."""
     fig, ax = plt.subplots(figsize=(PANEL_W + 2.5, 0.9 + 0.34 * len(rows)))
-    ax.axvspan(-1, 1, color="0.85", lw=0, zorder=0, label="within ±margin")
+    ax.axvspan(-1, 1, color="0.85", lw=0, zorder=0)
     ax.axvline(0, color="0.4", lw=0.8, zorder=1)
     for y, r in enumerate(rows):
-        scale = r["margin"] if r["margin"] > 0 else 1.0
-        mid, lo, hi = (v / scale for v in (r["effect"], r["low"], r["high"]))
         color = VERDICT_COLORS.get(r["verdict"], "black")
-        if np.isfinite(lo) and np.isfinite(hi):
-            ax.plot([lo, hi], [y, y], color=color, lw=2, zorder=2)
-        ax.plot([mid], [y], "o", color=color, zorder=3)
+        if np.isfinite(r["low"]) and np.isfinite(r["high"]):
+            ax.plot([r["low"], r["high"]], [y, y], color=color, lw=2, zorder=2)
+        ax.plot([r["effect"]], [y], "o", color=color, zorder=3)
     ax.set_yticks(range(len(rows)), [literal(r["label"]) for r in rows], fontsize="small")
     ax.invert_yaxis()
+    reach = max([1.0] + [abs(v) for r in rows for v in (r["low"], r["high"], r["effect"]) if np.isfinite(v)])
     ax.set_xscale("symlog", linthresh=1.0)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.set(xlabel="effect / margin (symlog; grey band: ±margin)")
-    handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=k) for k, c in VERDICT_COLORS.items()]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    ax.set_xlim(-reach * 1.3, reach * 1.3)
+    ticks = [0.0] + [s * 10.0 ** k for k in range(0, int(np.ceil(np.log10(reach * 1.3))) + 1) for s in (-1, 1)]
+    ax.set_xticks(sorted(t for t in ticks if abs(t) <= reach * 1.3))
+    plain_ticks(ax.xaxis)
+    ax.set(xlabel="effect / margin, claimed direction (right = as claimed; grey band: within ±margin)")
+    _verdict_legend(ax, [r["verdict"] for r in rows])
+    return fig
+
+
+def unit_forest(panels: list[dict]) -> plt.Figure:
+    """One thin axis per claim in its own units: the effect (dot) with its CI, reference lines
+    (`lines`: name → x; dashed, 0 / 1 / the bar), log scale for ratios, inverted where lower is the
+    claimed side. Each panel has label, effect, low, high, verdict, lines, log, invert, xlabel."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=(PANEL_W + 2.5, 0.35 + 1.05 * len(panels)), squeeze=False)
+    for ax, p in zip(axes[:, 0], panels):
+        color = VERDICT_COLORS.get(p["verdict"], "black")
+        for k, (name, x) in enumerate(p["lines"].items()):
+            ax.axvline(x, color="0.4", lw=0.9, ls="-" if k == 0 and name != "bar" else "--", zorder=1)
+            ax.annotate(literal(name), (x, 0.55), xytext=(3, 0), textcoords="offset points",
+                        fontsize="x-small", color="0.3", va="bottom")
+        if np.isfinite(p["low"]) and np.isfinite(p["high"]):
+            ax.plot([p["low"], p["high"]], [0, 0], color=color, lw=2, zorder=2)
+        ax.plot([p["effect"]], [0], "o", color=color, zorder=3)
+        values = [v for v in (p["low"], p["high"], p["effect"], *p["lines"].values()) if np.isfinite(v)]
+        if p["log"]:
+            ax.set_xscale("log")
+        lo, hi = min(values), max(values)
+        pad = (hi / lo) ** 0.1 if p["log"] and lo > 0 else None
+        ax.set_xlim(*((lo / pad, hi * pad) if pad else (lo - 0.08 * (hi - lo or 1), hi + 0.08 * (hi - lo or 1))))
+        if p["invert"]:
+            ax.invert_xaxis()
+        plain_ticks(ax.xaxis)
+        ax.set_ylim(-1, 1.4)
+        ax.set_yticks([])
+        ax.set_title(literal(p["label"]), loc="left", fontsize="small")
+        ax.set_xlabel(literal(p["xlabel"]), fontsize="small")
+    _verdict_legend(axes[0, 0], [p["verdict"] for p in panels])
+    fig.tight_layout()
     return fig
 
 
