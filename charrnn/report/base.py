@@ -20,7 +20,6 @@ from charrnn.science.claims import Claim
 from charrnn.paths import reports_dir  # noqa: F401 (re-exported: the report's output directory)
 
 FINAL_METRICS = registry.final_metrics()
-DIGITS = {"final_tokens_per_s": 0, "wall_time_s": 1}   # decimals in tables; default 4
 CURVE_METRICS = registry.plotted_metrics()
 # curves read from the store: the plotted ones plus what the budget views follow
 LOADED_CURVES = tuple(dict.fromkeys(CURVE_METRICS + ("val_exact_match", "tokens_per_s", "step_time_ms",

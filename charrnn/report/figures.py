@@ -13,6 +13,7 @@ from typing import Iterable
 
 import matplotlib
 import matplotlib.axis
+import matplotlib.patches
 import matplotlib.ticker
 
 matplotlib.use("Agg")
@@ -23,12 +24,12 @@ import seaborn as sns  # noqa: E402
 
 from charrnn.science.stats import Interval  # noqa: E402
 from .base import Figure  # noqa: E402,F401 (figures are returned as base.Figure)
-from .numbers import tick  # noqa: E402
+from .numbers import tick, unit_of  # noqa: E402
 
 DPI = 90
 PALETTE_SMALL = "colorblind"    # up to 10 variants
 PALETTE_LARGE = "husl"          # more: evenly spaced hues
-THEME = {"style": "whitegrid", "context": "notebook", "font_scale": 0.85,
+THEME = {"style": "whitegrid", "context": "notebook", "font_scale": 0.95,
          "rc": {"figure.dpi": DPI, "savefig.dpi": DPI}}
 PANEL_W, PANEL_H = 5.6, 3.6
 PARETO_STYLE = {"color": "black", "lw": 1.0, "ls": "--", "zorder": 1}
@@ -74,16 +75,29 @@ def _errors(intervals: list[Interval]) -> np.ndarray:
 # --------------------------------------------------------------------------- learning curves
 
 def learning_curves(panels: dict[str, dict[str, pd.DataFrame]], colors: dict[str, str]) -> plt.Figure:
-    """One panel per metric; per variant the mean over seeds and its 95 % Student-t CI band.
-    `panels[metric][variant]` has columns step, mean, low, high, n."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(PANEL_W * len(panels), PANEL_H), squeeze=False)
-    for ax, (metric, bands) in zip(axes[0], panels.items()):
+    """One panel per metric, two per row (the page's width, readable text); per variant the mean
+    over seeds and its 95 % Student-t CI band; one legend below. `panels[metric][variant]` has
+    columns step, mean, low, high, n."""
+    ncols = min(2, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PANEL_W * ncols, PANEL_H * nrows), squeeze=False)
+    labels: dict[str, plt.Line2D] = {}
+    for ax, (metric, bands) in zip(axes.flat, panels.items()):
         for variant, band in bands.items():
             n = int(band["n"].max()) if len(band) else 0
-            ax.plot(band["step"], band["mean"], color=colors[variant], lw=1.3, label=literal(f"{variant} (n={n})"))
+            (line,) = ax.plot(band["step"], band["mean"], color=colors[variant], lw=1.3)
             ax.fill_between(band["step"], band["low"], band["high"], color=colors[variant], alpha=0.2, lw=0)
-        ax.set(xlabel="step", ylabel=literal(metric), title=literal(metric))
-    _legend(axes[0][-1], sum(len(b) for b in list(panels.values())[-1:]))
+            labels.setdefault(literal(f"{variant} (n={n})"), line)
+        unit = unit_of(metric)
+        ax.set(xlabel="step", ylabel=literal(f"{metric} ({unit})" if unit and unit != "%" else metric),
+               title=literal(metric))
+        plain_ticks(ax.yaxis)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    if labels:
+        fig.legend(labels.values(), labels.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(3, len(labels)), fontsize="small", frameon=False)
     return fig
 
 
@@ -143,7 +157,11 @@ def cost_plot(rows: pd.DataFrame, colors: dict[str, str], metric: str) -> plt.Fi
                         color=colors[r["variant"]], capsize=2, zorder=2,
                         mec="black" if r[front] else None, ms=8 if r[front] else 6)
         _pareto_line(ax, rows[rows[front]], col)
-        ax.set(xlabel=label, ylabel=literal(f"{metric} (mean, 95 % CI)"), xscale="log")
+        unit = {"%": "fraction"}.get(unit_of(metric), unit_of(metric))
+        ax.set(xlabel=label, ylabel=literal(f"{metric}{f' ({unit})' if unit else ''}, mean and 95 % CI"),
+               xscale="log")
+        plain_ticks(ax.xaxis)
+        plain_ticks(ax.yaxis)
     return fig
 
 
@@ -187,7 +205,10 @@ def _verdict_legend(ax: plt.Axes, labels: Iterable[str]) -> None:
 
 
 def plain_ticks(axis: matplotlib.axis.Axis) -> None:
-    """Tick labels as plain numbers (`5`, `1,000`, `0.01`), never `5×10⁰`, on any scale."""
+    """Tick labels as plain numbers (`5`, `1,000`, `0.01`), never `5×10⁰`, on any scale (a log
+    axis gets ticks at 1, 2 and 5 times the powers of ten, so a narrow range still has labels)."""
+    if axis.get_scale() == "log":
+        axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: tick(v)))
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
@@ -270,21 +291,31 @@ def speedup_heatmaps(tables: list[tuple[str, pd.DataFrame]], ncols: int = 3) -> 
 
 # --------------------------------------------------------------------------- budget views, tuning
 
+CI_COLOR = "#4c72b0"               # interval bands; the margin band stays grey
+
+
 def budget_plot(panels: list[tuple[str, list, float, str]]) -> plt.Figure:
-    """One panel per (title, points, margin, x label): a claim's effect ± CI against the step or the
-    elapsed time, the ±margin band shaded, markers coloured by the label at that point."""
+    """One panel per (title, points, margin, x label): a claim's effect (claimed direction) with its
+    CI band against the step or the elapsed time, the ±margin band grey, markers coloured by the
+    label at that point."""
     fig, axes = plt.subplots(1, len(panels), figsize=(PANEL_W * len(panels), PANEL_H), squeeze=False)
+    labels = set()
     for ax, (title, points, margin, xlabel) in zip(axes[0], panels):
         xs = [p.x for p in points]
-        ax.axhspan(-margin, margin, color="0.85", lw=0, zorder=0)
+        if margin > 0:
+            ax.axhspan(-margin, margin, color="0.85", lw=0, zorder=0)
         ax.axhline(0, color="0.4", lw=0.8, zorder=1)
-        ax.plot(xs, [p.effect.mean for p in points], color="0.3", lw=1, zorder=2)
+        ax.plot(xs, [p.effect.mean for p in points], color="0.2", lw=1, zorder=2)
         ax.fill_between(xs, [p.effect.low for p in points], [p.effect.high for p in points],
-                        color="0.5", alpha=0.2, lw=0, zorder=1)
+                        color=CI_COLOR, alpha=0.3, lw=0, zorder=1)
         for p in points:
             ax.plot([p.x], [p.effect.mean], "o", ms=4, color=VERDICT_COLORS.get(p.label, "black"), zorder=3)
-        ax.set(xlabel=literal(xlabel), ylabel="effect (95 % CI)", title=literal(title))
-    handles = [plt.Line2D([], [], color=c, marker="o", lw=0, label=k) for k, c in VERDICT_COLORS.items()]
+            labels.add(p.label)
+        plain_ticks(ax.yaxis)
+        ax.set(xlabel=literal(xlabel), ylabel="effect, claimed direction", title=literal(title))
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=0, label=k) for k, c in VERDICT_COLORS.items() if k in labels]
+    handles += [matplotlib.patches.Patch(color=CI_COLOR, alpha=0.3, label="95 % CI"),
+                matplotlib.patches.Patch(color="0.85", label="±margin")]
     axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
                        frameon=False)
     return fig
