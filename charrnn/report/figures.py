@@ -272,20 +272,46 @@ def unit_forest(panels: list[dict]) -> plt.Figure:
 
 # --------------------------------------------------------------------------- kernels
 
-def speedup_heatmaps(tables: list[tuple[str, pd.DataFrame]], ncols: int = 3) -> plt.Figure:
-    """One hidden × batch heat map per (title, table of speedup vs fused); colour on log2 scale
-    (blue = faster than fused), the speedup written in each cell."""
-    nrows = math.ceil(len(tables) / ncols)
-    ncols = min(ncols, len(tables))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
-    for ax, (title, table) in zip(axes.flat, tables):
-        sns.heatmap(np.log2(table.astype(float)), annot=table.astype(float), fmt=".2f", cmap="RdBu",
-                    center=0.0, vmin=-3, vmax=3, ax=ax, cbar_kws={"label": "log2 speedup"},
-                    annot_kws={"fontsize": "x-small"})
-        ax.set(title=literal(title), xlabel="batch", ylabel="hidden")
-    for ax in list(axes.flat)[len(tables):]:
+def small_multiples(n: int, ncols: int = 4, panel: tuple[float, float] = (3.1, 2.5)) -> tuple[plt.Figure, np.ndarray]:
+    """A grid of `n` panels, at most `ncols` a row (a page-wide figure keeps readable text); the
+    unused ones hidden. Returns the figure and the flat array of the first `n` axes."""
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
         ax.set_visible(False)
+    return fig, axes.flat[:n]
+
+
+def ratio_multiples(panels: list[tuple[str, dict[str, pd.Series]]], x: str | None) -> plt.Figure:
+    """One panel per cell: each backend's time / fused time against `x` (a line per backend;
+    one dot per backend when a single shape was timed), log y, the 1 line = as fast as fused."""
+    backends = sorted({b for _, lines in panels for b in lines})
+    colors = variant_colors(backends)
+    fig, axes = small_multiples(len(panels))
+    for ax, (cell, lines) in zip(axes, panels):
+        ax.axhline(1.0, color="0.3", lw=0.9, zorder=1)
+        for k, (backend, series) in enumerate(lines.items()):
+            if x:
+                ax.plot(series.index.astype(float), series.to_numpy(), marker="o", ms=3, lw=1.3,
+                        color=colors[backend], label=literal(backend))
+            else:
+                ax.plot([k], series.to_numpy(), "o", ms=6, color=colors[backend], label=literal(backend))
+        if x:
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel({"hidden": "hidden size H", "seq_len": "sequence length T"}.get(x, x))
+            plain_ticks(ax.xaxis)
+        else:
+            ax.set_xticks(range(len(lines)), [literal(b) for b in lines], rotation=45, ha="right",
+                          fontsize="x-small")
+        ax.set_yscale("log")
+        plain_ticks(ax.yaxis)
+        ax.set_title(literal(cell))
+        ax.set_ylabel("time / fused time")
+    handles = [plt.Line2D([], [], color=colors[b], marker="o", label=literal(b)) for b in backends]
     fig.tight_layout()
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(handles)),
+               fontsize="small", frameon=False)
     return fig
 
 
