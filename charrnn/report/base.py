@@ -33,6 +33,7 @@ OPEN_DETAILS = 6                # of those, this many are expanded; the rest are
 SAMPLE_CHARS = 1200
 DIFF_CHARS = 20_000
 HEATMAP_CMAP = "Blues"
+HEAT_POSITIONS = 40             # softmax heat map columns: the page's width at a readable size
 PROVENANCE = {"git sha": "charrnn.git_sha", "dirty": "charrnn.git_dirty", "torch": "charrnn.torch",
               "cuda": "charrnn.cuda", "device": "charrnn.device", "device name": "charrnn.device_name"}
 VISIBLE = {"\n": "↵", "\t": "⇥", " ": "␣", "<pad>": "∅", "<bos>": "⊳"}
