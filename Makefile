@@ -12,7 +12,7 @@ PORT ?= 5000
 SERVER_WORKERS ?= 1
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
-.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings
+.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings screenshots
 
 install: $(STAMP)
 
@@ -58,6 +58,10 @@ report: $(STAMP)
 # README's "What we found", rewritten from the committed suite's verdicts.csv
 findings: $(STAMP)
 	$(BIN)/python -m charrnn.report.findings reports/examples/verdicts.csv README.md
+
+# docs/img/report-*.png: the committed example pages in headless Chromium at 1280 px (as the browser tests see them)
+screenshots: $(STAMP)
+	$(BIN)/python -m charrnn.report.browser reports/examples docs/img
 
 # MLflow 3.x opens experiments on its GenAI views (traces) unless the sidebar's "Model training"
 # switch is on; `--app-name charrnn` (charrnn.tracking.create_ui_app) presets that switch in the

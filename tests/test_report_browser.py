@@ -47,8 +47,8 @@ def pages(tmp_path_factory) -> Path:
     exp.runs["final_val_accuracy"] = 0.5
     exp.artifact = artifact_reader(exp.runs, sample="ROMEO: to be or not to be, " * 12, heat=80)
     render_experiment(exp, out)
-    render_experiment(make_experiment("second", claim={"source": "s", "metric": "val_loss",
-                                                       "expect": {"input_combine": "concat", "better_than": "add"}}), out)
+    second = {"source": "s", "metric": "val_loss", "expect": {"input_combine": "concat", "better_than": "add"}}
+    render_experiment(make_experiment("second", claim=second), out)
     render_index(out)
     render_kernels(out, _bench_dir(out / "bench"))
     return out
@@ -56,8 +56,8 @@ def pages(tmp_path_factory) -> Path:
 
 def _bench_dir(path: Path) -> Path:
     path.mkdir()
-    benches = [{"name": f"t_{cell}_{backend}_{h}_{t}", "stats": {"median": 1e-3 * h / 64 * (2 if backend != "fused" else 1),
-                                                            "iqr": 1e-5, "rounds": 20},
+    benches = [{"name": f"t_{cell}_{backend}_{h}_{t}",
+                "stats": {"median": 1e-3 * h / 64 * (1 if backend == "fused" else 2), "iqr": 1e-5, "rounds": 20},
                 "extra_info": {"cell": cell, "backend": backend, "hidden": h, "batch": 32, "seq_len": t, "layers": 1,
                                "dtype": "fp32", "direction": direction}}
                for cell in ("vanilla", "gru", "lstm") for backend in ("fused", "loop", "loop_bptt", "loop_native")

@@ -71,7 +71,8 @@ def mde_text(view: dict[str, Any]) -> str:
     if mde is None or not math.isfinite(mde):
         return "n/a"
     need = view.get("seeds_needed")
-    seeds = f"{int(need)} seeds would decide at the observed effect" if need else "no finite number of seeds would decide"
+    seeds = (f"{int(need)} seeds would decide at the observed effect" if need
+             else "no finite number of seeds would decide")
     return f"{fmt.difference(mde, view['metric'])} ({seeds})"
 
 

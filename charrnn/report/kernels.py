@@ -115,14 +115,13 @@ def _geomean(values: pd.Series) -> float:
 def _table(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ordered = frame.sort_values(["cell", "direction", "dtype", "hidden", "batch", "seq_len", "layers", "backend"])
     return [{"shape": [r[c] for c in SHAPE], "backend": r["backend"], "median": number(r["median_ms"]),
-             "spread": f"{number(r['iqr_pct'])} %" if np.isfinite(r["iqr_pct"]) else "n/a",
-             "rounds": r["rounds"], "ratio": ratio(r["ratio_vs_fused"]),
-             "gflops": number(r["gflops"]), "pct_peak": f"{number(r['pct_peak'])} %" if _finite(r["pct_peak"]) else "n/a"}
+             "spread": _percent(r["iqr_pct"]), "rounds": r["rounds"], "ratio": ratio(r["ratio_vs_fused"]),
+             "gflops": number(r["gflops"]), "pct_peak": _percent(r["pct_peak"])}
             for _, r in ordered.head(MAX_TABLE_ROWS).iterrows()]
 
 
-def _finite(value: Any) -> bool:
-    return value is not None and bool(np.isfinite(value))
+def _percent(value: Any) -> str:
+    return f"{number(value)} %" if value is not None and np.isfinite(value) else "n/a"
 
 
 def _compile_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -128,6 +128,12 @@ def gap_figure(st: RunStats, axes: list[str], variants: list[str],
                   rf.encode(rf.axis_plot(points, GAP_AXIS, "val − train loss", colors, True)))
 
 
+def front(costs: np.ndarray, values: list[Interval], metric: str) -> np.ndarray:
+    """Pareto-front mask: nothing is both cheaper and better on `metric` (its registry direction)."""
+    sign = -1.0 if registry.higher_is_better(metric) else 1.0      # pareto_front minimises both
+    return pareto_front(costs, np.array([sign * iv.mean for iv in values]))
+
+
 def cost_figure(st: RunStats, variants: list[str], colors: dict[str, str],
                 metric: str) -> Figure | None:
     runs, loss, wall = st.runs, st.intervals(metric), st.intervals("wall_time_s")
@@ -137,9 +143,8 @@ def cost_figure(st: RunStats, variants: list[str], colors: dict[str, str],
     if rows.empty:
         return None
     higher = registry.higher_is_better(metric)
-    worse = np.array([-iv.mean if higher else iv.mean for iv in rows["loss"]])   # pareto_front minimises
-    rows["front_time"] = pareto_front([iv.mean for iv in rows["time"]], worse)
-    rows["front_params"] = pareto_front(rows["params"].to_numpy(), worse)
+    rows["front_time"] = front(np.array([iv.mean for iv in rows["time"]]), list(rows["loss"]), metric)
+    rows["front_params"] = front(rows["params"].to_numpy(), list(rows["loss"]), metric)
     short = metric.removeprefix("final_")
     return Figure("cost", "Cost view",
                   f"Final {short} against wall time per run and against parameter count; "
