@@ -61,7 +61,7 @@ findings: $(STAMP)
 
 # docs/img/report-*.png: the committed example pages in headless Chromium at 1280 px (as the browser tests see them)
 screenshots: $(STAMP)
-	$(BIN)/python -m charrnn.report.browser reports/examples docs/img
+	$(BIN)/python tests/report_browser.py reports/examples docs/img
 
 # MLflow 3.x opens experiments on its GenAI views (traces) unless the sidebar's "Model training"
 # switch is on; `--app-name charrnn` (charrnn.tracking.create_ui_app) presets that switch in the

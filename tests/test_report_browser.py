@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from charrnn.report.browser import WIDTH, Browser, BrowserMissing, overflows
+from report_browser import WIDTH, Browser, BrowserMissing, overflows
 from charrnn.report.kernels import render_kernels
 from charrnn.report.pages import render_experiment, render_index
 from report_synthetic import artifact_reader, make_experiment

@@ -8,8 +8,7 @@ formatter: 3 significant figures, units from the registry), `figures` (matplotli
 `plots`, `details`, `claims_view` (verdicts, Holm, CSV), `claim_display` (effects in the claimed
 direction, the forest plots), `budget_view`, `pages` (one
 experiment, the index), `store` (the MLflow store's view), `kernels`, `kernels_sweep`,
-`kernels_scan` (the kernels page), `run` (the entry point), `browser` (the pages in headless
-Chromium: layout checks, screenshots; Playwright imported only there). None imports
+`kernels_scan` (the kernels page), `run` (the entry point). None imports
 torch; only `store` reaches MLflow, through `charrnn.tracking`. This file imports nothing, so
 importing one module never drags in the others.
 """

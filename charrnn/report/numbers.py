@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 
 from charrnn import registry
+from .base import NO_VALUE
 
 SIGNIFICANT = 3
 P_FLOOR = 0.001
 MINUS = "−"
-NO_VALUE = "n/a"
 
 
 def number(value: float | None, significant: int = SIGNIFICANT) -> str:

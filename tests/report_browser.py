@@ -1,7 +1,7 @@
 """The report pages in a real browser: headless Chromium (the system's, driven by Playwright),
 for the layout tests and the README's screenshots.
 
-    python -m charrnn.report.browser reports/examples docs/img    # refresh the screenshots
+    .venv/bin/python tests/report_browser.py reports/examples docs/img    # refresh the screenshots (make screenshots)
 
 `layout(path)` opens a page at 1280 × 900 with every <details> opened and measures what could
 scroll sideways: the document, every table and every box that scrolls. Nothing here renders a
@@ -45,8 +45,9 @@ class BrowserMissing(RuntimeError):
 
 
 def chromium_path() -> str:
+    """$CHARRNN_CHROMIUM, else the first Chromium on PATH; BrowserMissing when there is none."""
     found = os.environ.get("CHARRNN_CHROMIUM") or next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
-    if not found:
+    if not found or not os.access(found, os.X_OK):
         raise BrowserMissing("no Chromium found (tried $CHARRNN_CHROMIUM and " + ", ".join(CHROMIUM_NAMES)
                              + "); install it: apt-get install chromium (CI's .ci/run does)")
     return found
