@@ -19,9 +19,12 @@ from .base import Figure
 
 
 def claim_facts(claim: Claim) -> dict[str, Any]:
-    """What the display needs of a claim beyond its verdict view (kept in the index manifest)."""
-    return {"kind": claim.kind, "sign": 1 if claim.is_equivalence else claim.expected_sign,
-            "bar": float(claim.baseline) if claim.is_threshold else None, "at_least": claim.at_least,
+    """What the display needs of a claim beyond its verdict view (kept in the index manifest):
+    `bar`, the number a claim without a second arm (`axis` None) is judged against, when it is one
+    number for every seed."""
+    bar = claim.baseline if claim.axis is None and isinstance(claim.baseline, (int, float)) else None
+    return {"sign": 1 if claim.is_equivalence else claim.expected_sign,
+            "bar": None if bar is None else float(bar), "at_least": claim.at_least,
             "equivalence": claim.is_equivalence}
 
 
