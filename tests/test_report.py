@@ -90,6 +90,8 @@ def test_page_and_index_are_written_with_a_one_line_result(tmp_path):
     assert 'class="badge reproduced"' in row and re.search(r"\+0\.\d+ nats/char \[0\.\d+ to 0\.\d+\]", row)
     assert "Student-t (df = n − 1)" in index and 'alt="Claims with a margin' in index
     assert re.search(r"p (=|&lt;) 0\.\d", index) and "p 0" not in index and "p = 0 " not in index
+    details = re.search(r'<tr class="more">(.*?)</tr>', index, re.S).group(1)    # one click away
+    assert all(word in details for word in ("seed 002", "raw verdict", "Student-t", "Holm p", "margin ±0.01"))
     page = (tmp_path / "combine.html").read_text(encoding="utf-8")    # the page got its after-Holm verdict
     assert re.search(r'<strong class="holm" data-claim="input_combine=concat_vs_add">after Holm: '
                      r'<span class="badge reproduced">', page)

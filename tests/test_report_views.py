@@ -106,3 +106,11 @@ def test_cost_view_front_follows_higher_is_better():
     speed = [mean_ci([1000.0] * 3), mean_ci([2000.0] * 3)]          # add, concat
     assert front(np.array([10.0, 5.0]), speed, "final_tokens_per_s").tolist() == [False, True]
     assert front(np.array([10.0, 5.0]), speed, "final_val_loss").tolist() == [True, True]
+
+
+def test_index_groups_claims_by_what_they_test_source_first():
+    from charrnn.report.pages import claim_groups
+    rows = [{"id": "a", "tests": "extrapolation"}, {"id": "b", "tests": "source"}, {"id": "c", "tests": "source"}]
+    assert [(title, [r["id"] for r in group]) for title, group in claim_groups(rows)] == [
+        ("What the source said", ["b", "c"]), ("Our extrapolations", ["a"])]
+    assert claim_groups([{"id": "a"}]) == [("", [{"id": "a"}])]
