@@ -34,7 +34,9 @@ MEASURE = """() => {
   const holm = first ? [...first.querySelectorAll('th')].find(th => /verdict after Holm/i.test(th.textContent)) : null;
   return {
     document: document.documentElement.scrollWidth,
-    boxes: boxes.map(el => ({what: describe(el), width: el.scrollWidth})),
+    boxes: boxes.map(el => ({what: describe(el), width: el.scrollWidth,
+                             scrolls: ['auto', 'scroll'].includes(getComputedStyle(el).overflowX),
+                             client: el.clientWidth})),
     holm_right: holm ? holm.getBoundingClientRect().right : null,
   };
 }"""
@@ -76,8 +78,8 @@ class Browser:
         return page
 
     def layout(self, path: Path) -> dict[str, Any]:
-        """document: its scrollWidth; boxes: every table's and scrolling box's scrollWidth (with
-        every <details> open); holm_right: the right edge of the first table's "verdict after Holm"
+        """document: its scrollWidth; boxes: every table's and scrolling box's scrollWidth and
+        clientWidth (with every <details> open); holm_right: the right edge of the first table's "verdict after Holm"
         header (None without one)."""
         page = self._open(path)
         try:
@@ -96,9 +98,12 @@ class Browser:
 
 
 def overflows(measured: dict[str, Any], width: int = WIDTH) -> list[str]:
-    """What is wider than the window: `document: 1955 px`, `table.claims: 1400 px`, ..."""
+    """What is wider than the window (`document: 1955 px`, `table.claims: 1400 px`), and every
+    box that scrolls sideways inside itself (`div.scroll: 1210 px in 1136 px`)."""
     found = [f"document: {measured['document']} px"] if measured["document"] > width else []
-    return found + [f"{b['what']}: {b['width']} px" for b in measured["boxes"] if b["width"] > width]
+    found += [f"{b['what']}: {b['width']} px" for b in measured["boxes"] if b["width"] > width]
+    return found + [f"{b['what']}: {b['width']} px in {b['client']} px" for b in measured["boxes"]
+                    if b["scrolls"] and b["width"] > b["client"] + 1 and b["width"] <= width]
 
 
 def main(argv: list[str] | None = None) -> int:

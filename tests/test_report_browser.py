@@ -92,10 +92,15 @@ def test_kernel_page_names_its_device_and_stays_small(pages):
 
 
 def test_overflow_is_caught(browser, tmp_path):
-    """The measurement fails a page that scrolls sideways (the test above can fail)."""
+    """The measurement fails a page that scrolls sideways, or a box that scrolls inside itself
+    (the tests above can fail)."""
     wide = tmp_path / "wide.html"
     wide.write_text("<table><tr><td style='white-space: nowrap'>" + "wide " * 600 + "</td></tr></table>")
     assert any(o.startswith("table") for o in overflows(browser.layout(wide)))
+    boxed = tmp_path / "boxed.html"
+    boxed.write_text("<div style='width: 600px; overflow-x: auto'><table><tr><td style='white-space: nowrap'>"
+                     + "wide " * 20 + "</td></tr></table></div>")
+    assert any(" in 600 px" in o for o in overflows(browser.layout(boxed)))
 
 
 @pytest.mark.parametrize("name", ["index.html", "min_rnn.html", "kernels.html"])

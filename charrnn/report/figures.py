@@ -158,8 +158,7 @@ def cost_plot(rows: pd.DataFrame, colors: dict[str, str], metric: str) -> plt.Fi
                         mec="black" if r[front] else None, ms=8 if r[front] else 6)
         _pareto_line(ax, rows[rows[front]], col)
         unit = {"%": "fraction"}.get(unit_of(metric), unit_of(metric))
-        ax.set(xlabel=label, ylabel=literal(f"{metric}{f' ({unit})' if unit else ''}, mean and 95 % CI"),
-               xscale="log")
+        ax.set(xlabel=label, ylabel=literal(f"{metric} ({unit})" if unit else metric), xscale="log")
         plain_ticks(ax.xaxis)
         plain_ticks(ax.yaxis)
     return fig
