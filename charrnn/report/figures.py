@@ -158,10 +158,20 @@ def cost_plot(rows: pd.DataFrame, colors: dict[str, str], metric: str) -> plt.Fi
                         mec="black" if r[front] else None, ms=8 if r[front] else 6)
         _pareto_line(ax, rows[rows[front]], col)
         unit = {"%": "fraction"}.get(unit_of(metric), unit_of(metric))
-        ax.set(xlabel=label, ylabel=literal(f"{metric} ({unit})" if unit else metric), xscale="log")
+        xs = [v.mean if isinstance(v, Interval) else v for v in rows[col]]
+        ax.set(xlabel=label, ylabel=literal(f"{metric} ({unit})" if unit else metric), xscale=_cost_scale(xs))
+        if _cost_scale(xs) == "linear":
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=4))
         plain_ticks(ax.xaxis)
         plain_ticks(ax.yaxis)
     return fig
+
+
+def _cost_scale(values: list[float]) -> str:
+    """Log x where the costs span a decade or more; linear otherwise (a log axis inside one decade
+    has one labelled tick, or none)."""
+    finite = [v for v in values if np.isfinite(v) and v > 0]
+    return "log" if finite and max(finite) / min(finite) >= 10 else "linear"
 
 
 def _pareto_line(ax: plt.Axes, front: pd.DataFrame, col: str) -> None:
