@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from charrnn.report import figures as rf
+from charrnn.report.numbers import ratio as ratio_text
 
 MIN_CELLS = ("mingru", "minlstm")
 COMPARED = ("gru", "fused")          # the vendor kernel the scan is held against
@@ -34,7 +35,7 @@ def crossing(frame: pd.DataFrame, cell: str = "mingru") -> str:
         faster = ratio[ratio < 1]
         where = (f"faster than nn.GRU from T={int(faster.index[0])}" if len(faster)
                  else f"slower than nn.GRU at every T timed (up to T={int(ratio.index[-1])})")
-        detail = ", ".join(f"T={int(k)}: {v:.3g}×" for k, v in ratio.items())
+        detail = ", ".join(f"T={int(k)}: {ratio_text(v)}" for k, v in ratio.items())
         lines.append(f"{cell} scan, H={key[0]} B={key[1]} {key[2]} {key[3]}: {where} (scan / nn.GRU time: {detail})")
     return "; ".join(lines)
 
