@@ -12,7 +12,7 @@ PORT ?= 5000
 SERVER_WORKERS ?= 1
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
-.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings docs
+.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings docs screenshots
 
 install: $(STAMP)
 
@@ -62,6 +62,10 @@ findings: $(STAMP)
 # Every generated part of docs/: the findings and the config-key table (from TrainConfig)
 docs: findings
 	$(BIN)/python -m charrnn.report.config_keys docs/grids-and-config.md
+
+# docs/img/report-*.png: the committed example pages in headless Chromium at 1280 px (as the browser tests see them)
+screenshots: $(STAMP)
+	$(BIN)/python tests/report_browser.py reports/examples docs/img
 
 # MLflow 3.x opens experiments on its GenAI views (traces) unless the sidebar's "Model training"
 # switch is on; `--app-name charrnn` (charrnn.tracking.create_ui_app) presets that switch in the

@@ -62,7 +62,9 @@ class Metric:
     practical equivalence, in the metric's units (0.01 nats/char for losses, 0.01 = one point for
     accuracies; 0 where no default makes sense, so an equivalence claim must state one).
     `bounds`: the metric's floor and ceiling when it has both (both arms there: nothing to compare).
-    `speed`: it measures speed, so a grid judging it trains each run with nothing beside it."""
+    `speed`: it measures speed, so a grid judging it trains each run with nothing beside it.
+    `unit`: what the report prints after a value; "%" marks a fraction (0-1) printed as a percentage,
+    "log10 ..." a log10 value whose differences print as ratios (×)."""
 
     name: str
     higher_is_better: bool
@@ -150,17 +152,17 @@ def key_applies(key: str, task: str) -> bool:
 _METRICS = (
     Metric("val_loss", higher_is_better=False, unit="nats/char", plot=True),
     Metric("train_loss", higher_is_better=False, unit="nats/char", plot=True),
-    Metric("val_accuracy", higher_is_better=True, plot=True, bounds=(0.0, 1.0)),
-    Metric("val_exact_match", higher_is_better=True, bounds=(0.0, 1.0)),
+    Metric("val_accuracy", higher_is_better=True, unit="%", plot=True, bounds=(0.0, 1.0)),
+    Metric("val_exact_match", higher_is_better=True, unit="%", bounds=(0.0, 1.0)),
     # the same model scored on fixed train batches at each eval, as val is: the train-val gap like for like
     Metric("train_eval_loss", higher_is_better=False, unit="nats/char", plot=True),
     # test_split=true: scored once, after the last step; no curve, so nothing can select on it
     Metric("test_loss", higher_is_better=False, unit="nats/char", curve=False),
-    Metric("test_accuracy", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
-    Metric("test_exact_match", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
+    Metric("test_accuracy", higher_is_better=True, unit="%", curve=False, bounds=(0.0, 1.0)),
+    Metric("test_exact_match", higher_is_better=True, unit="%", curve=False, bounds=(0.0, 1.0)),
     Metric("tokens_per_s", higher_is_better=True, unit="tokens/s", margin=0.0, speed=True),
     Metric("grad_norm", higher_is_better=False, final=False, claim=False),
-    Metric("clip_fraction", higher_is_better=False, claim=False, bounds=(0.0, 1.0)),  # steps clipped
+    Metric("clip_fraction", higher_is_better=False, unit="%", claim=False, bounds=(0.0, 1.0)),  # steps clipped
     Metric("step_time_ms", higher_is_better=False, unit="ms", final=False, claim=False),
     # val_loss − train_eval_loss at each eval: both scored alike, at the same point (memorisation)
     Metric("generalization_gap", higher_is_better=False, unit="nats/char"),
@@ -169,8 +171,8 @@ _METRICS = (
            speed=True),
     # test split scored under the run's own hidden_init protocol (random / carried states), once
     Metric("test_own_loss", higher_is_better=False, unit="nats/char", curve=False),
-    Metric("test_own_accuracy", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
-    Metric("test_own_exact_match", higher_is_better=True, curve=False, bounds=(0.0, 1.0)),
+    Metric("test_own_accuracy", higher_is_better=True, unit="%", curve=False, bounds=(0.0, 1.0)),
+    Metric("test_own_exact_match", higher_is_better=True, unit="%", curve=False, bounds=(0.0, 1.0)),
 )
 # The learning check: every run logs once, on its own evaluation batches, what a trivial model of
 # its train split scores (charrnn.tasks.baseline) as `baseline_<metric>`, beside `final_<metric>`.

@@ -15,14 +15,15 @@ PROVENANCE_TAGS = {"charrnn.git_sha": "0123abcd", "charrnn.git_dirty": "false", 
                    "charrnn.cuda": "none", "charrnn.device": "cpu", "charrnn.device_name": "x86_64"}
 
 
-def predictions(text: str, wrong_every: int = 5) -> dict[str, Any]:
-    """A predictions.json record over `text`, with every `wrong_every`-th prediction wrong."""
+def predictions(text: str, wrong_every: int = 5, heat: int = 20) -> dict[str, Any]:
+    """A predictions.json record over `text`, with every `wrong_every`-th prediction wrong and a
+    softmax heat map over its first `heat` positions."""
     target = list(text[1:])
     guess = [("#" if i % wrong_every == 0 else c) for i, c in enumerate(target)]
     return {"input": list(text[:-1]), "target": target, "scored": [True] * len(target),
             "teacher_forced": guess, "free_running_from": 4, "free_running": guess[::-1][:len(target)],
-            "heatmap": {"tokens": [[c, "e", " "] for c in target[:20]],
-                        "probs": [[0.7, 0.2, 0.1] for _ in target[:20]]}}
+            "heatmap": {"tokens": [[c, "e", " "] for c in target[:heat]],
+                        "probs": [[0.7, 0.2, 0.1] for _ in target[:heat]]}}
 
 
 def make_runs(axes: dict[str, list[Any]], seeds: list[int], effect: dict[str, dict[Any, float]] | None = None,
@@ -57,11 +58,11 @@ def make_curves(runs: pd.DataFrame, steps: int = 400, eval_every: int = 50) -> p
     return pd.concat(parts, ignore_index=True)
 
 
-def artifact_reader(runs: pd.DataFrame, sample: str = "ROMEO: to be or not to be") -> Any:
+def artifact_reader(runs: pd.DataFrame, sample: str = "ROMEO: to be or not to be", heat: int = 20) -> Any:
     store = {}
     for run_id in runs["run_id"]:
         store[(run_id, "samples/sample.txt")] = f"{sample} ({run_id})"
-        store[(run_id, "predictions.json")] = json.dumps(predictions(sample))
+        store[(run_id, "predictions.json")] = json.dumps(predictions(sample, heat=heat))
         store[(run_id, "provenance/pip_freeze.txt")] = "numpy==2.0\ntorch==2.13.0\n"
     return lambda run_id, path: store.get((run_id, path))
 

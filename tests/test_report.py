@@ -87,8 +87,16 @@ def test_page_and_index_are_written_with_a_one_line_result(tmp_path):
     assert "Student-t (df = n − 1), 95 % CI" in html
     index = render_index(tmp_path).read_text(encoding="utf-8")
     assert 'href="combine.html"' in index
-    assert "input_combine=concat_vs_add: reproduced, -0.1" in index
-    assert "Student-t (df = n − 1)" in index and 'alt="Every claim: effect and interval' in index
+    # the claims table: verdict after Holm, effect in the claimed direction (lower loss: positive) with units
+    row = re.search(r'<tr class="claim-row">(.*?)</tr>', index, re.S).group(1)
+    assert 'class="badge reproduced"' in row and re.search(r"\+0\.\d+ nats/char \[0\.\d+ to 0\.\d+\]", row)
+    assert "Student-t (df = n − 1)" in index and 'alt="Claims with a margin' in index
+    assert re.search(r"p (=|&lt;) 0\.\d", index) and "p 0" not in index and "p = 0 " not in index
+    details = re.search(r'<tr class="more">(.*?)</tr>', index, re.S).group(1)    # one click away
+    assert all(word in details for word in ("seed 002", "raw verdict", "Student-t", "Holm p", "margin ±0.01"))
+    page = (tmp_path / "combine.html").read_text(encoding="utf-8")    # the page got its after-Holm verdict
+    assert re.search(r'<strong class="holm" data-claim="input_combine=concat_vs_add">after Holm: '
+                     r'<span class="badge reproduced">', page)
     csv = pd.read_csv(tmp_path / "verdicts.csv")
     assert list(csv.columns)[:13] == ["experiment", "claim", "metric", "effect", "sd", "n", "low", "high", "method",
                                       "margin", "verdict", "adjusted_verdict", "mde"]
@@ -102,8 +110,8 @@ def test_threshold_claim_page_states_loss_minus_the_reference_number(tmp_path):
     _, html = render(exp, tmp_path)
     assert "val_loss is lower than 1.9" in html and "val_loss − 1.9, per seed" in html
     index = render_index(tmp_path).read_text(encoding="utf-8")
-    effect = re.search(r"val_loss_vs_1.9: reproduced, (-?[\d.]+) \[", index)
-    assert effect and abs(float(effect.group(1)) + 0.1) < 0.02
+    value = re.search(r"([\d.]+) nats/char vs bar 1.9 nats/char \[", index)   # the value against its bar
+    assert value and abs(float(value.group(1)) - 1.8) < 0.02
 
 
 def test_index_keeps_every_experiment_rendered_into_the_directory(tmp_path):
@@ -120,8 +128,8 @@ def test_every_multi_seed_number_in_the_summary_has_its_ci_and_n(tmp_path):
     cells = re.findall(r'<td class="num">([^<]*)</td>', summary)
     stats = [c for c in cells if "(n=" in c]
     assert len(stats) == 2 * 3              # 2 variants × (val_loss, train_loss, wall time)
-    assert all(re.fullmatch(r"-?[\d.]+ \[-?[\d.]+, -?[\d.]+\] \(n=3\)", c) for c in stats)
-    assert re.search(r"paired by seed: <strong>-?[\d.]+ \[-?[\d.]+, -?[\d.]+\] \(n=3\)</strong>", html)
+    assert all(re.fullmatch(r"−?[\d.,]+ \[−?[\d.,]+ to −?[\d.,]+\] \(n=3\)", c) for c in stats)
+    assert re.search(r"Effect: <strong>[+−]?[\d.]+ nats/char \[−?[\d.]+ to −?[\d.]+\]</strong> \(n = 3\)", html)
 
 
 def test_every_figure_caption_states_its_ci_and_n(tmp_path):
@@ -187,7 +195,7 @@ def test_samples_predictions_and_heatmap_come_from_run_artifacts(tmp_path):
     assert "ROMEO:␣to␣be" not in html        # samples are shown as written, not with markers
     assert "ROMEO: to be or not to be (r0000)" in html
     assert 'class="bad"' in html and 'class="ok"' in html and 'class="ctx"' in html
-    assert html.count('<table class="heat">') == 2   # the claim's two arms
+    assert html.count('<table class="heat fit">') == 2   # the claim's two arms
 
 
 def test_claim_on_an_unlogged_metric_is_not_tested_and_says_so(tmp_path):
@@ -309,7 +317,7 @@ def bench_file(path: Path, device: str, timings: dict[tuple[str, str, int, int],
     return path
 
 
-def test_kernel_page_has_one_section_per_device_with_speedups_tables_and_compile_times(tmp_path):
+def test_kernel_page_has_one_section_per_device_with_time_ratios_tables_and_compile_times(tmp_path):
     bench = tmp_path / "benchmarks"
     bench.mkdir()
     shapes = [(h, b) for h in (64, 128) for b in (8, 32)]
@@ -320,8 +328,10 @@ def test_kernel_page_has_one_section_per_device_with_speedups_tables_and_compile
     bench_file(bench / "gpu.json", "NVIDIA H100", {("lstm", "fused", 64, 8): 0.001, ("lstm", "loop", 64, 8): 0.01})
     html = render_kernels(tmp_path / "out", bench).read_text(encoding="utf-8")
     assert html.count('<h2 id="device-') == 2 and "x86_64 &lt;cpu&gt;" in html
-    assert "0.50×" in html and "2.00×" in html and "0.10×" in html and "1.00×" in html
-    assert "12.50" in html                               # compile time of loop_compiled
+    # one convention, custom / fused: loop 2×, loop_compiled 0.5×, the GPU's lstm loop 10×
+    assert "2.00×" in html and "0.500×" in html and "10.0×" in html and "1.00×" in html
+    assert "speedup vs" not in html.lower() and "time / fused" in html
+    assert "12.5" in html                                # compile time of loop_compiled
     images = Page(html).images()
     assert len(images) == 2 and all(decode_png(src).width > 100 for src in images)
 

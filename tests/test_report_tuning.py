@@ -57,7 +57,8 @@ def test_a_tuned_page_judges_best_against_best_and_shows_the_choice(tmp_path):
 def test_every_page_shows_the_effect_over_steps_and_at_equal_time(tmp_path):
     exp = tuned_experiment()
     budget = build_context(exp)["budget"][0]
-    assert budget["curve"] == "val_loss" and budget["step_rows"] and budget["time_rows"]
+    assert budget["curve"] == "val_loss" and [t["unit"] for t in budget["tables"]] == ["step", "time"]
+    assert all(t["rows"] for t in budget["tables"])
     html = render_experiment(exp, tmp_path).path.read_text()
     assert "Budget views" in html and "At equal training time" in html
 

@@ -22,7 +22,6 @@ from charrnn.tags import SPEED_TAG
 from charrnn.paths import reports_dir  # noqa: F401 (re-exported: the report's output directory)
 
 FINAL_METRICS = registry.final_metrics()
-DIGITS = {"final_tokens_per_s": 0, "wall_time_s": 1}   # decimals in tables; default 4
 CURVE_METRICS = registry.plotted_metrics()
 # curves read from the store: the plotted ones plus what the budget views follow
 LOADED_CURVES = tuple(dict.fromkeys(CURVE_METRICS + ("val_exact_match", "tokens_per_s", "step_time_ms",
@@ -36,12 +35,14 @@ OPEN_DETAILS = 6                # of those, this many are expanded; the rest are
 SAMPLE_CHARS = 1200
 DIFF_CHARS = 20_000
 HEATMAP_CMAP = "Blues"
+HEAT_POSITIONS = 40             # softmax heat map columns: the page's width at a readable size
 PROVENANCE = {"git sha": "charrnn.git_sha", "dirty": "charrnn.git_dirty", "torch": "charrnn.torch",
               "cuda": "charrnn.cuda", "device": "charrnn.device", "device name": "charrnn.device_name",
               "speed measured": SPEED_TAG}
 VISIBLE = {"\n": "↵", "\t": "⇥", " ": "␣", "<pad>": "∅", "<bos>": "⊳"}
 INDEX_MANIFEST = "index.json"
 NO_VARIANT = "all runs"
+NO_VALUE = "n/a"                # a number that is missing or not finite, wherever it is printed
 VERDICTS_CSV = "verdicts.csv"
 _FIRST_COLUMNS = ["experiment", "claim", "metric", "effect", "sd", "n", "low", "high", "method", "margin",
                   "verdict", "adjusted_verdict", "mde", "description", "source", "reason", "seeds_needed", "p",

@@ -1,4 +1,4 @@
-"""Verdicts on the pages: each claim judged, the suite's Holm adjustment, forest plot, verdicts.csv.
+"""Verdicts on the pages: each claim judged, the suite's Holm adjustment, verdicts.csv.
 
 An experiment page shows each claim's raw verdict. The index gathers every page's claims (from
 the manifest), applies Holm's step-down over all of them (raw and adjusted decision side by
@@ -16,8 +16,7 @@ from charrnn.grid.sequential import judged_seeds
 from charrnn.science.budget import with_stability
 from charrnn.science.verdict_table import num, verdict_row, with_preregistration
 from charrnn.science.verdicts import ALPHA, LABELS, Verdict, adjusted_label, holm_p, judge_claims
-from . import figures as rf
-from .base import VERDICT_COLUMNS, VERDICTS_CSV, ExperimentData, Figure
+from .base import VERDICT_COLUMNS, VERDICTS_CSV, ExperimentData
 
 RULES = [
     ("reproduced", "the interval lies beyond the margin on the claimed side"),
@@ -55,7 +54,7 @@ def one_line(views: list[dict[str, Any]], best: tuple[str, Any] | None, metric: 
     """The index's one-line result: each claim's verdict and effect, or without claims the best
     variant's mean with its CI."""
     if views:
-        return "; ".join(f"{v['id']}: {v['verdict']}, {v['effect_text']}" for v in views)
+        return "; ".join(f"{v['id']}: {v['verdict']}, {v['effect_shown']}" for v in views)
     if best is None:
         return "no finished runs"
     return f"best {metric.removeprefix('final_')}: {best[0]} = {best[1].fmt(4)}"
@@ -82,18 +81,3 @@ def write_verdicts_csv(rows: list[dict[str, Any]], out_dir: Path) -> Path:
     path = out_dir / VERDICTS_CSV
     frame.to_csv(path, index=False)
     return path
-
-
-def forest_figure(rows: list[dict[str, Any]]) -> Figure | None:
-    shown = [{"label": f"{r['experiment']} · {r['id']}", "effect": r["effect"],
-              "low": r["low"] if r["low"] is not None else math.nan,
-              "high": r["high"] if r["high"] is not None else math.nan,
-              "margin": r["margin"], "verdict": r["verdict"]}
-             for r in rows if r.get("effect") is not None]
-    if not shown:
-        return None
-    return Figure("forest", "Every claim: effect and interval against its margin",
-                  "One row per claim: the mean per-seed difference (• ) and its interval, divided by "
-                  "the claim's margin so claims on different metrics share the axis (symlog: ±1 is the "
-                  "margin, the grey band); colour = raw verdict. Interval method per claim in the table.",
-                  rf.encode(rf.forest_plot(shown)))

@@ -10,7 +10,7 @@ from matplotlib import colormaps
 from charrnn.science.claims import Claim
 from charrnn.science.stats import FINISHED, matches
 from charrnn.tags import SPEED_MEASUREMENTS, SPEED_TAG
-from .base import (DIFF_CHARS, HEATMAP_CMAP, MAX_DETAIL_VARIANTS, PROVENANCE, SAMPLE_CHARS, VISIBLE,
+from .base import (DIFF_CHARS, HEAT_POSITIONS, HEATMAP_CMAP, MAX_DETAIL_VARIANTS, PROVENANCE, SAMPLE_CHARS, VISIBLE,
                    ArtifactReader, ExperimentData, natural_key)
 from .tables import RunStats
 
@@ -62,7 +62,7 @@ def _score(cells: list[dict]) -> str:
 def heatmap_view(pred: dict[str, Any]) -> dict[str, Any] | None:
     """Top-k softmax per position as a table: columns = positions, rows = rank; colour = p."""
     heat = pred.get("heatmap") or {}
-    tokens, probs = heat.get("tokens") or [], heat.get("probs") or []
+    tokens, probs = (heat.get("tokens") or [])[:HEAT_POSITIONS], (heat.get("probs") or [])[:HEAT_POSITIONS]
     if not tokens:
         return None
     cmap = colormaps[HEATMAP_CMAP]

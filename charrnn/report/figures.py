@@ -12,6 +12,8 @@ import math
 from typing import Iterable
 
 import matplotlib
+import matplotlib.axis
+import matplotlib.patches
 import matplotlib.ticker
 
 matplotlib.use("Agg")
@@ -22,11 +24,12 @@ import seaborn as sns  # noqa: E402
 
 from charrnn.science.stats import Interval  # noqa: E402
 from .base import Figure  # noqa: E402,F401 (figures are returned as base.Figure)
+from .numbers import tick, unit_of  # noqa: E402
 
 DPI = 90
 PALETTE_SMALL = "colorblind"    # up to 10 variants
 PALETTE_LARGE = "husl"          # more: evenly spaced hues
-THEME = {"style": "whitegrid", "context": "notebook", "font_scale": 0.85,
+THEME = {"style": "whitegrid", "context": "notebook", "font_scale": 0.95,
          "rc": {"figure.dpi": DPI, "savefig.dpi": DPI}}
 PANEL_W, PANEL_H = 5.6, 3.6
 PARETO_STYLE = {"color": "black", "lw": 1.0, "ls": "--", "zorder": 1}
@@ -72,16 +75,29 @@ def _errors(intervals: list[Interval]) -> np.ndarray:
 # --------------------------------------------------------------------------- learning curves
 
 def learning_curves(panels: dict[str, dict[str, pd.DataFrame]], colors: dict[str, str]) -> plt.Figure:
-    """One panel per metric; per variant the mean over seeds and its 95 % Student-t CI band.
-    `panels[metric][variant]` has columns step, mean, low, high, n."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(PANEL_W * len(panels), PANEL_H), squeeze=False)
-    for ax, (metric, bands) in zip(axes[0], panels.items()):
+    """One panel per metric, two per row (the page's width, readable text); per variant the mean
+    over seeds and its 95 % Student-t CI band; one legend below. `panels[metric][variant]` has
+    columns step, mean, low, high, n."""
+    ncols = min(2, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PANEL_W * ncols, PANEL_H * nrows), squeeze=False)
+    labels: dict[str, plt.Line2D] = {}
+    for ax, (metric, bands) in zip(axes.flat, panels.items()):
         for variant, band in bands.items():
             n = int(band["n"].max()) if len(band) else 0
-            ax.plot(band["step"], band["mean"], color=colors[variant], lw=1.3, label=literal(f"{variant} (n={n})"))
+            (line,) = ax.plot(band["step"], band["mean"], color=colors[variant], lw=1.3)
             ax.fill_between(band["step"], band["low"], band["high"], color=colors[variant], alpha=0.2, lw=0)
-        ax.set(xlabel="step", ylabel=literal(metric), title=literal(metric))
-    _legend(axes[0][-1], sum(len(b) for b in list(panels.values())[-1:]))
+            labels.setdefault(literal(f"{variant} (n={n})"), line)
+        unit = unit_of(metric)
+        ax.set(xlabel="step", ylabel=literal(f"{metric} ({unit})" if unit and unit != "%" else metric),
+               title=literal(metric))
+        plain_ticks(ax.yaxis)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    if labels:
+        fig.legend(labels.values(), labels.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(3, len(labels)), fontsize="small", frameon=False)
     return fig
 
 
@@ -141,8 +157,21 @@ def cost_plot(rows: pd.DataFrame, colors: dict[str, str], metric: str) -> plt.Fi
                         color=colors[r["variant"]], capsize=2, zorder=2,
                         mec="black" if r[front] else None, ms=8 if r[front] else 6)
         _pareto_line(ax, rows[rows[front]], col)
-        ax.set(xlabel=label, ylabel=literal(f"{metric} (mean, 95 % CI)"), xscale="log")
+        unit = {"%": "fraction"}.get(unit_of(metric), unit_of(metric))
+        xs = [v.mean if isinstance(v, Interval) else v for v in rows[col]]
+        ax.set(xlabel=label, ylabel=literal(f"{metric} ({unit})" if unit else metric), xscale=_cost_scale(xs))
+        if _cost_scale(xs) == "linear":
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=4))
+        plain_ticks(ax.xaxis)
+        plain_ticks(ax.yaxis)
     return fig
+
+
+def _cost_scale(values: list[float]) -> str:
+    """Log x where the costs span a decade or more; linear otherwise (a log axis inside one decade
+    has one labelled tick, or none)."""
+    finite = [v for v in values if np.isfinite(v) and v > 0]
+    return "log" if finite and max(finite) / min(finite) >= 10 else "linear"
 
 
 def _pareto_line(ax: plt.Axes, front: pd.DataFrame, col: str) -> None:
@@ -178,66 +207,150 @@ VERDICT_COLORS = {"reproduced": "#1a7f37", "contradicted": "#cf222e", "equivalen
                   "underpowered": "#9a6700", "not tested": "#6e7781"}
 
 
+def _verdict_legend(ax: plt.Axes, labels: Iterable[str]) -> None:
+    handles = [plt.Line2D([], [], color=VERDICT_COLORS[k], marker="o", lw=2, label=k)
+               for k in VERDICT_COLORS if k in set(labels)]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+
+
+def plain_ticks(axis: matplotlib.axis.Axis) -> None:
+    """Tick labels as plain numbers (`5`, `1,000`, `0.01`), never `5×10⁰`, on any scale (a log
+    axis gets ticks at 1, 2 and 5 times the powers of ten, so a narrow range still has labels)."""
+    if axis.get_scale() == "log":
+        axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: tick(v)))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def forest_plot(rows: list[dict]) -> plt.Figure:
-    """One row per claim: its effect with the CI (in units of its margin, so claims on different
-    metrics share an axis), the ±margin band shaded, the marker coloured by verdict. Each row
-    has label, effect, low, high, margin, verdict."""
+    """One row per claim: its effect with the CI, already divided by its margin (so claims on
+    different metrics share an axis), the ±1 band shaded, the marker coloured by verdict. Each row
+    has label, effect, low, high, verdict."""
     fig, ax = plt.subplots(figsize=(PANEL_W + 2.5, 0.9 + 0.34 * len(rows)))
-    ax.axvspan(-1, 1, color="0.85", lw=0, zorder=0, label="within ±margin")
+    ax.axvspan(-1, 1, color="0.85", lw=0, zorder=0)
     ax.axvline(0, color="0.4", lw=0.8, zorder=1)
     for y, r in enumerate(rows):
-        scale = r["margin"] if r["margin"] > 0 else 1.0
-        mid, lo, hi = (v / scale for v in (r["effect"], r["low"], r["high"]))
         color = VERDICT_COLORS.get(r["verdict"], "black")
-        if np.isfinite(lo) and np.isfinite(hi):
-            ax.plot([lo, hi], [y, y], color=color, lw=2, zorder=2)
-        ax.plot([mid], [y], "o", color=color, zorder=3)
+        if np.isfinite(r["low"]) and np.isfinite(r["high"]):
+            ax.plot([r["low"], r["high"]], [y, y], color=color, lw=2, zorder=2)
+        ax.plot([r["effect"]], [y], "o", color=color, zorder=3)
     ax.set_yticks(range(len(rows)), [literal(r["label"]) for r in rows], fontsize="small")
     ax.invert_yaxis()
+    reach = max([1.0] + [abs(v) for r in rows for v in (r["low"], r["high"], r["effect"]) if np.isfinite(v)])
     ax.set_xscale("symlog", linthresh=1.0)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.set(xlabel="effect / margin (symlog; grey band: ±margin)")
-    handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=k) for k, c in VERDICT_COLORS.items()]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    ax.set_xlim(-reach * 1.3, reach * 1.3)
+    ticks = [0.0] + [s * 10.0 ** k for k in range(0, int(np.ceil(np.log10(reach * 1.3))) + 1) for s in (-1, 1)]
+    ax.set_xticks(sorted(t for t in ticks if abs(t) <= reach * 1.3))
+    plain_ticks(ax.xaxis)
+    ax.set(xlabel="effect / margin, claimed direction (right = as claimed; grey band: within ±margin)")
+    _verdict_legend(ax, [r["verdict"] for r in rows])
+    return fig
+
+
+def unit_forest(panels: list[dict]) -> plt.Figure:
+    """One thin axis per claim in its own units: the effect (dot) with its CI, reference lines
+    (`lines`: name → x; dashed, 0 / 1 / the bar), log scale for ratios, inverted where lower is the
+    claimed side. Each panel has label, effect, low, high, verdict, lines, log, invert, xlabel."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=(PANEL_W + 2.5, 0.35 + 1.05 * len(panels)), squeeze=False)
+    for ax, p in zip(axes[:, 0], panels):
+        color = VERDICT_COLORS.get(p["verdict"], "black")
+        for k, (name, x) in enumerate(p["lines"].items()):
+            ax.axvline(x, color="0.4", lw=0.9, ls="-" if k == 0 and name != "bar" else "--", zorder=1)
+            ax.annotate(literal(name), (x, 0.55), xytext=(3, 0), textcoords="offset points",
+                        fontsize="x-small", color="0.3", va="bottom")
+        if np.isfinite(p["low"]) and np.isfinite(p["high"]):
+            ax.plot([p["low"], p["high"]], [0, 0], color=color, lw=2, zorder=2)
+        ax.plot([p["effect"]], [0], "o", color=color, zorder=3)
+        values = [v for v in (p["low"], p["high"], p["effect"], *p["lines"].values()) if np.isfinite(v)]
+        if p["log"]:
+            ax.set_xscale("log")
+        lo, hi = min(values), max(values)
+        pad = (hi / lo) ** 0.1 if p["log"] and lo > 0 else None
+        ax.set_xlim(*((lo / pad, hi * pad) if pad else (lo - 0.08 * (hi - lo or 1), hi + 0.08 * (hi - lo or 1))))
+        if p["invert"]:
+            ax.invert_xaxis()
+        plain_ticks(ax.xaxis)
+        ax.set_ylim(-1, 1.4)
+        ax.set_yticks([])
+        ax.set_title(literal(p["label"]), loc="left", fontsize="small")
+        ax.set_xlabel(literal(p["xlabel"]), fontsize="small")
+    _verdict_legend(axes[0, 0], [p["verdict"] for p in panels])
+    fig.tight_layout()
     return fig
 
 
 # --------------------------------------------------------------------------- kernels
 
-def speedup_heatmaps(tables: list[tuple[str, pd.DataFrame]], ncols: int = 3) -> plt.Figure:
-    """One hidden × batch heat map per (title, table of speedup vs fused); colour on log2 scale
-    (blue = faster than fused), the speedup written in each cell."""
-    nrows = math.ceil(len(tables) / ncols)
-    ncols = min(ncols, len(tables))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
-    for ax, (title, table) in zip(axes.flat, tables):
-        sns.heatmap(np.log2(table.astype(float)), annot=table.astype(float), fmt=".2f", cmap="RdBu",
-                    center=0.0, vmin=-3, vmax=3, ax=ax, cbar_kws={"label": "log2 speedup"},
-                    annot_kws={"fontsize": "x-small"})
-        ax.set(title=literal(title), xlabel="batch", ylabel="hidden")
-    for ax in list(axes.flat)[len(tables):]:
+def small_multiples(n: int, ncols: int = 4, panel: tuple[float, float] = (3.1, 2.5)) -> tuple[plt.Figure, np.ndarray]:
+    """A grid of `n` panels, at most `ncols` a row (a page-wide figure keeps readable text); the
+    unused ones hidden. Returns the figure and the flat array of the first `n` axes."""
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
         ax.set_visible(False)
+    return fig, axes.flat[:n]
+
+
+def ratio_multiples(panels: list[tuple[str, dict[str, pd.Series]]], x: str | None) -> plt.Figure:
+    """One panel per cell: each backend's time / fused time against `x` (a line per backend;
+    one dot per backend when a single shape was timed), log y, the 1 line = as fast as fused."""
+    backends = sorted({b for _, lines in panels for b in lines})
+    colors = variant_colors(backends)
+    fig, axes = small_multiples(len(panels))
+    for ax, (cell, lines) in zip(axes, panels):
+        ax.axhline(1.0, color="0.3", lw=0.9, zorder=1)
+        for k, (backend, series) in enumerate(lines.items()):
+            if x:
+                ax.plot(series.index.astype(float), series.to_numpy(), marker="o", ms=3, lw=1.3,
+                        color=colors[backend], label=literal(backend))
+            else:
+                ax.plot([k], series.to_numpy(), "o", ms=6, color=colors[backend], label=literal(backend))
+        if x:
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel({"hidden": "hidden size H", "seq_len": "sequence length T"}.get(x, x))
+            plain_ticks(ax.xaxis)
+        else:
+            ax.set_xticks(range(len(lines)), [literal(b) for b in lines], rotation=45, ha="right",
+                          fontsize="x-small")
+        ax.set_yscale("log")
+        plain_ticks(ax.yaxis)
+        ax.set_title(literal(cell))
+        ax.set_ylabel("time / fused time")
+    handles = [plt.Line2D([], [], color=colors[b], marker="o", label=literal(b)) for b in backends]
     fig.tight_layout()
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(handles)),
+               fontsize="small", frameon=False)
     return fig
 
 
 # --------------------------------------------------------------------------- budget views, tuning
 
+CI_COLOR = "#4c72b0"               # interval bands; the margin band stays grey
+
+
 def budget_plot(panels: list[tuple[str, list, float, str]]) -> plt.Figure:
-    """One panel per (title, points, margin, x label): a claim's effect ± CI against the step or the
-    elapsed time, the ±margin band shaded, markers coloured by the label at that point."""
+    """One panel per (title, points, margin, x label): a claim's effect (claimed direction) with its
+    CI band against the step or the elapsed time, the ±margin band grey, markers coloured by the
+    label at that point."""
     fig, axes = plt.subplots(1, len(panels), figsize=(PANEL_W * len(panels), PANEL_H), squeeze=False)
+    labels = set()
     for ax, (title, points, margin, xlabel) in zip(axes[0], panels):
         xs = [p.x for p in points]
-        ax.axhspan(-margin, margin, color="0.85", lw=0, zorder=0)
+        if margin > 0:
+            ax.axhspan(-margin, margin, color="0.85", lw=0, zorder=0)
         ax.axhline(0, color="0.4", lw=0.8, zorder=1)
-        ax.plot(xs, [p.effect.mean for p in points], color="0.3", lw=1, zorder=2)
+        ax.plot(xs, [p.effect.mean for p in points], color="0.2", lw=1, zorder=2)
         ax.fill_between(xs, [p.effect.low for p in points], [p.effect.high for p in points],
-                        color="0.5", alpha=0.2, lw=0, zorder=1)
+                        color=CI_COLOR, alpha=0.3, lw=0, zorder=1)
         for p in points:
             ax.plot([p.x], [p.effect.mean], "o", ms=4, color=VERDICT_COLORS.get(p.label, "black"), zorder=3)
-        ax.set(xlabel=literal(xlabel), ylabel="effect (95 % CI)", title=literal(title))
-    handles = [plt.Line2D([], [], color=c, marker="o", lw=0, label=k) for k, c in VERDICT_COLORS.items()]
+            labels.add(p.label)
+        plain_ticks(ax.yaxis)
+        ax.set(xlabel=literal(xlabel), ylabel="effect, claimed direction", title=literal(title))
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=0, label=k) for k, c in VERDICT_COLORS.items() if k in labels]
+    handles += [matplotlib.patches.Patch(color=CI_COLOR, alpha=0.3, label="95 % CI"),
+                matplotlib.patches.Patch(color="0.85", label="±margin")]
     axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
                        frameon=False)
     return fig

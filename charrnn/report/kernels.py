@@ -1,7 +1,9 @@
 """`reports/kernels.html` from the kernel suite's pytest-benchmark JSON files.
 
-One section per device found: speedup heat maps (hidden × batch) per cell and backend against
-`fused`, a table of median and IQR per shape, and compile times. Reads only JSON (no torch).
+One section per device found: small multiples of each custom backend's time over `fused`'s
+(one convention everywhere: custom / fused, < 1 = the custom backend is faster) against H or T,
+the hidden-size sweep and the min-cell scan where timed, and the long per-shape table and the
+compile times collapsed. Reads only JSON (no torch).
 """
 from __future__ import annotations
 
@@ -14,21 +16,30 @@ import pandas as pd
 from charrnn.paths import results_dir
 from charrnn.report import figures as rf
 from charrnn.report.base import now_text, render_template
-from charrnn.report.kernels_scan import scan_figure
+from charrnn.report.kernels_scan import MIN_CELLS, scan_figure
+from charrnn.report.numbers import number, ratio
 from charrnn.bench.results import SHAPE as SHAPE_FIELDS
-from charrnn.bench.results import read_results, table_rows
+from charrnn.bench.results import DEFAULTS, read_results, table_rows
 from charrnn.config import ConfigError
 from charrnn.report.kernels_sweep import sweep_section
 
 REFERENCE = "fused"
 SHAPE = list(SHAPE_FIELDS)
 VERSIONS = ("torch", "cuda", "cudnn", "threads")
-MAX_TABLE_ROWS = 2000
+MAX_TABLE_ROWS = 600       # the collapsed table; the JSON files hold every row (page <= 800 KB)
 SWEEP_MIN_SIZES = 10  # a (cell, backend) line with this many hidden sizes at one B, T is a sweep
 
 
 def benchmarks_dir() -> Path:
     return results_dir() / "benchmarks"
+
+
+def _device(row: dict[str, Any], data: dict) -> str:
+    """The row's device name; a file that does not name it is named by its machine's CPU."""
+    if row["device"] != DEFAULTS["device"]:
+        return str(row["device"])
+    cpu = ((data.get("machine_info") or {}).get("cpu") or {}).get("brand_raw")
+    return str(cpu or (data.get("machine_info") or {}).get("node") or "CPU (model not recorded)")
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -38,8 +49,8 @@ def _rows(path: Path) -> list[dict[str, Any]]:
         data = read_results(path)
     except ConfigError:
         return []
-    return [{**r, "file": path.name, "when": str(data.get("datetime", ""))} for r in table_rows(data)
-            if r["backend"] and r["cell"]]
+    return [{**r, "device": _device(r, data), "file": path.name, "when": str(data.get("datetime", ""))}
+            for r in table_rows(data) if r["backend"] and r["cell"]]
 
 
 def load_benchmarks(paths: list[Path]) -> pd.DataFrame:
@@ -52,57 +63,70 @@ def load_benchmarks(paths: list[Path]) -> pd.DataFrame:
     for col in ("compile_s", "gflops", "pct_peak", "tokens_per_s", "paired"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     frame = frame.sort_values("when").drop_duplicates(["device", "backend", *SHAPE], keep="last")
-    return with_speedup(frame)
+    return with_ratio(frame)
 
 
-def with_speedup(frame: pd.DataFrame) -> pd.DataFrame:
-    """`speedup` = fused median / this median on the same device and shape (> 1: faster)."""
+def with_ratio(frame: pd.DataFrame) -> pd.DataFrame:
+    """`ratio` = this backend's time / fused's on the same device and shape (< 1: faster than
+    fused): the paired ratio over rounds where the suite timed one, else the ratio of the medians."""
     ref = frame[frame["backend"] == REFERENCE][["device", *SHAPE, "median_ms"]]
-    merged = frame.drop(columns="speedup", errors="ignore").merge(
+    merged = frame.drop(columns=["speedup", "ratio_vs_fused"], errors="ignore").merge(
         ref.rename(columns={"median_ms": "ref_ms"}), on=["device", *SHAPE], how="left")
-    return merged.assign(speedup=merged["ref_ms"] / merged["median_ms"]).drop(columns="ref_ms")
+    by_medians = merged["median_ms"] / merged["ref_ms"]
+    return merged.assign(ratio_vs_fused=merged["paired"].where(merged["paired"].notna(), by_medians)
+                         ).drop(columns="ref_ms")
+
+
+def _x_axis(group: pd.DataFrame) -> str | None:
+    """What a small multiple's x axis runs along: hidden size, else sequence length, else batch;
+    None when the group timed one shape."""
+    return next((col for col in ("hidden", "seq_len", "batch") if group[col].nunique() > 1), None)
+
+
+def ratio_figure(frame: pd.DataFrame, direction: str, dtype: str) -> rf.Figure | None:
+    """Small multiples, one panel per cell: each custom backend's time / fused's against H (or T),
+    a line per backend; the geometric mean over the other shape fields timed."""
+    sub = frame[(frame["direction"] == direction) & (frame["dtype"] == dtype)
+                & (frame["backend"] != REFERENCE) & frame["ratio_vs_fused"].notna()
+                & ~frame["cell"].isin(MIN_CELLS)]
+    if sub.empty:
+        return None
+    x = _x_axis(sub)
+    panels = []
+    for cell, group in sub.groupby("cell", sort=True):
+        lines = {b: (g.groupby(x)["ratio_vs_fused"].agg(_geomean) if x else
+                     pd.Series([_geomean(g["ratio_vs_fused"])], index=[0]))
+                 for b, g in group.groupby("backend", sort=True)}
+        panels.append((cell, lines))
+    fixed = ", ".join(f"{c}={'/'.join(map(str, sorted(sub[c].dropna().unique())))}"
+                      for c in ("hidden", "batch", "seq_len", "layers") if c != x)
+    return rf.Figure(f"ratio-{direction}-{dtype}", f"Time / {REFERENCE} time: {direction}, {dtype}",
+                     f"Per cell, each custom backend's median time over {REFERENCE}'s at the same shape "
+                     "(the paired ratio over rounds where timed; < 1: the custom backend is faster; log "
+                     f"scale). {'x: ' + x + '; ' if x else 'One shape timed; '}{fixed} (geometric mean where "
+                     "several were timed).",
+                     rf.encode(rf.ratio_multiples(panels, x)))
 
 
 def _geomean(values: pd.Series) -> float:
     return float(np.exp(np.log(values.astype(float)).mean()))
 
 
-def heatmap_figure(frame: pd.DataFrame, direction: str, dtype: str) -> rf.Figure | None:
-    sub = frame[(frame["direction"] == direction) & (frame["dtype"] == dtype)
-                & (frame["backend"] != REFERENCE) & frame["speedup"].notna()]
-    tables = []
-    for (cell, backend), group in sub.groupby(["cell", "backend"], sort=True):
-        table = group.pivot_table(index="hidden", columns="batch", values="speedup", aggfunc=_geomean)
-        tables.append((f"{cell} · {backend}", table.sort_index().sort_index(axis=1)))
-    if not tables:
-        return None
-    key = f"{direction}-{dtype}"
-    return rf.Figure(f"heat-{key}", f"Speedup vs {REFERENCE}: {direction}, {dtype}",
-                     f"{REFERENCE} median time / backend median time per hidden × batch (> 1: the "
-                     "backend is faster); geometric mean over the seq_len and layer counts timed.",
-                     rf.encode(rf.speedup_heatmaps(tables)))
-
-
 def _table(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ordered = frame.sort_values(["cell", "direction", "dtype", "hidden", "batch", "seq_len", "layers", "backend"])
-    rows = []
-    for _, r in ordered.head(MAX_TABLE_ROWS).iterrows():
-        rows.append({"shape": [r[c] for c in SHAPE], "backend": r["backend"],
-                     "median": f"{r['median_ms']:.3f}", "iqr": f"{r['iqr_ms']:.3f}",
-                     "spread": f"{100 * r['iqr_ms'] / r['median_ms']:.1f} %" if r["median_ms"] else "n/a",
-                     "rounds": r["rounds"], "speedup": _fmt(r["speedup"], ".2f", "×"),
-                     "paired": _fmt(r["paired"], ".3f"), "gflops": _fmt(r["gflops"], ".1f"),
-                     "pct_peak": _fmt(r["pct_peak"], ".0f", " %")})
-    return rows
+    return [{"shape": [r[c] for c in SHAPE], "backend": r["backend"], "median": number(r["median_ms"]),
+             "spread": _percent(r["iqr_pct"]), "rounds": r["rounds"], "ratio": ratio(r["ratio_vs_fused"]),
+             "gflops": number(r["gflops"]), "pct_peak": _percent(r["pct_peak"])}
+            for _, r in ordered.head(MAX_TABLE_ROWS).iterrows()]
 
 
-def _fmt(value: Any, spec: str, unit: str = "") -> str:
-    return f"{value:{spec}}{unit}" if value is not None and np.isfinite(value) else "n/a"
+def _percent(value: Any) -> str:
+    return f"{number(value)} %" if value is not None and np.isfinite(value) else "n/a"
 
 
 def _compile_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     sub = frame[frame["compile_s"] > 0].sort_values(["cell", "backend", *SHAPE[1:]])
-    return [{"shape": [r[c] for c in SHAPE], "backend": r["backend"], "seconds": f"{r['compile_s']:.2f}"}
+    return [{"shape": [r[c] for c in SHAPE], "backend": r["backend"], "seconds": number(r["compile_s"])}
             for _, r in sub.iterrows()]
 
 
@@ -114,7 +138,7 @@ def _versions(frame: pd.DataFrame) -> list[str]:
 
 def device_section(device: str, frame: pd.DataFrame) -> dict[str, Any]:
     combos = frame[["direction", "dtype"]].drop_duplicates().sort_values(["direction", "dtype"])
-    figs = [heatmap_figure(frame, d, t) for d, t in combos.itertuples(index=False)]
+    figs = [ratio_figure(frame, d, t) for d, t in combos.itertuples(index=False)]
     figs.append(scan_figure(frame))  # min cells: time vs T (charrnn/report/kernels_scan.py)
     return {"device": device, "files": sorted(frame["file"].unique()), "versions": _versions(frame),
             "figures": [f for f in figs if f is not None], "rows": _table(frame),

@@ -10,6 +10,7 @@ import pandas as pd
 
 from charrnn import registry
 from charrnn.report import figures as rf
+from charrnn.report.numbers import ratio as ratio_text
 
 MIN_CELLS = registry.min_cells()
 COMPARED = ("gru", "fused")          # the vendor kernel the scan is held against
@@ -35,7 +36,7 @@ def crossing(frame: pd.DataFrame, cell: str = "mingru") -> str:
         faster = ratio[ratio < 1]
         where = (f"faster than nn.GRU from T={int(faster.index[0])}" if len(faster)
                  else f"slower than nn.GRU at every T timed (up to T={int(ratio.index[-1])})")
-        detail = ", ".join(f"T={int(k)}: {v:.2f}×" for k, v in ratio.items())
+        detail = ", ".join(f"T={int(k)}: {ratio_text(v)}" for k, v in ratio.items())
         lines.append(f"{cell} scan, H={key[0]} B={key[1]} {key[2]} {key[3]}: {where} (scan / nn.GRU time: {detail})")
     return "; ".join(lines)
 
@@ -48,14 +49,19 @@ def scan_figure(frame: pd.DataFrame) -> rf.Figure | None:
         return None
     panels = list(sub.groupby(["hidden", "batch", "dtype", "direction"], sort=True))
     colors = rf.variant_colors(sorted(sub["arm"].unique()))
-    fig, axes = rf.plt.subplots(1, len(panels), figsize=(rf.PANEL_W * len(panels), rf.PANEL_H), squeeze=False)
-    for ax, (key, group) in zip(axes[0], panels):
+    fig, axes = rf.small_multiples(len(panels), panel=(3.1, 2.6))
+    for ax, (key, group) in zip(axes, panels):
         for arm, rows in group.sort_values("seq_len").groupby("arm", sort=True):
             ax.plot(rows["seq_len"].astype(float), rows["median_ms"], marker="o", label=rf.literal(arm),
                     color=colors[arm])
-        ax.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="median ms per call",
+        ax.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="ms per call",
                title=rf.literal(f"H={key[0]} B={key[1]} {key[2]} {key[3]}"))
-    rf._legend(axes[0][-1], len(colors))
+        rf.plain_ticks(ax.xaxis)
+        rf.plain_ticks(ax.yaxis)
+    fig.tight_layout()
+    fig.legend(handles=[rf.plt.Line2D([], [], color=c, marker="o", label=rf.literal(a)) for a, c in colors.items()],
+               loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(colors)), fontsize="small",
+               frameon=False)
     return rf.Figure("scan-vs-T", "Min cells: time vs sequence length",
                      "Median time per call of minGRU/minLSTM on `loop` and `scan` and of nn.GRU (fused) at "
                      "the same hidden size and batch. " + (crossing(frame) or "No nn.GRU row to compare."),

@@ -19,8 +19,8 @@ from charrnn.science.verdicts import ALPHA
 from . import figures as rf
 from .base import (FINAL_METRICS, INDEX_MANIFEST, OPEN_DETAILS, ExperimentData, Rendered, natural_key, now_text,
                    render_template, report_filename)
-from .claims_view import (RULES, experiment_verdicts, forest_figure, one_line, suite_rows, verdict_view,
-                          write_verdicts_csv)
+from .claim_display import claim_facts, display, forest_figures
+from .claims_view import RULES, experiment_verdicts, one_line, suite_rows, verdict_view, write_verdicts_csv
 from .budget_view import budget_sections
 from .sweep import speed_sweep
 from .details import detail_sections, failed_runs, heat_variants, provenance, unfinished_runs
@@ -37,7 +37,7 @@ def build_context(exp: ExperimentData) -> dict[str, Any]:
     claim = next((c for c in exp.claims if c.column == metric), None)
     higher = claim.higher_is_better if claim else registry.higher_is_better(metric)
     colors = rf.variant_colors(variants)
-    views = [verdict_view(v) for v in experiment_verdicts(exp, runs, axes)]
+    views = [display({**verdict_view(v), **claim_facts(v.claim)}) for v in experiment_verdicts(exp, runs, axes)]
     metrics = [metric] + [m for m in FINAL_METRICS if m in runs and m != metric]
     st = RunStats(runs)
     heat_for = heat_variants(variants, exp.claims, st, metric, higher)
@@ -92,16 +92,49 @@ def _update_manifest(out_dir: Path, name: str, entry: dict[str, Any]) -> None:
 
 
 def render_index(out_dir: Path, kernels: bool | None = None) -> Path:
-    """`index.html` (every report in `out_dir` with its claims, raw and Holm-adjusted, and the
-    forest plot) and `verdicts.csv`."""
+    """`index.html` (every claim: verdict after Holm, effect in the claimed direction, the details
+    one click away; the forest plots; every report), `verdicts.csv`, and each page's after-Holm
+    verdicts written into it."""
     entries = [{"name": k, **v} for k, v in sorted(_manifest(out_dir).items())]
-    rows = suite_rows(entries)
+    rows = [display(r) for r in suite_rows(entries)]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_verdicts_csv(rows, out_dir)
+    stamp_adjusted(out_dir, entries, rows)
     path = out_dir / "index.html"
-    path.write_text(render_template("index.html", entries=entries, rows=rows, forest=forest_figure(rows),
-                                    rules=RULES, alpha=ALPHA, method=T_METHOD,
+    by_experiment = {e["name"]: [r for r in rows if r["experiment"] == e["name"]] for e in entries}
+    path.write_text(render_template("index.html", entries=entries, groups=claim_groups(rows), n_claims=len(rows),
+                                    by_experiment=by_experiment,
+                                    forests=forest_figures(rows), rules=RULES, alpha=ALPHA, method=T_METHOD,
                                     kernels=(out_dir / "kernels.html").is_file() if kernels is None else kernels,
                                     generated=now_text()),
                     encoding="utf-8")
     return path
+
+
+SCOPE_TITLES = {"source": "What the source said", "extrapolation": "Our extrapolations"}
+
+
+def claim_groups(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The index's claims grouped by what they test (`tests`: source, extrapolation), in that
+    order; one untitled group when no claim says."""
+    if not any(r.get("tests") for r in rows):
+        return [("", rows)] if rows else []
+    order = [*SCOPE_TITLES, *sorted({str(r.get("tests") or "") for r in rows} - set(SCOPE_TITLES))]
+    return [(SCOPE_TITLES.get(scope, scope or "Not stated"), [r for r in rows if (r.get("tests") or "") == scope])
+            for scope in order if any((r.get("tests") or "") == scope for r in rows)]
+
+
+def _holm_html(row: dict[str, Any]) -> str:
+    return render_template("holm.html", row=row).strip()
+
+
+def stamp_adjusted(out_dir: Path, entries: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+    """Write each claim's verdict after Holm into its experiment page, beside the raw verdict (the
+    page is rendered before the suite's adjustment is known; its placeholder names the claim)."""
+    for entry in entries:
+        path = out_dir / entry["file"]
+        html = path.read_text(encoding="utf-8")
+        for row in (r for r in rows if r["experiment"] == entry["name"]):
+            pattern = re.compile(rf'<strong class="holm" data-claim="{re.escape(row["id"])}">.*?</strong>', re.S)
+            html = pattern.sub(lambda _: _holm_html(row), html)
+        path.write_text(html, encoding="utf-8")

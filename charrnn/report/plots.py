@@ -1,11 +1,15 @@
 """The figures of an experiment page, built from the prepared runs (`tables.RunStats`)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
+from charrnn import registry
 from charrnn.grid.spec import format_value
-from charrnn.science.stats import FINISHED, IMPORTANCE_METHOD, Interval, columns_ci, importance, mean_ci, pareto_front
+from charrnn.science.stats import (FINISHED, IMPORTANCE_METHOD, Interval, importance, mean_ci, pareto_front,
+                                   t_half_width)
 from . import figures as rf
 from .base import CURVE_METRICS, GAP_AXIS, GAP_COLUMN, LINE_AXES, MAX_CURVE_POINTS, Figure
 from .tables import RunStats
@@ -23,10 +27,20 @@ def _binned(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def curve_band(binned: pd.DataFrame) -> pd.DataFrame:
-    """Mean and CI over the runs of one variant at every bin all of them logged."""
-    wide = binned.pivot_table(index="bin", columns="run_id", values="value", aggfunc="mean").dropna()
+    """Mean and CI over the runs of one variant at every bin at least half of them (and two, when
+    there are two) logged: time-budgeted runs stop at different steps, and each keeps its curve."""
+    wide = binned.pivot_table(index="bin", columns="run_id", values="value", aggfunc="mean")
+    counts = wide.notna().sum(axis=1)
+    wide = wide[counts >= min(max(2, math.ceil(wide.shape[1] / 2)), wide.shape[1])]
     steps = binned.groupby("bin")["step"].mean().loc[wide.index]
-    return columns_ci(wide.to_numpy().T).assign(step=steps.to_numpy())
+    values = wide.to_numpy()                                    # (bins, runs), NaN where not logged
+    n = np.isfinite(values).sum(axis=1)
+    mean = np.nanmean(values, axis=1) if len(values) else np.zeros(0)
+    half = np.full(len(n), np.nan)
+    for k in set(n[n >= 2].tolist()):
+        rows = n == k
+        half[rows] = t_half_width(np.nanstd(values[rows], axis=1, ddof=1), k)
+    return pd.DataFrame({"mean": mean, "low": mean - half, "high": mean + half, "n": n, "step": steps.to_numpy()})
 
 
 def curves_figure(runs: pd.DataFrame, curves: pd.DataFrame, variants: list[str],
@@ -114,6 +128,12 @@ def gap_figure(st: RunStats, axes: list[str], variants: list[str],
                   rf.encode(rf.axis_plot(points, GAP_AXIS, "val − train loss", colors, True)))
 
 
+def front(costs: np.ndarray, values: list[Interval], metric: str) -> np.ndarray:
+    """Pareto-front mask: nothing is both cheaper and better on `metric` (its registry direction)."""
+    sign = -1.0 if registry.higher_is_better(metric) else 1.0      # pareto_front minimises both
+    return pareto_front(costs, np.array([sign * iv.mean for iv in values]))
+
+
 def cost_figure(st: RunStats, variants: list[str], colors: dict[str, str],
                 metric: str) -> Figure | None:
     runs, loss, wall = st.runs, st.intervals(metric), st.intervals("wall_time_s")
@@ -122,14 +142,15 @@ def cost_figure(st: RunStats, variants: list[str], colors: dict[str, str],
                           "params": float(params.get(v, np.nan))} for v in variants if v in loss])
     if rows.empty:
         return None
-    means = np.array([iv.mean for iv in rows["loss"]])
-    rows["front_time"] = pareto_front([iv.mean for iv in rows["time"]], means)
-    rows["front_params"] = pareto_front(rows["params"].to_numpy(), means)
+    higher = registry.higher_is_better(metric)
+    rows["front_time"] = front(np.array([iv.mean for iv in rows["time"]]), list(rows["loss"]), metric)
+    rows["front_params"] = front(rows["params"].to_numpy(), list(rows["loss"]), metric)
     short = metric.removeprefix("final_")
     return Figure("cost", "Cost view",
                   f"Final {short} against wall time per run and against parameter count; "
                   f"mean and 95 % CI over seeds ({_n_text(list(rows['loss']))}); ringed points "
-                  "on the dashed line are the Pareto front (nothing is both cheaper and better).",
+                  f"on the dashed line are the Pareto front (nothing is both cheaper and better; "
+                  f"{'higher' if higher else 'lower'} {short} is better).",
                   rf.encode(rf.cost_plot(rows, colors, short)))
 
 

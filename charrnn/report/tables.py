@@ -10,7 +10,8 @@ from charrnn.science.claims import Claim
 from charrnn.config import FIELDS
 from charrnn.grid.spec import format_value
 from charrnn.science.stats import FINISHED, Interval, mean_ci
-from .base import DIGITS, FINAL_METRICS, GAP_COLUMN, NO_VARIANT, ExperimentData, natural_key
+from .numbers import number, unit_of
+from .base import FINAL_METRICS, GAP_COLUMN, NO_VARIANT, ExperimentData, natural_key
 
 
 def infer_axes(runs: pd.DataFrame) -> list[str]:
@@ -96,9 +97,24 @@ def summary_table(st: RunStats, variants: list[str], metrics: list[str]) -> dict
     for i, v in enumerate(variants):
         rows.append({"variant": v, "finished": int(counts.loc[v, "finished"]),
                      "total": int(counts.loc[v, "total"]),
-                     "metrics": [per_metric[m][i].fmt(DIGITS.get(m, 4)) for m in metrics],
-                     "params": _params_text(params, v), "wall": wall[i].fmt(DIGITS["wall_time_s"])})
-    return {"metrics": [m.removeprefix("final_") for m in metrics], "rows": rows}
+                     "metrics": [interval_text(per_metric[m][i]) for m in metrics],
+                     "params": _params_text(params, v), "wall": interval_text(wall[i])})
+    return {"metrics": [_header(m) for m in metrics], "rows": rows}
+
+
+def _header(metric: str) -> str:
+    unit = unit_of(metric)
+    short = metric.removeprefix("final_")
+    return f"{short} ({'fraction' if unit == '%' else unit})" if unit else short
+
+
+def interval_text(iv: Interval) -> str:
+    """`1.95 [1.94 to 1.97] (n=5)`: 3 significant figures; `(n=1, no CI)`, `n/a (n=0)` as they are."""
+    if iv.n == 0 or not np.isfinite(iv.mean):
+        return "n/a (n=0)"
+    if not iv.has_ci:
+        return f"{number(iv.mean)} (n={iv.n}, no CI)"
+    return f"{number(iv.mean)} [{number(iv.low)} to {number(iv.high)}] (n={iv.n})"
 
 
 def _params_text(params: pd.DataFrame | None, variant: str) -> str:

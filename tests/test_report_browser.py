@@ -1,0 +1,115 @@
+"""The pages in headless Chromium at 1280 × 900: nothing scrolls sideways (the document, every
+table, every scrolling box, with every <details> open) and the index's verdict-after-Holm column
+is on screen. Synthetic pages with long ids, sources and many metrics, and the committed examples.
+
+Chromium is required, not optional: without it these tests fail and say how to install it.
+"""
+import json
+from pathlib import Path
+
+import pytest
+
+from report_browser import WIDTH, Browser, BrowserMissing, overflows
+from charrnn.report.kernels import render_kernels
+from charrnn.report.pages import render_experiment, render_index
+from report_synthetic import artifact_reader, make_experiment
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "reports" / "examples"
+LONG_SOURCE = ("write-up 001 (docs/references.md#write-up-001): \"" + "a long quoted sentence " * 12
+               + "\" — https://example.org/a/very/long/path/without/any/break/" + "x" * 80)
+LONG_ID = "mingru_scan_beats_gru_at_equal_wall_clock_with_a_very_long_identifier_indeed"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        with Browser() as b:
+            yield b
+    except BrowserMissing as err:
+        pytest.fail(f"headless Chromium is needed for the layout tests: {err}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory) -> Path:
+    """An index over two experiments (long ids and sources, a threshold claim), one page with
+    many metric columns, and a kernels page with small multiples and a long table."""
+    out = tmp_path_factory.mktemp("pages")
+    claims = [{"id": LONG_ID, "source": LONG_SOURCE, "metric": "val_loss",
+               "expect": {"input_combine": "concat", "better_than": "add"}},
+              {"id": "below_reference", "source": LONG_SOURCE, "metric": "val_loss",
+               "expect": {"equivalent_to": 1.7}, "margin": 0.05}]
+    exp = make_experiment("input_combine", axes={"input_combine": ["add", "concat"], "hidden_size": [64, 128, 256]},
+                          seeds=[0, 1, 2, 3, 4], effect={"input_combine": {"concat": -0.1}}, claims=claims)
+    for k in range(8):                          # many metric columns in the summary
+        exp.runs[f"final_test_loss_{k}"] = exp.runs["final_val_loss"]
+    exp.runs["final_test_loss"] = exp.runs["final_val_loss"] + 0.01
+    exp.runs["final_tokens_per_s"] = 12345.678
+    exp.runs["final_val_accuracy"] = 0.5
+    exp.artifact = artifact_reader(exp.runs, sample="ROMEO: to be or not to be, " * 12, heat=80)
+    render_experiment(exp, out)
+    second = {"source": "s", "metric": "val_loss", "expect": {"input_combine": "concat", "better_than": "add"}}
+    render_experiment(make_experiment("second", claim=second), out)
+    render_index(out)
+    render_kernels(out, _bench_dir(out / "bench"))
+    return out
+
+
+def _bench_dir(path: Path) -> Path:
+    path.mkdir()
+    benches = [{"name": f"t_{cell}_{backend}_{h}_{t}",
+                "stats": {"median": 1e-3 * h / 64 * (1 if backend == "fused" else 2), "iqr": 1e-5, "rounds": 20},
+                "extra_info": {"cell": cell, "backend": backend, "hidden": h, "batch": 32, "seq_len": t, "layers": 1,
+                               "dtype": "fp32", "direction": direction}}
+               for cell in ("vanilla", "gru", "lstm") for backend in ("fused", "loop", "loop_bptt", "loop_native")
+               for h in (64, 128, 256, 512) for t in (32, 128) for direction in ("fwd", "fwd_bwd")]
+    (path / "cpu.json").write_text(json.dumps({"datetime": "2026-01-01T00:00:00", "benchmarks": benches,
+                                               "machine_info": {"cpu": {"brand_raw": "Test CPU 9000"}}}))
+    return path
+
+
+def _assert_fits(browser, page: Path) -> dict:
+    measured = browser.layout(page)
+    assert not overflows(measured), f"{page.name} is wider than {WIDTH} px: {overflows(measured)}"
+    return measured
+
+
+@pytest.mark.parametrize("name", ["index.html", "input_combine.html", "kernels.html"])
+def test_rendered_pages_fit_1280_px_without_sideways_scrolling(browser, pages, name):
+    measured = _assert_fits(browser, pages / name)
+    assert measured["boxes"], "no table measured"       # the measurement saw the tables
+
+
+def test_index_verdict_after_holm_column_is_on_screen(browser, pages):
+    measured = _assert_fits(browser, pages / "index.html")
+    assert measured["holm_right"] is not None, "the index's first table has no 'verdict after Holm' column"
+    assert measured["holm_right"] <= WIDTH
+
+
+def test_kernel_page_names_its_device_and_stays_small(pages):
+    html = (pages / "kernels.html").read_text(encoding="utf-8")
+    assert "unknown device" not in html and "Test CPU 9000" in html
+    assert len(html.encode("utf-8")) <= 800_000
+
+
+def test_overflow_is_caught(browser, tmp_path):
+    """The measurement fails a page that scrolls sideways, or a box that scrolls inside itself
+    (the tests above can fail)."""
+    wide = tmp_path / "wide.html"
+    wide.write_text("<table><tr><td style='white-space: nowrap'>" + "wide " * 600 + "</td></tr></table>")
+    assert any(o.startswith("table") for o in overflows(browser.layout(wide)))
+    boxed = tmp_path / "boxed.html"
+    boxed.write_text("<div style='width: 600px; overflow-x: auto'><table><tr><td style='white-space: nowrap'>"
+                     + "wide " * 20 + "</td></tr></table></div>")
+    assert any(" in 600 px" in o for o in overflows(browser.layout(boxed)))
+
+
+@pytest.mark.parametrize("name", ["index.html", "min_rnn.html", "kernels.html"])
+def test_committed_example_pages_fit_1280_px(browser, name):
+    measured = _assert_fits(browser, EXAMPLES / name)
+    if name == "index.html":
+        assert measured["holm_right"] is not None and measured["holm_right"] <= WIDTH
+
+
+def test_committed_kernel_page_is_small_and_names_its_devices():
+    html = (EXAMPLES / "kernels.html").read_text(encoding="utf-8")
+    assert "unknown device" not in html and len(html.encode("utf-8")) <= 800_000
