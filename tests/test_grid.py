@@ -142,6 +142,9 @@ MALFORMED = {
     "zip_unequal_lengths": (_with(zip={"hidden_size": [8, 16], "lr": [0.1]}, axes={"cell": ["gru"]},
                                   claims=None),
                             "zip: lists of unequal length (hidden_size: 2, lr: 1)"),
+    "zip_repeated_row": (_with(zip={"hidden_size": [8, 16, 8], "lr": [0.1, 0.1, 0.1]}, axes={"cell": ["gru"]},
+                               claims=None),
+                         "zip: row 3 {'hidden_size': 8, 'lr': 0.1} repeats row 1; valid: distinct rows"),
     "seed_as_axis": (_with(axes={"seed": [0, 1]}), "axes.seed: seed cannot vary here"),
     "empty_seeds": (_with(seeds=[]), "seeds: []: expected a non-empty list of integers"),
     "missing_full_profile": (_with(profiles={"quick": {}}), "profiles: missing profile 'full'"),
@@ -166,7 +169,7 @@ MALFORMED = {
     "claim_at_least_not_positive": (_with(claims=[{**SCOPE, "metric": "val_loss", "at_least": 0,
                                                  "expect": {"cell": "gru", "better_than": "vanilla"}}]),
                                     "claims[0].at_least: 0: valid: a finite number > 0"),
-    "claims_not_a_list": (_with(claims={**SCOPE, "metric": "val_loss"}),
+    "claims_not_a_list": (_with(claims={"metric": "val_loss"}),
                           "claims: {'metric': 'val_loss'}: expected a list"),
     "claim_duplicate_id": (_with(claims=[
         {"id": "a", **SCOPE, "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}},
@@ -279,3 +282,10 @@ def test_a_profile_seeds_list_is_validated(tmp_path):
         "profiles:\n  quick: {steps: 2, seeds: [0, 0]}\n  full: {steps: 4}\n")
     with pytest.raises(GridError, match="repeated seed"):
         load_grid(path)
+
+
+def test_a_zip_key_may_repeat_a_value_when_its_rows_differ(tmp_path):
+    zipped = {"cell": ["gru", "gru", "vanilla"], "hidden_size": [8, 16, 8]}
+    grid = load_grid(write_grid(tmp_path, axes=None, zip=zipped, claims=None))
+    assert [s.variant for s in grid.expand("quick") if s.config.seed == 0] == [
+        "cell=gru,hidden_size=8", "cell=gru,hidden_size=16", "cell=vanilla,hidden_size=8"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from grid_support import grid_data, write_grid
+from tests.claim_support import SCOPE
 
 from charrnn.cli import main
 from charrnn.grid.executors import exclusive_resources
@@ -76,11 +77,20 @@ def test_a_bad_order_seed_is_a_one_line_grid_error(tmp_path, value):
 
 
 def test_a_grid_judging_speed_runs_every_spec_alone(tmp_path):
-    speed = {"source": "test", "metric": "tokens_per_s", "expect": {"cell": "gru", "better_than": "vanilla"}}
-    timed = load_grid(write_grid(tmp_path, grid_data(claim=speed)))
+    speed = {"source": "test", **SCOPE, "metric": "tokens_per_s", "expect": {"cell": "gru", "better_than": "vanilla"}}
+    timed = load_grid(write_grid(tmp_path, grid_data(claims=[speed])))
     assert timed.measures_speed and all(s.exclusive for s in timed.expand("quick"))
     plain = load_grid(write_grid(tmp_path, grid_data()))
     assert not plain.measures_speed and not any(s.exclusive for s in plain.expand("quick"))
+
+
+def test_only_the_runs_a_speed_claim_judges_train_alone(tmp_path):
+    speed = {"source": "test", **SCOPE, "metric": "tokens_per_s", "where": {"hidden_size": 16},
+             "expect": {"cell": "gru", "better_than": "vanilla"}}
+    grid = load_grid(write_grid(tmp_path, grid_data(claims=[speed])))
+    alone = {s.config.hidden_size for s in grid.expand("quick") if s.exclusive}
+    shared = {s.config.hidden_size for s in grid.expand("quick") if not s.exclusive}
+    assert (alone, shared) == ({16}, {8})
 
 
 def test_an_exclusive_ray_task_holds_every_cpu_of_the_largest_live_node():
@@ -91,9 +101,9 @@ def test_an_exclusive_ray_task_holds_every_cpu_of_the_largest_live_node():
 
 
 def test_dry_run_says_what_its_plan_cannot_list(tmp_path, results_dir, capsys):
-    speed = {"source": "test", "metric": "tokens_per_s", "expect": {"better_than": 1.0}}
-    path = write_grid(tmp_path, grid_data(axes={}, claim=speed, tune={"lr": [0.001, 0.003, 0.01]},
+    speed = {"source": "test", **SCOPE, "metric": "tokens_per_s", "expect": {"better_than": 1.0}}
+    path = write_grid(tmp_path, grid_data(axes={}, claims=[speed], tune={"lr": [0.001, 0.003, 0.01]},
                                           tune_bounds={"lr": [0.0001, 0.1]}))
     assert main(["grid", str(path), "--dry-run"]) == 0
     head = capsys.readouterr().out.splitlines()[0]
-    assert "each run trains alone" in head and "adds runs within tune_bounds (lr)" in head
+    assert "the runs it judges train alone" in head and "adds runs within tune_bounds (lr)" in head

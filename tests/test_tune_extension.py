@@ -8,6 +8,7 @@ import pytest
 from grid_support import children, empty_store_db, grid_data, parents, runs_of, store, write_grid  # noqa: F401
 
 from charrnn.cli import main
+from tests.claim_support import SCOPE
 from charrnn.grid.executors import run_grid
 from charrnn.grid.spec import load_grid
 from charrnn.science import tuning
@@ -20,7 +21,7 @@ LRS = [0.001, 0.003, 0.01]   # 8 Adam steps: the largest learning rate gets furt
 
 def test_an_edge_choice_trains_one_step_beyond_up_to_the_bound_in_the_same_invocation(store, tmp_path, capsys):
     data = grid_data(axes={}, seeds=[0], tune={"lr": LRS}, tune_bounds={"lr": [0.001, 0.03]}, order_seed=5,
-                     claim={"source": "test", "metric": "val_loss", "expect": {"better_than": 5.0}})
+                     claims=[{"source": "test", **SCOPE, "metric": "val_loss", "expect": {"better_than": 5.0}}])
     path = write_grid(tmp_path, data)
     assert main(["grid", str(path), "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -48,8 +49,8 @@ def test_an_edge_choice_trains_one_step_beyond_up_to_the_bound_in_the_same_invoc
 def test_ray_trains_a_speed_grid_one_run_at_a_time_and_extends_its_tuning(store, tmp_path):
     import ray
 
-    speed = {"source": "test", "metric": "tokens_per_s", "expect": {"better_than": 1.0}}
-    data = grid_data(axes={}, seeds=[0], tune={"lr": LRS}, tune_bounds={"lr": [0.001, 0.03]}, claim=speed)
+    speed = {"source": "test", **SCOPE, "metric": "tokens_per_s", "expect": {"better_than": 1.0}}
+    data = grid_data(axes={}, seeds=[0], tune={"lr": LRS}, tune_bounds={"lr": [0.001, 0.03]}, claims=[speed])
     grid = load_grid(write_grid(tmp_path, data))
     ray.init(address="local", num_cpus=2, include_dashboard=False)   # room for two runs at once
     try:

@@ -435,7 +435,7 @@ def plan_text(grid: Grid, profile: str, specs: tuple[RunSpec, ...], tracker: Tra
 
 def plan_notes(grid: Grid) -> str:
     """What the plan cannot list: exclusive runs, and the rounds a tuning extension may add."""
-    notes = ["a claim judges speed: each run trains alone"] if grid.measures_speed else []
+    notes = ["a claim judges speed: the runs it judges train alone"] if grid.measures_speed else []
     if grid.tune_bounds:
         notes.append(f"a choice at an edge adds runs within tune_bounds ({', '.join(k for k, _ in grid.tune_bounds)})")
     return "".join(f"; {note}" for note in notes)

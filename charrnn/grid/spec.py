@@ -24,6 +24,7 @@ import yaml
 
 from charrnn import registry
 from charrnn.science.claims import Claim, Pairs, parse_claims
+from charrnn.science.stats import same_value
 from charrnn.config import ConfigError, TrainConfig, check_value, format_value, make_config, short_repr
 from charrnn.paths import NAME_RULE, valid_name
 
@@ -109,8 +110,22 @@ class Grid:
 
     @property
     def measures_speed(self) -> bool:
-        """Some claim judges a speed metric: every run trains alone (see RunSpec.exclusive)."""
+        """Some claim judges a speed metric: the runs it judges train alone (see RunSpec.exclusive)."""
         return any(registry.METRICS[c.metric].speed for c in self.claims)
+
+    def times(self, varied: Pairs) -> bool:
+        """A speed claim judges this variant (its `where` holds and it is one of the claim's arms):
+        its runs train with nothing beside them. Other variants of the grid train as usual."""
+        values = dict(varied)
+        for claim in self.claims:
+            if not registry.METRICS[claim.metric].speed:
+                continue
+            if not all(same_value(values.get(key), value) for key, value in claim.where):
+                continue
+            arms = (claim.value, claim.baseline)
+            if claim.axis is None or any(same_value(values.get(claim.axis), arm) for arm in arms):
+                return True
+        return False
 
     def with_tune(self, tune: dict[str, tuple[Any, ...]]) -> "Grid":
         """The same grid trying `tune`'s values (the automatic extension of an axis)."""
@@ -155,7 +170,7 @@ class Grid:
                 except ConfigError as err:
                     raise GridError(f"{self.path}: profile {profile}, run {run_name(varied + tuned, seed)}: "
                                     f"{err}") from None
-                specs.append(RunSpec(cfg, varied, self.name, profile, tuned, self.measures_speed))
+                specs.append(RunSpec(cfg, varied, self.name, profile, tuned, self.times(varied)))
         return tuple(specs)
 
 
@@ -209,8 +224,10 @@ class _Checker:
             pairs.append((key, self.value(key, value, where)))
         return tuple(pairs)
 
-    def value_lists(self, raw: Any, where: str, forbidden: dict[str, str]) -> tuple[tuple[str, tuple], ...]:
-        """`axes` / `zip`: key -> non-empty list of distinct valid values."""
+    def value_lists(self, raw: Any, where: str, forbidden: dict[str, str],
+                    distinct: bool = True) -> tuple[tuple[str, tuple], ...]:
+        """`axes` / `zip`: key -> non-empty list of valid values, distinct unless `distinct` is False
+        (a zip key may repeat a value: its rows, not its lists, must differ)."""
         out = []
         for key, values in self.mapping(raw, where).items():
             if key in forbidden:
@@ -221,7 +238,7 @@ class _Checker:
             if not values:
                 raise self.fail(f"{where}.{key}", "empty axis; valid: a list of one or more values")
             coerced = tuple(self.value(key, v, where) for v in values)
-            if len(set(coerced)) != len(coerced):
+            if distinct and len(set(coerced)) != len(coerced):
                 raise self.fail(f"{where}.{key}", f"{values!r}: repeated value; valid: distinct values")
             out.append((key, coerced))
         return tuple(out)
@@ -330,6 +347,11 @@ def _lengths_match(check: _Checker, zipped: tuple[tuple[str, tuple], ...]) -> No
         detail = ", ".join(f"{k}: {n}" for k, n in lengths.items())
         raise check.fail("zip", f"lists of unequal length ({detail}); valid: every zip list has the "
                                 "same length")
+    rows = list(zip(*(values for _, values in zipped)))
+    repeated = next((i for i, row in enumerate(rows) if row in rows[:i]), None)
+    if repeated is not None:
+        raise check.fail("zip", f"row {repeated + 1} {dict(zip((k for k, _ in zipped), rows[repeated]))} repeats "
+                                f"row {rows.index(rows[repeated]) + 1}; valid: distinct rows")
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -348,7 +370,7 @@ def load_grid(path: str | Path) -> Grid:
     fixed_note = {k: f"{k} is already in fixed" for k, _ in fixed}
     axes = check.value_lists(data.get("axes"), "axes", {**NOT_VARIABLE, **fixed_note})
     in_axes = {k: f"{k} is already an axis" for k, _ in axes}
-    zipped = check.value_lists(data.get("zip"), "zip", {**NOT_VARIABLE, **fixed_note, **in_axes})
+    zipped = check.value_lists(data.get("zip"), "zip", {**NOT_VARIABLE, **fixed_note, **in_axes}, distinct=False)
     _lengths_match(check, zipped)
     in_zip = {k: f"{k} is already in zip" for k, _ in zipped}
     tune = check.tune(data.get("tune"), {**NOT_VARIABLE, **fixed_note, **in_axes, **in_zip})
