@@ -113,3 +113,11 @@ def test_committed_example_pages_fit_1280_px(browser, name):
 def test_committed_kernel_page_is_small_and_names_its_devices():
     html = (EXAMPLES / "kernels.html").read_text(encoding="utf-8")
     assert "unknown device" not in html and len(html.encode("utf-8")) <= 800_000
+
+
+def test_failed_runs_with_long_unbroken_reasons_fit(browser, tmp_path):
+    exp = make_experiment("failing", seeds=[0, 1])
+    exp.runs.loc[0, "status"] = "FAILED"
+    exp.runs.loc[0, "failure"] = "/a/very/long/path/" + "segment/" * 60 + "file.py: RuntimeError"
+    render_experiment(exp, tmp_path)
+    _assert_fits(browser, tmp_path / "failing.html")
