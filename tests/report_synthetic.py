@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from charrnn.science.claims import parse_claims
+from charrnn.science.claims import CLAIM_KEYS, parse_claims
 from charrnn.report.base import ExperimentData
 
+# a claim's scope keys (what it tests, the source's regime), where this version of claims has them
+SCOPE = {k: v for k, v in {"tests": "source", "regime": "synthetic runs"}.items() if k in CLAIM_KEYS}
 PROVENANCE_TAGS = {"charrnn.git_sha": "0123abcd", "charrnn.git_dirty": "false", "charrnn.torch": "2.13.0",
                    "charrnn.cuda": "none", "charrnn.device": "cpu", "charrnn.device_name": "x86_64"}
 

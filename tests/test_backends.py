@@ -299,7 +299,7 @@ def test_bench_table_cli_prints_and_rejects_bad_files(tmp_path, capsys):
 
 def test_bench_cli_rejects_unknown_profile(capsys):
     assert main(["bench", "--profile", "huge"]) == 2
-    assert "profile='huge': unknown value; valid choices: quick" in capsys.readouterr().err
+    assert "profile='huge': unknown value; valid choices: test, quick" in capsys.readouterr().err
 
 
 def test_mlflow_run_in_kernels_experiment_holds_json_and_table(results_dir, tmp_path):

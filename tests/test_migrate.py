@@ -97,3 +97,13 @@ def test_an_upgraded_checkpoint_is_read_by_this_release_and_samples(legacy_store
     capsys.readouterr()
     assert main(["sample", run.run_id, "--length", "20"]) == 0
     assert capsys.readouterr().out.strip()
+
+
+def test_a_run_that_cannot_be_upgraded_is_named_and_the_others_still_are(legacy_store, capsys):
+    broken, kept = training_runs()
+    (next((legacy_store / "mlartifacts").rglob(f"{broken.run_id}/artifacts/{CHECKPOINT_ARTIFACT}"))
+     .write_bytes(b"not a checkpoint"))
+    assert main(["migrate", "--apply"]) == 1
+    out = capsys.readouterr().out
+    assert f"({broken.run_id}): cannot upgrade: " in out and "1 cannot be upgraded" in out
+    assert Tracker().run(kept.run_id).identity and Tracker().run(broken.run_id).identity is None

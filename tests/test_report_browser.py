@@ -12,11 +12,12 @@ import pytest
 from report_browser import WIDTH, Browser, BrowserMissing, overflows
 from charrnn.report.kernels import render_kernels
 from charrnn.report.pages import render_experiment, render_index
-from report_synthetic import artifact_reader, make_experiment
+from report_synthetic import SCOPE, artifact_reader, make_experiment
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "reports" / "examples"
 LONG_SOURCE = ("write-up 001 (docs/references.md#write-up-001): \"" + "a long quoted sentence " * 12
                + "\" — https://example.org/a/very/long/path/without/any/break/" + "x" * 80)
+EXTRAPOLATION = {**SCOPE, "tests": "extrapolation"} if SCOPE else {}   # the index's second group
 LONG_ID = "mingru_scan_beats_gru_at_equal_wall_clock_with_a_very_long_identifier_indeed"
 
 
@@ -34,9 +35,9 @@ def pages(tmp_path_factory) -> Path:
     """An index over two experiments (long ids and sources, a threshold claim), one page with
     many metric columns, and a kernels page with small multiples and a long table."""
     out = tmp_path_factory.mktemp("pages")
-    claims = [{"id": LONG_ID, "source": LONG_SOURCE, "metric": "val_loss",
+    claims = [{"id": LONG_ID, "source": LONG_SOURCE, **SCOPE, "metric": "val_loss",
                "expect": {"input_combine": "concat", "better_than": "add"}},
-              {"id": "below_reference", "source": LONG_SOURCE, "metric": "val_loss",
+              {"id": "below_reference", "source": LONG_SOURCE, **EXTRAPOLATION, "metric": "val_loss",
                "expect": {"equivalent_to": 1.7}, "margin": 0.05}]
     exp = make_experiment("input_combine", axes={"input_combine": ["add", "concat"], "hidden_size": [64, 128, 256]},
                           seeds=[0, 1, 2, 3, 4], effect={"input_combine": {"concat": -0.1}}, claims=claims)
@@ -47,7 +48,7 @@ def pages(tmp_path_factory) -> Path:
     exp.runs["final_val_accuracy"] = 0.5
     exp.artifact = artifact_reader(exp.runs, sample="ROMEO: to be or not to be, " * 12, heat=80)
     render_experiment(exp, out)
-    second = {"source": "s", "metric": "val_loss", "expect": {"input_combine": "concat", "better_than": "add"}}
+    second = {"source": "s", **SCOPE, "metric": "val_loss", "expect": {"input_combine": "concat", "better_than": "add"}}
     render_experiment(make_experiment("second", claim=second), out)
     render_index(out)
     render_kernels(out, _bench_dir(out / "bench"))
@@ -113,3 +114,11 @@ def test_committed_example_pages_fit_1280_px(browser, name):
 def test_committed_kernel_page_is_small_and_names_its_devices():
     html = (EXAMPLES / "kernels.html").read_text(encoding="utf-8")
     assert "unknown device" not in html and len(html.encode("utf-8")) <= 800_000
+
+
+def test_failed_runs_with_long_unbroken_reasons_fit(browser, tmp_path):
+    exp = make_experiment("failing", seeds=[0, 1])
+    exp.runs.loc[0, "status"] = "FAILED"
+    exp.runs.loc[0, "failure"] = "/a/very/long/path/" + "segment/" * 60 + "file.py: RuntimeError"
+    render_experiment(exp, tmp_path)
+    _assert_fits(browser, tmp_path / "failing.html")

@@ -13,12 +13,12 @@ from charrnn.report.tables import RunStats
 from charrnn.science.budget import Point
 from charrnn.science.claims import parse_claims
 from charrnn.science.stats import Interval, mean_ci
-from report_synthetic import make_curves, make_runs
+from report_synthetic import SCOPE, make_curves, make_runs
 
 
 def claim(expect, metric="val_loss", **extra):
     axes = {"input_combine": ("add", "concat"), "max_time_s": (0.0, 8.0)}
-    return parse_claims({"claims": [{"metric": metric, "expect": expect, **extra}]}, axes)[0]
+    return parse_claims({"claims": [{"metric": metric, "expect": expect, **SCOPE, **extra}]}, axes)[0]
 
 
 COMPARISON = {"input_combine": "concat", "better_than": "add"}

@@ -15,19 +15,20 @@ def render_reports(experiments: list[str] | None = None, out: str | Path | None 
                    log_to_parent: bool = True) -> list[Rendered]:
     """Render `experiments` (default: every grid experiment in the store), the kernel page when
     benchmark JSON exists, the index and `verdicts.csv`. Each page is also logged to its grid's
-    parent run."""
+    parent run, once the index has written its verdicts after Holm into it."""
     out_dir = reports_dir(out)
     names = experiments or store.experiment_names()
     for name in names:                 # every name checked before anything is written
         store.require_experiment(name)
-    done = []
+    done, parents = [], []
     for name in names:
         t0 = time.perf_counter()
         exp = store.load_experiment(name)
-        rendered = replace(render_experiment(exp, out_dir), seconds=time.perf_counter() - t0)
-        if log_to_parent and exp.parent_run_id:
-            store.log_report(exp.parent_run_id, rendered.path)
-        done.append(rendered)
+        done.append(replace(render_experiment(exp, out_dir), seconds=time.perf_counter() - t0))
+        parents.append(exp.parent_run_id)
     render_kernels(out_dir)
-    render_index(out_dir)
+    render_index(out_dir)              # also writes each page's verdicts after Holm into it
+    for parent, rendered in zip(parents, done):
+        if log_to_parent and parent:
+            store.log_report(parent, rendered.path)
     return done

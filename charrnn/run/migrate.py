@@ -94,7 +94,7 @@ def plan_training_run(tracker: Tracker, experiment: str, run: StoredRun) -> Upgr
         state = _checkpoint_state(tracker, run.run_id)
         checkpoint = (upgraded_checkpoint(state, cfg)
                       if state is not None and state.get("format") != CHECKPOINT_FORMAT else None)
-    except (ConfigError, OSError, RuntimeError) as exc:
+    except Exception as exc:  # whatever stops one run (bad config, foreign weights, unreadable file) spares the rest
         return dataclasses.replace(base, problem=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
     upgrade = dataclasses.replace(base, identity=None if run.identity else cfg.identity_hash(),
                                   drop_hash=LEGACY_HASH_TAG in run.tags, checkpoint=checkpoint)
