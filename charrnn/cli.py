@@ -7,13 +7,22 @@ import sys
 import tempfile
 
 from charrnn.config import FIELDS, ConfigError, make_config, parse_key_values
+from charrnn.paths import NAME_RULE, valid_name
 
 EXIT_BAD_INPUT = 2
+EXIT_STORE_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
     """Bad command-line usage: printed as one line, exit code 2."""
+
+
+def checked_name(value: str, what: str) -> str:
+    """An experiment or run name every verb accepts (it names files under the results directory)."""
+    if not valid_name(value):
+        raise UsageError(f"{what}={value!r}: valid: {NAME_RULE}")
+    return value
 
 
 def _print_outcome(outcome, uri: str) -> None:
@@ -28,6 +37,7 @@ def _print_outcome(outcome, uri: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """One run: validate every key first, then train it into MLflow."""
+    checked_name(args.experiment, "--experiment")
     cfg = make_config(parse_key_values(args.overrides))
     from charrnn.config import check_backend_device
     from charrnn.run.runner import run_one
@@ -54,7 +64,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if args.run_id.endswith(".pt") or os.path.isfile(args.run_id):
             model, vocab, prime = rebuild(read(args.run_id), source=f"checkpoint={args.run_id!r}")
         else:
-            model, vocab, prime = _run_model(args.run_id)
+            model, vocab, prime = _run_model(checked_name(args.run_id, "run_id"))
     except CheckpointError as exc:
         raise UsageError(str(exc)) from None
     prime = prime if args.prime is None else args.prime
@@ -65,12 +75,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _run_model(run_id: str):
     """(model, vocab, prime) of a run's last checkpoint; checkpoints older than format 2 get their
     config from the run's params and their vocabulary from the task's data."""
-    from charrnn.run.checkpoint import is_self_describing, read, rebuild
+    from charrnn.run.checkpoint import is_self_describing, load_weights, read, rebuild
     from charrnn.tasks.data import make_task
     from charrnn.rnn.models import CharRNN
-    from charrnn.tracking import Tracker
+    from charrnn.tracking import Tracker, store_exists, tracking_uri
     from charrnn.run.train import CHECKPOINT_NAME
 
+    if not store_exists():  # opening it would create an empty store
+        raise UsageError(f"run_id={run_id!r}: no store at {tracking_uri(create=False)} yet; valid: the id "
+                         "of a run that `charrnn train` or `charrnn grid` logged, or a CHECKPOINT.pt file")
     tracker = Tracker()
     try:
         run = tracker.get_run(run_id)
@@ -86,8 +99,7 @@ def _run_model(run_id: str):
         return rebuild(state, source=f"run_id={run_id!r}")
     cfg = make_config({k: v for k, v in run.data.params.items() if k in FIELDS})
     task = make_task(cfg)
-    model = CharRNN(cfg, task.vocab.size)
-    model.load_state_dict(state["model"])
+    model = load_weights(CharRNN(cfg, task.vocab.size), state, f"run_id={run_id!r}")
     return model.eval(), task.vocab, task.sample_prime()
 
 
@@ -116,20 +128,24 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(grid, args.profile, specs, args.rerun_failed)
     from charrnn.grid.executors import run_grid
-    from charrnn.grid.session import FAILED, summary_text
+    from charrnn.grid.session import FAILED, GridStopped, summary_text
 
     def run_round(g):
         return run_grid(g, args.profile, executor=args.executor, max_parallel=args.max_parallel,
                         ray_address=args.ray_address, rerun_failed=args.rerun_failed,
                         progress=not args.no_progress)
 
-    if args.until_decided:
-        return _until_decided(grid, args, run_round)
-    session = run_round(grid)
+    try:
+        if args.until_decided:
+            return _until_decided(grid, args, run_round)
+        session = run_round(grid)
+    except GridStopped as stop:  # the store failed: what was done so far, then its one line
+        print(summary_text(stop.session))
+        raise stop.error from None
     print(summary_text(session))
     print(f"view it: make ui   (or: mlflow ui --backend-store-uri {session.tracker.uri})")
     print(f"then open http://127.0.0.1:5000/{session.tracker.ui_path(grid.name)}  (its runs table)")
-    return 1 if session.counts()[FAILED] else 0
+    return 1 if session.counts()[FAILED] or session.untrained() else 0
 
 
 def _until_decided(grid, args: argparse.Namespace, run_round) -> int:
@@ -171,7 +187,7 @@ def _dry_run(grid, profile: str, specs, rerun_failed: bool) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from charrnn.science.results import export
 
-    path = export(args.experiment, args.format, args.out, curves=args.curves)
+    path = export(checked_name(args.experiment, "experiment"), args.format, args.out, curves=args.curves)
     print(path)
     return 0
 
@@ -181,6 +197,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from charrnn.report.base import ReportError, reports_dir
     from charrnn.report.run import render_reports
 
+    for name in args.experiments:
+        checked_name(name, "experiment")
     try:
         pages = render_reports(args.experiments, args.out)
     except ReportError as exc:
@@ -290,6 +308,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # runs in flight ended KILLED; the same command resumes them
         print("charrnn: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        error = _store_failure(exc)
+        if error is None:
+            raise
+        print(f"charrnn: error: {error}", file=sys.stderr)
+        return EXIT_STORE_FAILED
+
+
+def _store_failure(exc: Exception) -> Exception | None:
+    """`exc` as one line when the MLflow store (or the disk under it) failed, else None."""
+    from charrnn.tracking import StoreError, store_error
+
+    return exc if isinstance(exc, StoreError) else store_error(exc)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,22 @@
 
 `results_dir()`: the MLflow store, artifacts, benchmark JSON, exports (`CHARRNN_RESULTS_DIR`,
 default `results/`). `reports_dir()`: the HTML reports and `verdicts.csv` (`--out`, else
-`CHARRNN_REPORTS_DIR`, default `reports/`).
+`CHARRNN_REPORTS_DIR`, default `reports/`). Experiment, grid and run names become directory
+and file names under them, so every verb accepts only `valid_name`s: no separators, no `..`.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit"
+
+
+def valid_name(name: str) -> bool:
+    """An experiment, grid, profile or run name that stays one path component under its directory."""
+    return bool(NAME_PATTERN.match(name))
 
 
 def results_dir() -> Path:

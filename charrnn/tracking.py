@@ -8,6 +8,7 @@ no other module handles MLflow entities.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_I
                                       MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
 
 from charrnn.config import identity_from_params
-from charrnn.paths import results_dir  # noqa: F401 (re-exported: the store lives under it)
+from charrnn.paths import NAME_RULE, results_dir, valid_name  # results_dir re-exported: the store lives under it
 from charrnn.tags import FAILURE_TAG, HASH_TAG, HEARTBEAT_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX  # noqa: F401
 
 RUN_STATUS = RunStatus
@@ -71,6 +72,49 @@ def store_exists(uri: str | None = None) -> bool:
     """False only for a sqlite store whose file does not exist yet (opening it would create it)."""
     uri = uri or tracking_uri(create=False)
     return not uri.startswith(SQLITE_PREFIX) or Path(uri.removeprefix(SQLITE_PREFIX)).exists()
+
+
+class StoreError(RuntimeError):
+    """The store refused work: read-only, out of disk space, or unreachable. The message is one
+    line naming the cause and the fix."""
+
+
+RERUN = "then run the same command again (it resumes)"
+
+
+def store_error(exc: BaseException, uri: str | None = None) -> StoreError | None:
+    """`exc` as a StoreError when the store, or the disk under it, is what failed; else None.
+    MLflow and SQLAlchemy wrap the cause (sqlite's message, an OSError, a refused connection),
+    so the whole chain of causes is read."""
+    uri = uri or tracking_uri(create=False)
+    chain = _causes(exc)
+    text = " ".join(str(e) for e in chain).lower()
+    codes = {getattr(e, "errno", None) for e in chain}
+    where = _failed_path(chain) or uri.removeprefix(SQLITE_PREFIX)
+    if errno.ENOSPC in codes or "disk is full" in text or "no space left" in text:
+        return StoreError(f"no space left on the disk holding {where}: free some space or set "
+                          f"CHARRNN_RESULTS_DIR to a disk with room, {RERUN}")
+    if codes & {errno.EROFS, errno.EACCES, errno.EPERM} or "readonly database" in text:
+        return StoreError(f"the store is read-only ({where} cannot be written): make it writable or "
+                          f"set CHARRNN_RESULTS_DIR to a writable directory, {RERUN}")
+    unreachable = any(isinstance(e, ConnectionError) for e in chain) or "max retries exceeded" in text
+    if not uri.startswith(SQLITE_PREFIX) and unreachable:
+        return StoreError(f"the tracking server {uri} is unreachable (after MLflow's retries): start it "
+                          f"(make server) or fix MLFLOW_TRACKING_URI, {RERUN}")
+    return None
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and every exception it was raised from or during, nearest first."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain and len(chain) < 50:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
+def _failed_path(chain: list[BaseException]) -> str | None:
+    return next((str(e.filename) for e in chain if isinstance(e, OSError) and e.filename), None)
 
 
 def artifact_root() -> Path:
@@ -141,6 +185,8 @@ class Tracker:
         found = self.find_experiment(name)
         if found is not None:
             return found
+        if not valid_name(name):  # its artifacts go to a directory named after it
+            raise ValueError(f"experiment={name!r}: valid: {NAME_RULE}")
         location = None
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             location = (artifact_root() / name).as_uri()
@@ -251,6 +297,12 @@ class Tracker:
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float, int]]:
         """(step, value, timestamp_ms) of every logged value of `key`, in logging order."""
         return [(m.step, m.value, m.timestamp) for m in self.client.get_metric_history(run_id, key)]
+
+    def last_logged_steps(self, run_id: str) -> dict[str, int]:
+        """key → the largest step logged for it, for every metric the run logged (system/* aside:
+        MLflow's monitor logs those by itself)."""
+        keys = [k for k in self.client.get_run(run_id).data.metrics if not k.startswith("system/")]
+        return {key: max(step for step, _, _ in self.metric_history(run_id, key)) for key in keys}
 
     def artifact_text(self, run_id: str, artifact_path: str) -> str | None:
         """The text of one artifact file, or None when the run has no such artifact."""
@@ -380,13 +432,15 @@ class RunHandle:
             self._monitor = None
 
     def end(self, status: str = "FINISHED", failure: str | None = None) -> None:
-        """Flush, record `charrnn.failure` when given, and terminate with `status`."""
-        self.flush()
-        if failure:
-            self.set_tags({FAILURE_TAG: failure[:5000]})
+        """Flush, record `charrnn.failure` when given, and terminate with `status`. The system
+        metrics monitor stops first: when the store is what failed, its thread must not go on
+        writing to it."""
         if self._monitor is not None:
             self._monitor.finish()
             self._monitor = None
+        self.flush()
+        if failure:
+            self.set_tags({FAILURE_TAG: failure[:5000]})
         self.client.set_terminated(self.run_id, status=status)
 
 

@@ -27,9 +27,9 @@ from typing import Any
 from charrnn.config import ConfigError, check_backend_device
 from charrnn.grid.spec import Grid, GridError, RunSpec
 from charrnn.run.runner import train_run
-from charrnn.grid.session import GridSession, Job
+from charrnn.grid.session import GridSession, GridStopped, Job
 from charrnn.tags import NODE_LOST_TAG
-from charrnn.tracking import Tracker
+from charrnn.tracking import Tracker, store_error
 from charrnn.grid.worker import train_task
 
 POLL_S = 0.2
@@ -85,8 +85,11 @@ class LocalExecutor:
             return
         try:
             outcome = train_run(job.spec.config, job.run, job.resume, progress=self.progress)
-        except Exception as exc:  # a store write failed: this run ends FAILED, the grid goes on
-            session.abort(job, "FAILED", f"{type(exc).__name__}: {exc}"[:2000])
+        except Exception as exc:
+            if store_error(exc, session.tracker.uri) is not None:  # the store failed: stop the grid
+                session.abort(job, "KILLED", abandon_reason(exc, session.tracker.uri))
+                raise
+            session.abort(job, "FAILED", f"{type(exc).__name__}: {exc}"[:2000])  # this run only
             return
         except BaseException:  # KeyboardInterrupt: the run already ended KILLED
             job.lock.release()
@@ -184,16 +187,19 @@ class _RayLoop:
     def run(self) -> None:
         todo = deque(self.session.specs)
         try:
-            while todo or self.inflight:
+            while True:
                 while todo and len(self.inflight) < self.parallel:
                     self._submit(self.session.acquire(todo.popleft()))
                 if not todo and not self.inflight:
+                    # Specs another invocation held are taken only once nothing is in flight; one
+                    # of them is waited for, the rest tried again without waiting (as the local executor).
                     todo.extend(self.session.take_deferred())
-                    if todo:
-                        self._submit(self.session.acquire(todo.popleft(), wait=True))
+                    if not todo:
+                        return
+                    self._submit(self.session.acquire(todo.popleft(), wait=True))
                 self._wait()
-        except BaseException:
-            self._abandon()
+        except BaseException as exc:
+            self._abandon(exc)
             raise
 
     def _submit(self, job: Job | None) -> None:
@@ -249,17 +255,23 @@ class _RayLoop:
         self._submit(job)
         return True
 
-    def _abandon(self) -> None:
-        """Interrupted: stop the tasks, end their runs KILLED (resumable), release their locks."""
+    def _abandon(self, exc: BaseException) -> None:
+        """Interrupted or failing: stop the tasks, end their runs KILLED (resumable) with the
+        reason where the store still takes it, release their locks."""
         import ray
 
+        uri = self.session.tracker.uri
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else abandon_reason(exc, uri)
         for ref, job in list(self.inflight.items()):
             ray.cancel(ref, force=True)
-            try:
-                self.session.abort(job, "KILLED", "interrupted")
-            except Exception:  # the store is what we are failing on: the next invocation reaps it
-                job.lock.release()
+            self.session.abort(job, "KILLED", reason)
         self.inflight.clear()
+
+
+def abandon_reason(exc: BaseException, uri: str | None = None) -> str:
+    """Why runs in flight end when `exc` stops the grid: the store failure's one line, if it is one."""
+    error = store_error(exc, uri)
+    return str(error if error is not None else f"{type(exc).__name__}: {exc}")[:2000]
 
 
 def join_cluster(address: str, options: dict[str, Any]) -> None:
@@ -308,6 +320,12 @@ def run_grid(grid: Grid, profile: str, executor: str = "local", max_parallel: in
     preflight(grid, specs, local_devices=not getattr(runner, "address", None))  # a cluster's GPUs are its own
     with runner:
         session = GridSession(tracker or Tracker(), grid, profile, specs, executor, rerun_failed, progress)
-        with session:
-            runner.run(session)
+        try:
+            with session:
+                runner.run(session)
+        except Exception as exc:
+            error = store_error(exc, session.tracker.uri)
+            if error is None:
+                raise
+            raise GridStopped(session, error) from None
     return session

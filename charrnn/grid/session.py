@@ -31,13 +31,14 @@ from charrnn.run.runner import ResumePoint, RunOutcome
 from charrnn.tags import GRID_ARTIFACT, HASH_TAG, HEARTBEAT_TAG, IDENTITY_TAG, ROLE_TAG, TAG_PREFIX
 from charrnn.tags import GRID_ROLE as ROLE_GRID
 from charrnn.tags import RUN_ROLE as ROLE_RUN
-from charrnn.tracking import RunHandle, StoredRun, Tracker, now_ms, results_dir
+from charrnn.tracking import RunHandle, StoreError, StoredRun, Tracker, now_ms, results_dir
 from charrnn.run.train import CHECKPOINT_NAME
 
 HOST = socket.gethostname()
 OWNER_HOST, OWNER_PID, INVOCATION = (TAG_PREFIX + k for k in ("owner_host", "owner_pid", "invocation"))
 NEW, RESUME, SKIP = "new", "resume", "skip"
 FINISHED, FAILED, SKIPPED = "finished", "failed", "skipped"   # what this invocation did per spec
+UNTRAINED = "untrained"   # a spec the invocation stopped before (summary only, not a SpecResult)
 
 
 def stale_after_ms() -> float:
@@ -160,12 +161,16 @@ class GridSession:
         self._untagged = untagged_runs(self.tracker.runs(self.grid.name, {ROLE_TAG: ROLE_RUN}))
         self.since_ms = now_ms()
         self._lock.acquire()
-        self.parent = self.tracker.start_run(
-            self.grid.name, f"{self.profile} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-            params={"profile": self.profile, "executor": self.executor, "runs": len(self.specs)},
-            tags={ROLE_TAG: ROLE_GRID, **self._owner_tags(), TAG_PREFIX + "question": self.grid.question},
-            system_metrics=self.executor != "local")
-        self.parent.log_text(self.grid.text, GRID_ARTIFACT)
+        try:
+            self.parent = self.tracker.start_run(
+                self.grid.name, f"{self.profile} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                params={"profile": self.profile, "executor": self.executor, "runs": len(self.specs)},
+                tags={ROLE_TAG: ROLE_GRID, **self._owner_tags(), TAG_PREFIX + "question": self.grid.question},
+                system_metrics=self.executor != "local")
+            self.parent.log_text(self.grid.text, GRID_ARTIFACT)
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, None)
+            raise
         return self
 
     def __exit__(self, kind, exc, tb) -> None:
@@ -175,6 +180,11 @@ class GridSession:
                 counts = self.counts()
                 self.parent.set_tags({TAG_PREFIX + k: v for k, v in counts.items()})
                 self.parent.end(*self._parent_status(kind, exc, counts))
+        except Exception:
+            if kind is None:
+                raise
+            # already failing (the store, most likely): the error in flight is the one to report;
+            # the next invocation reaps the parent left RUNNING
         finally:
             self._lock.release()
             self._lock.path.unlink(missing_ok=True)  # unique to this invocation
@@ -183,7 +193,7 @@ class GridSession:
     def _parent_status(kind, exc, counts: dict[str, int]) -> tuple[str, str | None]:
         if kind is not None:
             interrupted = issubclass(kind, KeyboardInterrupt)
-            return ("KILLED", "interrupted") if interrupted else ("FAILED", f"{kind.__name__}: {exc}")
+            return ("KILLED", "interrupted") if interrupted else ("FAILED", f"{kind.__name__}: {exc}"[:2000])
         if counts[FAILED]:
             return "FAILED", f"{counts[FAILED]} run(s) failed"
         return "FINISHED", None
@@ -260,14 +270,16 @@ class GridSession:
         return Job(spec, run, resume, lock, decision.note)
 
     def resume_point(self, run_id: str) -> ResumePoint:
-        """The run's last checkpoint (if any) and its logged train losses, one per step."""
+        """The run's last checkpoint (if any), its logged train losses (one per step) and the last
+        step each metric reached the store at."""
         with tempfile.TemporaryDirectory(prefix="charrnn-resume-") as tmp:
             try:
                 checkpoint = self.tracker.download(run_id, f"checkpoint/{CHECKPOINT_NAME}", tmp).read_bytes()
             except Exception:  # no checkpoint yet: start from step 0 in the same run
                 checkpoint = None
         losses = {step: value for step, value, _ in self.tracker.metric_history(run_id, "train_loss")}
-        return ResumePoint(checkpoint, tuple(sorted(losses.items())))
+        logged = self.tracker.last_logged_steps(run_id)
+        return ResumePoint(checkpoint, tuple(sorted(losses.items())), tuple(sorted(logged.items())))
 
     def finish(self, job: Job, outcome: RunOutcome) -> SpecResult:
         """Record a trained job and release its lock."""
@@ -282,8 +294,13 @@ class GridSession:
         return result
 
     def abort(self, job: Job, status: str, reason: str) -> SpecResult:
-        """End a job whose trainer never reported back (worker crash, interrupt)."""
-        job.run.end(status, failure=reason)
+        """End a job whose trainer never reported back (worker crash, interrupt, a store failure).
+        Where the store refuses even that write, the job is still recorded and its lock released:
+        its run stays RUNNING until the next invocation reaps it."""
+        try:
+            job.run.end(status, failure=reason)
+        except Exception as exc:
+            reason = f"{reason} (not recorded in the store: {type(exc).__name__})"
         return self.finish(job, RunOutcome(job.run_id, status, failure=reason))
 
     def _record(self, result: SpecResult) -> None:
@@ -295,12 +312,25 @@ class GridSession:
     def counts(self) -> dict[str, int]:
         return {k: sum(r.outcome == k for r in self.results) for k in (FINISHED, SKIPPED, FAILED)}
 
+    def untrained(self) -> list[RunSpec]:
+        """Specs this invocation recorded nothing for: it stopped before them."""
+        done = {r.spec.identity for r in self.results}
+        return [spec for spec in self.specs if spec.identity not in done]
+
     def ordered_results(self) -> list[SpecResult]:
         order = {spec.identity: i for i, spec in enumerate(self.specs)}
         return sorted(self.results, key=lambda r: order[r.spec.identity])
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
+
+
+class GridStopped(Exception):
+    """The store failed mid-grid: `error` says how (one line); `session` holds the results so far."""
+
+    def __init__(self, session: GridSession, error: StoreError):
+        super().__init__(str(error))
+        self.session, self.error = session, error
 
 
 def untagged_runs(runs: list[StoredRun]) -> dict[str, list[str]]:
@@ -333,12 +363,14 @@ def format_metric(value: float | None) -> str:
 
 def summary_text(session: GridSession) -> str:
     """The end-of-grid table: one line per RunSpec and the finished / skipped / failed counts."""
-    counts = session.counts()
+    counts, untrained = session.counts(), session.untrained()
     rows = [[r.outcome, r.spec.run_name, r.spec.identity, r.status or "-",
              format_metric(r.final.get("final_val_loss")), r.note] for r in session.ordered_results()]
+    rows += [[UNTRAINED, spec.run_name, spec.identity, "-", "-", "the invocation stopped before it"]
+             for spec in untrained]
     head = (f"grid {session.grid.name} [{session.profile}]: {len(session.specs)} runs: "
-            f"{counts[FINISHED]} finished, {counts[SKIPPED]} skipped, {counts[FAILED]} failed "
-            f"in {session.elapsed_s():.1f} s")
+            f"{counts[FINISHED]} finished, {counts[SKIPPED]} skipped, {counts[FAILED]} failed"
+            f"{f', {len(untrained)} {UNTRAINED}' if untrained else ''} in {session.elapsed_s():.1f} s")
     table = format_table(["outcome", "run", "identity", "status", "final_val_loss", "note"], rows)
     parent = f"parent run: {session.parent.run_id}" if session.parent else ""
     return "\n".join(filter(None, [head, table, parent]))

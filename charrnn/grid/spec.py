@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import yaml
 
 from charrnn.science.claims import Claim, Pairs, parse_claims
 from charrnn.config import ConfigError, TrainConfig, check_value, format_value, make_config
+from charrnn.paths import NAME_RULE, valid_name
 
 TOP_KEYS = {"name": True, "question": True, "claim": False, "claims": False, "task": True,
             "fixed": False, "axes": False, "zip": False, "seeds": True, "profiles": True,
@@ -29,8 +29,6 @@ TOP_KEYS = {"name": True, "question": True, "claim": False, "claims": False, "ta
 REQUIRED_PROFILES = ("quick", "full")
 NOT_VARIABLE = {"seed": "list seeds under the top-level `seeds`",
                 "task": "set the task with the top-level `task`"}
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit"
 
 
 class GridError(ConfigError):
@@ -233,7 +231,7 @@ class _Checker:
                                             f"{' and '.join(REQUIRED_PROFILES)}")
         out = []
         for name, block in data.items():
-            if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            if not isinstance(name, str) or not valid_name(name):
                 raise self.fail("profiles", f"profile name {name!r}: valid: {NAME_RULE}")
             forbidden = {"seed": NOT_VARIABLE["seed"],
                          **{k: f"{k} is varied by the grid" for k in varied}}
@@ -291,7 +289,7 @@ def load_grid(path: str | Path) -> Grid:
     data = check.mapping(_parse(path, text), "", allow_none=False)
     check.keys(data, TOP_KEYS, "top level")
     name = check.text(data["name"], "name")
-    if not NAME_PATTERN.match(name):
+    if not valid_name(name):
         raise check.fail("name", f"{name!r}: valid: {NAME_RULE}")
     task = check.value("task", data["task"], "task")
     fixed = check.overrides(data.get("fixed"), "fixed", NOT_VARIABLE)

@@ -13,6 +13,8 @@ from .base import (DIFF_CHARS, HEATMAP_CMAP, MAX_DETAIL_VARIANTS, PROVENANCE, SA
                    ArtifactReader, ExperimentData, natural_key)
 from .tables import RunStats
 
+RUNNING = "RUNNING"   # MLflow status of a run not ended (training, or orphaned)
+
 
 def representatives(runs: pd.DataFrame, variants: list[str]) -> dict[str, pd.Series]:
     """Per variant its finished run with the lowest seed (the one whose artifacts are shown)."""
@@ -133,10 +135,24 @@ def detail_sections(exp: ExperimentData, runs: pd.DataFrame, variants: list[str]
 # --------------------------------------------------------------------------- failures, provenance
 
 def failed_runs(runs: pd.DataFrame) -> list[dict[str, Any]]:
-    bad = runs[runs["status"] != FINISHED]
+    """Runs that ended without finishing (FAILED, KILLED), with their reason."""
+    bad = runs[~runs["status"].isin([FINISHED, RUNNING])]
     return [{"run": r["run_name"], "variant": r["variant"], "seed": r["seed"], "status": r["status"],
              "reason": str(r["failure"]) if isinstance(r["failure"], str) and r["failure"]
              else "no reason recorded"} for _, r in bad.iterrows()]
+
+
+def unfinished_runs(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """RUNNING runs: training now, or orphaned by an owner that died (the next `charrnn grid`
+    resumes them). Neither has failed; the label says when the run last wrote to the store."""
+    running = runs[runs["status"] == RUNNING]
+    return [{"run": r["run_name"], "variant": r["variant"], "seed": r["seed"],
+             "status": f"unfinished (no heartbeat since {_utc(r.get('last_heartbeat'))})"}
+            for _, r in running.iterrows()]
+
+
+def _utc(stamp: Any) -> str:
+    return "?" if stamp is None or pd.isna(stamp) else pd.Timestamp(stamp).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def provenance(exp: ExperimentData, runs: pd.DataFrame) -> dict[str, Any]:

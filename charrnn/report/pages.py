@@ -23,7 +23,7 @@ from .claims_view import (RULES, experiment_verdicts, forest_figure, one_line, s
                           write_verdicts_csv)
 from .budget_view import budget_sections
 from .sweep import speed_sweep
-from .details import detail_sections, failed_runs, heat_variants, provenance
+from .details import detail_sections, failed_runs, heat_variants, provenance, unfinished_runs
 from .plots import figures
 from .tables import RunStats, best_variant, prepare, primary_metric, summary_table
 from .tuned import tuning_section
@@ -52,7 +52,8 @@ def build_context(exp: ExperimentData) -> dict[str, Any]:
         "figures": figures(st, exp.curves, axes, variants, colors, metric),
         "budget": budget_sections(runs, exp.curves, exp.claims, axes), "sweep": speed_sweep(runs, axes),
         "tuning": tuning_section(every_run, runs, exp.tune, colors),
-        "failed": failed_runs(every_run), "provenance": provenance(exp, every_run), "duplicates": exp.duplicates,
+        "failed": failed_runs(every_run), "unfinished": unfinished_runs(every_run),
+        "provenance": provenance(exp, every_run), "duplicates": exp.duplicates,
         "generated": now_text(), "open_details": OPEN_DETAILS,
         **detail_sections(exp, runs, variants, heat_for),
     }

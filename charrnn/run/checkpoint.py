@@ -77,6 +77,18 @@ def rebuild(state: dict[str, Any], source: str = "checkpoint") -> tuple[CharRNN,
         raise CheckpointError(f"{source}: written before checkpoints carried their config and "
                               f"vocabulary; sample it by run id instead (charrnn sample RUN_ID)")
     vocab = stored_vocab(state)
-    model = CharRNN(stored_config(state), vocab.size)
-    model.load_state_dict(state["model"])
+    model = load_weights(CharRNN(stored_config(state), vocab.size), state, source)
     return model.eval(), vocab, state["sample_prime"]
+
+
+def load_weights(model: CharRNN, state: dict[str, Any], source: str = "checkpoint") -> CharRNN:
+    """`model` with the checkpoint's weights; CheckpointError when they do not fit its shapes or names
+    (weights from another config, or an edited state)."""
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        detail = lines[1] if len(lines) > 1 else lines[0]  # the first line only says "Error(s) in loading"
+        raise CheckpointError(f"{source}: its weights do not fit its config ({detail[:300]}); valid: "
+                              "a checkpoint written by charrnn for that config") from None
+    return model

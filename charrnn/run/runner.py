@@ -55,6 +55,25 @@ class ResumePoint:
     """Where a reopened run left off: its last checkpoint artifact and its logged train losses."""
     checkpoint: bytes | None
     train_losses: tuple[tuple[int, float], ...] = ()   # (step, value), deduplicated by step
+    logged: tuple[tuple[str, int], ...] = ()           # (metric, last step in the store)
+
+
+class LogOnce:
+    """A run whose metric rows already in the store are not logged again. A resumed run replays
+    from its checkpoint, which may be older than the last rows that reached the store (a flush
+    between checkpoints, or the flush of a run that ended KILLED); the replay computes the same
+    values bit for bit, so dropping them leaves one point per step in MLflow's history."""
+
+    def __init__(self, run: RunSink, logged: dict[str, int]):
+        self._run, self._logged = run, logged
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._run, name)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        new = {k: v for k, v in metrics.items() if step > self._logged.get(k, -1)}
+        if new:
+            self._run.log_metrics(new, step)
 
 
 def identity_tags(cfg: TrainConfig) -> dict[str, str]:
@@ -109,6 +128,8 @@ def train_run(cfg: TrainConfig, run: RunSink, resume: ResumePoint | None = None,
 
 
 def _train_in(trainer: Trainer, run: RunSink, resume: ResumePoint | None) -> RunOutcome:
+    if resume is not None and resume.logged:
+        run = LogOnce(run, dict(resume.logged))
     with tempfile.TemporaryDirectory(prefix="charrnn-ckpt-") as ckpt_dir:
         trainer.sink, trainer.checkpoint_dir = run, Path(ckpt_dir)
         trainer, earlier = _restore(trainer, run, resume)

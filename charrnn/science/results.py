@@ -20,12 +20,12 @@ import yaml
 
 from charrnn import registry
 from charrnn.config import FIELD_TYPES, FIELDS, ConfigError
-from charrnn.tags import FAILURE_TAG, GRID_ARTIFACT, GRID_ROLE, RESUMED_TAG, ROLE_TAG, TAG_PREFIX
+from charrnn.tags import FAILURE_TAG, GRID_ARTIFACT, GRID_ROLE, HEARTBEAT_TAG, RESUMED_TAG, ROLE_TAG, TAG_PREFIX
 from charrnn.tracking import StoredRun, Tracker, metric_histories, results_dir, store_exists, tracking_uri
 
 CURVE_METRICS = registry.curve_metrics()
 ID_COLUMNS = ["run_id", "run_name", "variant", "identity", "config_hash", "status", "failure", "seed"]
-INFO_COLUMNS = ["param_count", "duration_s", "start_time", "end_time", "grid", "profile",
+INFO_COLUMNS = ["param_count", "duration_s", "start_time", "end_time", "last_heartbeat", "grid", "profile",
                 "resumed_from_step", "parent_run_id"]
 FORMATS = {"csv": ".csv", "parquet": ".parquet"}
 
@@ -74,6 +74,7 @@ def _row(run: StoredRun) -> dict[str, Any]:
         "duration_s": (end - run.start_time) / 1000 if end else None,
         "start_time": pd.Timestamp(run.start_time, unit="ms", tz="UTC"),
         "end_time": pd.Timestamp(end, unit="ms", tz="UTC") if end else None,
+        "last_heartbeat": pd.Timestamp(int(run.tags.get(HEARTBEAT_TAG) or run.start_time), unit="ms", tz="UTC"),
         "grid": run.tags.get(TAG_PREFIX + "grid"), "profile": run.tags.get(TAG_PREFIX + "profile"),
         "resumed_from_step": _int(run.tags.get(RESUMED_TAG)), "parent_run_id": run.parent_run_id,
     }
