@@ -82,8 +82,8 @@ def _run_model(run_id: str):
     from charrnn.run.train import CHECKPOINT_NAME
 
     if not store_exists():  # opening it would create an empty store
-        raise UsageError(f"run_id={run_id!r}: no store at {tracking_uri(create=False)} yet; valid: the id "
-                         "of a run that `charrnn train` or `charrnn grid` logged, or a CHECKPOINT.pt file")
+        raise UsageError(f"run_id={run_id!r}: no such run (no store at {tracking_uri(create=False)} yet); "
+                         "valid: the id of a run that `charrnn train` or `charrnn grid` logged, or a CHECKPOINT.pt")
     tracker = Tracker()
     try:
         run = tracker.get_run(run_id)

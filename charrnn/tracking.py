@@ -53,7 +53,9 @@ UI_DEFAULT_VIEW_SCRIPT = (f"<script>try{{if(localStorage.getItem({UI_WORKFLOW_ST
                           "catch(e){}</script>")
 
 logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
-logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+# MLflow logs a failed database call with its traceback, then raises it as an MlflowException:
+# the raise is what charrnn handles (one line for a store failure, see `store_error`)
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
@@ -94,7 +96,8 @@ def store_error(exc: BaseException, uri: str | None = None) -> StoreError | None
     if errno.ENOSPC in codes or "disk is full" in text or "no space left" in text:
         return StoreError(f"no space left on the disk holding {where}: free some space or set "
                           f"CHARRNN_RESULTS_DIR to a disk with room, {RERUN}")
-    if codes & {errno.EROFS, errno.EACCES, errno.EPERM} or "readonly database" in text:
+    if codes & {errno.EROFS, errno.EACCES, errno.EPERM} or "readonly database" in text \
+            or "read-only file system" in text:
         return StoreError(f"the store is read-only ({where} cannot be written): make it writable or "
                           f"set CHARRNN_RESULTS_DIR to a writable directory, {RERUN}")
     unreachable = any(isinstance(e, ConnectionError) for e in chain) or "max retries exceeded" in text

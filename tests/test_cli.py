@@ -102,3 +102,45 @@ def test_console_script_reports_bad_key_with_exit_2(results_dir):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("charrnn: error: unknown key 'colour'")
     assert not (results_dir / "mlflow.db").exists()
+
+
+ESCAPING = ["../x", "../../escaped", "a/b", "/tmp/abs", ".hidden", ""]
+
+
+@pytest.mark.parametrize("name", ESCAPING)
+@pytest.mark.parametrize("verb", ["train", "sample", "report", "export"])
+def test_names_that_leave_the_results_dir_exit_2_with_one_line_and_create_nothing(
+        results_dir, tmp_path, monkeypatch, capsys, verb, name):
+    monkeypatch.chdir(tmp_path)
+    args = {"train": ["train", "--experiment", name, "steps=1"], "sample": ["sample", name],
+            "report": ["report", name], "export": ["export", name]}[verb]
+    before = sorted(tmp_path.parent.rglob("*"))
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{name!r}: valid: letters, digits" in err
+    assert sorted(tmp_path.parent.rglob("*")) == before and not results_dir.exists()
+
+
+def test_sample_of_a_run_id_without_a_store_creates_no_store(results_dir, capsys):
+    assert main(["sample", "deadbeef"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "run_id='deadbeef': no such run" in err and len(err.splitlines()) == 1
+    assert not results_dir.exists()
+
+
+def test_sample_of_a_checkpoint_whose_weights_do_not_fit_its_config_exits_2(results_dir, tmp_path, capsys):
+    from charrnn.config import make_config
+    from charrnn.rnn.models import CharRNN
+    from charrnn.run.checkpoint import describe
+    from charrnn.tasks.data import make_task
+
+    cfg = make_config({"hidden_size": 8, "device": "cpu"})
+    vocab = make_task(cfg).vocab
+    other = CharRNN(make_config({"hidden_size": 16, "device": "cpu"}), vocab.size)
+    path = tmp_path / "mismatch.pt"
+    torch.save({"model": other.state_dict(), **describe(cfg, vocab, "A")}, path)
+    assert main(["sample", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"checkpoint={str(path)!r}: its weights do not fit its config (size mismatch for" in err
+    assert not results_dir.exists()

@@ -95,6 +95,9 @@ class LocalExecutor:
             job.lock.release()
             raise
         session.finish(job, outcome)
+        error = store_error(RuntimeError(outcome.failure), session.tracker.uri) if outcome.failure else None
+        if error is not None:  # the run ended FAILED because the store failed under it: stop the grid
+            raise error
 
 
 # ------------------------------------------------------------------------------------------ ray

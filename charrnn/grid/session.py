@@ -365,7 +365,8 @@ def summary_text(session: GridSession) -> str:
     """The end-of-grid table: one line per RunSpec and the finished / skipped / failed counts."""
     counts, untrained = session.counts(), session.untrained()
     rows = [[r.outcome, r.spec.run_name, r.spec.identity, r.status or "-",
-             format_metric(r.final.get("final_val_loss")), r.note] for r in session.ordered_results()]
+             format_metric(r.final.get("final_val_loss")), (r.note.splitlines() or [""])[0]]
+            for r in session.ordered_results()]  # a note's first line: a table row stays one line
     rows += [[UNTRAINED, spec.run_name, spec.identity, "-", "-", "the invocation stopped before it"]
              for spec in untrained]
     head = (f"grid {session.grid.name} [{session.profile}]: {len(session.specs)} runs: "
