@@ -94,7 +94,7 @@ def store_error(exc: BaseException, uri: str | None = None) -> StoreError | None
     codes = {getattr(e, "errno", None) for e in chain}
     where = _failed_path(chain) or uri.removeprefix(SQLITE_PREFIX)
     if errno.ENOSPC in codes or "disk is full" in text or "no space left" in text:
-        return StoreError(f"no space left on the disk holding {where}: free some space or set "
+        return StoreError(f"no space left on the disk holding {where}: free some space there or set "
                           f"CHARRNN_RESULTS_DIR to a disk with room, {RERUN}")
     if codes & {errno.EROFS, errno.EACCES, errno.EPERM} or "readonly database" in text \
             or "read-only file system" in text:
@@ -117,7 +117,11 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 
 def _failed_path(chain: list[BaseException]) -> str | None:
-    return next((str(e.filename) for e in chain if isinstance(e, OSError) and e.filename), None)
+    """The file an OSError names: the destination where it names two (a copy into the store)."""
+    for exc in chain:
+        if isinstance(exc, OSError) and (exc.filename2 or exc.filename):
+            return str(exc.filename2 or exc.filename)
+    return None
 
 
 def artifact_root() -> Path:

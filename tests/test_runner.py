@@ -179,7 +179,26 @@ def test_interrupted_run_resumes_from_its_checkpoint_and_matches_an_uninterrupte
     assert resumed.metrics["final_val_loss"] == expected["final_val_loss"]
     assert resumed.metrics["final_train_loss"] == pytest.approx(expected["final_train_loss"], rel=1e-12)
     steps = [s for s, _, _ in Tracker().metric_history(resumed.run_id, "train_loss")]
-    assert sorted(set(steps)) == list(range(10))
+    assert sorted(steps) == list(range(10))
+
+
+def test_a_run_resumed_behind_its_last_logged_step_logs_each_step_once(store, tmp_path):
+    # interrupted after the train losses of steps 8 and 9: ending KILLED flushes them, but the
+    # checkpoint it resumes from is the one of step 8
+    path = interrupted_grid(tmp_path, "log_metrics", 12)
+    killed = by_name(children(runs_of("tiny", store)))["cell=gru,seed=0"]
+    assert [s for s, _, _ in Tracker().metric_history(killed.run_id, "train_loss")] == list(range(10))
+
+    assert main(["grid", str(path), "--no-progress"]) == 0
+    resumed = by_name(children(runs_of("tiny", store)))["cell=gru,seed=0"]
+    assert resumed.status == "FINISHED" and resumed.tag("resumed_from_step") == "8"
+    for key in ("train_loss", "grad_norm", "val_loss", "final_val_loss"):
+        steps = [s for s, _, _ in Tracker().metric_history(resumed.run_id, key)]
+        assert len(steps) == len(set(steps)), (key, steps)
+    assert sorted(s for s, _, _ in Tracker().metric_history(resumed.run_id, "train_loss")) == list(range(10))
+    expected = uninterrupted_final(load_grid(path).expand("quick")[1].config)
+    assert resumed.metrics["final_val_loss"] == expected["final_val_loss"]
+    assert resumed.metrics["final_train_loss"] == pytest.approx(expected["final_train_loss"], rel=1e-12)
 
 
 def test_run_killed_while_logging_its_outputs_is_evaluated_again(store, tmp_path):
