@@ -157,6 +157,17 @@ def test_failed_runs_are_listed_with_reasons_and_left_out_of_the_means(tmp_path)
     assert "1 failed run(s) excluded" in html
 
 
+def test_a_running_orphan_is_unfinished_with_its_last_heartbeat_not_failed(tmp_path):
+    exp = make_experiment(claim=CLAIM)
+    exp.runs["last_heartbeat"] = pd.Timestamp("2026-01-02 03:04:05", tz="UTC")
+    exp.runs.loc[0, ["status", "failure"]] = ["RUNNING", None]
+    _, html = render(exp, tmp_path)
+    section = html.split('<h2 id="failed">')[1].split("<h2")[0]
+    assert "unfinished (no heartbeat since 2026-01-02 03:04:05 UTC)" in section
+    assert "no reason recorded" not in section and "<td>RUNNING</td>" not in section
+    assert "None: every run finished" not in section
+
+
 @pytest.mark.parametrize("axes,expected,absent", [
     ({"input_combine": ["add", "concat"]}, {"curves", "final-val_loss", "cost"},
      {"importance", "gap", "by-hidden_size", "by-layers"}),
