@@ -8,7 +8,6 @@ no other module handles MLflow entities.
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -53,8 +52,8 @@ UI_DEFAULT_VIEW_SCRIPT = (f"<script>try{{if(localStorage.getItem({UI_WORKFLOW_ST
                           "catch(e){}</script>")
 
 logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
-# MLflow logs a failed database call with its traceback, then raises it as an MlflowException:
-# the raise is what charrnn handles (one line for a store failure, see `store_error`)
+# MLflow logs a failed database call with its traceback, then raises it: charrnn handles the raise
+# (a store failure becomes one line, see charrnn.store_failures)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -74,54 +73,6 @@ def store_exists(uri: str | None = None) -> bool:
     """False only for a sqlite store whose file does not exist yet (opening it would create it)."""
     uri = uri or tracking_uri(create=False)
     return not uri.startswith(SQLITE_PREFIX) or Path(uri.removeprefix(SQLITE_PREFIX)).exists()
-
-
-class StoreError(RuntimeError):
-    """The store refused work: read-only, out of disk space, or unreachable. The message is one
-    line naming the cause and the fix."""
-
-
-RERUN = "then run the same command again (it resumes)"
-
-
-def store_error(exc: BaseException, uri: str | None = None) -> StoreError | None:
-    """`exc` as a StoreError when the store, or the disk under it, is what failed; else None.
-    MLflow and SQLAlchemy wrap the cause (sqlite's message, an OSError, a refused connection),
-    so the whole chain of causes is read."""
-    uri = uri or tracking_uri(create=False)
-    chain = _causes(exc)
-    text = " ".join(str(e) for e in chain).lower()
-    codes = {getattr(e, "errno", None) for e in chain}
-    where = _failed_path(chain) or uri.removeprefix(SQLITE_PREFIX)
-    if errno.ENOSPC in codes or "disk is full" in text or "no space left" in text:
-        return StoreError(f"no space left on the disk holding {where}: free some space there or set "
-                          f"CHARRNN_RESULTS_DIR to a disk with room, {RERUN}")
-    if codes & {errno.EROFS, errno.EACCES, errno.EPERM} or "readonly database" in text \
-            or "read-only file system" in text:
-        return StoreError(f"the store is read-only ({where} cannot be written): make it writable or "
-                          f"set CHARRNN_RESULTS_DIR to a writable directory, {RERUN}")
-    unreachable = any(isinstance(e, ConnectionError) for e in chain) or "max retries exceeded" in text
-    if not uri.startswith(SQLITE_PREFIX) and unreachable:
-        return StoreError(f"the tracking server {uri} is unreachable (after MLflow's retries): start it "
-                          f"(make server) or fix MLFLOW_TRACKING_URI, {RERUN}")
-    return None
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """`exc` and every exception it was raised from or during, nearest first."""
-    chain: list[BaseException] = []
-    while exc is not None and exc not in chain and len(chain) < 50:
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return chain
-
-
-def _failed_path(chain: list[BaseException]) -> str | None:
-    """The file an OSError names: the destination where it names two (a copy into the store)."""
-    for exc in chain:
-        if isinstance(exc, OSError) and (exc.filename2 or exc.filename):
-            return str(exc.filename2 or exc.filename)
-    return None
 
 
 def artifact_root() -> Path:

@@ -31,7 +31,8 @@ from charrnn.run.runner import ResumePoint, RunOutcome
 from charrnn.tags import GRID_ARTIFACT, HASH_TAG, HEARTBEAT_TAG, IDENTITY_TAG, ROLE_TAG, TAG_PREFIX
 from charrnn.tags import GRID_ROLE as ROLE_GRID
 from charrnn.tags import RUN_ROLE as ROLE_RUN
-from charrnn.tracking import RunHandle, StoreError, StoredRun, Tracker, now_ms, results_dir
+from charrnn.store_failures import StoreError
+from charrnn.tracking import RunHandle, StoredRun, Tracker, now_ms, results_dir
 from charrnn.run.train import CHECKPOINT_NAME
 
 HOST = socket.gethostname()
