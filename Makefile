@@ -68,11 +68,11 @@ screenshots: $(STAMP)
 	$(BIN)/python tests/report_browser.py reports/examples docs/img
 
 # MLflow 3.x opens experiments on its GenAI views (traces) unless the sidebar's "Model training"
-# switch is on; `--app-name charrnn` (charrnn.tracking.create_ui_app) presets that switch in the
+# switch is on; `--app-name charrnn` (charrnn.tracking.ui.create_ui_app) presets that switch in the
 # browser, so http://127.0.0.1:$(PORT) opens on the runs tables. The printed addresses open each
 # experiment's runs table whatever the switch says.
 ui: $(STAMP)
-	@CHARRNN_RESULTS_DIR=$(RESULTS_DIR) $(BIN)/python -c 'from charrnn.tracking import ui_links; \
+	@CHARRNN_RESULTS_DIR=$(RESULTS_DIR) $(BIN)/python -c 'from charrnn.tracking.ui import ui_links; \
 		print("runs tables (or switch the UI to Model training):", *ui_links("http://127.0.0.1:$(PORT)"), sep="\n  ")' \
 		2>/dev/null || true
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RESULTS_DIR)/mlflow.db \

@@ -14,8 +14,9 @@ from charrnn.cli import main
 from charrnn import tags
 from charrnn.provenance import source_tags
 from charrnn import tracking
-from charrnn.tracking import (EXPERIMENT_KIND_TAG, MLFLOW_PRIVATE_API_CHECKED, MODEL_TRAINING_KIND,
-                              UI_DEFAULT_VIEW_SCRIPT, UI_QUERY, Tracker, create_ui_app, metric_histories, sql_store)
+from charrnn.tracking import (EXPERIMENT_KIND_TAG, MLFLOW_PRIVATE_API_CHECKED, MODEL_TRAINING_KIND, UI_QUERY, Tracker,
+                              metric_histories, sql_store)
+from charrnn.tracking.ui import UI_DEFAULT_VIEW_SCRIPT, create_ui_app
 
 
 def experiment_tags(tracker: Tracker, name: str) -> dict[str, str]:

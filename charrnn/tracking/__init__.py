@@ -44,15 +44,6 @@ SQLITE_PREFIX = "sqlite:///"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 UI_QUERY = "workflowType=machine_learning"
-# Where that switch lives: the browser's localStorage, under this key, as JSON (MLflow 3.17's UI
-# bundle: `useLocalStorage({key: "mlflow.workflowType", version: 1})` stores `<key>_v<version>`).
-# `create_ui_app` presets it once, so the plain address opens on Model training too; a user's own
-# choice on the switch is kept.
-UI_WORKFLOW_STORAGE_KEY = "mlflow.workflowType_v1"
-UI_PRESET_EXTENSION = "charrnn.ui_preset"   # marks MLflow's Flask app as carrying the preset hook
-UI_DEFAULT_VIEW_SCRIPT = (f"<script>try{{if(localStorage.getItem({UI_WORKFLOW_STORAGE_KEY!r})===null)"
-                          f"localStorage.setItem({UI_WORKFLOW_STORAGE_KEY!r},'\"machine_learning\"')}}"
-                          "catch(e){}</script>")
 
 logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
 # MLflow logs a failed database call with its traceback, then raises it: charrnn handles the raise
@@ -311,40 +302,6 @@ class Tracker:
 
     def download(self, run_id: str, artifact_path: str, dest: str | Path) -> Path:
         return Path(self.client.download_artifacts(run_id, artifact_path, str(dest)))
-
-
-def ui_links(base_url: str) -> list[str]:
-    """`experiment: address` of each experiment's runs table in the MLflow UI served at `base_url`."""
-    tracker = Tracker()
-    return [f"{name}: {base_url.rstrip('/')}/{tracker.ui_path(name)}"
-            for name in tracker.experiment_names() if name != "Default"]
-
-
-def create_ui_app():
-    """MLflow's own server app (uvicorn factory, `mlflow ui|server --app-name charrnn`) whose UI
-    opens on the Model training views: the runs table and charts, not the GenAI overview. The
-    preset is a Flask `after_request` hook on MLflow's app, the way MLflow's app plugins extend it."""
-    from mlflow.server import app as flask_app
-    from mlflow.server.fastapi_app import create_fastapi_app
-
-    if UI_PRESET_EXTENSION not in flask_app.extensions:   # once, however many apps are created
-        flask_app.after_request(preset_model_training)
-        flask_app.extensions[UI_PRESET_EXTENSION] = True
-    return create_fastapi_app(flask_app)
-
-
-def preset_model_training(response):
-    """MLflow's index page with UI_DEFAULT_VIEW_SCRIPT first in its <head>; other responses as they are."""
-    from flask import request
-
-    if request.endpoint != "serve" or response.mimetype != "text/html":
-        return response
-    response.direct_passthrough = False
-    html = response.get_data(as_text=True)
-    response.set_data(html.replace("<head>", f"<head>{UI_DEFAULT_VIEW_SCRIPT}", 1))
-    for validator in ("ETag", "Last-Modified"):  # they describe MLflow's file, not this page
-        response.headers.pop(validator, None)
-    return response
 
 
 @dataclass
