@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.claim_support import SCOPE
 from charrnn.cli import main
 from charrnn.grid.executors import run_grid
 from charrnn.grid.spec import load_grid
@@ -45,7 +46,7 @@ def legacy_store(results_dir) -> Path:
 def current_grid(tmp_path: Path) -> Path:
     """The fixture's grid file in this release's form (`claims:`)."""
     data = yaml.safe_load((FIXTURE / "legacy.yaml").read_text(encoding="utf-8"))
-    data["claims"] = [data.pop("claim")]
+    data["claims"] = [{**data.pop("claim"), **SCOPE}]   # this release also asks each claim for its scope
     path = tmp_path / "legacy.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path

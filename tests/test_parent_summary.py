@@ -42,7 +42,7 @@ def test_the_parent_run_carries_the_claims_and_ended_runs_no_bookkeeping(store, 
 
     note = parent.tags[NOTE_TAG]
     assert QUESTION in note and "cell=gru_vs_vanilla" in note and f"{REPORT_ARTIFACT_DIR}/tiny.html" in note
-    assert any(label in note for label in ("reproduced", "contradicted", "equivalent", "underpowered"))
+    assert any(label in note for label in ("reproduced", "contradicted", "equivalent", "underpowered", "not tested"))
     assert parent.name.startswith("quick: 4 trained")
 
     for run in [parent, *kids]:

@@ -86,7 +86,8 @@ def test_a_choice_at_the_grids_bound_is_said_apart_from_an_open_edge(tmp_path):
 
 def test_a_page_says_how_speed_was_measured(tmp_path):
     exp = make_experiment(axes={"hidden_size": [64, 128]}, seeds=[0, 1, 2, 3, 4],
-                          claims=[{"metric": "tokens_per_s", "expect": {"hidden_size": 64, "better_than": 128}}])
+                          claims=[{**SCOPE, "metric": "tokens_per_s",
+                                   "expect": {"hidden_size": 64, "better_than": 128}}])
     exp.runs[SPEED_TAG] = EXCLUSIVE
     html = render_experiment(exp, tmp_path).path.read_text()
     assert f"How speed was measured: exclusive: {SPEED_MEASUREMENTS[EXCLUSIVE]}" in html.replace("&#39;", "'")

@@ -96,7 +96,9 @@ def test_final_metrics_cover_train_val_and_test(name):
     if name == "bitflip":
         assert {"final_test_accuracy", "final_test_exact_match"} <= set(final)
     assert all(math.isfinite(final[k]) for k in final)
-    assert set(final) - {"train_time_s"} <= set(registry.final_metrics())
+    baselines = {k for k in final if k.startswith("baseline_")}
+    assert set(final) - {"train_time_s"} - baselines <= set(registry.final_metrics())
+    assert {registry.baseline_of(k.removeprefix("final_")) for k in final if k.startswith("final_")} >= baselines
 
 
 def test_no_test_metric_without_a_test_split():

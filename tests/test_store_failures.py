@@ -14,7 +14,7 @@ from grid_support import REPO, TINY_FIXED, charrnn_cmd, children, empty_store_db
 
 from charrnn.store_failures import store_error
 
-GRID = {"axes": {"cell": ["vanilla", "gru"]}, "seeds": [0, 1], "claim": None}   # 4 RunSpecs
+GRID = {"axes": {"cell": ["vanilla", "gru"]}, "seeds": [0, 1], "claims": None}   # 4 RunSpecs
 HEAD = re.compile(r"(\d+) runs: (\d+) finished, (\d+) skipped, (\d+) failed(?:, (\d+) untrained)?")
 
 
