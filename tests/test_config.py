@@ -33,7 +33,7 @@ def test_cli_strings_are_coerced_to_field_types():
      "backend=fused_nocudnn has no fused kernel for it"),
     ({"backend": "loop_cudagraph", "device": "cpu"},
      "backend='loop_cudagraph': CUDA graphs need a CUDA device; device is cpu; valid on cpu: fused, loop,"),
-    ({"backend": "cudnn"}, "backend='cudnn': unknown value; valid choices: fused, fused_nocudnn, loop,"),
+    ({"backend": "cudnn"}, "backend='cudnn': unknown value; valid choices: auto, fused, fused_nocudnn, loop,"),
 ])
 def test_bad_values_raise_one_line_naming_key_and_value(overrides, needle):
     with pytest.raises(ConfigError) as err:
