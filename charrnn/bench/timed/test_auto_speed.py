@@ -1,0 +1,70 @@
+"""`backend=auto` against `backend=fused`: the tokens/s `charrnn train` reports (final_tokens_per_s,
+the training loop of `Trainer.fit`) for a GRU at H256 B32 T64 on this device, paired in one run.
+
+One round = one short training run of each backend, in alternation (the `fused` run in the round's
+setup, untimed by pytest-benchmark and recorded here), so load drift hits both. The auto probe
+runs (and is cached) before the first round; its time and choice go into extra_info. The expected
+ratio on a 2-core AVX2 CPU is >= 1.3 (nn.GRU's CPU kernel is the slow one there); `test` is a tiny
+correctness-only version.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import pytest
+
+from charrnn.bench.workloads import device_timer, versions
+from charrnn.capabilities import resolve_backend, resolve_device
+from charrnn.config import make_config
+from charrnn.run.train import Trainer
+
+pytestmark = pytest.mark.benchmark(timer=device_timer)
+
+CONFIGS = {
+    "test": {"hidden_size": 16, "batch_size": 4, "seq_len": 8, "steps": 2, "eval_interval": 2},
+    "default": {"hidden_size": 256, "batch_size": 32, "seq_len": 64, "steps": 40, "eval_interval": 40},
+}
+ROUNDS = 4
+
+
+def config(profile_name: str, backend: str):
+    name = "test" if profile_name == "test" else "default"
+    return make_config({"task": "tinyshakespeare", "cell": "gru", "eval_batches": 1, "sample_length": 0,
+                        "backend": backend, **CONFIGS[name]})
+
+
+def tokens_per_s(cfg) -> float:
+    return Trainer(cfg, progress=False).fit().final["final_tokens_per_s"]
+
+
+def test_auto_vs_fused_training_tokens_per_s(benchmark, results_dir, profile_name, quiet):
+    if profile_name not in ("test", "quick"):
+        pytest.skip(f"profile {profile_name}: the auto-vs-fused training comparison is timed in `quick` (CPU)")
+    auto, fused = config(profile_name, "auto"), config(profile_name, "fused")
+    start = time.perf_counter()
+    chosen = resolve_backend(auto, resolve_device(auto.device).type)
+    probe_s = time.perf_counter() - start
+    fused_rates: list[float] = []
+    auto_rates: list[float] = []
+
+    def setup() -> None:
+        fused_rates.append(tokens_per_s(fused))
+
+    def auto_round() -> None:
+        auto_rates.append(tokens_per_s(auto))
+
+    waited = {} if benchmark.disabled else quiet()
+    benchmark.pedantic(auto_round, setup=setup, rounds=1 if benchmark.disabled else ROUNDS,
+                       warmup_rounds=0 if benchmark.disabled else 1)
+    assert all(rate > 0 for rate in auto_rates + fused_rates)
+    warm = 0 if benchmark.disabled else 1   # the warm-up pair is not compared
+    ratios = [a / f for a, f in zip(auto_rates[warm:], fused_rates[warm:])]
+    benchmark.extra_info.update({
+        "shape": "train-auto-vs-fused", "backend": chosen.backend, "cell": "gru", "hidden": auto.hidden_size,
+        "batch": auto.batch_size, "seq_len": auto.seq_len, "steps_per_round": auto.steps,
+        "probe_s": probe_s, "probe_ratios": chosen.ratios, "probe_rejected": chosen.rejected,
+        "auto_tokens_per_s": auto_rates[warm:], "fused_tokens_per_s": fused_rates[warm:],
+        "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+        **versions(), "loadavg_end": os.getloadavg()[0], **waited})
