@@ -190,7 +190,7 @@ def plan(python: str, out: Path, dry_run: bool) -> list[Stage]:
                       25.0),
                      ("bench_bf16", "test", "gru and l1 and fp32-fwd- and (fused or loop_bptt) and not compiled",
                       25.0)]
-        sweep_select, limits = "vanilla-h32- or vanilla-h64-", {"info": 10.0, "cuda_tests": 25.0, "sweep_hidden": 20.0,
+        sweep_select, limits = "vanilla-h32- or vanilla-h64-", {"info": 5.0, "cuda_tests": 25.0, "sweep_hidden": 25.0,
                                                                  "suite_gpu": 50.0, "reports": 10.0}
         suite = suite_argv(python, "quick", 1, ["ablations/smoke.yaml"])
     # NVIDIA_TF32_OVERRIDE=0: no TF32 anywhere in cuBLAS/cuDNN, whatever a test's own flags say
