@@ -44,7 +44,7 @@ def ray_env(tmp_path):
 
 @pytest.mark.slow
 def test_ray_driver_waits_for_a_spec_another_process_holds_and_trains_it_once(store, tmp_path, ray_env):
-    path = write_grid(tmp_path, axes={"cell": ["vanilla", "gru"]}, seeds=[0], claim=None)
+    path = write_grid(tmp_path, axes={"cell": ["vanilla", "gru"]}, seeds=[0], claims=None)
     held = load_grid(path).expand("quick")[0]   # the first: the others are in flight when it is deferred
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_path(store, "tiny", held.identity))],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO, env=ray_env)

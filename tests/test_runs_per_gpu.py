@@ -55,7 +55,7 @@ class GpuWatch(threading.Thread):
 
 @pytest.mark.slow
 def test_four_runs_share_one_gpu_at_once_and_each_finishes_once(store, tmp_path, one_logical_gpu):
-    grid = load_grid(write_grid(tmp_path, axes={"cell": ["vanilla", "gru"]}, seeds=[0, 1], claim=None))
+    grid = load_grid(write_grid(tmp_path, axes={"cell": ["vanilla", "gru"]}, seeds=[0, 1], claims=None))
     watch = GpuWatch(one_logical_gpu)
     watch.start()
     session = run_grid(grid, "quick", executor="ray", runs_per_gpu=4, progress=False)

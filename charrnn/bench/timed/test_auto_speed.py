@@ -39,9 +39,10 @@ def tokens_per_s(cfg) -> float:
     return Trainer(cfg, progress=False).fit().final["final_tokens_per_s"]
 
 
-def test_auto_vs_fused_training_tokens_per_s(benchmark, results_dir, profile_name, quiet):
+def test_auto_vs_fused_training_tokens_per_s(benchmark, tmp_path, monkeypatch, profile_name, quiet):
     if profile_name not in ("test", "quick"):
         pytest.skip(f"profile {profile_name}: the auto-vs-fused training comparison is timed in `quick` (CPU)")
+    monkeypatch.setenv("CHARRNN_RESULTS_DIR", str(tmp_path))   # a fresh probe cache: the probe is timed too
     auto, fused = config(profile_name, "auto"), config(profile_name, "fused")
     start = time.perf_counter()
     chosen = resolve_backend(auto, resolve_device(auto.device).type)
