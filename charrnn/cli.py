@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _store_failure(exc: Exception) -> Exception | None:
     """`exc` as one line when the MLflow store (or the disk under it) failed, else None."""
-    from charrnn.store_failures import StoreError, store_error
+    from charrnn.tracking.failures import StoreError, store_error
 
     return exc if isinstance(exc, StoreError) else store_error(exc)
 

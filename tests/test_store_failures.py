@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from grid_support import REPO, TINY_FIXED, charrnn_cmd, children, empty_store_db, runs_of, write_grid  # noqa: F401
 
-from charrnn.store_failures import store_error
+from charrnn.tracking.failures import store_error
 
 GRID = {"axes": {"cell": ["vanilla", "gru"]}, "seeds": [0, 1], "claims": None}   # 4 RunSpecs
 HEAD = re.compile(r"(\d+) runs: (\d+) finished, (\d+) skipped, (\d+) failed(?:, (\d+) untrained)?")

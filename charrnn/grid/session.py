@@ -36,7 +36,7 @@ from charrnn.tags import SPEED_TAG, TAG_PREFIX
 from charrnn.tags import ARMS_TABLE, INVOCATION_TAG, NOTE_TAG, OWNER_HOST_TAG, OWNER_PID_TAG
 from charrnn.tags import GRID_ROLE as ROLE_GRID
 from charrnn.tags import RUN_ROLE as ROLE_RUN
-from charrnn.store_failures import StoreError
+from charrnn.tracking.failures import StoreError
 from charrnn.tracking import RunHandle, StoredRun, Tracker, now_ms, results_dir
 from charrnn.grid.summary import grid_summary
 from charrnn.run.train import CHECKPOINT_NAME

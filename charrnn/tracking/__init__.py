@@ -47,7 +47,7 @@ UI_QUERY = "workflowType=machine_learning"
 
 logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
 # MLflow logs a failed database call with its traceback, then raises it: charrnn handles the raise
-# (a store failure becomes one line, see charrnn.store_failures)
+# (a store failure becomes one line, see charrnn.tracking.failures)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
