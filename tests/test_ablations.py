@@ -107,3 +107,9 @@ def test_min_rnn_tests_the_papers_scan_against_its_sequential_mingru_at_t512():
 def test_fused_vs_loop_does_not_say_its_loop_is_the_write_ups():
     text = (ABLATIONS / "fused_vs_loop.yaml").read_text()
     assert "nn.RNN computes the same cell" not in text and "relu" in text
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.stem)
+def test_every_tuned_axis_states_the_bound_it_may_grow_to(path):
+    grid = load_grid(path)
+    assert set(dict(grid.tune)) == set(dict(grid.tune_bounds)), path.stem

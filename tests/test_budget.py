@@ -95,3 +95,21 @@ def test_stability_needs_two_evaluations():
     runs, curves = frames()
     last = curves[curves["step"] == 399]
     assert budget.stability(budget.effect_over_steps(runs, last, claim(), ["cell"])) == ("not applicable", "")
+
+
+
+def test_equality_to_final_reference_values_has_no_budget_stability():
+    runs, curves = frames()
+    reference = parse_claims({"claims": [{**SCOPE, "metric": "val_loss", "margin": 0.5,
+                                          "expect": {"equivalent_to": 2.5}}]}, AXES)[0]
+    verdict = budget.with_stability([judge(runs, reference, ["cell"])], runs, curves, ["cell"])[0]
+    assert (verdict.stable, verdict.budget_note) == (budget.STABLE_NA, "")
+
+
+def test_a_log10_claim_follows_the_log10_of_its_curve():
+    runs, curves = frames()
+    speed = curves[curves["metric"] == "step_time_ms"].assign(metric="tokens_per_s")
+    speed["value"] = 1e4 * (1 + (speed["run_id"].str.startswith("gru")))      # gru twice as fast
+    fast = claim(metric="log10_tokens_per_s")
+    (last,) = budget.effect_over_steps(runs, pd.concat([curves, speed]), fast, ["cell"])[-1:]
+    assert last.effect.mean == pytest.approx(0.30103, abs=1e-4)                # log10(2), not 10,000

@@ -31,18 +31,28 @@ def test_every_page_the_findings_link_is_committed():
     assert pages and all((REPO / page).is_file() for page in pages)
 
 
-def test_one_line_per_claim_with_verdict_units_and_scope():
-    line = findings_markdown(pd.DataFrame([{**ROW, "tests": "extrapolation"}]), "pages").splitlines()[-1]
+def test_one_line_per_claim_with_verdict_units_grouped_by_scope():
+    rows = pd.DataFrame([{**ROW, "tests": "extrapolation"}, {**ROW, "claim": "from_the_source", "tests": "source"}])
+    text = findings_markdown(rows, "pages")
+    assert text.index("### What the sources said") < text.index("from_the_source") \
+        < text.index("### Our extrapolations") < text.index("zero_beats_epoch_zero")
+    line = text.splitlines()[-1]
     assert line.startswith("- [zero_beats_epoch_zero](pages/hidden_init.html) — **underpowered** after Holm "
                            "(equivalent on its own)")
-    assert "effect -0.00200 nats/char [-0.0420, 0.0380], n = 5" in line and "extrapolation" in line
+    assert "effect −0.00200 nats/char [−0.0420 to 0.0380], n = 5" in line
 
 
-def test_without_a_tests_column_the_scope_is_left_out_and_fractions_read_in_points():
+def test_a_budget_sensitive_verdict_says_so():
+    row = {**ROW, "tests": "source", "stable": False,
+           "budget_note": "budget-sensitive: underpowered at step 150 (half the steps), equivalent at step 300"}
+    assert findings_markdown(pd.DataFrame([row])).splitlines()[-1].endswith("equivalent at step 300.")
+
+
+def test_without_a_tests_column_there_is_one_list_and_fractions_read_in_points():
     row = {**ROW, "metric": "test_exact_match", "effect": 0.05, "low": 0.04, "high": 0.06,
            "description": "test_exact_match is higher than 0.95"}
     line = findings_markdown(pd.DataFrame([row])).splitlines()[-1]
-    assert "value − bar 5.00 pp [4.00, 6.00], n = 5." in line and "source" not in line
+    assert "value − bar 5.00 pp [4.00 to 6.00], n = 5." in line and "source" not in line
 
 
 def test_a_not_tested_claim_says_why():

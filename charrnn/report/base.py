@@ -7,6 +7,7 @@ inline PNG, CSS is inline, nothing is loaded from the network and there is no Ja
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -110,6 +111,18 @@ class Rendered:
 
 
 # =========================================================================== output places, templates
+
+def rewrite_document(document: Path, rewrite: Callable[[str], str], tool: str) -> int:
+    """Replace `document` by `rewrite(its text)` (a generated section spliced in): 0, or 2 with one
+    line naming the file when it cannot be read or `rewrite` refuses (ReportError); nothing written then."""
+    try:
+        text = rewrite(document.read_text(encoding="utf-8"))
+    except (OSError, ReportError) as err:
+        print(f"{tool}: document={str(document)!r}: {err}", file=sys.stderr)
+        return 2
+    document.write_text(text, encoding="utf-8")
+    return 0
+
 
 def now_text() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

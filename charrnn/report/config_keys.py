@@ -18,7 +18,7 @@ from pathlib import Path
 
 from charrnn import registry
 from charrnn.config import CHOICES, FIELD_TYPES, RANGES, TrainConfig, format_value
-from .base import ReportError
+from .base import ReportError, rewrite_document
 
 CONFIG_KEYS_START = "<!-- config-keys:start (generated from TrainConfig: python -m charrnn.report.config_keys) -->"
 CONFIG_KEYS_END = "<!-- config-keys:end -->"
@@ -84,14 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Rewrite the config-key table of a markdown file.")
     parser.add_argument("document", type=Path)
     args = parser.parse_args(argv)
-    try:
-        text = splice(args.document.read_text(encoding="utf-8"), key_table())
-    except (OSError, ReportError) as err:
-        print(f"config_keys: document={str(args.document)!r}: {err}", file=sys.stderr)
-        return 2
-    args.document.write_text(text, encoding="utf-8")
-    return 0
-
+    return rewrite_document(args.document, lambda text: splice(text, key_table()), "config_keys")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,9 +3,10 @@
     python -m charrnn.report.findings reports/examples/verdicts.csv docs/findings.md
 
 rewrites the lines between the file's FINDINGS_START and FINDINGS_END markers. Each line gives the
-claim, its verdict after Holm (and the raw one where they differ), the effect with its interval in
-the metric's units, n, what it tests (the source or our extrapolation, where the csv has a `tests`
-column) and a link to the claim's page. Nothing is typed by hand, so the docs cannot drift from the
+claim, its verdict after Holm (and the raw one where they differ), the effect in the claimed direction
+with its interval in the metric's units, n, whether the verdict depends on the budget, and a link to
+the claim's page; claims that test their source come first, then our extrapolations (where the csv
+has a `tests` column). Nothing is typed by hand, so the docs cannot drift from the
 committed pages (tests/test_findings.py checks it).
 """
 from __future__ import annotations
@@ -18,42 +19,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from charrnn import registry
-from .base import ReportError
+from . import numbers
+from .base import ReportError, rewrite_document
 
 FINDINGS_START = "<!-- findings:start (generated from verdicts.csv: python -m charrnn.report.findings) -->"
 FINDINGS_END = "<!-- findings:end -->"
-SCOPE_TEXT = {"source": "tests the source's own statement", "extrapolation": "our extrapolation beyond the source"}
-
-
-def number(value: float) -> str:
-    """3 significant figures, thousands separators, e-notation below 1e-4."""
-    if value == 0:
-        return "0"
-    if abs(value) < 1e-4:
-        return f"{value:.2e}"
-    digits = max(0, 2 - math.floor(math.log10(abs(float(f"{value:.3g}")))))
-    return f"{value:,.{digits}f}"
-
-
-def _unit(metric: str) -> tuple[float, str]:
-    """(scale, unit) of a difference of `metric`: fractions in percentage points."""
-    found = registry.METRICS.get(str(metric).removeprefix("final_"))
-    if found is None:
-        return 1.0, ""
-    if found.unit == "%" or (not found.unit and found.bounds == (0.0, 1.0)):
-        return 100.0, "pp"
-    return 1.0, found.unit
+SCOPES = (("source", "What the sources said"), ("extrapolation", "Our extrapolations"))
 
 
 def effect_text(row: pd.Series) -> str:
-    """`−0.114 nats/char [−0.121, −0.106], n = 5`, or `no effect (n = 0)` without one."""
+    """`−0.114 nats/char [−0.121 to −0.106], n = 5` (in the claimed direction: positive = as
+    claimed), or `no effect (n = 0)` without one."""
     if not math.isfinite(row["effect"]):
         return f"no effect (n = {int(row['n'])})"
-    scale, unit = _unit(row["metric"])
-    interval = (f" [{number(scale * row['low'])}, {number(scale * row['high'])}]"
-                if math.isfinite(row["low"]) and math.isfinite(row["high"]) else "")
-    return f"{number(scale * row['effect'])}{' ' + unit if unit else ''}{interval}, n = {int(row['n'])}"
+    interval = numbers.interval(row["low"], row["high"], row["metric"])
+    effect = numbers.difference(row["effect"], row["metric"])
+    return f"{effect}{' ' + interval if interval else ''}, n = {int(row['n'])}"
 
 
 def verdict_text(row: pd.Series) -> str:
@@ -65,28 +46,40 @@ def verdict_text(row: pd.Series) -> str:
     return text
 
 
-def scope_text(row: pd.Series) -> str:
-    return SCOPE_TEXT.get(row.get("tests"), "") if isinstance(row.get("tests"), str) else ""
+def budget_text(row: pd.Series) -> str:
+    """`budget-sensitive: ...` when the verdict at half the steps differs from the final one."""
+    note = row.get("budget_note")
+    return note if str(row.get("stable")).lower() == "false" and isinstance(note, str) and note else ""
 
 
 def claim_line(row: pd.Series, page: str) -> str:
-    scope = scope_text(row)
     # a claim against a number is described as "<metric> is higher than <bar>"; its effect is value − bar
     effect = "value − bar" if str(row["description"]).startswith(f"{row['metric']} ") else "effect"
+    budget = budget_text(row)
     return (f"- [{row['claim']}]({page}) — {verdict_text(row)}. {row['description']}: {effect} "
-            f"{effect_text(row)}{'; ' + scope if scope else ''}.")
+            f"{effect_text(row)}{'; ' + budget if budget else ''}.")
+
+
+def _experiment_blocks(rows: pd.DataFrame, pages: str) -> list[str]:
+    return [f"**[{experiment}]({pages}/{experiment}.html)**\n\n"
+            + "\n".join(claim_line(row, f"{pages}/{experiment}.html") for _, row in group.iterrows())
+            for experiment, group in rows.groupby("experiment", sort=False)]
 
 
 def findings_markdown(verdicts: pd.DataFrame, pages: str = "../reports/examples") -> str:
-    """A summary line, then per experiment one line per claim, in the order of the csv; `pages`:
-    where the experiment pages are, relative to the markdown file."""
+    """A summary line, then the claims that test their source, then our extrapolations (without a
+    `tests` column: one list), each per experiment in the order of the csv; `pages`: where the
+    experiment pages are, relative to the markdown file."""
     counts = verdicts["adjusted_verdict"].value_counts()
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
-    blocks = [f"{len(verdicts)} claims over {verdicts['experiment'].nunique()} grids; after Holm: {summary}."]
-    for experiment, rows in verdicts.groupby("experiment", sort=False):
-        page = f"{pages}/{experiment}.html"
-        blocks.append(f"**[{experiment}]({page})**\n\n"
-                      + "\n".join(claim_line(row, page) for _, row in rows.iterrows()))
+    blocks = [f"{len(verdicts)} claims over {verdicts['experiment'].nunique()} grids; after Holm: {summary}. "
+              "Effects are in the claimed direction: positive means as claimed."]
+    if "tests" not in verdicts:
+        return "\n\n".join(blocks + _experiment_blocks(verdicts, pages))
+    for scope, title in SCOPES:
+        rows = verdicts[verdicts["tests"] == scope]
+        if len(rows):
+            blocks += [f"### {title}"] + _experiment_blocks(rows, pages)
     return "\n\n".join(blocks)
 
 
@@ -115,15 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("verdicts", type=Path)
     parser.add_argument("document", type=Path, help="markdown file with the findings markers (docs/findings.md)")
     args = parser.parse_args(argv)
-    try:
-        block = findings_markdown(read_verdicts(args.verdicts), pages_link(args.verdicts, args.document))
-        text = splice(args.document.read_text(encoding="utf-8"), block)
-    except (ReportError, OSError) as err:
-        print(f"findings: {err}", file=sys.stderr)
-        return 2
-    args.document.write_text(text, encoding="utf-8")
-    return 0
 
+    def rewrite(text: str) -> str:
+        return splice(text, findings_markdown(read_verdicts(args.verdicts), pages_link(args.verdicts, args.document)))
+    return rewrite_document(args.document, rewrite, "findings")
 
 if __name__ == "__main__":
     sys.exit(main())

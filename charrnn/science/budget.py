@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from charrnn.science.claims import Claim
+from charrnn.science.claims import Claim, ClaimKind
 from charrnn.science.stats import FINISHED, Interval, mean_ci
 from charrnn.science.verdicts import STABLE_NA, UNDERPOWERED, Verdict, decide, differences, scoped
 
@@ -76,10 +76,19 @@ def _curve(curves: pd.DataFrame, metric: str, run_ids) -> pd.DataFrame:
     return sub.assign(value=pd.to_numeric(sub["value"], errors="coerce"))
 
 
+def _claim_curve(curves: pd.DataFrame, claim: Claim, run_ids) -> pd.DataFrame:
+    """The curve standing in for the claim's metric, in that metric's scale (a log10 metric reads
+    the log10 of its curve, so effects, margins and at_least keep their meaning along the way)."""
+    curve = _curve(curves, curve_metric(claim), run_ids)
+    if claim.metric.startswith("log10_"):
+        curve = curve.assign(value=np.log10(curve["value"].where(curve["value"] > 0)))
+    return curve
+
+
 def effect_over_steps(runs: pd.DataFrame, curves: pd.DataFrame, claim: Claim, axes: list[str]) -> list[Point]:
     """The claim's effect at every evaluation step every judged run logged (see module doc)."""
     runs = _finished(runs, claim)
-    curve = _curve(curves, curve_metric(claim), runs["run_id"])
+    curve = _claim_curve(curves, claim, runs["run_id"])
     if curve.empty:
         return []
     wide = curve.pivot_table(index="step", columns="run_id", values="value", aggfunc="last")
@@ -104,7 +113,7 @@ def equal_time(runs: pd.DataFrame, curves: pd.DataFrame, claim: Claim, axes: lis
     if claim.against_reference:
         return []
     runs = _finished(runs, claim)
-    curve = _curve(curves, curve_metric(claim), runs["run_id"])
+    curve = _claim_curve(curves, claim, runs["run_id"])
     clock = elapsed_seconds(curves, runs["run_id"])
     timed = curve.merge(clock, on=["run_id", "step"]).dropna(subset=["value"]).sort_values("elapsed_s")
     if timed.empty or timed["run_id"].nunique() < 2:
@@ -156,9 +165,14 @@ def stability(points: list[Point]) -> tuple[str, str]:
 
 def with_stability(verdicts: list[Verdict], runs: pd.DataFrame, curves: pd.DataFrame,
                    axes: list[str]) -> list[Verdict]:
-    """Each verdict with `stable` and `budget_note` from its effect over steps."""
+    """Each verdict with `stable` and `budget_note` from its effect over steps. A claim of equality
+    to reference values gets STABLE_NA: those values belong to the final step (the bare loop's loss
+    after its whole budget), so a mid-training value is no like-for-like comparison with them."""
     out = []
     for v in verdicts:
+        if v.claim.kind is ClaimKind.EQUAL_TO_REFERENCE:
+            out.append(replace(v, stable=STABLE_NA, budget_note=""))
+            continue
         stable, note = stability(effect_over_steps(runs, curves, v.claim, axes))
         out.append(replace(v, stable=stable, budget_note=note))
     return out
