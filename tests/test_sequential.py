@@ -7,6 +7,7 @@ from charrnn import cli
 from charrnn.grid.spec import load_grid
 from charrnn.grid.sequential import judged_seeds, planned_looks, seeds_for, until_decided
 from charrnn.tags import SEQUENTIAL_PREFIX
+from claim_support import SCOPE
 from grid_support import (children, empty_store_db, grid_data, kill_tree, parents, run_charrnn, runs_of,  # noqa: F401
                           start_charrnn, store, wait_for, write_grid)
 
@@ -68,7 +69,11 @@ def test_bad_sequential_requests_exit_2_before_any_run(tmp_path, results_dir, ca
     assert needle in err and len(err.strip().splitlines()) == 1 and not results_dir.exists()
 
 
+# train_loss has no trivial baseline, so these tiny runs are judged (not "did not learn") and a
+# look with 2 seeds stays undecided: the grid goes on to its later look
 SEQ_GRID = {"axes": {"cell": ["vanilla", "gru"]}, "seeds": [0, 1],
+            "claims": [{"source": "test", **SCOPE, "metric": "train_loss",
+                        "expect": {"cell": "gru", "better_than": "vanilla"}}],
             "fixed": {"hidden_size": 8, "batch_size": 4, "seq_len": 16, "steps": 60, "eval_interval": 10,
                       "eval_batches": 1, "sample_length": 20, "device": "cpu"}}
 
