@@ -70,9 +70,19 @@ def test_charrnn_compiled_loop_matches_fused_outputs_and_gradients(backend):
     check_model_matches_fused(backend, "lstm", layers=2, residual=True)
 
 
-def check_model_matches_fused(backend: str, case: str, layers: int, residual: bool) -> None:
+@NEEDS_COMPILER
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("case", ["gru", "lstm"])
+def test_charrnn_loop_native_fed_onehot_token_ids_matches_fused(case, residual):
+    """loop_native's first layer takes the token ids (its input projection a table lookup), for one-hot
+    inputs as for embeddings (the matrix above)."""
+    assert model(backend="loop_native", cell=case).tokens_to_first_layer
+    check_model_matches_fused("loop_native", case, layers=2, residual=residual, input="onehot")
+
+
+def check_model_matches_fused(backend: str, case: str, layers: int, residual: bool, **extra) -> None:
     # embed_size != hidden_size so the residual of layer 0 goes through a projection.
-    opts = FUSED_CASES[case] | {"layers": layers, "residual": residual, "embed_size": 5}
+    opts = FUSED_CASES[case] | {"layers": layers, "residual": residual, "embed_size": 5} | extra
     torch.manual_seed(0)
     fused = model(backend="fused", **opts)
     loop = model(backend=backend, **opts)

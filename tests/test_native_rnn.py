@@ -61,21 +61,41 @@ def test_loop_native_matches_the_fused_module_where_the_gates_saturate(cell):
         torch.testing.assert_close(got, want, atol=1e-5 * max(1.0, want.abs().max().item()), rtol=1e-5)
 
 
+@pytest.mark.parametrize("encoding", ["embedding", "onehot"])
+def test_token_projection_equals_projecting_the_encoded_tokens_values_and_gradients(encoding):
+    """project_tokens (a lookup in the projected vocabulary) against project (one GEMM over T*B rows)."""
+    torch.manual_seed(0)
+    V = 9
+    ids = torch.randint(0, V, (T, B))
+    table_in = torch.randn(V, I) if encoding == "embedding" else torch.eye(V)
+    w_ih, bias = torch.randn(3 * H, table_in.shape[1]), torch.randn(3 * H)
+    g = torch.randn(T, B, 3 * H)
+    results = []
+    for by_tokens in (True, False):
+        leaves = [t.clone().requires_grad_() for t in (table_in, w_ih, bias)]
+        if by_tokens:
+            xp = native_rnn.project_tokens(ids, leaves[0] if encoding == "embedding" else None, *leaves[1:])
+        else:
+            xp = native_rnn.project(leaves[0][ids], *leaves[1:])
+        (xp * g).sum().backward()
+        results.append([xp, *(leaf.grad for leaf in leaves[(1 if encoding == "onehot" else 0):])])
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 def double(*shape):
     return torch.randn(*shape, dtype=torch.float64)
 
 
 def test_lstm_native_gradients_pass_double_precision_gradcheck():
     torch.manual_seed(0)
-    args = [double(T, B, I), 0.3 * double(4 * H, I), double(4 * H), 0.3 * double(4 * H, H), double(B, H),
-            double(B, H)]
+    args = [double(T, B, 4 * H), 0.3 * double(4 * H, H), double(B, H), double(B, H)]
     assert torch.autograd.gradcheck(native_rnn.LSTMNative.apply, [a.requires_grad_() for a in args])
 
 
 def test_gru_native_gradients_pass_double_precision_gradcheck():
     torch.manual_seed(0)
-    args = [double(T, B, I), 0.3 * double(3 * H, I), double(3 * H), 0.3 * double(3 * H, H), double(3 * H),
-            double(B, H)]
+    args = [double(T, B, 3 * H), 0.3 * double(3 * H, H), double(3 * H), double(B, H)]
     assert torch.autograd.gradcheck(native_rnn.GRUNative.apply, [a.requires_grad_() for a in args])
 
 

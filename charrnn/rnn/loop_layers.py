@@ -209,13 +209,29 @@ class BPTTRNNLayer(LoopRNNLayer):
 
 class NativeRNNLayer(BPTTRNNLayer):
     """`loop_bptt`'s LSTM / GRU recurrence with the time loop and the gate math in C++
-    (charrnn/rnn/native_rnn.py): per step one matmul and one fused gate kernel, CPU only."""
+    (charrnn/rnn/native_rnn.py): per step one matmul and one fused gate kernel, CPU only.
+
+    It also takes token ids (`forward_tokens`, `takes_tokens`): CharRNN hands them to a first layer on
+    this backend, whose input projection is then a lookup in the projected vocabulary."""
+
+    takes_tokens = True
 
     def recurrence(self, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
                    b_ih: Tensor, b_hh: Tensor) -> tuple[Tensor, ...]:
         """x (B, T, I), state (h,) or (h, c) each (B, H) → (out (B, T, H), h_T, [c_T])."""
-        hs, *final = native_rnn.recurrence(self.cell, x.transpose(0, 1), w_ih, b_ih, w_hh, b_hh, state)
+        xp = native_rnn.project(x.transpose(0, 1), w_ih, native_rnn.input_bias(self.cell, b_ih, b_hh))  # (T, B, G*H)
+        hs, *final = native_rnn.recurrence(self.cell, xp, w_hh, b_hh, state)
         return hs.transpose(0, 1), *final
+
+    def forward_tokens(self, ids: Tensor, encoding: Tensor | None, hx: Hidden | None = None) -> tuple[Tensor, Hidden]:
+        """ids (B, T) token ids, T > 0; encoding (V, I): the embedding weight, or None for one-hot inputs;
+        hx (1, B, H) or (h, c) → like forward(encoded ids, hx), in the same numbers up to rounding."""
+        hx = hx if hx is not None else self._zeros(ids.shape[0], self.weight_hh_l0)
+        bias = native_rnn.input_bias(self.cell, self.bias_ih_l0, self.bias_hh_l0)
+        xp = native_rnn.project_tokens(ids.t(), encoding, self.weight_ih_l0, bias)      # (T, B, G*H)
+        hs, *final = native_rnn.recurrence(self.cell, xp, self.weight_hh_l0, self.bias_hh_l0,
+                                           as_state(self._initial(ids, hx)))
+        return hs.transpose(0, 1), map_hidden(lambda t: t.unsqueeze(0), from_state(tuple(final)))
 
 
 class CudaGraphRNNLayer(BPTTRNNLayer):

@@ -48,6 +48,8 @@ class CharRNN(nn.Module):
         # between_layers (write-up 001's skips): out_i = layer_i(out_{i-1}) + out_{i-1} for i >= 1 only
         self.skip_from = 1 if cfg.residual and cfg.residual_mode == "between_layers" else None
         self.head = nn.Linear(H, vocab_size)
+        # a first layer that takes token ids projects them by table lookup (NativeRNNLayer.forward_tokens)
+        self.tokens_to_first_layer = getattr(self.layers[0], "takes_tokens", False)
         if cfg.forget_bias and cfg.cell == "lstm":
             set_forget_bias(self.layers, cfg.forget_bias)
 
@@ -71,10 +73,16 @@ class CharRNN(nn.Module):
         hidden=None starts from the learned h0 when the model has one, else from zeros."""
         if hidden is None:
             hidden = self.init_hidden(x.shape[0], "learned" if self.has_learned_hidden else "zero")
-        inp = self.encode(x)                                                 # (B, T, E)
+        by_tokens = self.tokens_to_first_layer and x.shape[1] > 0
+        inp = None if by_tokens and self.residual_proj is None else self.encode(x)  # (B, T, E)
         finals = []
         for i, layer in enumerate(self.layers):
-            out, h_i = layer(inp, map_hidden(lambda t: t[i:i + 1], hidden))  # (B, T, H), (1, B, H)
+            h_in = map_hidden(lambda t: t[i:i + 1], hidden)                  # (1, B, H)
+            if i == 0 and by_tokens:
+                encoding = self.embedding.weight if self.embedding is not None else None
+                out, h_i = layer.forward_tokens(x, encoding, h_in)           # (B, T, H)
+            else:
+                out, h_i = layer(inp, h_in)                                  # (B, T, H), (1, B, H)
             if self.residual_proj is not None:
                 out = out + self.residual_proj[i](inp)
             elif self.skip_from is not None and i >= self.skip_from:

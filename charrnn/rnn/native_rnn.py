@@ -5,21 +5,23 @@ issued from Python; on a 2-core CPU at H=256, B=32 that per-op cost, not the mat
 behind oneDNN's LSTM. Here a step is one ATen matmul and one fused gate kernel that reads and writes
 every element once, and the time loop runs in C++:
 
-    before the loop: xp = x W_ih^T + bias        (one GEMM for all T, the bias added by it)
+    before the op (Python, autograd): xp = x W_ih^T + bias, one GEMM for all T (`project`); for
+        layer 0 of a CharRNN a lookup in a (V, G*H) table of the projected vocabulary (`project_tokens`)
     forward, step t                              backward, step t (t = T-1 .. 0)
     m   = h_t W_hh^T              (matmul)       d_t = gate_bwd(g_out_t + m, dc, a_t, c_t, tanh c_{t+1})  (kernel)
     a_t, c_{t+1}, h_{t+1}                        m   = d_t W_hh                                           (matmul)
         = gate_fwd(xp_t + m, c_t) (kernel)
-    after the loop: dW_hh = d^T hs, dW_ih = d^T x, d x = d W_ih, d bias = Σ d  (one matmul each over all T)
+    after the loop: dW_hh = d^T hs (one matmul over all T); the op returns d xp = d, and autograd
+        takes the input projection's gradients from it (for the table: per-token sums, V rows)
 
-The step matmul is MKL's packed GEMM (weight packed once per call) where torch has MKL, else at::mm;
-the kernel adds its addends itself, so no step writes a sum to memory before the kernel reads it.
+The step matmul is oneDNN's with the weight packed once per call (fp32; at::mm otherwise); the
+kernel adds its addends itself, so no step writes a sum to memory before the kernel reads it.
 
-LSTM (gate blocks i, f, g, o as nn.LSTM; bias = b_ih + b_hh, both in the input GEMM):
+LSTM (gate blocks i, f, g, o as nn.LSTM; bias = b_ih + b_hh, both in the input projection):
     c' = σ(f) c + σ(i) tanh g,  h' = σ(o) tanh c'
     d pre_i = dc σ(i)(1-σ(i)) tanh g,  d pre_f = dc c σ(f)(1-σ(f)),  d pre_g = dc σ(i)(1-tanh² g),
     d pre_o = dh tanh c' σ(o)(1-σ(o)),  with dc = dc(carried) + dh σ(o)(1-tanh² c'); dc(carried) ← dc σ(f)
-GRU (gate blocks r, z, n as nn.GRU; b_ih in the input GEMM, b_hh added to h W_hh^T by the step kernel,
+GRU (gate blocks r, z, n as nn.GRU; b_ih in the input projection, b_hh added to h W_hh^T by the step kernel,
 as n sees r (W_hn h + b_hn)):
     n = tanh(xp_n + r hp_n),  h' = (1-z) n + z h,  hp = W_hh h + b_hh
     d n_pre = dh (1-z)(1-n²),  d z_pre = dh (h-n) z(1-z),  d r_pre = d n_pre hp_n r(1-r);
@@ -37,6 +39,7 @@ import shutil
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 SOURCE = Path(__file__).parent / "csrc" / "rnn_steps.cpp"
@@ -95,56 +98,85 @@ def ops():
 
 
 class LSTMNative(torch.autograd.Function):
-    """forward(x (T, B, I), w_ih (4H, I), bias (4H,) = b_ih + b_hh, w_hh (4H, H), h0, c0 (B, H))
-    → (hs (T, B, H), c_T (B, H)). The input projection runs inside (its bias added by the GEMM).
-    Computes in x's dtype (the caller casts under autocast)."""
+    """forward(xp (T, B, 4H) = x W_ih^T + b_ih + b_hh, w_hh (4H, H), h0, c0 (B, H)) → (hs (T, B, H),
+    c_T (B, H)); backward gives d xp, from which autograd takes the input projection's gradients.
+    Computes in xp's dtype (the caller casts under autocast)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, w_ih: Tensor, bias: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor):
-        w_ih_, bias_, w_hh_, h0_, c0_ = (t.to(x.dtype) for t in (w_ih, bias, w_hh, h0, c0))
-        hs, cs, act, tanh_c, x2 = ops().lstm_forward(x, w_ih_, bias_, w_hh_, h0_, c0_)
-        ctx.save_for_backward(w_ih_, w_hh_, hs, cs, act, tanh_c, x2)
-        ctx.dtypes = [t.dtype for t in (w_ih, bias, w_hh, h0, c0)]
+    def forward(ctx, xp: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor):
+        w_hh_, h0_, c0_ = (t.to(xp.dtype) for t in (w_hh, h0, c0))
+        hs, cs, act, tanh_c = ops().lstm_forward(xp, w_hh_, h0_, c0_)
+        ctx.save_for_backward(w_hh_, hs, cs, act, tanh_c)
+        ctx.dtypes = [t.dtype for t in (w_hh, h0, c0)]
         return hs[1:], cs[-1]
 
     @staticmethod
     def backward(ctx, g_out: Tensor, g_c: Tensor):
-        w_ih, w_hh, hs, cs, act, tanh_c, x2 = ctx.saved_tensors
-        d_x, *grads = ops().lstm_backward(g_out.to(act.dtype), g_c.to(act.dtype), w_ih, w_hh, hs, cs, act,
-                                          tanh_c, x2)
-        return d_x, *(g.to(dt) for g, dt in zip(grads, ctx.dtypes, strict=True))
+        w_hh, hs, cs, act, tanh_c = ctx.saved_tensors
+        d_xp, *grads = ops().lstm_backward(g_out.to(act.dtype), g_c.to(act.dtype), w_hh, hs, cs, act, tanh_c)
+        return d_xp, *(g.to(dt) for g, dt in zip(grads, ctx.dtypes, strict=True))
 
 
 class GRUNative(torch.autograd.Function):
-    """forward(x (T, B, I), w_ih (3H, I), b_ih (3H,), w_hh (3H, H), b_hh (3H,), h0 (B, H)) → hs (T, B, H).
-    The input projection runs inside (b_ih added by the GEMM; b_hh by the step's, as n sees it through r).
-    Computes in x's dtype (the caller casts under autocast)."""
+    """forward(xp (T, B, 3H) = x W_ih^T + b_ih, w_hh (3H, H), b_hh (3H,), h0 (B, H)) → hs (T, B, H);
+    b_hh is added by the step kernel, as n sees it through r. Computes in xp's dtype."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, w_ih: Tensor, b_ih: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor):
-        w_ih_, b_ih_, w_hh_, b_hh_, h0_ = (t.to(x.dtype) for t in (w_ih, b_ih, w_hh, b_hh, h0))
-        hs, act, x2 = ops().gru_forward(x, w_ih_, b_ih_, w_hh_, b_hh_, h0_)
-        ctx.save_for_backward(w_ih_, w_hh_, hs, act, x2)
-        ctx.dtypes = [t.dtype for t in (w_ih, b_ih, w_hh, b_hh, h0)]
+    def forward(ctx, xp: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor):
+        w_hh_, b_hh_, h0_ = (t.to(xp.dtype) for t in (w_hh, b_hh, h0))
+        hs, act = ops().gru_forward(xp, w_hh_, b_hh_, h0_)
+        ctx.save_for_backward(w_hh_, hs, act)
+        ctx.dtypes = [t.dtype for t in (w_hh, b_hh, h0)]
         return hs[1:]
 
     @staticmethod
     def backward(ctx, g_out: Tensor):
-        w_ih, w_hh, hs, act, x2 = ctx.saved_tensors
-        d_x, *grads = ops().gru_backward(g_out.to(act.dtype), w_ih, w_hh, hs, act, x2)
-        return d_x, *(g.to(dt) for g, dt in zip(grads, ctx.dtypes, strict=True))
+        w_hh, hs, act = ctx.saved_tensors
+        d_xp, *grads = ops().gru_backward(g_out.to(act.dtype), w_hh, hs, act)
+        return d_xp, *(g.to(dt) for g, dt in zip(grads, ctx.dtypes, strict=True))
 
 
-def recurrence(cell: str, x: Tensor, w_ih: Tensor, b_ih: Tensor, w_hh: Tensor, b_hh: Tensor,
-               state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """x (T, B, I), weights as nn.LSTM / nn.GRU, state (h,) or (h, c) each (B, H) → (hs (T, B, H), h_T[, c_T]).
-    Under autocast the whole recurrence computes in the autocast dtype (as the matmuls of the other
-    backends do), with fp32 gate math inside the kernels and gradients back in the parameters' dtypes."""
-    dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+def input_bias(cell: str, b_ih: Tensor, b_hh: Tensor) -> Tensor:
+    """The bias the input projection carries: b_ih + b_hh for the LSTM, b_ih for the GRU (whose
+    b_hh_n sits inside r (W_hn h + b_hn))."""
+    return b_ih + b_hh if cell == "lstm" else b_ih
+
+
+def compute_dtype(device_type: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype the recurrence runs in: autocast's where it is on (as the other backends' matmuls)."""
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else dtype
+
+
+def project(x: Tensor, w_ih: Tensor, bias: Tensor) -> Tensor:
+    """x (T, B, I) → xp (T, B, G*H) = x W_ih^T + bias: one GEMM for all steps, in the compute dtype."""
+    dtype = compute_dtype(x.device.type, x.dtype)
     with torch.autocast(x.device.type, enabled=False):
-        x = x.to(dtype)
+        return F.linear(x.to(dtype), w_ih.to(dtype), bias.to(dtype))
+
+
+def project_tokens(ids: Tensor, encoding: Tensor | None, w_ih: Tensor, bias: Tensor) -> Tensor:
+    """Token ids (T, B) → xp (T, B, G*H), the projection of their encodings as rows of one table:
+    encoding (V, I) an embedding's weight, or None for one-hot inputs (encoding = identity).
+
+        table = encoding W_ih^T + bias                 (V, G*H): V rows instead of T*B
+        xp[t, b] = table[ids[t, b]]                    (a lookup; its backward sums d xp per token)
+
+    The same numbers as `project(encoding[ids], ...)` up to rounding; the gradients of W_ih and of
+    the encoding come from the (V, G*H) table's gradient instead of two (T*B)-row GEMMs."""
+    dtype = compute_dtype(w_ih.device.type, w_ih.dtype)
+    with torch.autocast(w_ih.device.type, enabled=False):
+        w, b = w_ih.to(dtype), bias.to(dtype)
+        table = w.t() + b if encoding is None else F.linear(encoding.to(dtype), w, b)   # (V, G*H)
+        return F.embedding(ids, table)
+
+
+def recurrence(cell: str, xp: Tensor, w_hh: Tensor, b_hh: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """xp (T, B, G*H) from `project` or `project_tokens`, weights as nn.LSTM / nn.GRU, state (h,) or
+    (h, c) each (B, H) → (hs (T, B, H), h_T[, c_T]). Runs in xp's dtype, with fp32 gate math inside the
+    kernels and gradients back in the parameters' dtypes."""
+    with torch.autocast(xp.device.type, enabled=False):
         if cell == "lstm":
-            hs, c_T = LSTMNative.apply(x, w_ih, b_ih + b_hh, w_hh, *state)
+            hs, c_T = LSTMNative.apply(xp, w_hh, *state)
             return hs, hs[-1], c_T
-        hs = GRUNative.apply(x, w_ih, b_ih, w_hh, b_hh, *state)
+        hs = GRUNative.apply(xp, w_hh, b_hh, *state)
         return hs, hs[-1]

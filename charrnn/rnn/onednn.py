@@ -1,9 +1,10 @@
 """The one door to torch's private oneDNN ops: a linear with its weight packed once.
 
 torch has no public packed-weight linear. `torch.ops.mkldnn._reorder_linear_weight` and
-`_linear_pointwise` are the CPU ops inductor itself emits for this; charrnn calls them here and
-nowhere else, checked against torch TORCH_CHECKED (tests/test_onednn.py fails on another torch,
-so a torch upgrade re-checks them).
+`_linear_pointwise` are the CPU ops inductor itself emits for this; charrnn calls them here and,
+for the step matmuls of `loop_native`, in its C++ (`StepMatmul` in csrc/rnn_steps.cpp, through the
+dispatcher), checked against torch TORCH_CHECKED (tests/test_onednn.py fails on another torch, so a
+torch upgrade re-checks them; tests/test_native_rnn.py checks the C++ side's numbers).
 """
 from __future__ import annotations
 

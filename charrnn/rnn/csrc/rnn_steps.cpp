@@ -42,25 +42,29 @@ struct Steps {
   s_t* operator[](int64_t t) const { return base + t * stride; }
 };
 
-// y = x w^T for the T matmuls a recurrence makes with one weight w (N, K). fp32 where torch has MKL:
-// MKL's packed GEMM (`mkl::_mkl_linear`, the weight packed once per call), which at B=32 on 2 threads
-// is about 10 % faster than addmm; otherwise at::mm.
+// y = x w^T for the T matmuls a recurrence makes with one weight w (N, K), w packed once per call for
+// oneDNN (`mkldnn::_reorder_linear_weight` and `_linear_pointwise`, the ops inductor emits for a CPU
+// linear; charrnn/rnn/onednn.py holds the Python side and the torch version they are checked against).
+// At B=32, H=256 on 2 threads oneDNN's packed matmul took 41 us for h W_hh^T (B, 3H) and 45 us for
+// d W_hh (B, H) where at::mm and MKL's packed GEMM took 80 us (AMD EPYC, AVX-512). fp32 only; at::mm
+// otherwise (bf16, fp64, a torch without oneDNN).
 class StepMatmul {
  public:
-  StepMatmul(const at::Tensor& w, int64_t rows) : w_(w.contiguous()) {
-    if (w_.scalar_type() != at::kFloat) return;
+  StepMatmul(const at::Tensor& w, int64_t rows) : w_(w) {
+    if (w.scalar_type() != at::kFloat || !at::hasMKLDNN()) return;
     auto& dispatcher = c10::Dispatcher::singleton();
-    auto linear = dispatcher.findSchema({"mkl::_mkl_linear", ""});
-    auto reorder = dispatcher.findSchema({"mkl::_mkl_reorder_linear_weight", ""});
+    auto linear = dispatcher.findSchema({"mkldnn::_linear_pointwise", ""});
+    auto reorder = dispatcher.findSchema({"mkldnn::_reorder_linear_weight", ""});
     if (!linear || !reorder) return;
-    packed_ = reorder->typed<at::Tensor(const at::Tensor&, int64_t)>().call(w_, rows);
+    packed_ = reorder->typed<at::Tensor(const at::Tensor&, std::optional<int64_t>)>().call(w.contiguous(), rows);
     linear_ = linear;
   }
   at::Tensor operator()(const at::Tensor& x) const {
     if (!linear_) return at::mm(x, w_.t());
-    return linear_->typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                      const std::optional<at::Tensor>&, int64_t)>()
-        .call(x, packed_, w_, std::nullopt, x.size(0));
+    return linear_->typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                      c10::string_view, c10::List<std::optional<at::Scalar>>,
+                                      std::optional<c10::string_view>)>()
+        .call(x, packed_, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), std::nullopt);
   }
 
  private:
@@ -68,36 +72,23 @@ class StepMatmul {
   std::optional<c10::OperatorHandle> linear_;
 };
 
-// x (T, B, I), any strides → (x as a (T*B, I) matrix, x W_ih^T + bias as (T, B, G*H)): the input
-// projection of all steps in one matmul, the bias added by the GEMM.
-std::tuple<at::Tensor, at::Tensor> project(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& bias) {
-  const int64_t T = x.size(0), B = x.size(1);
-  at::Tensor x2 = x.contiguous().view({T * B, x.size(2)});
-  return {x2, at::addmm(bias, x2, w_ih.t()).view({T, B, w_ih.size(0)})};
-}
-
-// d (T, B, G*H): gradient of the input projection's output → (d x (T, B, I), d W_ih, d bias).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> project_backward(const at::Tensor& d, const at::Tensor& x2,
-                                                                const at::Tensor& w_ih) {
-  at::Tensor d2 = d.flatten(0, 1);                                    // (T*B, G*H)
-  return {at::mm(d2, w_ih).view({d.size(0), d.size(1), w_ih.size(1)}), at::mm(d2.t(), x2), d2.sum(0)};
-}
-
 // ------------------------------------------------------------------------------------------ LSTM
 
-// a (B, 4H): input projections in, i, f, tanh g, o out; m (B, 4H) = h W_hh^T; c_prev (B, H)
-// → c (B, H), tanh c (B, H), h (B, H).
+// xp (B, 4H) = W_ih x + b_ih + b_hh; m (B, 4H) = h W_hh^T; c_prev (B, H)
+// → a (B, 4H) = i, f, tanh g, o; c (B, H), tanh c (B, H), h (B, H).
 template <typename s_t>
-void lstm_cell_fwd(s_t* a, const s_t* m, const s_t* c_prev, s_t* c, s_t* tanh_c, s_t* h, int64_t B, int64_t H) {
+void lstm_cell_fwd(const s_t* xp, const s_t* m, const s_t* c_prev, s_t* a, s_t* c, s_t* tanh_c, s_t* h,
+                   int64_t B, int64_t H) {
   using acc_t = at::opmath_type<s_t>;
   for_rows(B, [&](int64_t b) {
+    const s_t* xi = xp + b * 4 * H; const s_t* xf = xi + H; const s_t* xg = xf + H; const s_t* xo = xg + H;
     s_t* ai = a + b * 4 * H; s_t* af = ai + H; s_t* ag = af + H; s_t* ao = ag + H;
     const s_t* mi = m + b * 4 * H; const s_t* mf = mi + H; const s_t* mg = mf + H; const s_t* mo = mg + H;
     const s_t* cp = c_prev + b * H; s_t* cb = c + b * H; s_t* tb = tanh_c + b * H; s_t* hb = h + b * H;
 #pragma omp simd
     for (int64_t j = 0; j < H; ++j) {
-      acc_t i = sigmoid<acc_t>(acc_t(ai[j]) + acc_t(mi[j])), f = sigmoid<acc_t>(acc_t(af[j]) + acc_t(mf[j]));
-      acc_t g = std::tanh(acc_t(ag[j]) + acc_t(mg[j])), o = sigmoid<acc_t>(acc_t(ao[j]) + acc_t(mo[j]));
+      acc_t i = sigmoid<acc_t>(acc_t(xi[j]) + acc_t(mi[j])), f = sigmoid<acc_t>(acc_t(xf[j]) + acc_t(mf[j]));
+      acc_t g = std::tanh(acc_t(xg[j]) + acc_t(mg[j])), o = sigmoid<acc_t>(acc_t(xo[j]) + acc_t(mo[j]));
       acc_t cj = f * acc_t(cp[j]) + i * g;
       acc_t tc = std::tanh(cj);
       ai[j] = i; af[j] = f; ag[j] = g; ao[j] = o;
@@ -133,39 +124,38 @@ void lstm_cell_bwd(const s_t* m, const s_t* g_out, s_t* gc, const s_t* act, cons
   });
 }
 
-// x (T, B, I); w_ih (4H, I); bias (4H) = b_ih + b_hh; w_hh (4H, H); h0, c0 (B, H)
-// → hs (T+1, B, H), cs (T+1, B, H), act (T, B, 4H) = i, f, tanh g, o, tanh_c (T, B, H), x2 (T*B, I).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(
-    const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& bias, const at::Tensor& w_hh,
-    const at::Tensor& h0, const at::Tensor& c0) {
-  auto [x2, act] = project(x, w_ih, bias);                            // (T, B, 4H)
-  const int64_t T = act.size(0), B = act.size(1), H = act.size(2) / 4;
-  at::Tensor hs = at::empty({T + 1, B, H}, act.options()), cs = at::empty({T + 1, B, H}, act.options());
-  at::Tensor tanh_c = at::empty({T, B, H}, act.options());
+// xp (T, B, 4H) = x W_ih^T + b_ih + b_hh; w_hh (4H, H); h0, c0 (B, H)
+// → hs (T+1, B, H), cs (T+1, B, H), act (T, B, 4H) = i, f, tanh g, o, tanh_c (T, B, H).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(
+    const at::Tensor& xp_in, const at::Tensor& w_hh, const at::Tensor& h0, const at::Tensor& c0) {
+  const at::Tensor xp = xp_in.contiguous();
+  const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2) / 4;
+  at::Tensor act = at::empty_like(xp);
+  at::Tensor hs = at::empty({T + 1, B, H}, xp.options()), cs = at::empty({T + 1, B, H}, xp.options());
+  at::Tensor tanh_c = at::empty({T, B, H}, xp.options());
   hs[0].copy_(h0);
   cs[0].copy_(c0);
-  const StepMatmul recurrent(w_hh, B);                                // h (B, H) → h W_hh^T (B, 4H)
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, act.scalar_type(), "lstm_forward", [&] {
-    const Steps<scalar_t> a(act), c(cs), tc(tanh_c), h(hs);
+  const StepMatmul recurrent(w_hh, B);                                 // h (B, H) → h W_hh^T (B, 4H)
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, xp.scalar_type(), "lstm_forward", [&] {
+    const Steps<scalar_t> x_t(xp), a(act), c(cs), tc(tanh_c), h(hs);
     for (int64_t t = 0; t < T; ++t) {
       at::Tensor m = recurrent(hs[t]);
-      lstm_cell_fwd<scalar_t>(a[t], m.data_ptr<scalar_t>(), c[t], c[t + 1], tc[t], h[t + 1], B, H);
+      lstm_cell_fwd<scalar_t>(x_t[t], m.data_ptr<scalar_t>(), c[t], a[t], c[t + 1], tc[t], h[t + 1], B, H);
     }
   });
-  return {hs, cs, act, tanh_c, x2};
+  return {hs, cs, act, tanh_c};
 }
 
-// g_out (T, B, H): gradient of every h_t; g_c (B, H): of c_T; w_ih, w_hh; what lstm_forward returned
-// → d_x (T, B, I), d_w_ih (4H, I), d_bias (4H), d_w_hh (4H, H), d_h0, d_c0.
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward(
-    const at::Tensor& g_out_in, const at::Tensor& g_c, const at::Tensor& w_ih, const at::Tensor& w_hh,
-    const at::Tensor& hs, const at::Tensor& cs, const at::Tensor& act, const at::Tensor& tanh_c,
-    const at::Tensor& x2) {
+// g_out (T, B, H): gradient of every h_t; g_c (B, H): of c_T; w_hh; what lstm_forward returned
+// → d_xp (T, B, 4H), d_w_hh (4H, H), d_h0, d_c0 (B, H).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward(
+    const at::Tensor& g_out_in, const at::Tensor& g_c, const at::Tensor& w_hh, const at::Tensor& hs,
+    const at::Tensor& cs, const at::Tensor& act, const at::Tensor& tanh_c) {
   const int64_t T = act.size(0), B = act.size(1), H = act.size(2) / 4;
   at::Tensor g_out = g_out_in.contiguous();
   at::Tensor d = at::empty_like(act);
   at::Tensor dc = g_c.clone(at::MemoryFormat::Contiguous);
-  const StepMatmul recurrent(w_hh.t(), B);                            // d (B, 4H) → d W_hh (B, H)
+  const StepMatmul recurrent(w_hh.t(), B);                             // d (B, 4H) → d W_hh (B, H)
   at::Tensor m;                                                       // d_{t+1} W_hh: none after the last step
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, act.scalar_type(), "lstm_backward", [&] {
     const Steps<scalar_t> g(g_out), a(act), c(cs), tc(tanh_c), d_pre(d);
@@ -176,8 +166,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     }
   });
   at::Tensor d_w = at::mm(d.flatten(0, 1).t(), hs.narrow(0, 0, T).flatten(0, 1));  // (4H, T*B) x (T*B, H)
-  auto [d_x, d_w_ih, d_bias] = project_backward(d, x2, w_ih);
-  return {d_x, d_w_ih, d_bias, d_w, m, dc};
+  return {d, d_w, m, dc};
 }
 
 // ------------------------------------------------------------------------------------------- GRU
@@ -234,17 +223,16 @@ void gru_cell_bwd(const s_t* m, const s_t* g_out, s_t* carry, bool first, const 
   });
 }
 
-// x (T, B, I); w_ih (3H, I); b_ih (3H); w_hh (3H, H); b_hh (3H); h0 (B, H)
-// → hs (T+1, B, H), act (T, B, 4H) = r, z, n, (W_hh h + b_hh)_n, x2 (T*B, I).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(
-    const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& b_ih, const at::Tensor& w_hh,
-    const at::Tensor& b_hh_in, const at::Tensor& h0) {
-  auto [x2, xp] = project(x, w_ih, b_ih);                             // (T, B, 3H)
+// xp (T, B, 3H) = x W_ih^T + b_ih; w_hh (3H, H); b_hh (3H); h0 (B, H)
+// → hs (T+1, B, H), act (T, B, 4H) = r, z, n, (W_hh h + b_hh)_n.
+std::tuple<at::Tensor, at::Tensor> gru_forward(const at::Tensor& xp_in, const at::Tensor& w_hh,
+                                               const at::Tensor& b_hh_in, const at::Tensor& h0) {
+  const at::Tensor xp = xp_in.contiguous();
   const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2) / 3;
   at::Tensor hs = at::empty({T + 1, B, H}, xp.options()), act = at::empty({T, B, 4 * H}, xp.options());
   at::Tensor b_hh = b_hh_in.contiguous();
   hs[0].copy_(h0);
-  const StepMatmul recurrent(w_hh, B);                                // h (B, H) → h W_hh^T (B, 3H)
+  const StepMatmul recurrent(w_hh, B);                                 // h (B, H) → h W_hh^T (B, 3H)
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, xp.scalar_type(), "gru_forward", [&] {
     const Steps<scalar_t> x_t(xp), h(hs), a(act);
     for (int64_t t = 0; t < T; ++t) {
@@ -252,19 +240,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(
       gru_cell_fwd<scalar_t>(x_t[t], m.data_ptr<scalar_t>(), b_hh.data_ptr<scalar_t>(), h[t], h[t + 1], a[t], B, H);
     }
   });
-  return {hs, act, x2};
+  return {hs, act};
 }
 
-// g_out (T, B, H): gradient of every h_t; w_ih, w_hh; what gru_forward returned
-// → d_x (T, B, I), d_w_ih (3H, I), d_b_ih (3H), d_w_hh (3H, H), d_b_hh (3H), d_h0 (B, H).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
-    const at::Tensor& g_out_in, const at::Tensor& w_ih, const at::Tensor& w_hh, const at::Tensor& hs,
-    const at::Tensor& act, const at::Tensor& x2) {
+// g_out (T, B, H): gradient of every h_t; w_hh; what gru_forward returned
+// → d_xp (T, B, 3H), d_w_hh (3H, H), d_b_hh (3H), d_h0 (B, H).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
+    const at::Tensor& g_out_in, const at::Tensor& w_hh, const at::Tensor& hs, const at::Tensor& act) {
   const int64_t T = act.size(0), B = act.size(1), H = act.size(2) / 4;
   at::Tensor g_out = g_out_in.contiguous();
   at::Tensor d_xp = at::empty({T, B, 3 * H}, act.options()), d_hp = at::empty({T, B, 3 * H}, act.options());
   at::Tensor carry = at::empty({B, H}, act.options());
-  const StepMatmul recurrent(w_hh.t(), B);                            // d hp (B, 3H) → d hp W_hh (B, H)
+  const StepMatmul recurrent(w_hh.t(), B);                             // d hp (B, 3H) → d hp W_hh (B, H)
   at::Tensor m;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, act.scalar_type(), "gru_backward", [&] {
     const Steps<scalar_t> g(g_out), a(act), h(hs), dx(d_xp), dhp(d_hp);
@@ -276,21 +263,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   });
   at::Tensor flat = d_hp.flatten(0, 1);                               // (T*B, 3H)
   at::Tensor d_w = at::mm(flat.t(), hs.narrow(0, 0, T).flatten(0, 1));  // (3H, T*B) x (T*B, H)
-  auto [d_x, d_w_ih, d_b_ih] = project_backward(d_xp, x2, w_ih);
-  return {d_x, d_w_ih, d_b_ih, d_w, flat.sum(0), m + carry};
+  return {d_xp, d_w, flat.sum(0), m + carry};
 }
 
 }  // namespace
 
 TORCH_LIBRARY(charrnn_native, m) {
-  m.def("lstm_forward(Tensor x, Tensor w_ih, Tensor bias, Tensor w_hh, Tensor h0, Tensor c0)"
-        " -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
-  m.def("lstm_backward(Tensor g_out, Tensor g_c, Tensor w_ih, Tensor w_hh, Tensor hs, Tensor cs, Tensor act,"
-        " Tensor tanh_c, Tensor x2) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
-  m.def("gru_forward(Tensor x, Tensor w_ih, Tensor b_ih, Tensor w_hh, Tensor b_hh, Tensor h0)"
-        " -> (Tensor, Tensor, Tensor)");
-  m.def("gru_backward(Tensor g_out, Tensor w_ih, Tensor w_hh, Tensor hs, Tensor act, Tensor x2)"
-        " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("lstm_forward(Tensor xp, Tensor w_hh, Tensor h0, Tensor c0) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("lstm_backward(Tensor g_out, Tensor g_c, Tensor w_hh, Tensor hs, Tensor cs, Tensor act, Tensor tanh_c)"
+        " -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("gru_forward(Tensor xp, Tensor w_hh, Tensor b_hh, Tensor h0) -> (Tensor, Tensor)");
+  m.def("gru_backward(Tensor g_out, Tensor w_hh, Tensor hs, Tensor act) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(charrnn_native, CPU, m) {
