@@ -260,7 +260,10 @@ def fake_results() -> dict:
         entry("fused", 0.040, 0.001), entry("loop", 0.080, 0.002, paired_ratio=1.9),
         entry("loop_bptt_compiled", 0.032, 0.001),
         {**entry("harness", 2.1, 0.02, shape="harness-vs-bare"), "extra_info": {
-            "shape": "harness-vs-bare", "backend": None, "ratio": 1.02}}],
+            "shape": "harness-vs-bare", "backend": None, "ratio": 1.02}},
+        {**entry("loop_native", 1.3, 0.02, shape="train-auto-vs-fused"), "extra_info": {
+            "shape": "train-auto-vs-fused", "backend": "loop_native", "ratio": 2.3,
+            "ratio_label": "auto/fused tokens/s"}}],
         "skipped": [{"name": "x", "reason": "loop_cudagraph: CUDA graphs need a CUDA device; device is cpu"}]}
 
 
@@ -281,6 +284,7 @@ def test_table_has_median_iqr_speedup_best_custom_and_skips():
     assert re.search(r"loop_bptt_compiled\s+32\.000 .* 1\.25x\s+-\s+-\s+-\s+20\s+2\.0", text)
     assert re.search(r"gru-h8-b3-t5-l1-fp32-fwd_bwd\s+loop_bptt_compiled\s+0\.800", text)
     assert "harness/bare 1.020" in text
+    assert "auto/fused tokens/s 2.300" in text and "harness/bare 2.300" not in text   # each ratio named
     assert "1 x loop_cudagraph: CUDA graphs need a CUDA device" in text
 
 

@@ -26,8 +26,10 @@ EXTRA_KEYS = {  # row field → extra_info keys tried in order (older files spel
     "paired": ("paired_ratio",), "paired_q1": ("paired_ratio_q1",), "paired_q3": ("paired_ratio_q3",),
     "ratio": ("ratio",), "flops": ("flops",), "peak_gflops": ("peak_gflops",), "tokens": ("tokens",),
     "paired_with": ("paired_with",),  # fused, or gru-fused for a min cell (nn.* has none)
+    "ratio_label": ("ratio_label",),  # what `ratio` divides: harness/bare, auto/fused tokens/s
 }
-DEFAULTS = {"layers": 1, "dtype": "fp32", "direction": "fwd_bwd", "device": "unknown device"}
+DEFAULTS = {"layers": 1, "dtype": "fp32", "direction": "fwd_bwd", "device": "unknown device",
+            "ratio_label": "harness/bare"}
 
 
 def read_results(path: str | Path) -> dict:
@@ -137,7 +139,7 @@ def format_table(data: dict) -> str:
                          f"{r['iqr_pct']:>5.1f}% {_cell(r['speedup'], '.2f'):>7}x {_paired(r):>20} "
                          f"{_cell(r['gflops'], '.1f'):>8} {_cell(r['pct_peak'], '.0f'):>6} "
                          f"{r['rounds']:>6} {_cell(r['compile_s'] or None, '.1f'):>9}"
-                         + (f"  harness/bare {r['ratio']:.3f}" if r["ratio"] is not None else ""))
+                         + (f"  {r['ratio_label']} {r['ratio']:.3f}" if r["ratio"] is not None else ""))
     best = best_custom(rows)
     if best:
         lines.append("\nbest custom backend / fused (paired where timed so; < 1 = custom faster):")
