@@ -111,3 +111,12 @@ def test_cpu_dry_run_writes_machine_info_cuda_tests_and_the_kernels_page(tmp_pat
     summary = json.loads((out / "summary.json").read_text())
     assert [s["status"] for s in summary["stages"]] == ["ok"] * 4
     assert summary["best_custom_over_fused"]
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs a git checkout")
+def test_a_cpu_dry_run_writes_where_git_ignores_and_a_gpu_run_where_it_is_committed():
+    def ignored(path: Path) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", str(path.relative_to(REPO) / "summary.json")],
+                              cwd=REPO).returncode == 0
+    assert ignored(gpu_check.default_out(dry_run=True))
+    assert not ignored(gpu_check.default_out(dry_run=False))

@@ -277,15 +277,18 @@ def write_summary(out: Path, stages: list[Stage], started: float, note: str, dry
     return summary
 
 
-def default_out(now: datetime | None = None) -> Path:
+def default_out(dry_run: bool, now: datetime | None = None) -> Path:
+    """results/gpu/<host>-<date> (committed with the machine info), or for a CPU dry run
+    results/gpu-dry-run/<host>-<date> (git-ignored: a plumbing check, no numbers to keep)."""
     now = now or datetime.now(timezone.utc)
-    return REPO / "results" / "gpu" / f"{socket.gethostname()}-{now:%Y%m%dT%H%M%SZ}"
+    return REPO / "results" / ("gpu-dry-run" if dry_run else "gpu") / f"{socket.gethostname()}-{now:%Y%m%dT%H%M%SZ}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="charrnn gpu-check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None,
-                        help="output directory (default: results/gpu/<host>-<date>)")
+                        help="output directory (default: results/gpu/<host>-<date>; "
+                             "results/gpu-dry-run/<host>-<date> with --cpu-dry-run)")
     parser.add_argument("--budget-s", type=float, default=None,
                         help=f"whole-run budget in seconds; each stage's limit scales with it (default {BUDGET_S:.0f}, "
                              f"{DRY_RUN_BUDGET_S:.0f} with --cpu-dry-run)")
@@ -303,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"charrnn gpu-check: no CUDA device here ({why}); nothing run (use --cpu-dry-run to check "
                   "the plumbing on CPU)", file=sys.stderr)
             return EXIT_NO_CUDA
-    out = (args.out or default_out()).resolve()
+    out = (args.out or default_out(args.cpu_dry_run)).resolve()
     for sub in ("logs", "benchmarks"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     if args.cpu_dry_run:
