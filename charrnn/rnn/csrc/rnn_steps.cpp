@@ -135,7 +135,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(
   at::Tensor tanh_c = at::empty({T, B, H}, xp.options());
   hs[0].copy_(h0);
   cs[0].copy_(c0);
-  const StepMatmul recurrent(w_hh, B);                                 // h (B, H) → h W_hh^T (B, 4H)
+  const StepMatmul recurrent(w_hh, B);                                // h (B, H) → h W_hh^T (B, 4H)
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, xp.scalar_type(), "lstm_forward", [&] {
     const Steps<scalar_t> x_t(xp), a(act), c(cs), tc(tanh_c), h(hs);
     for (int64_t t = 0; t < T; ++t) {
@@ -155,7 +155,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward(
   at::Tensor g_out = g_out_in.contiguous();
   at::Tensor d = at::empty_like(act);
   at::Tensor dc = g_c.clone(at::MemoryFormat::Contiguous);
-  const StepMatmul recurrent(w_hh.t(), B);                             // d (B, 4H) → d W_hh (B, H)
+  const StepMatmul recurrent(w_hh.t(), B);                            // d (B, 4H) → d W_hh (B, H)
   at::Tensor m;                                                       // d_{t+1} W_hh: none after the last step
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, act.scalar_type(), "lstm_backward", [&] {
     const Steps<scalar_t> g(g_out), a(act), c(cs), tc(tanh_c), d_pre(d);
@@ -232,7 +232,7 @@ std::tuple<at::Tensor, at::Tensor> gru_forward(const at::Tensor& xp_in, const at
   at::Tensor hs = at::empty({T + 1, B, H}, xp.options()), act = at::empty({T, B, 4 * H}, xp.options());
   at::Tensor b_hh = b_hh_in.contiguous();
   hs[0].copy_(h0);
-  const StepMatmul recurrent(w_hh, B);                                 // h (B, H) → h W_hh^T (B, 3H)
+  const StepMatmul recurrent(w_hh, B);                                // h (B, H) → h W_hh^T (B, 3H)
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, xp.scalar_type(), "gru_forward", [&] {
     const Steps<scalar_t> x_t(xp), h(hs), a(act);
     for (int64_t t = 0; t < T; ++t) {
@@ -251,7 +251,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
   at::Tensor g_out = g_out_in.contiguous();
   at::Tensor d_xp = at::empty({T, B, 3 * H}, act.options()), d_hp = at::empty({T, B, 3 * H}, act.options());
   at::Tensor carry = at::empty({B, H}, act.options());
-  const StepMatmul recurrent(w_hh.t(), B);                             // d hp (B, 3H) → d hp W_hh (B, H)
+  const StepMatmul recurrent(w_hh.t(), B);                            // d hp (B, 3H) → d hp W_hh (B, H)
   at::Tensor m;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, act.scalar_type(), "gru_backward", [&] {
     const Steps<scalar_t> g(g_out), a(act), h(hs), dx(d_xp), dhp(d_hp);
