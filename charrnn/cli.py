@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = make_config(parse_key_values(args.overrides))
     from charrnn.capabilities import check_device
     from charrnn.run.runner import run_one
-    from charrnn.tracking import Tracker
+    from charrnn.tracking.store import Tracker
 
     check_device(cfg)  # before the store exists
     tracker = Tracker()
@@ -70,7 +70,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _run_model(run_id: str):
     """(model, vocab, prime) of a run's last checkpoint."""
     from charrnn.run.checkpoint import read, rebuild
-    from charrnn.tracking import Tracker, store_exists, tracking_uri
+    from charrnn.tracking.store import Tracker, store_exists, tracking_uri
     from charrnn.run.train import CHECKPOINT_NAME
 
     if not store_exists():  # opening it would create an empty store
@@ -163,7 +163,7 @@ def _until_decided(grid, args: argparse.Namespace, run_round) -> int:
 
 def _dry_run(grid, profile: str, specs, rerun_failed: bool) -> int:
     from charrnn.grid.session import plan_text
-    from charrnn.tracking import Tracker, store_exists
+    from charrnn.tracking.store import Tracker, store_exists
 
     tracker = Tracker() if store_exists() else None
     print(plan_text(grid, profile, specs, tracker, rerun_failed))

@@ -39,7 +39,7 @@ def write_store(exp) -> None:
     """The synthetic experiment as a grid parent run + 200 child runs in the current store."""
     import yaml
 
-    from charrnn.tracking import Tracker
+    from charrnn.tracking.store import Tracker
 
     tracker = Tracker()
     grid = {"name": exp.name, "question": exp.question, "claims": [CLAIM], "axes": AXES, "seeds": SEEDS}

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from claim_support import SCOPE
-from charrnn.tracking import StoredRun, Tracker
+from charrnn.tracking.store import StoredRun, Tracker
 
 REPO = Path(__file__).resolve().parent.parent
 # Tiny and CPU-only: a run is well under a second plus its MLflow writes.

@@ -15,7 +15,7 @@ from charrnn.rnn.models import CharRNN
 from charrnn.run.runner import run_one
 from charrnn.run.train import CAPTURED, Trainer, step_graph_plan
 from charrnn.tags import STEP_GRAPH_TAG
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 
 TINY = {**TINY_FIXED, "backend": "auto"}
 

@@ -307,7 +307,7 @@ def test_bench_cli_rejects_unknown_profile(capsys):
 
 
 def test_mlflow_run_in_kernels_experiment_holds_json_and_table(results_dir, tmp_path):
-    from charrnn.tracking import Tracker
+    from charrnn.tracking.store import Tracker
 
     path = tmp_path / "b.json"
     path.write_text(json.dumps(fake_results()))

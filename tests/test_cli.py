@@ -8,7 +8,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from charrnn.cli import main
-from charrnn.tracking import tracking_uri
+from charrnn.tracking.store import tracking_uri
 
 
 def all_runs(results_dir):

@@ -16,7 +16,7 @@ from grid_support import TINY_FIXED, children, empty_store_db, grid_data, parent
 from charrnn.cli import main
 from charrnn.grid.spec import load_grid
 from charrnn.tags import FAILURE_TAG, NODE_LOST_TAG, NODE_TAG
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 from charrnn.tracking.ui import UI_DEFAULT_VIEW_SCRIPT
 from charrnn.run.train import Trainer
 

@@ -15,7 +15,7 @@ from charrnn.config import TrainConfig, make_config
 from charrnn.grid.executors import run_grid
 from charrnn.grid.spec import RunSpec, load_grid
 from charrnn.report.pages import build_context, render_experiment
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 
 # What a new release adding a knob with a default looks like to the identity.
 WithNewKnob = dataclasses.make_dataclass(

@@ -22,7 +22,7 @@ from charrnn.grid.spec import load_grid
 from charrnn.run.checkpoint import CHECKPOINT_FORMAT, read
 from charrnn.run.migrate import CHECKPOINT_ARTIFACT, LEGACY_HASH_TAG
 from charrnn.tags import IDENTITY_TAG
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store-9221798"
 WRITTEN_AT = "file:///tmp/cbstore/results"   # where the release wrote it (artifact URIs are absolute)

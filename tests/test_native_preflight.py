@@ -14,7 +14,7 @@ from grid_support import write_grid
 from charrnn import capabilities
 from charrnn.cli import main
 from charrnn.rnn import native_rnn
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 
 REPO = Path(__file__).resolve().parent.parent
 

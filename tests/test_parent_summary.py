@@ -12,7 +12,7 @@ from charrnn.cli import main
 from charrnn.config import make_config
 from charrnn.grid.summary import claim_metric_name
 from charrnn.tags import ARMS_TABLE, BOOKKEEPING_TAGS, NOTE_TAG, OWNER_PID_TAG, REPORT_ARTIFACT_DIR
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 
 QUESTION = "Does a GRU beat a vanilla RNN at hidden 8?"
 

@@ -12,7 +12,7 @@ from charrnn.science.stats import mean_ci
 from charrnn.science.verdict_table import EDITED, verdict_row, with_preregistration
 from charrnn.science.verdicts import UNDERPOWERED, Verdict
 from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 from claim_support import SCOPE
 from grid_support import empty_store_db, store, write_grid  # noqa: F401
 from report_synthetic import make_experiment

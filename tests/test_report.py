@@ -345,7 +345,7 @@ def test_no_benchmark_files_means_no_kernel_page(tmp_path):
 
 def _store_experiment(name: str, grid_text: str) -> str:
     """A grid parent run and 2 × 2 trained child runs written straight through the Tracker."""
-    from charrnn.tracking import Tracker
+    from charrnn.tracking.store import Tracker
 
     tracker = Tracker()
     parent = tracker.start_run(name, "grid", {}, tags={"charrnn.role": "grid"}, system_metrics=False)
@@ -377,7 +377,7 @@ def test_cli_report_renders_the_store_and_logs_the_page_to_the_grid_run(results_
     assert "Does a GRU win?" in html and "reproduced" in html and "sample &lt;script&gt;" in html
     assert 'href="smoke.html"' in (out / "index.html").read_text(encoding="utf-8")
     assert "smoke.html" in capsys.readouterr().out
-    from charrnn.tracking import Tracker
+    from charrnn.tracking.store import Tracker
     logged = [a.path for a in Tracker().client.list_artifacts(parent_id, "report")]
     assert logged == ["report/smoke.html"]
 
@@ -385,7 +385,7 @@ def test_cli_report_renders_the_store_and_logs_the_page_to_the_grid_run(results_
 def test_bulk_curves_equal_results_curves_frame_including_replayed_steps(results_dir):
     from charrnn.science import results
     from charrnn.report import store as report_store
-    from charrnn.tracking import Tracker
+    from charrnn.tracking.store import Tracker
 
     _store_experiment("curves", yaml.safe_dump({"name": "curves"}))
     tracker = Tracker()

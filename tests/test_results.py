@@ -9,7 +9,7 @@ from charrnn.science import results
 from charrnn.cli import main
 from charrnn.grid.executors import run_grid
 from charrnn.grid.spec import load_grid
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 
 DIVERGING = {"cell": "vanilla", "backend": "loop", "activation": "identity", "optimizer": "sgd",
              "grad_clip": 0, "steps": 30, "eval_interval": 10}

@@ -15,7 +15,8 @@ from charrnn.cli import main
 from charrnn.grid.spec import load_grid
 from charrnn.grid.locks import FileLock, lock_path
 from charrnn.grid.session import HOST, NEW, RESUME, SKIP, GridSession, decide
-from charrnn.tracking import StoredRun, Tracker, results_dir
+from charrnn.paths import results_dir
+from charrnn.tracking.store import StoredRun, Tracker
 from charrnn.run.train import Trainer
 from charrnn.grid.worker import QueueRun
 

@@ -13,9 +13,9 @@ from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_I
 from charrnn.cli import main
 from charrnn import tags
 from charrnn.provenance import source_tags
-from charrnn import tracking
-from charrnn.tracking import (EXPERIMENT_KIND_TAG, MLFLOW_PRIVATE_API_CHECKED, MODEL_TRAINING_KIND, UI_QUERY, Tracker,
-                              metric_histories, sql_store)
+from charrnn.tracking import bulk_metrics
+from charrnn.tracking.bulk_metrics import MLFLOW_PRIVATE_API_CHECKED, metric_histories, sql_store
+from charrnn.tracking.store import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, UI_QUERY, Tracker
 from charrnn.tracking.ui import UI_DEFAULT_VIEW_SCRIPT, create_ui_app
 
 
@@ -47,7 +47,7 @@ def test_the_private_mlflow_door_reads_curves_in_bulk_as_mlflow_3_17_2_does(stor
         run.log_metrics({"val_loss": value, "train_loss": step}, step=step)
     run.end()
     bulk = sorted(metric_histories(tracker, [run.run_id], ["val_loss"]), key=lambda r: r[2])
-    monkeypatch.setattr(tracking, "sql_store", lambda tracker: None)   # as against an MLflow server
+    monkeypatch.setattr(bulk_metrics, "sql_store", lambda tracker: None)   # as against an MLflow server
     public = sorted(metric_histories(tracker, [run.run_id], ["val_loss"]), key=lambda r: r[2])
     assert [r[:3] for r in bulk] == [r[:3] for r in public] == [(run.run_id, "val_loss", s) for s in range(3)]
     assert bulk[0][3] == public[0][3] == 2.0 and math.isnan(bulk[1][3]) and math.isnan(public[1][3])

@@ -14,7 +14,7 @@ from charrnn.grid.spec import load_grid
 from charrnn.science import tuning
 from charrnn.science.results import runs_frame
 from charrnn.tags import EXCLUSIVE, SPEED_TAG, TUNE_TRIED_TAG
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 
 LRS = [0.001, 0.003, 0.01]   # 8 Adam steps: the largest learning rate gets furthest (val, same batches)
 

@@ -41,7 +41,7 @@ def grid_file(directory: Path, steps: int) -> Path:
 
 
 def empty_store(directory: Path) -> Path:
-    from charrnn.tracking import Tracker
+    from charrnn.tracking.store import Tracker
 
     db = directory / "template" / "mlflow.db"
     db.parent.mkdir(parents=True)

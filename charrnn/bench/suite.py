@@ -58,7 +58,7 @@ def log_to_mlflow(json_path: Path, profile: str, wall_s: float, exit_code: int) 
     """One run in experiment `kernels`: the JSON as artifact, every row as one MLflow table
     (`kernels.json`, the UI's table view), the text table, and as metrics only the headline:
     best custom / fused per shape."""
-    from charrnn.tracking import Tracker
+    from charrnn.tracking.store import Tracker
 
     data = read_results(json_path)
     rows = table_rows(data)

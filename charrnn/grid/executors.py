@@ -39,7 +39,7 @@ from charrnn.run.runner import train_run
 from charrnn.grid.session import GridSession, GridStopped, Job
 from charrnn.tags import NODE_LOST_TAG, TUNE_TRIED_TAG
 from charrnn.tracking.failures import store_error
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 from charrnn.grid.worker import train_task
 
 POLL_S = 0.2

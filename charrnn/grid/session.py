@@ -37,7 +37,9 @@ from charrnn.tags import ARMS_TABLE, INVOCATION_TAG, NOTE_TAG, OWNER_HOST_TAG, O
 from charrnn.tags import GRID_ROLE as ROLE_GRID
 from charrnn.tags import RUN_ROLE as ROLE_RUN
 from charrnn.tracking.failures import StoreError
-from charrnn.tracking import RunHandle, StoredRun, Tracker, now_ms, results_dir
+from charrnn.paths import results_dir
+from charrnn.tracking.run_handle import RunHandle, now_ms
+from charrnn.tracking.store import StoredRun, Tracker
 from charrnn.grid.summary import grid_summary
 from charrnn.run.train import CHECKPOINT_NAME
 

@@ -24,7 +24,7 @@ from charrnn.science import results, tuning
 from charrnn.science.stats import FINISHED, mean_ci
 from charrnn.science.verdicts import Verdict, judge_claims
 from charrnn.tags import CLAIM_METRIC_PREFIX, REPORT_ARTIFACT_DIR
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 
 NOT_A_METRIC_NAME = re.compile(r"[^\w.\- /]")   # MLflow metric names: word characters . - space /
 

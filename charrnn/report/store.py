@@ -18,7 +18,9 @@ from charrnn.science import results
 from charrnn.science.claims import Claim, claims_or_none
 from charrnn.config import ConfigError, check_value
 from charrnn.tags import REPORT_ARTIFACT_DIR, SEQUENTIAL_PREFIX
-from charrnn.tracking import RunHandle, StoredRun, Tracker, metric_histories, store_exists, tracking_uri
+from charrnn.tracking.bulk_metrics import metric_histories
+from charrnn.tracking.run_handle import RunHandle
+from charrnn.tracking.store import StoredRun, Tracker, store_exists, tracking_uri
 from charrnn.science import tuning
 from .base import LOADED_CURVES, PROVENANCE, ExperimentData, ReportError
 from .tables import infer_axes

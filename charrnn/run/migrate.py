@@ -32,7 +32,7 @@ from charrnn.run.checkpoint import CHECKPOINT_FORMAT, describe
 from charrnn.run.train import CHECKPOINT_NAME
 from charrnn.tags import GRID_ARTIFACT, IDENTITY_TAG, ROLE_TAG, TAG_PREFIX, GRID_ROLE
 from charrnn.tasks.data import make_task
-from charrnn.tracking import StoredRun, Tracker, store_exists, tracking_uri
+from charrnn.tracking.store import StoredRun, Tracker, store_exists, tracking_uri
 
 LEGACY_HASH_TAG = TAG_PREFIX + "config_hash"
 CHECKPOINT_ARTIFACT = f"checkpoint/{CHECKPOINT_NAME}"

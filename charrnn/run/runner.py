@@ -22,7 +22,7 @@ from charrnn.tags import IDENTITY_TAG, RESUMED_TAG, STEP_GRAPH_TAG, TAG_PREFIX
 from charrnn.run.train import CHECKPOINT_NAME, Diverged, Trainer
 
 if TYPE_CHECKING:  # MLflow stays out of processes that only train (Ray workers)
-    from charrnn.tracking import Tracker
+    from charrnn.tracking.store import Tracker
 
 DEFAULT_EXPERIMENT = "train"
 

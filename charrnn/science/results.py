@@ -21,7 +21,9 @@ import yaml
 from charrnn import registry
 from charrnn.config import FIELD_TYPES, FIELDS, ConfigError
 from charrnn.tags import FAILURE_TAG, GRID_ARTIFACT, GRID_ROLE, HEARTBEAT_TAG, RESUMED_TAG, ROLE_TAG, TAG_PREFIX
-from charrnn.tracking import StoredRun, Tracker, metric_histories, results_dir, store_exists, tracking_uri
+from charrnn.paths import results_dir
+from charrnn.tracking.bulk_metrics import metric_histories
+from charrnn.tracking.store import StoredRun, Tracker, store_exists, tracking_uri
 
 CURVE_METRICS = registry.curve_metrics()
 JUDGED_PREFIXES = ("final_", "baseline_")   # final metrics, and the trivial baselines of the learning check

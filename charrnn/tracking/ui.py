@@ -2,7 +2,7 @@
 and the address of each experiment's runs table."""
 from __future__ import annotations
 
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 
 # Where that switch lives: the browser's localStorage, under this key, as JSON (MLflow 3.17's UI
 # bundle: `useLocalStorage({key: "mlflow.workflowType", version: 1})` stores `<key>_v<version>`).

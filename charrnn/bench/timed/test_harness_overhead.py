@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from charrnn.bench.workloads import device_timer, versions
 from charrnn.config import make_config
 from charrnn.rnn.models import CharRNN
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 from charrnn.run.train import Trainer
 
 pytestmark = pytest.mark.benchmark(timer=device_timer)
