@@ -123,13 +123,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
 CUDA_ONLY: dict[str, str] = registry.cuda_only()          # backend → why it needs CUDA
 CPU_ONLY: dict[str, str] = registry.cpu_only()            # backend → why it runs only on the CPU
 
+MAX_WIDTH = 16_384   # hidden and embedding units: a 16384-wide LSTM layer is already 2.1e9 weights
 # Inclusive numeric ranges: (low, high, description of the valid range).
 RANGES: dict[str, tuple[float, float, str]] = {
     "dataset_fraction": (0.0, 1.0, "a number in (0, 1]"),
     "arith_digits": (1, 6, "an integer in 1..6"),
     "bitflip_bits": (1, 64, "an integer in 1..64"),
-    "embed_size": (0, math.inf, "an integer >= 0 (0 = hidden_size)"),
-    "hidden_size": (1, math.inf, "an integer >= 1"),
+    "embed_size": (0, MAX_WIDTH, f"an integer in 0..{MAX_WIDTH} (0 = hidden_size)"),
+    "hidden_size": (1, MAX_WIDTH, f"an integer in 1..{MAX_WIDTH}"),
     "layers": (1, 8, "an integer in 1..8"),
     "lr": (0.0, math.inf, "a number > 0"),
     "grad_clip": (0.0, math.inf, "a number >= 0 (0 = off)"),
@@ -193,6 +194,9 @@ ACCEPTED: dict[str, tuple[str, ...]] = {**CHOICES, "backend": (registry.AUTO, *C
 def _check_value(key: str, value: Any) -> None:
     if key in ACCEPTED and value not in ACCEPTED[key]:
         raise ConfigError(f"{key}={value!r}: unknown value; valid choices: {', '.join(ACCEPTED[key])}")
+    if isinstance(value, float) and not math.isfinite(value):
+        valid = RANGES[key][2] if key in RANGES else "a finite number"
+        raise ConfigError(f"{key}={value!r}: not a finite number; valid: {valid}")
     if key in RANGES:
         low, high, text = RANGES[key]
         too_low = value <= low if key in OPEN_LOW else value < low

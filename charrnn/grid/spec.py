@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 from charrnn import registry
+from charrnn.grid import strict_yaml
 from charrnn.science.claims import Claim, Pairs, parse_claims
 from charrnn.science.stats import same_value
 from charrnn.config import ConfigError, TrainConfig, check_value, format_value, make_config, short_repr
@@ -33,6 +35,9 @@ TOP_KEYS = {"name": True, "question": True, "claims": False, "task": True,
             "tune": False, "tune_bounds": False, "order_seed": False}  # key -> required
 MIN_TUNE_VALUES = 3   # a tuned key's values: one inside and one at each edge
 REQUIRED_PROFILES = ("quick", "full")
+MAX_FILE_BYTES = 1_000_000   # a grid file (the shipped ones are under 5 kB)
+MAX_SEEDS = 1_000             # seeds of one profile
+MAX_RUNS = 10_000             # runs of one profile: variants x tuned combinations x seeds
 NOT_VARIABLE = {"seed": "list seeds under the top-level `seeds`",
                 "task": "set the task with the top-level `task`"}
 
@@ -246,6 +251,8 @@ class _Checker:
     def seeds(self, raw: Any) -> tuple[int, ...]:
         if not isinstance(raw, list) or not raw:
             raise self.fail("seeds", f"{short_repr(raw)}: expected a non-empty list of integers, e.g. [0, 1, 2]")
+        if len(raw) > MAX_SEEDS:
+            raise self.fail("seeds", f"{len(raw)} seeds; valid: at most {MAX_SEEDS}")
         seeds = tuple(self.value("seed", s, "seeds") for s in raw)
         if len(set(seeds)) != len(seeds):
             raise self.fail("seeds", f"{raw!r}: repeated seed; valid: distinct integers")
@@ -322,6 +329,9 @@ def _is_number(value: Any) -> bool:
 
 def _read(path: Path) -> str:
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise GridError(f"{path}: a grid file of {size} bytes; valid: at most {MAX_FILE_BYTES} bytes")
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         found = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
@@ -333,7 +343,9 @@ def _read(path: Path) -> str:
 
 def _parse(path: Path, text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return strict_yaml.load(text)
+    except strict_yaml.StrictYAMLError as err:
+        raise GridError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -352,6 +364,18 @@ def _lengths_match(check: _Checker, zipped: tuple[tuple[str, tuple], ...]) -> No
     if repeated is not None:
         raise check.fail("zip", f"row {repeated + 1} {dict(zip((k for k, _ in zipped), rows[repeated]))} repeats "
                                 f"row {rows.index(rows[repeated]) + 1}; valid: distinct rows")
+
+
+def _size_within_bounds(check: _Checker, grid: Grid) -> None:
+    """Each profile's run count, counted without listing the runs, is at most MAX_RUNS."""
+    variants = math.prod(len(values) for _, values in grid.axes) * (len(grid.zipped[0][1]) if grid.zipped else 1)
+    tunings = math.prod(len(values) for _, values in grid.tune)
+    for profile in grid.profile_names:
+        runs = variants * tunings * len(grid.seeds_of(profile))
+        if runs > MAX_RUNS:
+            raise check.fail(f"profile {profile}", f"{runs} runs ({variants} variant(s) x {tunings} tuned "
+                                                   f"combination(s) x {len(grid.seeds_of(profile))} seed(s)); "
+                                                   f"valid: at most {MAX_RUNS} runs per profile")
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -382,6 +406,7 @@ def load_grid(path: str | Path) -> Grid:
                 profile_seeds=check.profile_seeds(data["profiles"]), tune=tune,
                 tune_bounds=check.tune_bounds(data.get("tune_bounds"), tune),
                 order_seed=check.order_seed(data.get("order_seed", 0)))
+    _size_within_bounds(check, grid)
     for profile in grid.profile_names:
         grid.expand(profile)
     return grid
