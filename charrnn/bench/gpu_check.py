@@ -62,12 +62,12 @@ print(json.dumps(info))
 """
 # Every grid's profile on one Ray (started once), grid after grid; exit 1 if a run failed.
 SUITE_SCRIPT = """
-import sys, ray
-from charrnn.grid.executors import run_grid
+import sys
+from charrnn.grid.executors import local_ray_env, run_grid, start_local_ray
 from charrnn.grid.spec import load_grid
 profile, runs_per_gpu, logical_gpus, files = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
-ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-         **({"num_gpus": logical_gpus} if logical_gpus else {}))
+local_ray_env()
+start_local_ray(include_dashboard=False, log_to_driver=False, **({"num_gpus": logical_gpus} if logical_gpus else {}))
 failed = 0
 for path in files:
     counts = run_grid(load_grid(path), profile, executor="ray", runs_per_gpu=runs_per_gpu, progress=False).counts()

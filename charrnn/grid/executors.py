@@ -3,7 +3,8 @@
 - `local` (default): in this process, one after the other, with a per-run progress bar.
 - `ray`: one Ray task per RunSpec. Joins `--ray-address` / `RAY_ADDRESS` when given, otherwise
   starts a fresh local Ray (`address="local"`) with this machine's CPUs (and GPUs: `num_gpus` per
-  task) — never the cluster named in Ray's `ray_current_cluster` file, which outlives a dead Ray. Each task gets
+  task) — never the cluster named in Ray's `ray_current_cluster` file, which outlives a dead Ray. The
+  local Ray listens on 127.0.0.1 only, with token auth where Ray has it (`start_local_ray`). Each task gets
   CPUs // parallel CPUs and as many torch threads. The driver owns every MLflow write: a worker
   (`worker.py`, which never imports MLflow) logs through a `QueueRun`, whose calls travel over a
   Ray queue and are replayed by the driver on the real run, so the sqlite store has one writer and
@@ -23,11 +24,14 @@
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
+import sys
 import tempfile
 from collections import deque
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,11 @@ from charrnn.tracking.store import Tracker
 from charrnn.grid.worker import train_task
 
 POLL_S = 0.2
+# A local Ray binds its node address, which Ray swaps from 127.0.0.1 to this machine's routable one
+# (servers on every interface) unless this is set before `ray` is imported (Ray 2.60's ray_constants);
+# token auth (RAY_AUTH_MODE=token) exists from Ray 2.52.
+LOOPBACK_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+TOKEN_AUTH_SINCE = (2, 52)
 NODE_LOSS_RETRIES = 3   # times one run is resumed elsewhere after its node died, then FAILED
 
 
@@ -161,20 +170,21 @@ class RayExecutor:
         self.max_parallel, self.runs_per_gpu = max_parallel, runs_per_gpu
         self.address = ray_address or os.environ.get("RAY_ADDRESS") or None
         self._started = False
+        self._env_before: dict[str, str | None] = {}   # what a local Ray's settings replaced
 
     def __enter__(self) -> "RayExecutor":
         """Connect to (or start) Ray before any run exists: a bad address is bad input."""
-        import ray
-
-        if ray.is_initialized():
-            return self
+        if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+            return self   # a Ray this process started or joined itself (e.g. bench/gpu_check's suite)
         common = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
         try:
             if self.address:
                 join_cluster(self.address, common)
             else:  # a fresh local Ray: never a stale /tmp/ray/ray_current_cluster or someone else's
-                ray.init(address="local", num_cpus=usable_cpus(), **common)
+                self._env_before = local_ray_env()   # before `ray` is imported
+                start_local_ray(num_cpus=usable_cpus(), **common)
         except (ConnectionError, ValueError, RuntimeError) as err:
+            restore_env(self._env_before)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(f"--ray-address={self.address!r}: cannot start or join Ray ({first}); "
                               "valid: a running cluster's address, or none for a local Ray") from None
@@ -186,6 +196,7 @@ class RayExecutor:
 
         if self._started:
             ray.shutdown()
+            restore_env(self._env_before)
             self._started = False
 
     def run(self, session: GridSession, specs: tuple[RunSpec, ...]) -> None:
@@ -311,6 +322,45 @@ def abandon_reason(exc: BaseException, uri: str | None = None) -> str:
     """Why runs in flight end when `exc` stops the grid: the store failure's one line, if it is one."""
     error = store_error(exc, uri)
     return str(error if error is not None else f"{type(exc).__name__}: {exc}")[:2000]
+
+
+def token_auth_supported() -> bool:
+    return tuple(int(part) for part in version("ray").split(".")[:2]) >= TOKEN_AUTH_SINCE
+
+
+def local_ray_env() -> dict[str, str | None]:
+    """Put the settings of a local Ray into this process's environment, which Ray reads when it is
+    first imported and its servers inherit: loopback only, and token auth where Ray has it (unless
+    RAY_AUTH_MODE says otherwise, or Ray was imported already: it would then disagree with its
+    servers). Returns the values replaced, for `restore_env` once Ray is shut down."""
+    wanted = dict(LOOPBACK_ONLY_ENV)
+    if token_auth_supported() and "RAY_AUTH_MODE" not in os.environ and "ray" not in sys.modules:
+        wanted["RAY_AUTH_MODE"] = "token"
+    before = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    return before
+
+
+def start_local_ray(**options: Any) -> None:
+    """`ray.init(address="local")` on 127.0.0.1 only (see `local_ray_env`, called first where Ray is
+    not imported yet). Ray reads the loopback setting when it is first imported: in a process that
+    imported it without the setting, this raises RuntimeError and leaves no Ray running."""
+    import ray
+
+    ray.init(address="local", **options)
+    host = ray.get_runtime_context().gcs_address.rpartition(":")[0].strip("[]")
+    if not ipaddress.ip_address(host).is_loopback:
+        ray.shutdown()
+        raise RuntimeError(f"the local Ray would listen on {host}, not 127.0.0.1: Ray was imported in this "
+                           f"process before {', '.join(LOOPBACK_ONLY_ENV)}=0 was set")
+
+
+def restore_env(before: dict[str, str | None]) -> None:
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def join_cluster(address: str, options: dict[str, Any]) -> None:
