@@ -1,4 +1,4 @@
-"""A store that refuses work, as one line: read-only, out of disk space, or unreachable.
+"""A store that refuses work, as one line: read-only, out of disk space, unreachable, or corrupt.
 
 MLflow and SQLAlchemy wrap the cause (sqlite's message, an OSError, a refused connection) in
 exceptions of their own, so the whole chain of causes is read, by type, errno and text; nothing
@@ -14,6 +14,7 @@ from charrnn.paths import results_dir
 
 RERUN = "then run the same command again (it resumes)"
 SQLITE_PREFIX = "sqlite:///"
+CORRUPT_SQLITE = ("file is not a database", "database disk image is malformed")   # sqlite's own messages
 
 
 class StoreError(RuntimeError):
@@ -35,6 +36,10 @@ def store_error(exc: BaseException, uri: str | None = None) -> StoreError | None
             or "read-only file system" in text:
         return StoreError(f"the store is read-only ({where} cannot be written): make it writable or "
                           f"set CHARRNN_RESULTS_DIR to a writable directory, {RERUN}")
+    if uri.startswith(SQLITE_PREFIX) and any(sign in text for sign in CORRUPT_SQLITE):
+        return StoreError(f"the store {uri.removeprefix(SQLITE_PREFIX)} is not a readable sqlite database (corrupt or "
+                          "not a store): move it aside and restore a backup of it, or set CHARRNN_RESULTS_DIR to "
+                          "another directory (a new store starts empty), then run the command again")
     unreachable = any(isinstance(e, ConnectionError) for e in chain) or "max retries exceeded" in text
     if not uri.startswith(SQLITE_PREFIX) and unreachable:
         return StoreError(f"the tracking server {uri} is unreachable (after MLflow's retries): start it "
