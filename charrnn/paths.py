@@ -26,3 +26,33 @@ def results_dir() -> Path:
 
 def reports_dir(out: str | Path | None = None) -> Path:
     return Path(out or os.environ.get("CHARRNN_REPORTS_DIR", "reports")).resolve()
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write `data` (text as UTF-8) to `path` whole or not at all: into a temporary file beside it,
+    then renamed over it. A symlink at `path` is replaced, never followed; the temporary file is
+    removed on failure, and those of writers no longer alive (a kill) are removed first."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = stale.name.removeprefix(f".{path.name}.").removesuffix(".tmp")
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as out:
+            out.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -38,6 +38,8 @@ HOSTILE = {
     "inf_in_an_axis": (lambda: grid_text().replace("axes:\n", "axes:\n  lr: [0.01, -.inf]\n"),
                        "axes.lr[1]: -.inf at line 21: not a finite number"),
     "over_long_text": (long_question, "question: a text of 20010 characters at line 2; valid: at most 2000"),
+    "over_long_claim_text": (lambda: grid_text(claims=[{**grid_data()["claims"][0], "source": "y" * 20_001}]),
+                             "claims[0].source: a text of 20001 characters at line 4; valid: at most 2000"),
     "100000_seeds": (lambda: grid_text(seeds=list(range(100_000))), "seeds: 100000 seeds; valid: at most 1000"),
     "too_many_runs": (lambda: grid_text(seeds=list(range(1000)), axes={"cell": ["vanilla", "gru", "lstm"],
                                                                            "hidden_size": list(range(8, 12))}),

@@ -38,6 +38,7 @@ REQUIRED_PROFILES = ("quick", "full")
 MAX_FILE_BYTES = 1_000_000   # a grid file (the shipped ones are under 5 kB)
 MAX_SEEDS = 1_000             # seeds of one profile
 MAX_RUNS = 10_000             # runs of one profile: variants x tuned combinations x seeds
+MAX_CLAIM_TEXT = 20_000       # a claim's canonical text: the store keeps it as one experiment tag
 NOT_VARIABLE = {"seed": "list seeds under the top-level `seeds`",
                 "task": "set the task with the top-level `task`"}
 
@@ -407,6 +408,10 @@ def load_grid(path: str | Path) -> Grid:
                 tune_bounds=check.tune_bounds(data.get("tune_bounds"), tune),
                 order_seed=check.order_seed(data.get("order_seed", 0)))
     _size_within_bounds(check, grid)
+    for claim in grid.claims:
+        if len(claim.canonical_text()) > MAX_CLAIM_TEXT:
+            raise check.fail(f"claim {claim.id[:60]}", f"{len(claim.canonical_text())} characters in all; valid: "
+                                                        f"at most {MAX_CLAIM_TEXT}")
     for profile in grid.profile_names:
         grid.expand(profile)
     return grid

@@ -17,6 +17,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from charrnn import registry
+from charrnn.paths import write_atomic
 from charrnn.science.claims import Claim
 from charrnn.science.verdict_table import ROW_COLUMNS
 from charrnn.tags import SPEED_TAG
@@ -120,7 +121,7 @@ def rewrite_document(document: Path, rewrite: Callable[[str], str], tool: str) -
     except (OSError, ReportError) as err:
         print(f"{tool}: document={str(document)!r}: {err}", file=sys.stderr)
         return 2
-    document.write_text(text, encoding="utf-8")
+    write_atomic(document, text)
     return 0
 
 

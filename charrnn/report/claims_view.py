@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from charrnn.grid.sequential import judged_seeds
+from charrnn.paths import write_atomic
 from charrnn.science.budget import with_stability
 from charrnn.science.verdict_table import num, verdict_row, with_preregistration
 from charrnn.science.verdicts import ALPHA, LABELS, Verdict, adjusted_label, holm_p, judge_claims
@@ -79,5 +80,5 @@ def write_verdicts_csv(rows: list[dict[str, Any]], out_dir: Path) -> Path:
                           for r in rows],
                          columns=VERDICT_COLUMNS)
     path = out_dir / VERDICTS_CSV
-    frame.to_csv(path, index=False)
+    write_atomic(path, frame.to_csv(index=False))
     return path

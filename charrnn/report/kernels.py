@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from charrnn.paths import results_dir
+from charrnn.paths import results_dir, write_atomic
 from charrnn.report import figures as rf
 from charrnn.report.base import now_text, render_template
 from charrnn.report.kernels_scan import MIN_CELLS, scan_figure
@@ -157,7 +157,6 @@ def render_kernels(out_dir: Path, bench_dir: Path | None = None) -> Path | None:
     sections = [device_section(str(d), g) for d, g in frame.groupby("device", sort=True)]
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "kernels.html"
-    path.write_text(render_template("kernels.html", sections=sections, shape=SHAPE, reference=REFERENCE,
-                                    generated=now_text()),
-                    encoding="utf-8")
+    write_atomic(path, render_template("kernels.html", sections=sections, shape=SHAPE, reference=REFERENCE,
+                                       generated=now_text()))
     return path

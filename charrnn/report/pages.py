@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from charrnn import registry
+from charrnn.paths import write_atomic
 from charrnn.science import tuning
 from charrnn.science.stats import FINISHED, T_METHOD
 from charrnn.science.verdicts import ALPHA
@@ -64,7 +65,7 @@ def render_experiment(exp: ExperimentData, out_dir: Path) -> Rendered:
     context = build_context(exp)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / report_filename(exp.name)
-    path.write_text(render_template("experiment.html", **context), encoding="utf-8")
+    write_atomic(path, render_template("experiment.html", **context))
     _update_manifest(out_dir, exp.name, {"file": path.name, "line": context["line"],
                                          "claims": context["verdicts"]})
     return Rendered(exp.name, path, context["line"], time.perf_counter() - t0)
@@ -88,7 +89,7 @@ def _manifest(out_dir: Path) -> dict[str, dict[str, Any]]:
 def _update_manifest(out_dir: Path, name: str, entry: dict[str, Any]) -> None:
     entries = _manifest(out_dir)
     entries[name] = {**entry, "generated": now_text()}
-    (out_dir / INDEX_MANIFEST).write_text(json.dumps(entries, indent=1, sort_keys=True), encoding="utf-8")
+    write_atomic(out_dir / INDEX_MANIFEST, json.dumps(entries, indent=1, sort_keys=True))
 
 
 def render_index(out_dir: Path, kernels: bool | None = None) -> Path:
@@ -102,12 +103,11 @@ def render_index(out_dir: Path, kernels: bool | None = None) -> Path:
     stamp_adjusted(out_dir, entries, rows)
     path = out_dir / "index.html"
     by_experiment = {e["name"]: [r for r in rows if r["experiment"] == e["name"]] for e in entries}
-    path.write_text(render_template("index.html", entries=entries, groups=claim_groups(rows), n_claims=len(rows),
+    write_atomic(path, render_template("index.html", entries=entries, groups=claim_groups(rows), n_claims=len(rows),
                                     by_experiment=by_experiment,
                                     forests=forest_figures(rows), rules=RULES, alpha=ALPHA, method=T_METHOD,
                                     kernels=(out_dir / "kernels.html").is_file() if kernels is None else kernels,
-                                    generated=now_text()),
-                    encoding="utf-8")
+                                    generated=now_text()))
     return path
 
 
@@ -137,4 +137,4 @@ def stamp_adjusted(out_dir: Path, entries: list[dict[str, Any]], rows: list[dict
         for row in (r for r in rows if r["experiment"] == entry["name"]):
             pattern = re.compile(rf'<strong class="holm" data-claim="{re.escape(row["id"])}">.*?</strong>', re.S)
             html = pattern.sub(lambda _: _holm_html(row), html)
-        path.write_text(html, encoding="utf-8")
+        write_atomic(path, html)

@@ -21,7 +21,7 @@ import yaml
 from charrnn import registry
 from charrnn.config import FIELD_TYPES, FIELDS, ConfigError
 from charrnn.tags import FAILURE_TAG, GRID_ARTIFACT, GRID_ROLE, HEARTBEAT_TAG, RESUMED_TAG, ROLE_TAG, TAG_PREFIX
-from charrnn.paths import results_dir
+from charrnn.paths import results_dir, write_atomic
 from charrnn.tracking.bulk_metrics import metric_histories
 from charrnn.tracking.store import StoredRun, Tracker, store_exists, tracking_uri
 
@@ -176,8 +176,5 @@ def export(experiment: str, fmt: str = "csv", out: str | Path | None = None, cur
     suffix = ("-curves" if curves else "") + FORMATS[fmt]
     path = Path(out) if out else results_dir() / f"{experiment}{suffix}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
+    write_atomic(path, frame.to_csv(index=False) if fmt == "csv" else frame.to_parquet(index=False))
     return path

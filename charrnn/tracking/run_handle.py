@@ -87,12 +87,16 @@ class RunHandle:
             self.client.log_artifact(self.run_id, str(local_path), artifact_path)
             return
         root = Path(local_file_uri_to_path(self.artifact_uri))
-        dest_dir, staging = root / (artifact_path or ""), root.parent / ".partial"  # same filesystem
+        dest_dir, staging = root / (artifact_path or ""), sweep_staging(self.artifact_uri)
         dest_dir.mkdir(parents=True, exist_ok=True)
         staging.mkdir(exist_ok=True)
         tmp = staging / f"{Path(local_path).name}.{os.getpid()}"
-        shutil.copyfile(local_path, tmp)
-        os.replace(tmp, dest_dir / Path(local_path).name)
+        try:
+            shutil.copyfile(local_path, tmp)
+            os.replace(tmp, dest_dir / Path(local_path).name)
+        finally:  # a failed copy (a full disk) leaves no partial file, and no empty folder
+            tmp.unlink(missing_ok=True)
+            remove_if_empty(staging)
 
     def start_system_metrics(self, uri: str) -> None:
         """CPU/GPU utilisation and memory as `system/*` metrics, where MLflow can read them.
@@ -136,3 +140,24 @@ def clear_bookkeeping(client: MlflowClient, run_id: str) -> None:
     for tag in BOOKKEEPING_TAGS:
         if tag in present:
             client.delete_tag(run_id, tag)
+
+
+def sweep_staging(artifact_uri: str) -> Path | None:
+    """The run's staging folder for atomic artifact uploads (beside its artifacts, on their filesystem),
+    emptied of what an earlier upload left there (a process killed mid-copy), and removed when empty.
+    None for an artifact store that is not a local directory."""
+    if not artifact_uri.startswith("file:"):
+        return None
+    staging = Path(local_file_uri_to_path(artifact_uri)).parent / ".partial"
+    if staging.is_dir():
+        for left in staging.iterdir():
+            left.unlink(missing_ok=True)
+        remove_if_empty(staging)
+    return staging
+
+
+def remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:   # not empty, or already gone
+        pass

@@ -25,10 +25,12 @@ from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_I
 
 from charrnn.paths import NAME_RULE, results_dir, valid_name
 from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS, CLAIM_TAG_PREFIX, FAILURE_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX
-from charrnn.tracking.run_handle import RunHandle, clear_bookkeeping
+from charrnn.tracking.run_handle import RunHandle, clear_bookkeeping, sweep_staging
 
 RUN_STATUS = RunStatus
 SQLITE_PREFIX = "sqlite:///"
+MAX_EXPERIMENT_TAG_CHARS = 20_000      # MLflow 3.17's limits on an experiment tag's value and key
+MAX_EXPERIMENT_TAG_KEY_CHARS = 250
 # MLflow 3.x's UI shows an experiment of this kind as "Machine learning" (model training: the runs
 # table and charts) rather than "GenAI apps & agents" (traces). MLflow 3.17's UI takes the view from
 # its global GenAI / Model training switch instead; UI_QUERY opens a page with that switch set.
@@ -98,6 +100,11 @@ def _stored(run) -> StoredRun:
                      MappingProxyType(dict(run.data.metrics)))
 
 
+def claim_tag_key(claim_id: str) -> str:
+    """The prefix of a claim's experiment tags (MLflow keys allow ':' but not '=')."""
+    return CLAIM_TAG_PREFIX + claim_id.replace("=", ":")
+
+
 class Tracker:
     """A handle on the store: experiments and runs. Cheap to create; one per process."""
 
@@ -162,12 +169,23 @@ class Tracker:
     # --- preregistration: claims logged on the experiment before their first run ---
     def preregister_claims(self, name: str, texts: dict[str, str], runs_existing: int) -> None:
         """Tag experiment `name` with each claim's canonical text, SHA-256 and when it was logged
-        (before any run, or after `runs_existing`). A logged claim keeps its first text."""
+        (before any run, or after `runs_existing`). A logged claim keeps its first text.
+
+        MLflow has no batch write of experiment tags, so a claim's three tags are written all or not
+        at all this way: every key and text is checked against MLflow's limits before the first write
+        (ValueError, nothing written), and `.text` goes last; a claim whose `.text` is missing (a write
+        that failed half-way) is not logged, and is written again by the next call."""
+        for claim_id, text in texts.items():
+            key = claim_tag_key(claim_id)
+            if len(key + ".sha256") > MAX_EXPERIMENT_TAG_KEY_CHARS or len(text) > MAX_EXPERIMENT_TAG_CHARS:
+                raise ValueError(f"claim {claim_id[:60]!r}: its id or its text ({len(text)} characters) is too "
+                                 f"long for the store; valid: an id under {MAX_EXPERIMENT_TAG_KEY_CHARS - 30} "
+                                 f"and a text of at most {MAX_EXPERIMENT_TAG_CHARS} characters")
         exp_id = self.experiment_id(name)
         logged = self.client.get_experiment(exp_id).tags
         when = CLAIM_LOGGED_BEFORE_RUNS if not runs_existing else f"after {runs_existing} run(s) existed"
         for claim_id, text in texts.items():
-            key = CLAIM_TAG_PREFIX + claim_id.replace("=", ":")   # MLflow keys allow ':' but not '='
+            key = claim_tag_key(claim_id)
             if key + ".text" in logged:
                 continue
             self._set_experiment_tag(exp_id, key + ".sha256", hashlib.sha256(text.encode()).hexdigest())
@@ -184,7 +202,7 @@ class Tracker:
             if key.startswith(CLAIM_TAG_PREFIX):
                 claim_id, _, field = key.removeprefix(CLAIM_TAG_PREFIX).rpartition(".")
                 out.setdefault(claim_id.replace(":", "="), {})[field] = value
-        return out
+        return {claim_id: fields for claim_id, fields in out.items() if "text" in fields}   # .text: written last
 
     def ui_path(self, name: str) -> str:
         """The MLflow UI's page of experiment `name` on its runs table (append to the UI's address)."""
@@ -219,6 +237,7 @@ class Tracker:
         run = self.client.get_run(run_id)
         if FAILURE_TAG in run.data.tags:
             self.client.delete_tag(run_id, FAILURE_TAG)
+        sweep_staging(run.info.artifact_uri)   # what a failed or killed upload of the last attempt left
         self.client.update_run(run_id, status="RUNNING")
         handle = RunHandle(self.client, run_id, run.info.artifact_uri)
         if tags:
