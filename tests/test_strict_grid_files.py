@@ -63,11 +63,13 @@ def test_hostile_grid_is_refused_in_one_line_before_any_run(case, results_dir, t
 
 
 def peak_rss_kb(*args: str) -> tuple[subprocess.CompletedProcess, int]:
-    """`charrnn ARGS` in a subprocess, and its own peak resident memory in kB."""
-    code = ("import resource, runpy, sys\n"
+    """`charrnn ARGS` in a subprocess, and its own peak resident memory in kB (VmHWM: its own address
+    space's, unlike ru_maxrss, which keeps the forking test process's peak across exec)."""
+    code = ("import runpy, sys\n"
             f"sys.argv = ['charrnn', *{list(args)!r}]\n"
             "try:\n    runpy.run_module('charrnn', run_name='__main__')\n"
-            "finally:\n    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+            "finally:\n    hwm = [line for line in open('/proc/self/status') if line.startswith('VmHWM:')][0]\n"
+            "    print(hwm.split()[1], file=sys.stderr)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     lines = proc.stderr.strip().splitlines()
     return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout, "\n".join(lines[:-1])), int(lines[-1])
