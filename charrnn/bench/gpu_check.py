@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from charrnn.paths import write_atomic
+
 EXIT_NO_CUDA = 2
 BUDGET_S = 590.0        # the whole run, start to summary: under 10 minutes
 DRY_RUN_BUDGET_S = 180.0  # --cpu-dry-run: under 3 minutes
@@ -265,14 +267,14 @@ def write_summary(out: Path, stages: list[Stage], started: float, note: str, dry
                "wall_s": round(time.monotonic() - started, 1),
                "stages": [{k: v for k, v in asdict(s).items() if k != "env"} for s in stages],
                "best_custom_over_fused": headline(out)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=1))
     lines = [f"gpu-check {summary['when']} on {summary['host']}: {summary['wall_s']} s of {budget_s:.0f} s"
              f"{' (CPU dry run)' if dry_run else ''}; {note}"]
     lines += [f"  {s.name:<14} {s.status:<8} rc={s.returncode} {s.wall_s:6.1f} s (limit {s.timeout_s:.0f} s)"
               for s in stages]
     lines += ["best custom / fused:"] + [f"  {h['shape']:<40} {h['best_custom']:<16} {h['over_fused']:.3f}"
                                           for h in summary["best_custom_over_fused"]]
-    (out / "summary.txt").write_text("\n".join(lines) + "\n")
+    write_atomic(out / "summary.txt", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return summary
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from charrnn.paths import results_dir
+from charrnn.paths import results_dir, write_atomic
 
 
 
@@ -90,7 +90,7 @@ def main() -> None:
               "identical_final_val_loss": finals["local"] == finals["ray"],
               "load_average_before": load}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    write_atomic(args.out, json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
 
