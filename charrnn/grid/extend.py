@@ -30,7 +30,7 @@ def next_round(grid: Grid, profile: str, results, done: set[str]) -> tuple[Grid,
     (grid, (), "") when no axis grows."""
     if not grid.tune_bounds:
         return grid, (), ""
-    space = tuning.TuneSpace(dict(grid.tune), dict(grid.tune_bounds))
+    space = grid.tune_space
     frame = finished_frame(results, list(space))
     if frame.empty:
         return grid, (), ""
@@ -47,13 +47,16 @@ def edge_report(grid: Grid, results) -> str:
     """After the last round: how many selections still sit at an edge, and whether at the bound."""
     if not grid.tune:
         return ""
-    space = tuning.TuneSpace(dict(grid.tune), dict(grid.tune_bounds))
+    space = grid.tune_space
     frame = finished_frame(results, list(space))
     if frame.empty:
         return ""
     chosen = tuning.select(frame, space)
+    if not space.per_seed:                   # one choice per arm, shared by its seeds
+        chosen = chosen.drop_duplicates("variant")
+    what = "seed's" if space.per_seed else "arm's"
     edge, bound = int(chosen["tune_at_edge"].sum()), int(chosen["tune_at_bound"].sum())
     if not edge:
-        return f"tuning: every choice of {len(chosen)} lies inside its axis"
-    return (f"tuning: {edge} of {len(chosen)} choices at an edge of the axis, {bound} of them at the grid's "
+        return f"tuning: every {what} choice of {len(chosen)} lies inside its axis"
+    return (f"tuning: {edge} of {len(chosen)} {what} choices at an edge of the axis, {bound} of them at the grid's "
             f"bound{'' if edge == bound else ' (no bound to grow to: widen tune or set tune_bounds)'}")

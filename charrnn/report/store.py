@@ -19,7 +19,7 @@ from charrnn.science.claims import Claim, claims_or_none
 from charrnn.config import ConfigError, check_value
 from charrnn.tags import REPORT_ARTIFACT_DIR, SEQUENTIAL_PREFIX
 from charrnn.tracking import RunHandle, StoredRun, Tracker, store_exists, tracking_uri
-from charrnn.science import tuning
+from charrnn.science.tune_space import tune_of
 from .base import LOADED_CURVES, PROVENANCE, ExperimentData, ReportError
 from .tables import infer_axes
 
@@ -115,7 +115,7 @@ def load_experiment(name: str) -> ExperimentData:
         axes=_axes(frame, grid), question=str((grid or {}).get("question") or ""),
         claims=_claims(name, grid), artifact=t.artifact_text,
         parent_run_id=parents[-1].run_id if parents else None, sequential=_sequential(parents),
-        duplicates=frame.attrs.get("duplicates", []), tune=tuning.tune_of(grid),
+        duplicates=frame.attrs.get("duplicates", []), tune=tune_of(grid),
         preregistered=t.preregistered_claims(name))
 
 
