@@ -382,6 +382,13 @@ def test_cli_report_renders_the_store_and_logs_the_page_to_the_grid_run(results_
     assert logged == ["report/smoke.html"]
 
 
+def test_a_stored_grid_whose_tune_block_the_parser_refuses_is_a_one_line_error(results_dir, capsys):
+    _store_experiment("badtune", yaml.safe_dump({"name": "badtune", "tune": {"lr": [0.001, 0.01]}}))
+    assert cli.main(["report", "badtune"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "badtune" in err and "tune.lr" in err and "at least 3 values" in err and "\n" not in err
+
+
 def test_cli_report_on_an_unknown_experiment_exits_2_naming_it(results_dir, capsys):
     _store_experiment("real", yaml.safe_dump({"name": "real"}))
     assert cli.main(["report", "nosuch"]) == 2

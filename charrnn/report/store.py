@@ -19,7 +19,7 @@ from charrnn.science.claims import Claim, claims_or_none
 from charrnn.config import ConfigError, check_value
 from charrnn.tags import REPORT_ARTIFACT_DIR, SEQUENTIAL_PREFIX
 from charrnn.tracking import RunHandle, StoredRun, Tracker, store_exists, tracking_uri
-from charrnn.science.tune_space import tune_of
+from charrnn.science.tune_space import TuneSpace, tune_of
 from .base import LOADED_CURVES, PROVENANCE, ExperimentData, ReportError
 from .tables import infer_axes
 
@@ -101,6 +101,14 @@ def _sequential(parents: list[StoredRun]) -> dict[str, str] | None:
     return None
 
 
+def _tune(name: str, grid: dict[str, Any] | None) -> TuneSpace:
+    """The stored grid file's tune space, by the grid loader's parser."""
+    try:
+        return tune_of(grid)
+    except ConfigError as err:
+        raise ReportError(f"experiment={name!r}: its stored grid.yaml: {err}") from None
+
+
 def load_experiment(name: str) -> ExperimentData:
     """Runs, curves, grid question/claim, provenance and an artifact reader of `name`."""
     require_experiment(name)
@@ -115,7 +123,7 @@ def load_experiment(name: str) -> ExperimentData:
         axes=_axes(frame, grid), question=str((grid or {}).get("question") or ""),
         claims=_claims(name, grid), artifact=t.artifact_text,
         parent_run_id=parents[-1].run_id if parents else None, sequential=_sequential(parents),
-        duplicates=frame.attrs.get("duplicates", []), tune=tune_of(grid),
+        duplicates=frame.attrs.get("duplicates", []), tune=_tune(name, grid),
         preregistered=t.preregistered_claims(name))
 
 
