@@ -7,6 +7,7 @@ import sys
 
 import pandas as pd
 import pytest
+from claim_support import SCOPE
 from grid_support import REPO, grid_data, write_grid
 
 from charrnn.cli import main
@@ -264,3 +265,26 @@ def test_per_arm_the_axis_grows_where_the_arms_mean_choice_sits_at_an_edge():
     assert tuning.extension(tuning.select(inside, space({"lr": (0.0005, 0.03)}))) == {}
     per_seed = tune_space.TuneSpace({"lr": LRS}, {"lr": (0.0005, 0.03)}, "per_seed")
     assert tuning.extension(tuning.select(inside, per_seed)) == {"lr": [0.0005]}   # seed 1 chose 0.001
+
+
+def test_only_arms_a_loss_claim_judges_grow_the_axis_and_speed_only_arms_do_not(tmp_path):
+    from types import SimpleNamespace
+
+    from charrnn.grid.extend import next_round, tuned_arms
+
+    loss = {"source": "test", **SCOPE, "metric": "val_loss", "where": {"hidden_size": 16},
+            "expect": {"cell": "gru", "better_than": "vanilla"}}
+    speed = {"source": "test", **SCOPE, "metric": "tokens_per_s", "where": {"hidden_size": 8},
+             "expect": {"cell": "gru", "better_than": "vanilla"}}
+    grid = load_grid(write_grid(tmp_path, grid_data(claims=[loss, speed], tune={"lr": LRS},
+                                                    tune_bounds={"lr": [0.0005, 0.03]})))
+    assert tuned_arms(grid) == {"cell=vanilla,hidden_size=16", "cell=gru,hidden_size=16"}
+
+    def results(best_of):   # every arm's runs, each arm preferring the lr `best_of(spec)` names
+        return [SimpleNamespace(spec=s, status="FINISHED", final={"final_val_loss": abs(s.config.lr - best_of(s))})
+                for s in grid.expand("quick")]
+    speed_arms_at_edge = results(lambda s: 0.01 if s.config.hidden_size == 8 else 0.003)
+    assert next_round(grid, "quick", speed_arms_at_edge, set())[1] == ()
+    judged_at_edge = results(lambda s: 0.01 if s.config.cell == "gru" else 0.003)
+    wider, specs, note = next_round(grid, "quick", judged_at_edge, {s.identity for s in grid.expand("quick")})
+    assert dict(wider.tune)["lr"] == (*LRS, 0.03) and len(specs) == 4 * 2 and "axis grew (lr + 0.03)" in note
