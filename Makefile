@@ -12,7 +12,7 @@ PORT ?= 5000
 SERVER_WORKERS ?= 1
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
-.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings docs screenshots
+.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings suite-times docs screenshots
 
 install: $(STAMP)
 
@@ -58,6 +58,10 @@ report: $(STAMP)
 # docs/findings.md, rewritten from the committed suite's verdicts.csv
 findings: $(STAMP)
 	$(BIN)/python -m charrnn.report.findings reports/examples/verdicts.csv docs/findings.md
+
+# results/examples/quick-suite-times.txt (after its # header), rewritten from the committed suite's runs
+suite-times: $(STAMP)
+	$(BIN)/python -m charrnn.grid.suite_times results/examples/quick.csv --out results/examples/quick-suite-times.txt
 
 # Every generated part of docs/: the findings and the config-key table (from TrainConfig)
 docs: findings

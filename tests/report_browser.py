@@ -87,6 +87,14 @@ class Browser:
         finally:
             page.close()
 
+    def text(self, path: Path, selector: str) -> str:
+        """The text `selector`'s first element shows on screen (innerText: hidden content left out)."""
+        page = self._open(path)
+        try:
+            return page.inner_text(selector)
+        finally:
+            page.close()
+
     def screenshot(self, path: Path, out: Path, height: int = SCREENSHOT_HEIGHT) -> Path:
         page = self._open(path)
         try:

@@ -9,7 +9,7 @@ from charrnn.grid.session import GridSession
 from charrnn.grid.spec import load_grid
 from charrnn.report.pages import render_experiment, render_index
 from charrnn.science.stats import mean_ci
-from charrnn.science.verdict_table import EDITED, verdict_row, with_preregistration
+from charrnn.science.verdict_table import ALTERED, EDITED, verdict_row, with_preregistration
 from charrnn.science.verdicts import UNDERPOWERED, Verdict
 from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS
 from charrnn.tracking.store import Tracker
@@ -71,3 +71,30 @@ def test_verdicts_csv_marks_a_claim_edited_after_data(tmp_path):
     assert (str(row["preregistered"]).lower(), row["preregistration"]) == ("false", EDITED)
     assert row["original_text"] == logged_text and row["tests"] == "source" and row["regime"] == SCOPE["regime"]
     assert row["learned"] == "baseline not logged" and str(row["stable"]).lower() in ("true", "false", "not applicable")
+
+
+def test_a_stored_text_that_no_longer_matches_its_stored_sha256_is_flagged(tmp_path):
+    claim = load_grid(write_grid(tmp_path)).claims[0]
+    text = claim.canonical_text()
+    good = {"text": text, "sha256": hashlib.sha256(text.encode()).hexdigest(), "when": CLAIM_LOGGED_BEFORE_RUNS}
+    assert row_of(claim, {claim.id: good})["preregistered"] == "true"
+    altered = {**good, "sha256": hashlib.sha256(b"another text").hexdigest()}
+    row = row_of(claim, {claim.id: altered})
+    assert (row["preregistered"], row["preregistration"]) == ("false", ALTERED)
+    assert row["original_text"] == text
+
+
+def test_the_page_and_the_index_row_show_an_edit_after_data_and_the_original_text(tmp_path):
+    exp = make_experiment(claims=[{**SCOPE, "metric": "val_loss", "margin": 0.02,
+                                   "expect": {"input_combine": "concat", "better_than": "add"}}])
+    claim = exp.claims[0]
+    logged_text = replace(claim, margin=0.01).canonical_text()
+    exp.preregistered = {claim.id: {"text": logged_text, "when": CLAIM_LOGGED_BEFORE_RUNS,
+                                    "sha256": hashlib.sha256(logged_text.encode()).hexdigest()}}
+    page = render_experiment(exp, tmp_path).path.read_text(encoding="utf-8")
+    render_index(tmp_path, kernels=False)
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    for html in (page, index):
+        assert "edited after data" in html and "margin: 0.01" in html
+    row = index[index.index('class="claim-row"'):index.index('class="more"')]
+    assert "edited after data" in row

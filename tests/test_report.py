@@ -382,22 +382,11 @@ def test_cli_report_renders_the_store_and_logs_the_page_to_the_grid_run(results_
     assert logged == ["report/smoke.html"]
 
 
-def test_bulk_curves_equal_results_curves_frame_including_replayed_steps(results_dir):
-    from charrnn.science import results
-    from charrnn.report import store as report_store
-    from charrnn.tracking.store import Tracker
-
-    _store_experiment("curves", yaml.safe_dump({"name": "curves"}))
-    tracker = Tracker()
-    runs = results.trained_runs("curves", tracker)
-    replay = tracker.resume_run(runs[0].run_id)          # a resumed run logs step 2 again
-    replay.log_metrics({"train_loss": 0.123}, 2)
-    replay.end()
-    mine = report_store.curves(tracker, runs)
-    theirs = results.curves_frame("curves", report_store.LOADED_CURVES, tracker)[list(mine.columns)]
-    key = ["run_id", "metric", "step"]
-    assert mine.sort_values(key).reset_index(drop=True).equals(theirs.sort_values(key).reset_index(drop=True))
-    assert 0.123 in set(mine["value"])
+def test_a_stored_grid_whose_tune_block_the_parser_refuses_is_a_one_line_error(results_dir, capsys):
+    _store_experiment("badtune", yaml.safe_dump({"name": "badtune", "tune": {"lr": [0.001, 0.01]}}))
+    assert cli.main(["report", "badtune"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "badtune" in err and "tune.lr" in err and "at least 3 values" in err and "\n" not in err
 
 
 def test_cli_report_on_an_unknown_experiment_exits_2_naming_it(results_dir, capsys):

@@ -5,6 +5,7 @@ is on screen. Synthetic pages with long ids, sources and many metrics, and the c
 Chromium is required, not optional: without it these tests fail and say how to install it.
 """
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from report_browser import WIDTH, Browser, BrowserMissing, overflows
 from charrnn.report.kernels import render_kernels
 from charrnn.report.pages import render_experiment, render_index
 from report_synthetic import SCOPE, artifact_reader, make_experiment
+from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "reports" / "examples"
 LONG_SOURCE = ("write-up 001 (docs/references.md#write-up-001): \"" + "a long quoted sentence " * 12
@@ -122,3 +124,29 @@ def test_failed_runs_with_long_unbroken_reasons_fit(browser, tmp_path):
     exp.runs.loc[0, "failure"] = "/a/very/long/path/" + "segment/" * 60 + "file.py: RuntimeError"
     render_experiment(exp, tmp_path)
     _assert_fits(browser, tmp_path / "failing.html")
+
+
+def test_a_claim_edited_after_its_runs_shows_edited_after_data_and_its_original_text(browser, tmp_path):
+    claim_yaml = {"source": "s", **SCOPE, "metric": "val_loss", "margin": 0.02,
+                  "expect": {"input_combine": "concat", "better_than": "add"}}
+    exp = make_experiment("edited", claim=claim_yaml)
+    claim = exp.claims[0]
+    original = replace(claim, margin=0.01).canonical_text()          # the text logged before the runs
+    exp.preregistered = {claim.id: {"text": original, "when": CLAIM_LOGGED_BEFORE_RUNS}}
+    render_experiment(exp, tmp_path)
+    render_index(tmp_path, kernels=False)
+    shown = " ".join(browser.text(tmp_path / "edited.html", f"[id=\"claim-{claim.id}\"]").split())
+    assert "edited after data" in shown and " ".join(original.split()) in shown
+    assert "margin: 0.01" in shown
+    row = browser.text(tmp_path / "index.html", "tr.claim-row")
+    assert "edited after data" in row
+    assert original.splitlines()[0] in (tmp_path / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_preregistered_claim_shows_no_edit_mark(browser, tmp_path):
+    exp = make_experiment("kept", claim={"source": "s", **SCOPE, "metric": "val_loss",
+                                         "expect": {"input_combine": "concat", "better_than": "add"}})
+    claim = exp.claims[0]
+    exp.preregistered = {claim.id: {"text": claim.canonical_text(), "when": CLAIM_LOGGED_BEFORE_RUNS}}
+    render_experiment(exp, tmp_path)
+    assert "edited after data" not in browser.text(tmp_path / "kept.html", f"[id=\"claim-{claim.id}\"]")

@@ -93,6 +93,15 @@ def test_only_the_runs_a_speed_claim_judges_train_alone(tmp_path):
     assert (alone, shared) == ({16}, {8})
 
 
+def test_the_sweep_arms_of_a_speed_claims_axis_train_alone_too(tmp_path):
+    speed = {"source": "test", **SCOPE, "metric": "tokens_per_s", "where": {"hidden_size": 16},
+             "expect": {"cell": "gru", "better_than": "vanilla"}}
+    grid = load_grid(write_grid(tmp_path, grid_data(claims=[speed], axes={"cell": ["vanilla", "gru", "lstm"],
+                                                                            "hidden_size": [8, 16]})))
+    alone = {(s.config.cell, s.config.hidden_size) for s in grid.expand("quick") if s.exclusive}
+    assert alone == {("vanilla", 16), ("gru", 16), ("lstm", 16)}      # lstm: no arm of the claim, on its sweep
+
+
 def test_an_exclusive_ray_task_holds_every_cpu_of_the_largest_live_node():
     nodes = [{"Alive": True, "Resources": {"CPU": 8.0}}, {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}},
              {"Alive": False, "Resources": {"CPU": 64.0}}]

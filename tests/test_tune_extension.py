@@ -11,7 +11,7 @@ from charrnn.cli import main
 from tests.claim_support import SCOPE
 from charrnn.grid.executors import run_grid
 from charrnn.grid.spec import load_grid
-from charrnn.science import tuning
+from charrnn.science import tune_space, tuning
 from charrnn.science.results import runs_frame
 from charrnn.tags import EXCLUSIVE, SPEED_TAG, TUNE_TRIED_TAG
 from charrnn.tracking.store import Tracker
@@ -36,7 +36,7 @@ def test_an_edge_choice_trains_one_step_beyond_up_to_the_bound_in_the_same_invoc
 
     frame = runs_frame("tiny", Tracker())
     assert (frame["baseline_val_loss"] > 2.0).all() and (frame["baseline_val_loss"] < 3.5).all()
-    chosen = tuning.select(frame, tuning.tune_of(json.loads(json.dumps(data))))
+    chosen = tuning.select(frame, tune_space.tune_of(json.loads(json.dumps(data))))
     assert chosen["tune_planned"].tolist() == [4]
     assert chosen["tune_at_bound"].tolist() == chosen["tune_at_edge"].tolist()   # never at an open edge
     assert "choices at an edge of the axis, 1 of them at the grid's bound" in out or "lies inside" in out

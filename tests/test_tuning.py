@@ -7,10 +7,11 @@ import sys
 
 import pandas as pd
 import pytest
+from claim_support import SCOPE
 from grid_support import REPO, grid_data, write_grid
 
 from charrnn.cli import main
-from charrnn.science import tuning
+from charrnn.science import tune_space, tuning
 from charrnn.grid.spec import GridError, load_grid
 
 LRS = [0.001, 0.003, 0.01]
@@ -60,6 +61,24 @@ def test_bad_tune_block_is_a_one_line_grid_error(tmp_path, overrides, message):
     assert "\n" not in str(err.value)
 
 
+def test_tune_choice_per_seed_is_read_from_the_grid_and_the_stored_yaml(tmp_path):
+    grid = tuned_grid(tmp_path, tune={"lr": LRS, "choice": "per_seed"})
+    assert grid.tune == (("lr", tuple(LRS)),) and grid.tune_space.per_seed
+    assert len(grid.expand("quick")) == 2 * 3 * 2
+    assert tune_space.tune_of({"tune": {"lr": LRS, "choice": "per_seed"}}).choice == "per_seed"
+    assert tuned_grid(tmp_path).tune_space.choice == "per_arm"
+
+
+@pytest.mark.parametrize(("tune", "message"), [
+    ({"lr": LRS, "choice": "per_run"}, "tune.choice: 'per_run': unknown choice; valid: per_arm, per_seed"),
+    ({"choice": "per_seed"}, "tune.choice: 'per_seed' without a tuned key"),
+])
+def test_bad_tune_choice_is_a_one_line_grid_error(tmp_path, tune, message):
+    with pytest.raises(GridError, match=message) as err:
+        load_grid(write_grid(tmp_path, grid_data(tune=tune)))
+    assert "\n" not in str(err.value)
+
+
 def test_tune_key_in_fixed_is_a_grid_error(tmp_path):
     data = grid_data(tune={"lr": LRS})
     data["fixed"]["lr"] = 0.01
@@ -77,17 +96,40 @@ def runs(values: dict[tuple[str, int, float], float], status: dict | None = None
     return pd.DataFrame(rows)
 
 
-def test_selects_the_best_val_run_per_variant_and_seed():
-    frame = runs({("a", 0, 0.001): 2.0, ("a", 0, 0.003): 1.5, ("a", 0, 0.01): 1.7,
-                  ("a", 1, 0.001): 1.4, ("a", 1, 0.003): 1.6, ("a", 1, 0.01): 1.8,
-                  ("b", 0, 0.001): 2.2, ("b", 0, 0.003): 2.1, ("b", 0, 0.01): 1.9})
-    chosen = tuning.select(frame, {"lr": LRS})
+TWO_SEEDS = {("a", 0, 0.001): 2.0, ("a", 0, 0.003): 1.5, ("a", 0, 0.01): 1.7,
+             ("a", 1, 0.001): 1.4, ("a", 1, 0.003): 1.6, ("a", 1, 0.01): 1.8,
+             ("b", 0, 0.001): 2.2, ("b", 0, 0.003): 2.1, ("b", 0, 0.01): 1.9}
+
+
+def test_per_seed_choice_selects_the_best_val_run_per_variant_and_seed():
+    chosen = tuning.select(runs(TWO_SEEDS), tune_space.TuneSpace({"lr": LRS}, choice="per_seed"))
     assert list(zip(chosen["variant"], chosen["seed"], chosen["lr"])) == [
         ("a", 0, 0.003), ("a", 1, 0.001), ("b", 0, 0.01)]
     assert list(chosen["tuned"]) == ["lr=0.003", "lr=0.001", "lr=0.01"]
     assert list(chosen["tune_at_edge"]) == [False, True, True]
     assert (chosen["tune_candidates"] == 3).all() and (chosen["tune_planned"] == 3).all()
     assert chosen["final_test_loss"].tolist() == [8.5, 8.6, 8.1]   # the selected runs' test numbers
+
+
+def test_by_default_each_arm_runs_at_the_value_with_the_best_mean_val_loss_over_its_seeds():
+    chosen = tuning.select(runs(TWO_SEEDS), {"lr": LRS})     # arm a: means 1.7, 1.55, 1.75
+    assert list(zip(chosen["variant"], chosen["seed"], chosen["lr"])) == [
+        ("a", 0, 0.003), ("a", 1, 0.003), ("b", 0, 0.01)]
+    assert chosen["final_test_loss"].tolist() == [8.5, 8.4, 8.1] and chosen.attrs["choice"] == "per_arm"
+    assert chosen["tune_at_edge"].tolist() == [False, False, True]
+
+
+def test_per_arm_a_value_some_seed_failed_at_ranks_below_one_every_seed_finished():
+    frame = runs({("a", 0, 0.001): 0.5, ("a", 1, 0.001): 0.5, ("a", 0, 0.003): 0.1, ("a", 1, 0.003): 0.2,
+                  ("a", 0, 0.01): 0.9, ("a", 1, 0.01): 0.9}, status={("a", 1, 0.003): "FAILED"})
+    assert tuning.select(frame, {"lr": LRS})["lr"].tolist() == [0.001, 0.001]
+
+
+def test_per_arm_a_seed_whose_run_at_the_arms_choice_failed_is_judged_as_failed():
+    frame = runs({("a", 0, 0.001): 0.5, ("a", 1, 0.001): math.nan, ("a", 0, 0.003): math.nan, ("a", 1, 0.003): 0.9})
+    assert tuning.select(frame, {"lr": LRS}).attrs["unselected"] == [("a", 1)]
+    judged = tuning.judged_runs(frame, {"lr": LRS})
+    assert judged[judged["seed"] == 1]["tuned"].tolist() == ["none usable", "none usable"]
 
 
 def test_a_tie_goes_to_the_value_listed_first():
@@ -135,7 +177,7 @@ def test_isolation_and_chosen_counts_feed_the_page():
     assert view[view["variant"] == "a"]["count"].tolist() == [2, 2, 2]
     assert view["mean"].tolist() == pytest.approx([1.6, 1.8, 2.5])
     assert tuning.chosen_counts(tuning.select(frame, {"lr": LRS})).values.tolist() == [["a", "lr=0.001", 2]]
-    assert tuning.tune_of({"tune": {"lr": LRS}}) == {"lr": LRS} and tuning.tune_of(None) == {}
+    assert tune_space.tune_of({"tune": {"lr": LRS}}) == {"lr": LRS} and tune_space.tune_of(None) == {}
 
 
 def test_tuning_module_does_not_import_torch():
@@ -208,5 +250,41 @@ def test_without_a_bound_an_edge_is_flagged_not_grown_and_at_any_size():
 
 
 def test_tune_of_reads_bounds_and_numbers_yaml_left_as_text():
-    found = tuning.tune_of({"tune": {"lr": ["1e-3", 0.003, 0.01]}, "tune_bounds": {"lr": ["3e-4", 0.03]}})
+    found = tune_space.tune_of({"tune": {"lr": ["1e-3", 0.003, 0.01]}, "tune_bounds": {"lr": ["3e-4", 0.03]}})
     assert found == {"lr": [0.001, 0.003, 0.01]} and found.bounds == {"lr": (0.0003, 0.03)}
+    assert found.choice == "per_arm"
+
+
+def test_per_arm_the_axis_grows_where_the_arms_mean_choice_sits_at_an_edge():
+    # seed 0 prefers 0.003 by a little, seed 1 prefers 0.01 by a lot: the arm's mean picks the edge 0.01
+    frame = runs({("a", 0, 0.001): 2.0, ("a", 0, 0.003): 1.50, ("a", 0, 0.01): 1.55,
+                  ("a", 1, 0.001): 2.0, ("a", 1, 0.003): 1.90, ("a", 1, 0.01): 1.20})
+    per_arm = tuning.select(frame, space({"lr": (0.0005, 0.03)}))
+    assert per_arm["lr"].tolist() == [0.01, 0.01] and tuning.extension(per_arm) == {"lr": [0.03]}
+    inside = runs({k: v for k, v in TWO_SEEDS.items() if k[0] == "a"})   # arm a's mean picks 0.003
+    assert tuning.extension(tuning.select(inside, space({"lr": (0.0005, 0.03)}))) == {}
+    per_seed = tune_space.TuneSpace({"lr": LRS}, {"lr": (0.0005, 0.03)}, "per_seed")
+    assert tuning.extension(tuning.select(inside, per_seed)) == {"lr": [0.0005]}   # seed 1 chose 0.001
+
+
+def test_only_arms_a_loss_claim_judges_grow_the_axis_and_speed_only_arms_do_not(tmp_path):
+    from types import SimpleNamespace
+
+    from charrnn.grid.extend import next_round, tuned_arms
+
+    loss = {"source": "test", **SCOPE, "metric": "val_loss", "where": {"hidden_size": 16},
+            "expect": {"cell": "gru", "better_than": "vanilla"}}
+    speed = {"source": "test", **SCOPE, "metric": "tokens_per_s", "where": {"hidden_size": 8},
+             "expect": {"cell": "gru", "better_than": "vanilla"}}
+    grid = load_grid(write_grid(tmp_path, grid_data(claims=[loss, speed], tune={"lr": LRS},
+                                                    tune_bounds={"lr": [0.0005, 0.03]})))
+    assert tuned_arms(grid) == {"cell=vanilla,hidden_size=16", "cell=gru,hidden_size=16"}
+
+    def results(best_of):   # every arm's runs, each arm preferring the lr `best_of(spec)` names
+        return [SimpleNamespace(spec=s, status="FINISHED", final={"final_val_loss": abs(s.config.lr - best_of(s))})
+                for s in grid.expand("quick")]
+    speed_arms_at_edge = results(lambda s: 0.01 if s.config.hidden_size == 8 else 0.003)
+    assert next_round(grid, "quick", speed_arms_at_edge, set())[1] == ()
+    judged_at_edge = results(lambda s: 0.01 if s.config.cell == "gru" else 0.003)
+    wider, specs, note = next_round(grid, "quick", judged_at_edge, {s.identity for s in grid.expand("quick")})
+    assert dict(wider.tune)["lr"] == (*LRS, 0.03) and len(specs) == 4 * 2 and "axis grew (lr + 0.03)" in note

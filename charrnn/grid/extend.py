@@ -1,20 +1,23 @@
 """Tuning that brackets its optimum, within one `charrnn grid` invocation.
 
 After a round of runs, selection (`charrnn.science.tuning.select`, on validation) is redone on
-what the round left FINISHED; where some (variant, seed) chose an edge of a tuned axis below the
-grid's `tune_bounds`, the axis grows one step past that edge (`tuning.extension`) for every
-variant and seed alike (each arm tuned over the same values), and those runs train as the next
-round, in seed blocks. Rounds repeat until every choice is inside its axis or at the bound.
+what the round left FINISHED; where some judged arm (`tuned_arms`: a claim on a metric the tuned
+values can move judges it) chose an edge of a tuned axis below the grid's `tune_bounds` (per arm,
+or per (arm, seed) under `choice: per_seed`), the axis grows one step past that edge
+(`tuning.extension`) for every variant and seed alike (each arm tuned over the same values), and
+those runs train as the next round, in seed blocks. Rounds repeat until every judged arm's choice
+is inside its axis or at the bound.
 A later invocation replays the rounds from the store: the same selections, the same values.
 """
 from __future__ import annotations
 
 import pandas as pd
 
+from charrnn import registry
 from charrnn.grid.order import ordered
-from charrnn.grid.spec import Grid, RunSpec
+from charrnn.grid.spec import Grid, RunSpec, variant_name
 from charrnn.science import tuning
-from charrnn.science.stats import FINISHED
+from charrnn.science.stats import FINISHED, same_value
 
 
 def finished_frame(results, tuned_keys: list[str]) -> pd.DataFrame:
@@ -25,16 +28,37 @@ def finished_frame(results, tuned_keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "seed", *tuned_keys, "status", tuning.SELECT_METRIC])
 
 
+def tuned_arms(grid: Grid) -> set[str]:
+    """The variants whose tuned choice must be bracketed: those a claim judges on a metric the tuned
+    values can move (every metric but speed: tokens/s does not depend on the learning rate), its
+    `where` holding and, with an axis, the variant one of its two arms. Every variant of a grid
+    without such a claim."""
+    claims = [c for c in grid.claims if not registry.METRICS[c.metric].speed]
+
+    def judged(values: dict) -> bool:
+        return any(all(same_value(values.get(k), v) for k, v in c.where)
+                   and (c.axis is None or any(same_value(values.get(c.axis), arm) for arm in (c.value, c.baseline)))
+                   for c in claims)
+    return {variant_name(v) for v in grid.variants() if not claims or judged(dict(v))}
+
+
+def judged_choices(chosen: pd.DataFrame, grid: Grid) -> pd.DataFrame:
+    """`tuning.select`'s rows of the arms `tuned_arms` names (its attrs kept)."""
+    subset = chosen[chosen["variant"].isin(tuned_arms(grid))]
+    subset.attrs = dict(chosen.attrs)
+    return subset
+
+
 def next_round(grid: Grid, profile: str, results, done: set[str]) -> tuple[Grid, tuple[RunSpec, ...], str]:
     """(the grid with grown axes, the RunSpecs it adds in execution order, a line saying so);
     (grid, (), "") when no axis grows."""
     if not grid.tune_bounds:
         return grid, (), ""
-    space = tuning.TuneSpace(dict(grid.tune), dict(grid.tune_bounds))
+    space = grid.tune_space
     frame = finished_frame(results, list(space))
     if frame.empty:
         return grid, (), ""
-    grown = tuning.extension(tuning.select(frame, space))
+    grown = tuning.extension(judged_choices(tuning.select(frame, space), grid))
     if not grown:
         return grid, (), ""
     wider = grid.with_tune({key: (*values, *grown.get(key, ())) for key, values in grid.tune})
@@ -47,13 +71,18 @@ def edge_report(grid: Grid, results) -> str:
     """After the last round: how many selections still sit at an edge, and whether at the bound."""
     if not grid.tune:
         return ""
-    space = tuning.TuneSpace(dict(grid.tune), dict(grid.tune_bounds))
+    space = grid.tune_space
     frame = finished_frame(results, list(space))
     if frame.empty:
         return ""
-    chosen = tuning.select(frame, space)
+    chosen = judged_choices(tuning.select(frame, space), grid)
+    if chosen.empty:
+        return ""
+    if not space.per_seed:                   # one choice per arm, shared by its seeds
+        chosen = chosen.drop_duplicates("variant")
+    what = "judged seed's" if space.per_seed else "judged arm's"
     edge, bound = int(chosen["tune_at_edge"].sum()), int(chosen["tune_at_bound"].sum())
     if not edge:
-        return f"tuning: every choice of {len(chosen)} lies inside its axis"
-    return (f"tuning: {edge} of {len(chosen)} choices at an edge of the axis, {bound} of them at the grid's "
+        return f"tuning: every {what} choice of {len(chosen)} lies inside its axis"
+    return (f"tuning: {edge} of {len(chosen)} {what} choices at an edge of the axis, {bound} of them at the grid's "
             f"bound{'' if edge == bound else ' (no bound to grow to: widen tune or set tune_bounds)'}")

@@ -90,7 +90,7 @@ def until_decided(grid: Grid, profile: str, max_seeds: int, run_round: Callable[
         seeds = seeds_for(base, count)
         sessions.append(run_round(grid.with_seeds(profile, seeds)))
         runs = runs_of(grid, seeds)
-        verdicts = tuple(judge_claims(runs, grid.claims, axes, dict(grid.tune), ALPHA, len(looks)))
+        verdicts = tuple(judge_claims(runs, grid.claims, axes, grid.tune_space, ALPHA, len(looks)))
         open_claims = [v.claim.id for v in verdicts if v.label == UNDERPOWERED]
         if not open_claims:
             reason = f"every claim was decided at look {look} of {len(looks)} ({count} seeds)"

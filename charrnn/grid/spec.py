@@ -4,9 +4,8 @@ A resolved config is built in this order, later layers winning:
 TrainConfig defaults < `task` < `fixed` < the chosen profile < the variant's `axes`/`zip` values
 < the `tune` values < seed.
 `tune: {KEY: [v1, v2, v3, ...]}` declares nuisance parameters: every (variant, seed) trains once per
-combination of tuned values (at least 3 per key, so that a choice can be bracketed);
-`charrnn.science.tuning` then selects one run per (variant, seed) on val. `tune_bounds: {KEY: [lo, hi]}`
-lets a numeric key's axis grow past a choice at its edge, never beyond [lo, hi] (`charrnn.grid.extend`).
+combination of tuned values; `charrnn.science.tuning` then selects one run per (variant, seed) on val.
+The block and `tune_bounds` are parsed by `charrnn.science.tune_space` (also for the stored grid.yaml).
 `order_seed` (default 0) draws the order runs execute in (`charrnn.grid.order`).
 Every key and value is checked (each on its own, then every resolved config of every profile)
 before anything runs; a problem is a `GridError`, one line naming the file, the key, the bad value
@@ -27,13 +26,13 @@ from charrnn import registry
 from charrnn.grid import strict_yaml
 from charrnn.science.claims import Claim, Pairs, parse_claims
 from charrnn.science.stats import same_value
+from charrnn.science.tune_space import CHOICES, TuneSpace, parse_tune
 from charrnn.config import ConfigError, TrainConfig, check_value, format_value, make_config, short_repr
 from charrnn.paths import NAME_RULE, valid_name
 
 TOP_KEYS = {"name": True, "question": True, "claims": False, "task": True,
             "fixed": False, "axes": False, "zip": False, "seeds": True, "profiles": True,
             "tune": False, "tune_bounds": False, "order_seed": False}  # key -> required
-MIN_TUNE_VALUES = 3   # a tuned key's values: one inside and one at each edge
 REQUIRED_PROFILES = ("quick", "full")
 MAX_FILE_BYTES = 1_000_000   # a grid file (the shipped ones are under 5 kB)
 MAX_SEEDS = 1_000             # seeds of one profile
@@ -113,6 +112,12 @@ class Grid:
     tune: tuple[tuple[str, tuple[Any, ...]], ...] = ()             # nuisance key -> values to try
     tune_bounds: tuple[tuple[str, tuple[Any, Any]], ...] = ()      # tuned key -> (lo, hi) it may grow to
     order_seed: int = 0                                             # draws the execution order
+    tune_choice: str = CHOICES[0]                                   # a tuned value per arm, or per seed
+
+    @property
+    def tune_space(self) -> TuneSpace:
+        """`tune`, `tune_bounds` and `tune_choice` as the tune space selection reads."""
+        return TuneSpace(dict(self.tune), dict(self.tune_bounds), self.tune_choice)
 
     @property
     def measures_speed(self) -> bool:
@@ -120,18 +125,13 @@ class Grid:
         return any(registry.METRICS[c.metric].speed for c in self.claims)
 
     def times(self, varied: Pairs) -> bool:
-        """A speed claim judges this variant (its `where` holds and it is one of the claim's arms):
-        its runs train with nothing beside them. Other variants of the grid train as usual."""
+        """A speed claim's `where` holds for this variant: its runs train with nothing beside them.
+        Every value of the claim's axis counts, not only its two arms: the page's speed sweep
+        reads them all. Other variants of the grid train as usual."""
         values = dict(varied)
-        for claim in self.claims:
-            if not registry.METRICS[claim.metric].speed:
-                continue
-            if not all(same_value(values.get(key), value) for key, value in claim.where):
-                continue
-            arms = (claim.value, claim.baseline)
-            if claim.axis is None or any(same_value(values.get(claim.axis), arm) for arm in arms):
-                return True
-        return False
+        return any(registry.METRICS[claim.metric].speed
+                   and all(same_value(values.get(key), value) for key, value in claim.where)
+                   for claim in self.claims)
 
     def with_tune(self, tune: dict[str, tuple[Any, ...]]) -> "Grid":
         """The same grid trying `tune`'s values (the automatic extension of an axis)."""
@@ -281,36 +281,12 @@ class _Checker:
             out.append((name, self.overrides(block, f"profiles.{name}", forbidden)))
         return tuple(out)
 
-    def tune(self, raw: Any, forbidden: dict[str, str]) -> tuple[tuple[str, tuple], ...]:
-        """`tune`: like an axis, with at least MIN_TUNE_VALUES values per key."""
-        tune = self.value_lists(raw, "tune", forbidden)
-        for key, values in tune:
-            if len(values) < MIN_TUNE_VALUES:
-                raise self.fail(f"tune.{key}", f"{list(values)!r}: {len(values)} value(s); valid: at least "
-                                               f"{MIN_TUNE_VALUES} values, so that the choice can be bracketed")
-        return tune
-
-    def tune_bounds(self, raw: Any, tune: tuple[tuple[str, tuple], ...]) -> tuple[tuple[str, tuple], ...]:
-        """`tune_bounds`: tuned numeric key -> [lower, upper], containing every value it tries."""
-        tried, out = dict(tune), []
-        for key, bound in self.mapping(raw, "tune_bounds").items():
-            where = f"tune_bounds.{key}"
-            if key not in tried:
-                raise self.fail(where, f"{key!r} is not tuned; valid: a key of `tune` ({', '.join(tried) or 'none'})")
-            if not isinstance(bound, list) or len(bound) != 2:
-                raise self.fail(where, f"{short_repr(bound)}: expected [lower, upper], e.g. {key}: [1.0e-4, 1.0e-1]")
-            low, high = (self.value(key, v, where) for v in bound)
-            if not all(_is_number(v) for v in (low, high, *tried[key])):
-                raise self.fail(where, f"{short_repr(bound)}: {key} is not numeric; "
-                                f"valid: bounds of a numeric tuned key")
-            if not low < high:
-                raise self.fail(where, f"{bound!r}: lower >= upper; valid: [lower, upper] with lower < upper")
-            outside = [v for v in tried[key] if not low <= v <= high]
-            if outside:
-                raise self.fail(where, f"{bound!r}: the tuned values {outside!r} lie outside; valid: bounds "
-                                       "that contain every tuned value")
-            out.append((key, (low, high)))
-        return tuple(out)
+    def tune(self, data: dict[str, Any], forbidden: dict[str, str]) -> TuneSpace:
+        """`tune` and `tune_bounds`, parsed by the one tune parser (`science.tune_space`)."""
+        try:
+            return parse_tune(data.get("tune"), data.get("tune_bounds"), forbidden)
+        except ConfigError as err:
+            raise self.fail("", str(err)) from None
 
     def order_seed(self, raw: Any) -> int:
         if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
@@ -322,10 +298,6 @@ class _Checker:
             return parse_claims(data, lists)
         except ConfigError as err:
             raise self.fail("", str(err)) from None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _read(path: Path) -> str:
@@ -398,14 +370,15 @@ def load_grid(path: str | Path) -> Grid:
     zipped = check.value_lists(data.get("zip"), "zip", {**NOT_VARIABLE, **fixed_note, **in_axes}, distinct=False)
     _lengths_match(check, zipped)
     in_zip = {k: f"{k} is already in zip" for k, _ in zipped}
-    tune = check.tune(data.get("tune"), {**NOT_VARIABLE, **fixed_note, **in_axes, **in_zip})
+    space = check.tune(data, {**NOT_VARIABLE, **fixed_note, **in_axes, **in_zip})
+    tune = tuple((key, tuple(values)) for key, values in space.items())
     lists = dict(axes + zipped)
     grid = Grid(path=str(path), text=text, name=name, question=check.text(data["question"], "question"),
                 task=task, claims=check.claims(data, lists), fixed=fixed, axes=axes,
                 zipped=zipped, seeds=check.seeds(data["seeds"]),
                 profiles=check.profiles(data["profiles"], set(lists) | {k for k, _ in tune}),
                 profile_seeds=check.profile_seeds(data["profiles"]), tune=tune,
-                tune_bounds=check.tune_bounds(data.get("tune_bounds"), tune),
+                tune_bounds=tuple(space.bounds.items()), tune_choice=space.choice,
                 order_seed=check.order_seed(data.get("order_seed", 0)))
     _size_within_bounds(check, grid)
     for claim in grid.claims:

@@ -47,7 +47,7 @@ def profile_runs(grid: Grid, profile: str, tracker: Tracker) -> tuple[pd.DataFra
     frame = results.runs_frame(grid.name, tracker)
     axes = [a for a in frame.attrs.get("axes", []) if a in frame]
     frame = frame[frame["profile"] == profile]
-    return (tuning.judged_runs(frame, dict(grid.tune)) if not frame.empty else frame), axes
+    return (tuning.judged_runs(frame, grid.tune_space) if not frame.empty else frame), axes
 
 
 def claim_metrics(verdicts: list[Verdict]) -> dict[str, float]:

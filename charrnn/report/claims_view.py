@@ -15,7 +15,7 @@ import pandas as pd
 from charrnn.grid.sequential import judged_seeds
 from charrnn.paths import write_atomic
 from charrnn.science.budget import with_stability
-from charrnn.science.verdict_table import num, verdict_row, with_preregistration
+from charrnn.science.verdict_table import EDITED, num, verdict_row, with_preregistration
 from charrnn.science.verdicts import ALPHA, LABELS, Verdict, adjusted_label, holm_p, judge_claims
 from .base import VERDICT_COLUMNS, VERDICTS_CSV, ExperimentData
 
@@ -48,7 +48,8 @@ def verdict_view(v: Verdict) -> dict[str, Any]:
     the plain difference). The manifest keeps it for the index."""
     c, e = v.claim, v.effect
     return {**verdict_row(v), "id": c.id, "claim": c.describe(), "difference": c.difference(),
-            "pairing": c.pairing(), "effect_text": e.fmt(4), "mde_text": v.mde_text()}
+            "pairing": c.pairing(), "effect_text": e.fmt(4), "mde_text": v.mde_text(),
+            "edited": v.preregistration == EDITED}
 
 
 def one_line(views: list[dict[str, Any]], best: tuple[str, Any] | None, metric: str) -> str:

@@ -1,6 +1,6 @@
 """The report's view of the MLflow store: `ExperimentData` built from `charrnn.science.results`.
 
-Tables come from `results.runs_frame` / `results.curves_frame`, the question and claims from
+Tables come from `results.runs_frame` / `results.curves` (the one curve loader), the question and claims from
 `results.grid_definition` (the grid file of the latest invocation), provenance tags and artifact
 text from `tracking`. The report page is logged back to the latest grid parent run. No torch.
 """
@@ -18,10 +18,9 @@ from charrnn.science import results
 from charrnn.science.claims import Claim, claims_or_none
 from charrnn.config import ConfigError, check_value
 from charrnn.tags import REPORT_ARTIFACT_DIR, SEQUENTIAL_PREFIX
-from charrnn.tracking.bulk_metrics import metric_histories
 from charrnn.tracking.run_handle import RunHandle
 from charrnn.tracking.store import StoredRun, Tracker, store_exists, tracking_uri
-from charrnn.science import tuning
+from charrnn.science.tune_space import TuneSpace, tune_of
 from .base import LOADED_CURVES, PROVENANCE, ExperimentData, ReportError
 from .tables import infer_axes
 
@@ -67,16 +66,6 @@ def _provenance(runs: list[StoredRun]) -> pd.DataFrame:
                          for r in runs], columns=["run_id", *PROVENANCE.values()])
 
 
-def curves(t: Tracker, runs: list[StoredRun]) -> pd.DataFrame:
-    """Long form run_id, metric, step, value; where a step was logged twice (a resumed run
-    replaying steps) the value logged last wins — `results.curves_frame`'s rule, read in bulk."""
-    frame = pd.DataFrame(metric_histories(t, [r.run_id for r in runs], LOADED_CURVES),
-                         columns=["run_id", "metric", "step", "value", "timestamp"])
-    frame = frame.sort_values(["timestamp"], kind="stable")
-    frame = frame.drop_duplicates(["run_id", "metric", "step"], keep="last")
-    return frame.sort_values(["run_id", "metric", "step"]).drop(columns="timestamp").reset_index(drop=True)
-
-
 def _grid_runs(name: str, t: Tracker) -> list[StoredRun]:
     return [r for r in t.runs(name) if r.tags.get(results.ROLE_TAG) == results.GRID_ROLE]
 
@@ -113,6 +102,14 @@ def _sequential(parents: list[StoredRun]) -> dict[str, str] | None:
     return None
 
 
+def _tune(name: str, grid: dict[str, Any] | None) -> TuneSpace:
+    """The stored grid file's tune space, by the grid loader's parser."""
+    try:
+        return tune_of(grid)
+    except ConfigError as err:
+        raise ReportError(f"experiment={name!r}: its stored grid.yaml: {err}") from None
+
+
 def load_experiment(name: str) -> ExperimentData:
     """Runs, curves, grid question/claim, provenance and an artifact reader of `name`."""
     require_experiment(name)
@@ -123,11 +120,11 @@ def load_experiment(name: str) -> ExperimentData:
     grid = results.grid_definition(name, t)
     parents = _grid_runs(name, t)
     return ExperimentData(
-        name=name, runs=runs, curves=curves(t, stored),
+        name=name, runs=runs, curves=results.curves(t, stored, LOADED_CURVES),
         axes=_axes(frame, grid), question=str((grid or {}).get("question") or ""),
         claims=_claims(name, grid), artifact=t.artifact_text,
         parent_run_id=parents[-1].run_id if parents else None, sequential=_sequential(parents),
-        duplicates=frame.attrs.get("duplicates", []), tune=tuning.tune_of(grid),
+        duplicates=frame.attrs.get("duplicates", []), tune=_tune(name, grid),
         preregistered=t.preregistered_claims(name))
 
 

@@ -48,6 +48,7 @@ def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, l
                                   "over seeds; a ring marks a value some seed of that arm selected.",
                                   rf.encode(rf.isolation_plot(frame, key, short, colors))))
     return {"keys": list(tune), "chosen": chosen, "figures": figures,
+            "per_seed": selected.attrs.get("choice") == "per_seed",
             "edge": [f"{r.variant}, seed {r.seed}: {r.tuned}" for r in picked[at_edge & ~at_bound].itertuples()],
             "bound": [f"{r.variant}, seed {r.seed}: {r.tuned}" for r in picked[at_bound].itertuples()],
             "unselected": [f"{v}, seed {s}" for v, s in selected.attrs.get("unselected", [])]}

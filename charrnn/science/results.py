@@ -123,21 +123,31 @@ def runs_frame(experiment: str, tracker: Tracker | None = None) -> pd.DataFrame:
     return frame
 
 
+def curves(tracker: Tracker, runs: list[StoredRun], metrics: tuple[str, ...] = CURVE_METRICS) -> pd.DataFrame:
+    """The curve loader: long form run_id, metric, step, value of `runs`, in their order, then
+    `metrics`' order, then step. Where a step was logged twice (a resumed run replaying steps)
+    the value logged last wins. Read in bulk (`tracking.metric_histories`)."""
+    frame = pd.DataFrame(metric_histories(tracker, [r.run_id for r in runs], metrics),
+                         columns=["run_id", "metric", "step", "value", "timestamp"])
+    frame = frame.sort_values("timestamp", kind="stable").drop_duplicates(["run_id", "metric", "step"], keep="last")
+    order = {r.run_id: i for i, r in enumerate(runs)}
+    frame = frame.assign(_run=frame["run_id"].map(order), _metric=frame["metric"].map(metrics.index))
+    frame = frame.sort_values(["_run", "_metric", "step"], kind="stable")
+    return frame.drop(columns=["_run", "_metric", "timestamp"]).reset_index(drop=True)
+
+
 def curves_frame(experiment: str, metrics: tuple[str, ...] = CURVE_METRICS,
                  tracker: Tracker | None = None) -> pd.DataFrame:
-    """Long form: run_id, run_name, variant, seed, the varied values, metric, step, value."""
+    """Long form: run_id, run_name, variant, seed, the varied values, metric, step, value
+    (`curves` of the experiment's counted runs, with the columns that name each run)."""
     tracker = tracker or Tracker()
-    runs = {r.run_id: r for r in counted_runs(trained_runs(experiment, tracker))}
-    points = sorted(metric_histories(tracker, runs, metrics), key=lambda p: p[4])  # by time logged
-    last = {(run_id, key, step): value for run_id, key, step, value, _ in points}
-    rows = [{**_identity(runs[run_id]), "metric": key, "step": step, "value": value}
-            for (run_id, key, step), value in last.items()]
-    columns = ["run_id", "run_name", "variant", "seed", "metric", "step", "value"]
-    if not rows:
-        return pd.DataFrame(columns=columns)
-    order = {run_id: i for i, run_id in enumerate(runs)}
-    rows.sort(key=lambda r: (order[r["run_id"]], metrics.index(r["metric"]), r["step"]))
-    return pd.DataFrame(rows)
+    runs = counted_runs(trained_runs(experiment, tracker))
+    points = curves(tracker, runs, metrics)
+    if points.empty:
+        return pd.DataFrame(columns=["run_id", "run_name", "variant", "seed", "metric", "step", "value"])
+    names = pd.DataFrame([_identity(r) for r in runs])
+    frame = points.merge(names, on="run_id", how="left")
+    return frame[list(names.columns) + ["metric", "step", "value"]]
 
 
 def counted_runs(runs: list[StoredRun]) -> list[StoredRun]:

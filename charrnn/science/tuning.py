@@ -1,15 +1,22 @@
-"""Nuisance tuning: per (variant, seed), the run whose tuned values did best on validation.
+"""Nuisance tuning: per arm, the tuned values that did best on validation, and the run each seed trained at them.
 
 A grid's `tune: {lr: [1e-3, 3e-3, 1e-2]}` trains every (variant, seed) once per combination of
-tuned values (`grid.Grid.tunings`). `select` keeps one run per (variant, seed): among its FINISHED
-runs with a finite selection metric, the best on validation (`final_val_loss` by default).
+tuned values (the block is parsed by `tune_space`). `select` keeps one run per (variant, seed)
+among the FINISHED runs with a finite selection metric (`final_val_loss` by default):
+
+- `choice: per_arm` (the default): per variant, the combination with the best mean metric over
+  its seeds; a combination some seed has no usable run at ranks below one every seed finished.
+  Each seed is then judged on its run at that combination, so both arms of a seed pair run at
+  their arm's one value. A seed whose run at it failed has no selection (counted as failed).
+- `choice: per_seed`: per (variant, seed), that seed's best run.
+
 Claims then compare the selected runs, best against best, on test. Rules:
 
 - **Never on test.** A `test` metric cannot be the selection metric (ValueError).
-- **Ties** (exactly equal metric) go to the combination listed first in the grid's `tune` order
+- **Ties** (exactly equal metric or mean) go to the combination listed first in the grid's `tune` order
   (first value of the first key, then of the next key, ...): deterministic, and not biased toward
   any arm.
-- A (variant, seed) with no usable run is left out of the selection and listed in
+- A (variant, seed) with no usable run (per arm: at its arm's choice) is left out of the selection and listed in
   `attrs["unselected"]`; one selected from fewer runs than the grid planned says so in
   `tune_candidates` vs `tune_planned`; a choice at the smallest or largest value of a numeric key
   is flagged `tune_at_edge` (the best value may lie outside the range tried), whatever the number
@@ -33,6 +40,7 @@ import pandas as pd
 from charrnn import registry
 from charrnn.config import format_value
 from charrnn.science.stats import same_value
+from charrnn.science.tune_space import CHOICES, TuneSpace
 
 SELECT_METRIC = "final_val_loss"
 GROUP = ("variant", "seed")
@@ -41,33 +49,13 @@ Tune = Mapping[str, Sequence[Any]]
 SIGNIFICANT = 4   # digits an extended value is rounded to (0.0333 rather than 0.033333333)
 
 
-class TuneSpace(dict):
-    """A grid's `tune` block (key -> the values to try, in file order) and its `tune_bounds`
-    (key -> (lower, upper)): the limits automatic extension stays within."""
-
-    def __init__(self, values: Tune | None = None, bounds: Mapping[str, Sequence[Any]] | None = None):
-        super().__init__(values or {})
-        self.bounds = {key: tuple(bound) for key, bound in (bounds or {}).items()}
-
-
-def tune_of(definition: Mapping[str, Any] | None) -> TuneSpace:
-    """The `tune` and `tune_bounds` blocks of a parsed grid file (empty when it tunes nothing);
-    numbers YAML read as text (`3e-4`) as numbers."""
-    definition = definition or {}
-    blocks = [{k: [_numeric(v) for v in values] for k, values in (definition.get(block) or {}).items()}
-              for block in ("tune", "tune_bounds")]
-    return TuneSpace(*blocks)
-
-
-def _numeric(value: Any) -> Any:
-    try:
-        return float(value) if isinstance(value, str) else value
-    except ValueError:
-        return value
-
-
 def bounds_of(tune: Tune) -> dict[str, tuple[Any, Any]]:
     return dict(getattr(tune, "bounds", {}))
+
+
+def choice_of(tune: Tune) -> str:
+    """What one tuned value is chosen for (`tune_space.CHOICES`): per_arm unless the grid says per_seed."""
+    return getattr(tune, "choice", CHOICES[0])
 
 
 def _number(value: Any) -> bool:
@@ -91,7 +79,7 @@ def tried_axes(runs: pd.DataFrame, tune: Tune) -> TuneSpace:
             beyond = [v for v in seen if (v < low or v > high) and not any(same_value(v, w) for w in values)]
             values += sorted(beyond, key=lambda v: low - v if v < low else v - high)
         axes[key] = values
-    return TuneSpace(axes, bounds_of(tune))
+    return TuneSpace(axes, bounds_of(tune), choice_of(tune))
 
 
 def _position(key: str, value: Any, values: Sequence[Any]) -> int:
@@ -126,7 +114,8 @@ def _at_bound(row: pd.Series, tune: Tune) -> bool:
 
 def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
            higher_is_better: bool | None = None) -> pd.DataFrame:
-    """One row per (variant, seed): the selected run's row of `runs` (a `results.runs_frame`)
+    """One row per (variant, seed), chosen per arm or per seed as `tune.choice` says (see the
+    module doc): the selected run's row of `runs` (a `results.runs_frame`)
     plus `tuned` (e.g. "lr=0.003"), `tune_candidates`, `tune_planned`, `tune_at_edge` and
     `tune_at_bound`. `attrs["tune"]` holds the axes tried (`tried_axes`), a TuneSpace."""
     if "test" in metric:
@@ -141,8 +130,8 @@ def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
     if "status" in usable.columns:
         usable = usable[usable["status"] == "FINISHED"]
     usable = usable.assign(_order=[_order(r, tune) for _, r in usable.iterrows()])
-    ranked = usable.sort_values([metric, "_order"], ascending=[not higher, True], kind="mergesort")
-    best = ranked.groupby(list(GROUP), sort=True, dropna=False).head(1)
+    best = _best_per_seed(usable, metric, higher) if choice_of(tune) == "per_seed" else \
+        _best_per_arm(usable, metric, higher)
     counts = usable.groupby(list(GROUP), dropna=False).size()
     planned = math.prod(len(v) for v in tune.values())
     out = best.drop(columns="_order").assign(
@@ -156,7 +145,29 @@ def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
     out.attrs["unselected"] = sorted({k for k in zip(*(runs[g] for g in GROUP)) if k not in chosen}, key=str)
     out.attrs["tune"] = tune
     out.attrs["metric"] = metric
+    out.attrs["choice"] = choice_of(tune)
     return out
+
+
+def _best_per_seed(usable: pd.DataFrame, metric: str, higher: bool) -> pd.DataFrame:
+    """Per (variant, seed), its best run (ties: the combination listed first)."""
+    ranked = usable.sort_values([metric, "_order"], ascending=[not higher, True], kind="mergesort")
+    return ranked.groupby(list(GROUP), sort=True, dropna=False).head(1)
+
+
+def arm_scores(usable: pd.DataFrame, metric: str = SELECT_METRIC) -> pd.DataFrame:
+    """Per (variant, combination `_order`): how many seeds have a usable run there and their mean metric."""
+    grouped = usable.groupby(["variant", "_order"], sort=True, dropna=False)
+    return grouped.agg(seeds=("seed", "nunique"), mean=(metric, "mean")).reset_index()
+
+
+def _best_per_arm(usable: pd.DataFrame, metric: str, higher: bool) -> pd.DataFrame:
+    """Per variant, the combination with the most seeds, then the best mean over them (ties: listed
+    first); every seed's run at it."""
+    scores = arm_scores(usable, metric).sort_values(["seeds", "mean", "_order"], ascending=[False, not higher, True],
+                                                    kind="mergesort")
+    chosen = scores.groupby("variant", sort=True, dropna=False).head(1)[["variant", "_order"]]
+    return usable.merge(chosen, on=["variant", "_order"], how="inner")
 
 
 def _tuned_text(row: pd.Series, tune: Tune) -> str:

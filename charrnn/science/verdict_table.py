@@ -19,13 +19,15 @@ Columns (ROW_COLUMNS; the report adds `experiment`, `adjusted_verdict` and `p_ad
   the steps, "false" (budget-sensitive: `budget_note` says how), "not applicable" (no curve);
 - `preregistered`: "true" when the claim's text equals the text logged when its grid's first run
   started; "false" when it was edited after data (`preregistration` reads "edited after data" and
-  `original_text` holds the logged text) or its text was not logged before runs existed
-  (`preregistration` says which); "not checked" when no store was read.
+  `original_text` holds the logged text), its stored text no longer matches the stored sha256
+  (`preregistration` says so), or its text was not logged before runs existed (`preregistration`
+  says which); "not checked" when no store was read. The pages show the note and the original text.
 
 Torch-free, MLflow-free.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import replace
 from typing import Any
@@ -66,14 +68,18 @@ def verdict_row(v: Verdict) -> dict[str, Any]:
 
 
 EDITED = "edited after data"
+ALTERED = "the stored text does not match its stored sha256 (the store was changed after logging)"
 
 
 def preregistration(claim: Claim, logged: dict[str, str] | None) -> tuple[str, str, str]:
     """(`preregistered`, its note, the original text) of a claim against what its grid logged:
-    `logged` maps "text" to the canonical text and "when" to CLAIM_LOGGED_BEFORE_RUNS or a note of the
-    runs that already existed. None: the store holds no text for this claim."""
+    `logged` maps "text" to the canonical text, "sha256" to its hash (checked against the text when
+    present: a mismatch reads ALTERED) and "when" to CLAIM_LOGGED_BEFORE_RUNS or a note of the runs
+    that already existed. None: the store holds no text for this claim."""
     if logged is None:
         return "false", "no text was logged for it before its runs", ""
+    if logged.get("sha256") and hashlib.sha256(logged.get("text", "").encode()).hexdigest() != logged["sha256"]:
+        return "false", ALTERED, logged.get("text", "")
     if logged.get("text") != claim.canonical_text():
         return "false", EDITED, logged.get("text", "")
     if logged.get("when") != CLAIM_LOGGED_BEFORE_RUNS:

@@ -1,0 +1,111 @@
+"""The suite's times file: per grid, its wall time and how its runs trained, read from what the runs
+recorded (not from what the executor meant to do).
+
+    python -m charrnn.grid.suite_times results/examples/quick.csv --out results/examples/quick-suite-times.txt
+
+The input is the suite's runs table: every experiment's `results.runs_frame` with an `experiment`
+column (the committed `results/examples/quick.csv`). Per grid (in the order its first run started):
+the span from its first run's start to its last run's end, its runs, how many trained beside
+another run of the suite (their wall-clock intervals overlap, `science.concurrency`), and, where a
+speed claim judges runs (`Grid.times`, sweep arms included), how many of those did; then the values
+a tuning extension added. The leading `#` lines of an existing output file (the setting: machine,
+command, commit) are kept; everything after them is written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from charrnn.config import ConfigError
+from charrnn.grid.spec import Grid, load_grid
+from charrnn.science.concurrency import beside_counts
+from charrnn.science.stats import same_value
+
+GRIDS_DIR = Path("ablations")
+
+
+def speed_judged(runs: pd.DataFrame, grid: Grid) -> pd.Series:
+    """Per run: a speed claim of `grid` judges its variant (it had to train alone)."""
+    keys = [key for key, _ in grid.axes + grid.zipped]
+    return runs.apply(lambda r: grid.times(tuple((key, r.get(key)) for key in keys)), axis=1).astype(bool)
+
+
+def extended(runs: pd.DataFrame, grid: Grid) -> str:
+    """The tuned values the runs tried beyond the grid's own list (a tuning extension), e.g. "lr + 0.03"."""
+    grown = []
+    for key, values in grid.tune:
+        seen = sorted({v for v in runs[key].dropna() if not any(same_value(v, w) for w in values)})
+        if seen:
+            grown.append(f"{key} + {', '.join(f'{v:g}' for v in seen)}")
+    return "; ".join(grown)
+
+
+def wall_s(runs: pd.DataFrame) -> float:
+    """Seconds from the first run's start to the last run's end."""
+    return (pd.to_datetime(runs["end_time"], utc=True).max()
+            - pd.to_datetime(runs["start_time"], utc=True).min()).total_seconds()
+
+
+def grid_line(name: str, runs: pd.DataFrame, grid: Grid | None) -> str:
+    """One grid's line: wall span, runs, how many trained beside another, what the speed claims judged."""
+    wall = wall_s(runs)
+    beside = runs["beside"] > 0
+    parts = [f"{len(runs)} runs", f"{int(beside.sum())} trained beside another run"]
+    judged = speed_judged(runs, grid) if grid is not None else pd.Series(False, index=runs.index)
+    if judged.any():
+        crowded = int((judged & beside).sum())
+        parts.append(f"speed claims judge {int(judged.sum())}: "
+                     + ("each trained alone" if not crowded else f"{crowded} of them trained beside another run"))
+    growth = extended(runs, grid) if grid is not None else ""
+    if growth:
+        parts.append(f"tuning extension: {growth}")
+    return f"{name:<18}{wall:5.0f} s   ({'; '.join(parts)})"
+
+
+def suite_times(frame: pd.DataFrame, grids: dict[str, Grid | None]) -> list[str]:
+    """Every grid's line (`grid_line`) in the order its first run started, then the total span."""
+    frame = frame.assign(beside=beside_counts(frame))
+    order = frame.groupby("experiment")["start_time"].min().sort_values().index
+    lines = [grid_line(name, frame[frame["experiment"] == name], grids.get(name)) for name in order]
+    judged = sum(int(speed_judged(frame[frame["experiment"] == n], g).sum()) for n, g in grids.items()
+                 if g is not None and n in set(order))
+    total = sum(wall_s(frame[frame["experiment"] == name]) for name in order)
+    lines.append(f"{'grids total':<18}{total:5.0f} s   ({total / 60:.1f} min; {len(frame)} runs, "
+                 f"{judged} of them judged by speed claims)")
+    return lines
+
+
+def _grids(names, directory: Path) -> dict[str, Grid | None]:
+    found = {}
+    for name in names:
+        try:
+            found[name] = load_grid(directory / f"{name}.yaml")
+        except ConfigError:
+            found[name] = None          # a grid file this checkout lacks: no speed or tuning facts
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m charrnn.grid.suite_times", description=__doc__.split("\n")[0])
+    parser.add_argument("runs", type=Path, help="the suite's runs table (CSV with an experiment column)")
+    parser.add_argument("--grids", type=Path, default=GRIDS_DIR, help="the directory of the grid files")
+    parser.add_argument("--out", type=Path, help="the times file to write (default: print)")
+    args = parser.parse_args(argv)
+    frame = pd.read_csv(args.runs, parse_dates=["start_time", "end_time"], low_memory=False)
+    head = []
+    if args.out and args.out.exists():
+        lines = args.out.read_text(encoding="utf-8").splitlines()
+        head = lines[:next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))]
+    text = "\n".join(head + suite_times(frame, _grids(frame["experiment"].unique(), args.grids))) + "\n"
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
