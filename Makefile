@@ -12,7 +12,7 @@ PORT ?= 5000
 SERVER_WORKERS ?= 1
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
-.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings docs screenshots
+.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings claims-history docs screenshots
 
 install: $(STAMP)
 
@@ -60,8 +60,14 @@ report: $(STAMP)
 findings: $(STAMP)
 	$(BIN)/python -m charrnn.report.findings reports/examples/verdicts.csv docs/findings.md
 
-# Every generated part of docs/: the findings and the config-key table (from TrainConfig)
-docs: findings
+# docs/claims-history.md: every claim any committed suite judged, verdict per suite version; appends the
+# current verdicts.csv to results/examples/claims-history.csv when it is a new suite
+claims-history: $(STAMP)
+	$(BIN)/python -m charrnn.report.claims_history results/examples/claims-history.csv \
+		reports/examples/verdicts.csv docs/claims-history.md
+
+# Every generated part of docs/: the findings, the claims history and the config-key table (from TrainConfig)
+docs: findings claims-history
 	$(BIN)/python -m charrnn.report.config_keys docs/grids-and-config.md
 
 # docs/img/report-*.png: the committed example pages in headless Chromium at 1280 px (as the browser tests see them)
