@@ -4,10 +4,14 @@ import dataclasses
 import math
 
 import pytest
+from grid_support import empty_store_db, store  # noqa: F401
 
+from charrnn.cli import main
 from charrnn.config import ConfigError, make_config
 from charrnn.run.convergence import EarlyStopping
 from charrnn.run.train import Trainer
+from charrnn.science.results import runs_frame
+from charrnn.tracking import Tracker
 
 
 def stop_step(curve, patience, min_improvement=0.0, every=10):
@@ -158,3 +162,24 @@ def test_a_killed_run_resumes_with_its_best_weights_and_patience_count(tmp_path,
     final = resumed.fit().final
     for key in ("final_test_loss", "final_val_loss", "converged", "best_step", "epochs"):
         assert final[key] == pytest.approx(full[key], abs=1e-6), key
+
+
+def test_a_run_killed_after_patience_ran_out_trains_no_further_on_resume(tmp_path):
+    cfg = budget()
+    finished = Trainer(cfg, checkpoint_dir=tmp_path, progress=False)
+    full = finished.fit().final   # its last checkpoint: the evaluation where patience ran out
+    resumed = Trainer(cfg, progress=False)
+    resumed.load_checkpoint(tmp_path / "checkpoint.pt")
+    result = resumed.fit()
+    assert result.train_losses == [] and resumed.step == finished.step
+    assert result.final["final_test_loss"] == full["final_test_loss"] and result.final["converged"] == 1.0
+
+
+def test_charrnn_train_logs_converged_best_step_and_epochs_to_the_run(store):
+    args = [f"{k}={v}" for k, v in {**OVERFIT, "patience": 2}.items()]
+    assert main(["train", *args, "sample_length=10"]) == 0
+    (run,) = Tracker().runs("train")
+    assert run.metrics["converged"] == 1.0 and 0 < run.metrics["best_step"] < OVERFIT["steps"]
+    assert run.metrics["epochs"] > 0
+    frame = runs_frame("train")
+    assert {"converged", "best_step", "epochs"} <= set(frame.columns)
