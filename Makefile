@@ -12,7 +12,7 @@ PORT ?= 5000
 SERVER_WORKERS ?= 1
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
-.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings suite-times docs screenshots
+.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings suite-times claims-history docs screenshots
 
 install: $(STAMP)
 
@@ -46,11 +46,12 @@ bench: $(STAMP)
 grid: $(STAMP)
 	$(BIN)/charrnn grid ablations/$(ABLATION).yaml --profile $(PROFILE) --executor $(EXECUTOR)
 
-# Every claim grid (all ablations/*.yaml but smoke), resumable, then every report + the index.
+# Every claim grid (all ablations/*.yaml but smoke), resumable, then the suite's provenance.json (commit,
+# machine, torch and MLflow versions) and every report + the index.
 CLAIM_GRIDS := $(filter-out ablations/smoke.yaml,$(sort $(wildcard ablations/*.yaml)))
 ablations: $(STAMP)
 	status=0; for f in $(CLAIM_GRIDS); do $(BIN)/charrnn grid $$f --profile $(PROFILE) --executor $(EXECUTOR) || status=1; done; \
-		$(BIN)/charrnn report && exit $$status
+		$(BIN)/python -m charrnn.provenance && $(BIN)/charrnn report && exit $$status
 
 report: $(STAMP)
 	$(BIN)/charrnn report
@@ -63,8 +64,14 @@ findings: $(STAMP)
 suite-times: $(STAMP)
 	$(BIN)/python -m charrnn.grid.suite_times results/examples/quick.csv --out results/examples/quick-suite-times.txt
 
-# Every generated part of docs/: the findings and the config-key table (from TrainConfig)
-docs: findings
+# docs/claims-history.md: every claim any committed suite judged, verdict per suite version; appends the
+# current verdicts.csv to results/examples/claims-history.csv when it is a new suite
+claims-history: $(STAMP)
+	$(BIN)/python -m charrnn.report.claims_history results/examples/claims-history.csv \
+		reports/examples/verdicts.csv docs/claims-history.md
+
+# Every generated part of docs/: the findings, the claims history and the config-key table (from TrainConfig)
+docs: findings claims-history
 	$(BIN)/python -m charrnn.report.config_keys docs/grids-and-config.md
 
 # docs/img/report-*.png: the committed example pages in headless Chromium at 1280 px (as the browser tests see them)

@@ -75,6 +75,9 @@ class TrainConfig:
     # --- model options added later (defaults keep every earlier run's identity) ---
     residual_mode: str = "every_layer"  # every_layer (around each layer, layer 0 projected) | between_layers
     forget_bias: float = 0.0        # lstm: initial forget-gate bias (b_ih; b_hh's part zeroed); 0 = PyTorch's
+    # --- convergence budget (patience > 0): train until val_loss stops improving; steps is then the cap ---
+    patience: int = 0               # evaluations in a row without improvement before stopping; 0 = off
+    min_improvement: float = 0.0    # relative: an eval improves when val_loss < best * (1 - min_improvement)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -144,8 +147,11 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "sample_length": (0, math.inf, "an integer >= 0"),
     "sample_temperature": (0.0, math.inf, "a number > 0"),
     "forget_bias": (-math.inf, math.inf, "a finite number (0 = PyTorch's default init)"),
+    "patience": (0, math.inf, "an integer >= 0 (0 = off: train all steps)"),
+    "min_improvement": (0.0, 1.0, "a number in [0, 1) (relative improvement of val_loss)"),
 }
 OPEN_LOW = {"dataset_fraction", "lr", "sample_temperature"}  # ranges excluding their lower bound
+OPEN_HIGH = {"min_improvement"}                                # ranges excluding their upper bound
 
 FIELD_TYPES: dict[str, type] = {
     name: hint for name, hint in get_type_hints(TrainConfig).items()
@@ -200,7 +206,8 @@ def _check_value(key: str, value: Any) -> None:
     if key in RANGES:
         low, high, text = RANGES[key]
         too_low = value <= low if key in OPEN_LOW else value < low
-        if too_low or value > high or (isinstance(value, float) and math.isnan(value)):
+        too_high = value >= high if key in OPEN_HIGH else value > high
+        if too_low or too_high or (isinstance(value, float) and math.isnan(value)):
             raise ConfigError(f"{key}={value!r}: out of range; valid: {text}")
 
 
@@ -217,6 +224,10 @@ def _check_combination(cfg: TrainConfig) -> None:
         raise ConfigError(f"arith_ops={cfg.arith_ops!r}: unknown operator; valid characters: + - *")
     if not cfg.arith_ops:
         raise ConfigError("arith_ops='': needs at least one operator; valid characters: + - *")
+    if cfg.min_improvement > 0 and cfg.patience == 0:
+        raise ConfigError(f"min_improvement={cfg.min_improvement!r}: applies only with a convergence budget; "
+                          "valid: patience >= 1 (evaluations without improvement before stopping), or "
+                          "min_improvement=0")
     if cfg.eval_mode == "stateful" and cfg.task not in registry.STREAM_TASKS:
         raise ConfigError(f"eval_mode='stateful': task={cfg.task} has independent examples, no stream to "
                           f"carry a state along; valid: eval_mode=windows, or a task among "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit"
+SUITE_PROVENANCE = "provenance.json"   # beside a suite's verdicts.csv: the code and machine behind its verdicts
 
 
 def valid_name(name: str) -> bool:

@@ -1,7 +1,10 @@
 """Where a run came from: git state, installed packages, torch/CUDA versions, device."""
 from __future__ import annotations
 
+import datetime
 import importlib.metadata
+import json
+import os
 import platform
 import re
 import socket
@@ -11,11 +14,15 @@ from pathlib import Path
 
 import torch
 
+from charrnn.paths import SUITE_PROVENANCE, reports_dir
 from charrnn.tags import (GIT_BRANCH_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, GIT_REPO_URL_TAG, SOURCE_NAME_TAG,
                           SOURCE_TYPE_TAG)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENTRY_POINT = "charrnn"
+# CPU flags that decide which kernels run (oneDNN / ATen dispatch): the rest of /proc/cpuinfo's list is noise
+KERNEL_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "neon", "asimd", "sve")
 _CREDENTIALS = re.compile(r"(?<=//)[^/@]+@")  # user:token@ in a remote URL
 
 
@@ -73,7 +80,76 @@ def collect(device: torch.device) -> tuple[dict[str, str], dict[str, str]]:
         "charrnn.cuda": torch.version.cuda or "none",
         "charrnn.cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else "none",
         "charrnn.python": sys.version.split()[0],
+        "charrnn.cpu": _cpuinfo()[0],
+        "charrnn.threads": str(torch.get_num_threads()),
+        "charrnn.mlflow": _version("mlflow"),
         **_source(sha, bool(diff.strip())),
     }
     files = {"provenance/git_diff.patch": diff, "provenance/pip_freeze.txt": pip_freeze()}
     return tags, files
+
+
+def _cpuinfo() -> tuple[str, list[str]]:
+    """(CPU model name, its kernel-relevant flags) from /proc/cpuinfo; elsewhere platform's names."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or platform.machine(), []
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    model = fields.get("model name") or fields.get("Hardware") or platform.processor() or platform.machine()
+    family = f" (family {fields['cpu family']}, model {fields['model']})" if "cpu family" in fields else ""
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    return model + family, [f for f in KERNEL_FLAGS if f in flags]
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _gpu() -> dict[str, str]:
+    """GPU name, driver and CUDA runtime where CUDA is used; {} on a CPU-only machine."""
+    if not torch.cuda.is_available():
+        return {}
+    try:
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=20).stdout.split("\n")[0].strip()
+    except (OSError, subprocess.TimeoutExpired):
+        driver = ""
+    return {"gpu": torch.cuda.get_device_name(0), "gpu_driver": driver or "unknown",
+            "cuda": torch.version.cuda or "none",
+            "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else "none"}
+
+
+def machine() -> dict[str, object]:
+    """The machine as verdicts depend on it: CPU model, kernel flags and dispatch level, cores and
+    torch threads; GPU, driver and CUDA where used; torch, MLflow and Python versions."""
+    model, flags = _cpuinfo()
+    return {"cpu": model, "cpu_flags": flags, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_count": os.cpu_count() or 0, "torch_threads": torch.get_num_threads(), **_gpu(),
+            "torch": torch.__version__, "mlflow": _version("mlflow"), "python": sys.version.split()[0],
+            "os": platform.platform()}
+
+
+def suite(commit: str | None = None) -> dict[str, object]:
+    """What a committed suite records beside its verdicts.csv: the commit of the code (and whether
+    the tree was dirty), when, and `machine()`."""
+    sha = commit if commit is not None else _git("rev-parse", "HEAD").strip()
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no").strip())
+    return {"commit": sha[:12] or "unknown", "dirty": dirty,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **machine()}
+
+
+def write_suite(out_dir: Path) -> Path:
+    """`provenance.json` in `out_dir` (a suite's reports, beside verdicts.csv): `suite()`."""
+    path = Path(out_dir) / SUITE_PROVENANCE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(suite(), indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":   # make ablations: the suite's commit and machine, beside its reports
+    print(write_suite(reports_dir(sys.argv[1] if len(sys.argv) > 1 else None)))

@@ -113,3 +113,25 @@ def test_fused_vs_loop_does_not_say_its_loop_is_the_write_ups():
 def test_every_tuned_axis_states_the_bound_it_may_grow_to(path):
     grid = load_grid(path)
     assert set(dict(grid.tune)) == set(dict(grid.tune_bounds)), path.stem
+
+
+SOURCE_GRIDS = [p for p in GRIDS if any(c.tests == "source" for c in load_grid(p).claims)]
+
+
+@pytest.mark.parametrize("path", SOURCE_GRIDS, ids=lambda p: p.stem)
+def test_every_grid_testing_a_source_has_a_converged_profile_that_plans(path, results_dir, capsys):
+    grid = load_grid(path)
+    assert "converged" in grid.profile_names
+    assert main(["grid", str(path), "--profile", "converged", "--dry-run"]) == 0
+    assert "seed=" in capsys.readouterr().out
+    specs = grid.expand("converged")
+    budgeted = [s.config for s in specs if s.config.patience > 0]
+    # every run trains to convergence, except a bar fixed at its source's own budget (reference_loss)
+    assert budgeted or path.stem == "reference_loss"
+    assert all(c.steps > c.eval_interval * c.patience for c in budgeted)   # patience can run out before the cap
+
+
+def test_depth_residual_converged_covers_depths_one_to_eight():
+    specs = load_grid(ABLATIONS / "depth_residual.yaml").expand("converged")
+    assert sorted({s.config.layers for s in specs}) == [1, 2, 4, 8]
+    assert {s.config.residual for s in specs} == {False, True}

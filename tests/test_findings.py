@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from grid_support import REPO
 
-from charrnn.report.findings import FINDINGS_END, FINDINGS_START, findings_markdown, main, splice
+from charrnn.report.findings import (FINDINGS_END, FINDINGS_START, findings_markdown, main, read_provenance,
+                                     splice)
 
 FINDINGS = REPO / "docs" / "findings.md"
 ROW = {"experiment": "hidden_init", "claim": "zero_beats_epoch_zero", "metric": "test_loss", "effect": -0.002,
@@ -22,8 +23,19 @@ def generated_section() -> str:
 
 
 def test_docs_findings_are_the_committed_verdicts_csv_rendered():
-    verdicts = pd.read_csv(REPO / "reports" / "examples" / "verdicts.csv")
-    assert generated_section() == findings_markdown(verdicts)
+    path = REPO / "reports" / "examples" / "verdicts.csv"
+    assert generated_section() == findings_markdown(pd.read_csv(path), provenance=read_provenance(path))
+
+
+def test_findings_name_the_commit_machine_and_versions_behind_the_verdicts():
+    suite = {"commit": "abc1234", "dirty": False, "date": "2026-12-07T03:00:00Z", "cpu": "Xeon (family 6, model 167)",
+             "cpu_flags": ["avx2", "avx512f"], "cpu_capability": "AVX512", "cpu_count": 2, "torch_threads": 1,
+             "gpu": "NVIDIA H100", "gpu_driver": "550.54", "cuda": "12.4", "torch": "2.13.0", "mlflow": "3.17.2"}
+    first = findings_markdown(pd.DataFrame([{**ROW, "tests": "source"}]), provenance=suite).splitlines()[0]
+    for fact in ("abc1234", "2026-12-07", "Xeon (family 6, model 167)", "avx2 avx512f", "2 cores",
+                 "torch threads 1", "NVIDIA H100", "driver 550.54", "CUDA 12.4", "torch 2.13.0", "MLflow 3.17.2"):
+        assert fact in first, fact
+    assert "commit" not in findings_markdown(pd.DataFrame([ROW])).splitlines()[0]
 
 
 def test_every_page_the_findings_link_is_committed():

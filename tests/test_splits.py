@@ -11,6 +11,7 @@ from charrnn import registry
 from charrnn.config import ConfigError, TrainConfig, make_config
 from charrnn.tasks.data import make_task
 from charrnn.run.train import Trainer, masked_cross_entropy
+from charrnn.science.results import RUN_SUMMARY
 
 SEQUENCE_TASKS = ("names", "arithmetic", "bitflip")
 
@@ -97,7 +98,7 @@ def test_final_metrics_cover_train_val_and_test(name):
         assert {"final_test_accuracy", "final_test_exact_match"} <= set(final)
     assert all(math.isfinite(final[k]) for k in final)
     baselines = {k for k in final if k.startswith("baseline_")}
-    assert set(final) - {"train_time_s"} - baselines <= set(registry.final_metrics())
+    assert set(final) - set(RUN_SUMMARY) - baselines <= set(registry.final_metrics())
     assert {registry.baseline_of(k.removeprefix("final_")) for k in final if k.startswith("final_")} >= baselines
 
 

@@ -5,19 +5,23 @@
 rewrites the lines between the file's FINDINGS_START and FINDINGS_END markers. Each line gives the
 claim, its verdict after Holm (and the raw one where they differ), the effect in the claimed direction
 with its interval in the metric's units, n, whether the verdict depends on the budget, and a link to
-the claim's page; claims that test their source come first, then our extrapolations (where the csv
-has a `tests` column). Nothing is typed by hand, so the docs cannot drift from the
+the claim's page; first the suite's provenance (its `provenance.json`: commit, machine, torch and
+MLflow versions) where the csv has one beside it; claims that test their source come first, then
+our extrapolations (where the csv has a `tests` column). Nothing is typed by hand, so the docs cannot drift from the
 committed pages (tests/test_findings.py checks it).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+from charrnn.paths import SUITE_PROVENANCE
 
 from . import numbers
 from .base import ReportError, rewrite_document
@@ -66,14 +70,39 @@ def _experiment_blocks(rows: pd.DataFrame, pages: str) -> list[str]:
             for experiment, group in rows.groupby("experiment", sort=False)]
 
 
-def findings_markdown(verdicts: pd.DataFrame, pages: str = "../reports/examples") -> str:
-    """A summary line, then the claims that test their source, then our extrapolations (without a
-    `tests` column: one list), each per experiment in the order of the csv; `pages`: where the
-    experiment pages are, relative to the markdown file."""
+def provenance_text(suite: dict) -> str:
+    """`Verdicts of commit 8534f1f (2026-12-06) on AMD EPYC ...: 2 cores, ...; torch 2.13.0, MLflow 3.17.2.`"""
+    flags = suite.get("cpu_flags") or []
+    cpu = (f"{suite.get('cpu', 'an unrecorded CPU')} ({suite.get('cpu_capability', 'dispatch not recorded')}"
+           f"{'; flags ' + ' '.join(flags) if flags else ''}), {suite.get('cpu_count', '?')} cores, "
+           f"torch threads {suite.get('torch_threads', 'not recorded')}")
+    gpu = (f"; GPU {suite['gpu']}, driver {suite.get('gpu_driver', 'not recorded')}, CUDA {suite.get('cuda', '?')}"
+           if suite.get("gpu") else "")
+    dirty = " with uncommitted changes" if suite.get("dirty") else ""
+    note = f" ({suite['recorded_from']})" if suite.get("recorded_from") else ""
+    return (f"Verdicts of commit {suite.get('commit', 'unknown')}{dirty} ({str(suite.get('date', ''))[:10]}) on "
+            f"{cpu}{gpu}; torch {suite.get('torch', 'not recorded')}, MLflow {suite.get('mlflow', 'not recorded')}"
+            f"{note}.")
+
+
+def read_provenance(verdicts: Path) -> dict | None:
+    """The suite's provenance.json beside `verdicts`, None when it has none."""
+    try:
+        return json.loads((verdicts.parent / SUITE_PROVENANCE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def findings_markdown(verdicts: pd.DataFrame, pages: str = "../reports/examples",
+                      provenance: dict | None = None) -> str:
+    """The suite's provenance (when given), a summary line, then the claims that test their source,
+    then our extrapolations (without a `tests` column: one list), each per experiment in the order
+    of the csv; `pages`: where the experiment pages are, relative to the markdown file."""
     counts = verdicts["adjusted_verdict"].value_counts()
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
-    blocks = [f"{len(verdicts)} claims over {verdicts['experiment'].nunique()} grids; after Holm: {summary}. "
-              "Effects are in the claimed direction: positive means as claimed."]
+    blocks = [provenance_text(provenance)] if provenance else []
+    blocks += [f"{len(verdicts)} claims over {verdicts['experiment'].nunique()} grids; after Holm: {summary}. "
+               "Effects are in the claimed direction: positive means as claimed."]
     if "tests" not in verdicts:
         return "\n\n".join(blocks + _experiment_blocks(verdicts, pages))
     for scope, title in SCOPES:
@@ -110,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def rewrite(text: str) -> str:
-        return splice(text, findings_markdown(read_verdicts(args.verdicts), pages_link(args.verdicts, args.document)))
+        return splice(text, findings_markdown(read_verdicts(args.verdicts), pages_link(args.verdicts, args.document),
+                                              read_provenance(args.verdicts)))
     return rewrite_document(args.document, rewrite, "findings")
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Self-describing checkpoints (nanoGPT style): a `.pt` rebuilds its model with nothing beside it.
 
 A checkpoint written by `Trainer.save_checkpoint` holds the training state (model, optimiser,
-step, carried hidden state, RNG states, `identity`, `train_time_s`) and what a reader needs
+step, carried hidden state, RNG states, `identity`, `train_time_s`, the convergence budget's
+`stopping` state and, under it, the best-validation weights `best_model`) and what a reader needs
 without the MLflow store or the task's data:
 
     format        CHECKPOINT_FORMAT (the only one read; `charrnn migrate` upgrades older files)

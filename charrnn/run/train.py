@@ -20,6 +20,7 @@ from tqdm import tqdm
 from charrnn import registry
 from charrnn.capabilities import check_device, resolve_backend
 from charrnn.run.checkpoint import describe, read
+from charrnn.run.convergence import EarlyStopping
 from charrnn.config import TrainConfig
 from charrnn.tasks.baseline import baseline_metrics
 from charrnn.tasks.data import Batch, Task, make_task
@@ -130,6 +131,8 @@ class Trainer:
         self.step = 0
         self.hidden: Any = None  # carried state (epoch_* modes)
         self.train_time_s = 0.0  # seconds in the training loop so far, across resumes (max_time_s)
+        self.stopping = EarlyStopping(cfg.patience, cfg.min_improvement)   # tracks the best val_loss always
+        self.best_model: dict[str, torch.Tensor] | None = None   # weights of the best eval (patience > 0)
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                          if cfg.dtype == "bf16" else nullcontext())
 
@@ -142,7 +145,9 @@ class Trainer:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "step": self.step, "hidden": self.hidden, "torch_rng": torch.get_rng_state(),
                  "python_rng": random.getstate(), "identity": self.cfg.identity_hash(),
-                 "train_time_s": self.train_time_s}
+                 "train_time_s": self.train_time_s, "stopping": self.stopping.state_dict()}
+        if self.best_model is not None:   # a resumed run keeps its best-so-far weights and patience count
+            state["best_model"] = self.best_model
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         state.update(describe(self.cfg, self.task.vocab, self.task.sample_prime()))  # self-describing
@@ -158,6 +163,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.hidden = state["step"], state["hidden"]
         self.train_time_s = float(state["train_time_s"])
+        if "stopping" in state:   # absent in checkpoints written before the convergence budget
+            self.stopping = EarlyStopping.from_state(state["stopping"])
+        self.best_model = state.get("best_model")
         torch.set_rng_state(state["torch_rng"].cpu())
         random.setstate(state["python_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
@@ -305,6 +313,8 @@ class Trainer:
         last_step, time_before = start, self.train_time_s
         clipped = clipped_total = 0   # steps where clipping changed the gradient (norm > grad_clip)
         for step in range(start, cfg.steps):
+            if self.stopping.stopped:   # resumed after patience ran out (killed while logging outputs)
+                break
             loss, grad_norm = self.train_step(step)
             if not math.isfinite(loss):
                 bar.close()
@@ -328,17 +338,21 @@ class Trainer:
                             "clip_fraction": clipped / (self.step - last_step)}
                 clipped = 0
                 evals = self.evaluate()
+                self._track_best(evals["val_loss"])
                 self._log({**evals, **interval}, step)
                 self.save_checkpoint()
                 if self.sink is not None:
                     self.sink.flush()
                 t_last, last_step = time.perf_counter(), self.step
-            if out_of_time:
+            if out_of_time or self.stopping.stopped:
                 break
         bar.close()
         elapsed = time.perf_counter() - t_start
         tail = losses[-min(len(losses), cfg.eval_interval):] or [float("nan")]
+        if self.restore_best():
+            evals = self.evaluate()   # final val metrics and test metrics of the best-validation weights
         final = {f"final_{k}": v for k, v in {**evals, **self.evaluate_test()}.items()}
+        final.update(self.stopping_metrics())
         tokens_per_s = tokens_per_step * (self.step - start) / max(elapsed, 1e-9)
         final.update(final_train_loss=sum(tail) / len(tail),
                      final_tokens_per_s=tokens_per_s, final_log10_tokens_per_s=math.log10(max(tokens_per_s, 1e-9)),
@@ -346,6 +360,26 @@ class Trainer:
                      train_time_s=elapsed)
         final.update(self.baselines())
         return TrainResult(final=final, train_losses=losses, start_step=start)
+
+    # --- the convergence budget ---
+    def _track_best(self, val_loss: float) -> None:
+        """Feed the stopping rule; under a convergence budget keep the best weights (CPU copy)."""
+        if self.stopping.update(self.step, val_loss) and self.cfg.patience > 0:
+            self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    def restore_best(self) -> bool:
+        """Under a convergence budget, load the best-validation weights into the model (True if it did)."""
+        if self.cfg.patience == 0 or self.best_model is None:
+            return False
+        self.model.load_state_dict(self.best_model)
+        return True
+
+    def stopping_metrics(self) -> dict[str, float]:
+        """`converged` (1: stopped by patience, 0: by the step cap or max_time_s), `best_step` (the
+        step of the best val_loss; test metrics come from it under a convergence budget), and
+        `epochs` (passes over the training data in the steps taken)."""
+        return {"converged": float(self.stopping.stopped), "best_step": float(self.stopping.best_step),
+                "epochs": self.step / self.batches_per_epoch}
 
     def _log(self, metrics: dict[str, float], step: int) -> None:
         if self.sink is not None:

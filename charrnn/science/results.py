@@ -27,6 +27,7 @@ from charrnn.tracking.store import StoredRun, Tracker, store_exists, tracking_ur
 
 CURVE_METRICS = registry.curve_metrics()
 JUDGED_PREFIXES = ("final_", "baseline_")   # final metrics, and the trivial baselines of the learning check
+RUN_SUMMARY = ("train_time_s", "converged", "best_step", "epochs")   # how long it trained and why it stopped
 ID_COLUMNS = ["run_id", "run_name", "variant", "identity", "status", "failure", "seed"]
 INFO_COLUMNS = ["param_count", "duration_s", "start_time", "end_time", "last_heartbeat", "grid", "profile",
                 "resumed_from_step", "parent_run_id"]
@@ -72,7 +73,7 @@ def _row(run: StoredRun) -> dict[str, Any]:
     row: dict[str, Any] = {
         **_identity(run), "identity": run.identity, "status": run.status,
         "failure": run.tags.get(FAILURE_TAG),
-        **{k: v for k, v in sorted(run.metrics.items()) if k.startswith(JUDGED_PREFIXES) or k == "train_time_s"},
+        **{k: v for k, v in sorted(run.metrics.items()) if k.startswith(JUDGED_PREFIXES) or k in RUN_SUMMARY},
         "param_count": _int(run.params.get("param_count")),
         "duration_s": (end - run.start_time) / 1000 if end else None,
         "start_time": pd.Timestamp(run.start_time, unit="ms", tz="UTC"),
@@ -113,7 +114,7 @@ def runs_frame(experiment: str, tracker: Tracker | None = None) -> pd.DataFrame:
     axes = list(dict.fromkeys(key for r in runs for key in _varied(r)))
     if frame.empty:
         frame = pd.DataFrame(columns=ID_COLUMNS + INFO_COLUMNS + list(FIELDS))
-    metrics = sorted(c for c in frame.columns if c.startswith(JUDGED_PREFIXES) or c == "train_time_s")
+    metrics = sorted(c for c in frame.columns if c.startswith(JUDGED_PREFIXES) or c in RUN_SUMMARY)
     ordered = ID_COLUMNS + axes + metrics + INFO_COLUMNS
     frame = frame[ordered + [c for c in frame.columns if c not in ordered]]
     duplicates = finished_duplicates(frame)
