@@ -70,18 +70,19 @@ def window_view(v: Verdict, exp: ExperimentData, runs: pd.DataFrame, axes: list[
     s = claimed_sign(v.claim)
     low, high = sorted((s * found.low, s * found.high))
     return {"window_low": num(low), "window_high": num(high), "dominant_uncertainty": which,
-            "window_shown": window_text(v, found, which, (seed_high - seed_low) / 2)}
+            "window_shown": window_text(v, found, which, (low, high), (seed_high - seed_low) / 2)}
 
 
-def window_text(v: Verdict, found: WindowInterval, which: str, seed_half: float) -> str:
-    """The page's line on test-set uncertainty ("" for metrics not scored on test windows)."""
+def window_text(v: Verdict, found: WindowInterval, which: str, directed: tuple[float, float],
+                seed_half: float) -> str:
+    """The page's line on test-set uncertainty ("" for metrics not scored on test windows);
+    `directed`: the window interval in the claimed direction."""
     metric = v.claim.metric
     if which == NOT_APPLICABLE:
         return ""
     if which == NOT_RECORDED:
         return "not recorded (a judged run logged no per-window test scores)"
-    s = claimed_sign(v.claim)
-    shown = fmt.interval(*sorted((s * found.low, s * found.high)), metric)
+    shown = fmt.interval(*directed, metric)
     dominates = {SEEDS: "the seeds dominate", WINDOWS: "the test windows dominate"}.get(which, which)
     return (f"{shown} ({100 * (1 - v.alpha):.3g} % bootstrap over {found.n_windows} test windows, resampled "
             f"jointly for every run, the trained models held fixed); half-width "
