@@ -14,7 +14,9 @@ resampled test set, as it sees the same real one. The replicate's effect is the 
 estimate — per seed the mean of the value − baseline differences (or value − reference), then the
 mean over seeds — so the percentile interval of the replicates reflects test-set sampling alone,
 with the trained models held fixed. `dominant` says which half-width is larger: the seed
-interval's ("seeds") or the window interval's ("test windows").
+interval's ("seeds") or the window interval's ("test windows"). Windows are treated as independent
+draws from the text: overlapping windows (a test split shorter than eval_batches × batch_size ×
+seq_len) are correlated and make the interval too narrow.
 
 Arrays in, intervals out; numpy only (no torch, no MLflow). The report reads the artifacts.
 """
@@ -33,7 +35,9 @@ from charrnn.science.verdicts import arms, scoped
 N_BOOT = 4000
 BOOT_SEED = 0
 SEEDS, WINDOWS = "seeds", "test windows"
-NEITHER = "neither (both intervals have zero width)"
+# zero width: every window and seed scores alike (e.g. 100 % exact match), where resampling sees no
+# test-set uncertainty although a finite test set has some (an exact binomial bound shows it)
+NEITHER = "neither (zero width: every seed and test window scores alike)"
 NOT_RECORDED = "not recorded"          # a judged run lacks its window sums (a store older than them)
 NOT_APPLICABLE = "not applicable"      # the claim's metric is not a mean over test windows
 NO_SEED_INTERVAL = "no seed interval"
