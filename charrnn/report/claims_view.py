@@ -82,7 +82,7 @@ def window_text(v: Verdict, found: WindowInterval, which: str, directed: tuple[f
         return ""
     if which == NOT_RECORDED:
         return "not recorded (a judged run logged no per-window test scores)"
-    shown = fmt.interval(*directed, metric) + (" beyond the reference" if v.claim.against_reference else "")
+    shown = fmt.interval(*directed, metric) + (" from the reference" if v.claim.against_reference else "")
     dominates = {SEEDS: "the seeds dominate", WINDOWS: "the test windows dominate"}.get(which, which)
     return (f"{shown} ({100 * (1 - v.alpha):.3g} % bootstrap over {found.n_windows} test windows, resampled "
             f"jointly for every run, the trained models held fixed); half-width "
