@@ -13,6 +13,7 @@ ROLE_TAG = TAG_PREFIX + "role"                 # grid (an invocation's parent ru
 GRID_ROLE, RUN_ROLE = "grid", "run"
 PARENT_TAG = "mlflow.parentRunId"
 GRID_ARTIFACT = "grid.yaml"                    # the grid file, logged on every invocation's parent run
+TEST_WINDOWS_ARTIFACT = "test_windows.json"    # a run's per-test-window sums (run.train.WindowRecord)
 SEQUENTIAL_PREFIX = TAG_PREFIX + "sequential."  # + seeds_used, looks_planned, look, stop_reason, alpha_per_look
 # MLflow's own source tags (the UI links a run to its commit); equal to mlflow.utils.mlflow_tags'.
 SOURCE_TYPE_TAG, SOURCE_NAME_TAG = "mlflow.source.type", "mlflow.source.name"

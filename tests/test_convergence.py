@@ -11,7 +11,7 @@ from charrnn.config import ConfigError, make_config
 from charrnn.run.convergence import EarlyStopping
 from charrnn.run.train import Trainer
 from charrnn.science.results import runs_frame
-from charrnn.tracking import Tracker
+from charrnn.tracking.store import Tracker
 
 
 def stop_step(curve, patience, min_improvement=0.0, every=10):

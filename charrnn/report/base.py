@@ -20,6 +20,7 @@ from charrnn import registry
 from charrnn.paths import write_atomic
 from charrnn.science.claims import Claim
 from charrnn.science.verdict_table import ROW_COLUMNS
+from charrnn.science.window_uncertainty import COLUMNS as WINDOW_COLUMNS   # interval over test windows
 from charrnn.tags import SPEED_TAG
 from charrnn.paths import reports_dir  # noqa: F401 (re-exported: the report's output directory)
 
@@ -51,7 +52,7 @@ _FIRST_COLUMNS = ["experiment", "claim", "metric", "effect", "sd", "n", "low", "
                   "p_adjusted"]
 # then the rest of verdict_table.ROW_COLUMNS (tests, regime, learned, stable, preregistered, ...;
 # conventions in its docstring: `effect`, `low` and `high` are in the claimed direction)
-VERDICT_COLUMNS = _FIRST_COLUMNS + [c for c in ROW_COLUMNS if c not in _FIRST_COLUMNS]
+VERDICT_COLUMNS = _FIRST_COLUMNS + [c for c in ROW_COLUMNS if c not in _FIRST_COLUMNS] + WINDOW_COLUMNS
 
 ArtifactReader = Callable[[str, str], "str | None"]
 

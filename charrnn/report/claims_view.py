@@ -6,17 +6,23 @@ side), draws the forest plot and writes `verdicts.csv` next to it.
 """
 from __future__ import annotations
 
+import json
 import math
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
 from charrnn.grid.sequential import judged_seeds
 from charrnn.paths import write_atomic
 from charrnn.science.budget import with_stability
-from charrnn.science.verdict_table import EDITED, num, verdict_row, with_preregistration
+from charrnn.science.verdict_table import EDITED, claimed_sign, num, verdict_row, with_preregistration
+from charrnn.science.window_uncertainty import (NOT_APPLICABLE, NOT_RECORDED, SEEDS, WINDOWS, WindowInterval,
+                                                claim_window_interval, dominant)
+from charrnn.tags import TEST_WINDOWS_ARTIFACT
 from charrnn.science.verdicts import ALPHA, LABELS, Verdict, adjusted_label, holm_p, judge_claims
+from . import numbers as fmt
 from .base import VERDICT_COLUMNS, VERDICTS_CSV, ExperimentData
 
 RULES = [
@@ -32,12 +38,16 @@ RULES = [
 assert [label for label, _ in RULES] == list(LABELS)
 
 
+def judged(exp: ExperimentData, runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs the verdicts judge: sequential seeding's drawn seeds only."""
+    seeds = judged_seeds(exp.sequential)
+    return runs if seeds is None else runs[runs["seed"].astype(str).isin(seeds)]
+
+
 def experiment_verdicts(exp: ExperimentData, runs: pd.DataFrame, axes: list[str]) -> list[Verdict]:
     """`runs`: the page's runs, already the tuned selection when the grid tunes (`tuning.judged_runs`).
     Sequential seeding is judged on the seeds its looks drew, at its per-look α."""
-    seeds = judged_seeds(exp.sequential)
-    if seeds is not None:
-        runs = runs[runs["seed"].astype(str).isin(seeds)]
+    runs = judged(exp, runs)
     verdicts = with_stability(judge_claims(runs, exp.claims, axes, None, ALPHA, exp.looks), runs, exp.curves, axes)
     return verdicts if exp.preregistered is None else with_preregistration(verdicts, exp.preregistered)
 
@@ -50,6 +60,48 @@ def verdict_view(v: Verdict) -> dict[str, Any]:
     return {**verdict_row(v), "id": c.id, "claim": c.describe(), "difference": c.difference(),
             "pairing": c.pairing(), "effect_text": e.fmt(4), "mde_text": v.mde_text(),
             "edited": v.preregistration == EDITED}
+
+
+def window_view(v: Verdict, exp: ExperimentData, runs: pd.DataFrame, axes: list[str],
+                windows_of: Callable[[str], dict[str, Any] | None]) -> dict[str, Any]:
+    """The claim's interval over test windows beside its seed interval (`window_uncertainty`):
+    `window_low`/`window_high` in the claimed direction, `dominant_uncertainty`, and the page's line."""
+    found = claim_window_interval(judged(exp, runs), v.claim, axes, windows_of, 1 - v.alpha)
+    seed_low, seed_high = (v.effect.low, v.effect.high) if v.effect.has_ci else (math.nan, math.nan)
+    which = dominant(seed_low, seed_high, found)
+    s = claimed_sign(v.claim)
+    low, high = sorted((s * found.low, s * found.high))
+    return {"window_low": num(low), "window_high": num(high), "dominant_uncertainty": which,
+            "window_shown": window_text(v, found, which, (low, high), (seed_high - seed_low) / 2)}
+
+
+def window_text(v: Verdict, found: WindowInterval, which: str, directed: tuple[float, float],
+                seed_half: float) -> str:
+    """The page's line on test-set uncertainty ("" for metrics not scored on test windows);
+    `directed`: the window interval in the claimed direction."""
+    metric = v.claim.metric
+    if which == NOT_APPLICABLE:
+        return ""
+    if which == NOT_RECORDED:
+        return "not recorded (a judged run logged no per-window test scores)"
+    shown = fmt.interval(*directed, metric) + (" from the reference" if v.claim.against_reference else "")
+    dominates = {SEEDS: "the seeds dominate", WINDOWS: "the test windows dominate"}.get(which, which)
+    return (f"{shown} ({100 * (1 - v.alpha):.3g} % bootstrap over {found.n_windows} test windows, resampled "
+            f"jointly for every run, the trained models held fixed); half-width "
+            f"{fmt.difference(found.half_width, metric)} against the seeds' {fmt.difference(seed_half, metric)}: "
+            f"{dominates}")
+
+
+def artifact_windows(exp: ExperimentData) -> Callable[[str], dict[str, Any] | None]:
+    """run_id → its parsed `test_windows.json` (None when the run did not log one), read once per run."""
+    @lru_cache(maxsize=None)
+    def windows_of(run_id: str) -> dict[str, Any] | None:
+        text = exp.artifact(run_id, TEST_WINDOWS_ARTIFACT)
+        try:
+            return json.loads(text) if text else None
+        except json.JSONDecodeError:
+            return None
+    return windows_of
 
 
 def one_line(views: list[dict[str, Any]], best: tuple[str, Any] | None, metric: str) -> str:

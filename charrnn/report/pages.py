@@ -21,7 +21,8 @@ from . import figures as rf
 from .base import (FINAL_METRICS, INDEX_MANIFEST, OPEN_DETAILS, ExperimentData, Rendered, natural_key, now_text,
                    render_template, report_filename)
 from .claim_display import claim_facts, display, forest_figures
-from .claims_view import RULES, experiment_verdicts, one_line, suite_rows, verdict_view, write_verdicts_csv
+from .claims_view import (RULES, artifact_windows, experiment_verdicts, one_line, suite_rows, verdict_view,
+                          window_view, write_verdicts_csv)
 from .budget_view import budget_sections
 from .sweep import speed_sweep
 from .details import detail_sections, failed_runs, heat_variants, provenance, unfinished_runs
@@ -38,7 +39,9 @@ def build_context(exp: ExperimentData) -> dict[str, Any]:
     claim = next((c for c in exp.claims if c.column == metric), None)
     higher = claim.higher_is_better if claim else registry.higher_is_better(metric)
     colors = rf.variant_colors(variants)
-    views = [display({**verdict_view(v), **claim_facts(v.claim)}) for v in experiment_verdicts(exp, runs, axes)]
+    windows_of = artifact_windows(exp)
+    views = [display({**verdict_view(v), **claim_facts(v.claim), **window_view(v, exp, runs, axes, windows_of)})
+             for v in experiment_verdicts(exp, runs, axes)]
     metrics = [metric] + [m for m in FINAL_METRICS if m in runs and m != metric]
     st = RunStats(runs)
     heat_for = heat_variants(variants, exp.claims, st, metric, higher)

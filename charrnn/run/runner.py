@@ -18,7 +18,7 @@ import torch
 from charrnn import provenance
 from charrnn.config import TrainConfig
 from charrnn.run.sample import generate, predictions
-from charrnn.tags import IDENTITY_TAG, RESUMED_TAG, STEP_GRAPH_TAG, TAG_PREFIX
+from charrnn.tags import IDENTITY_TAG, RESUMED_TAG, STEP_GRAPH_TAG, TAG_PREFIX, TEST_WINDOWS_ARTIFACT
 from charrnn.run.train import CHECKPOINT_NAME, Diverged, Trainer
 
 if TYPE_CHECKING:  # MLflow stays out of processes that only train (Ray workers)
@@ -87,8 +87,10 @@ def run_params(trainer: Trainer) -> dict[str, Any]:
 
 
 def _log_outputs(run: RunSink, trainer: Trainer) -> None:
-    """Sample text and the teacher-forced vs free-running record, for the report."""
+    """Sample text, the teacher-forced vs free-running record and the per-test-window sums, for the report."""
     cfg = trainer.cfg
+    if trainer.test_windows is not None:
+        run.log_json(trainer.test_windows, TEST_WINDOWS_ARTIFACT)
     text = generate(trainer.model, trainer.task.vocab, trainer.task.sample_prime(),
                     cfg.sample_length, cfg.sample_temperature, seed=cfg.seed)
     run.log_text(text, "samples/sample.txt")

@@ -105,6 +105,33 @@ def batch_to(batch: Batch, device: torch.device) -> Batch:
                  batch.mask.to(device, non_blocking=True))
 
 
+class WindowRecord:
+    """Per test window: loss sum (nats), scored tokens, correct tokens, exact matches and rows with a
+    target, the sums the test metrics are means of, for an interval over test windows
+    (`charrnn.science.window_uncertainty`).
+    A window is one row of one batch; when rows carry their state batch to batch (eval_mode=stateful
+    or an epoch_* protocol) it is the whole track, row b of every batch, as its parts are not
+    scored independently."""
+
+    def __init__(self) -> None:
+        self.rows: list[torch.Tensor] = []   # per batch: (B, 5) loss_sum, tokens, correct, exact, rows
+        self.carried = False
+
+    def add(self, logits: torch.Tensor, batch: Batch, hit: torch.Tensor, has_target: torch.Tensor) -> None:
+        losses = F.cross_entropy(logits.flatten(0, 1).float(), batch.y.flatten(), reduction="none")  # (B*T,)
+        mask = batch.mask.to(losses.dtype)                                                            # (B, T)
+        loss_sum = (losses.view_as(mask) * mask).sum(dim=1, dtype=torch.float64)                      # (B,)
+        exact = (hit.all(dim=1) & has_target).double()                                                # (B,)
+        self.rows.append(torch.stack([loss_sum, mask.sum(1).double(), (hit & batch.mask).sum(1).double(),
+                                      exact, has_target.double()], dim=1).cpu())                      # (B, 5)
+
+    def as_json(self) -> dict[str, Any]:
+        table = torch.stack(self.rows) if self.rows else torch.zeros(0, 0, 5, dtype=torch.float64)  # (N, B, 5)
+        table = table.sum(0) if self.carried else table.flatten(0, 1)                               # (W, 5)
+        names = ("loss_sum", "tokens", "correct", "exact", "rows")
+        return {"unit": "track" if self.carried else "row", **{n: table[:, i].tolist() for i, n in enumerate(names)}}
+
+
 class Trainer:
     """Owns model, optimiser and data for one config; `fit()` runs the loop."""
 
@@ -133,6 +160,7 @@ class Trainer:
         self.train_time_s = 0.0  # seconds in the training loop so far, across resumes (max_time_s)
         self.stopping = EarlyStopping(cfg.patience, cfg.min_improvement)   # tracks the best val_loss always
         self.best_model: dict[str, torch.Tensor] | None = None   # weights of the best eval (patience > 0)
+        self.test_windows: dict[str, dict[str, Any]] | None = None   # per test window, after evaluate_test
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                          if cfg.dtype == "bf16" else nullcontext())
 
@@ -253,8 +281,11 @@ class Trainer:
         batch, epoch_* states carried batch to batch), equal to `test_*` for zero and learned."""
         if not self.test:
             return {}
-        plain = self.score(self.test, "test")
-        own = self.score(self.test, "test", own=True) if self.cfg.hidden_init in OWN_PROTOCOL else plain
+        plain_windows, own_windows = WindowRecord(), WindowRecord()
+        plain = self.score(self.test, "test", windows=plain_windows)
+        own, own_windows = (self.score(self.test, "test", own=True, windows=own_windows), own_windows) \
+            if self.cfg.hidden_init in OWN_PROTOCOL else (plain, plain_windows)
+        self.test_windows = {"test": plain_windows.as_json(), "test_own": own_windows.as_json()}
         return {**plain, **{k.replace("test_", "test_own_", 1): v for k, v in own.items()}}
 
     def baselines(self) -> dict[str, float]:
@@ -268,11 +299,12 @@ class Trainer:
 
     @torch.no_grad()
     def score(self, batches: list[Batch], prefix: str, stateful: bool | None = None,
-              own: bool = False) -> dict[str, float]:
+              own: bool = False, windows: WindowRecord | None = None) -> dict[str, float]:
         """Mean loss over `batches` (and accuracy / exact match where the task has them). Each batch
         starts from the learned h0 (if any) or zeros; when stateful (default: eval_mode=stateful)
         row b carries its state into the next batch, which continues it. `own`: the states the run
-        trained with instead (OWN_PROTOCOL: random h0 from a fixed stream; epoch_* carried)."""
+        trained with instead (OWN_PROTOCOL: random h0 from a fixed stream; epoch_* carried).
+        `windows`: also filled with each row's loss sum, token count, correct and exact match."""
         self.model.eval()
         mode = self.cfg.hidden_init if own else "zero"
         carry = (self.cfg.eval_mode == "stateful" if stateful is None else stateful) or mode.startswith("epoch_")
@@ -293,7 +325,11 @@ class Trainer:
             has_target = batch.mask.any(dim=1)
             exact += (hit.all(dim=1) & has_target).sum().item()
             rows += has_target.sum().item()
+            if windows is not None:
+                windows.add(logits, batch, hit, has_target)
         self.model.train()
+        if windows is not None:
+            windows.carried = carry
         metrics = {f"{prefix}_loss": loss_sum / max(counted, 1)}
         if self.task.has_accuracy:
             metrics[f"{prefix}_accuracy"] = correct / max(counted, 1)
