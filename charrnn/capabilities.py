@@ -29,7 +29,7 @@ from filelock import FileLock
 from torch import nn
 
 from charrnn import registry
-from charrnn.config import ConfigError, TrainConfig, check_backend_device, device_restriction, reference_backend
+from charrnn.config import ConfigError, TrainConfig, check_backend_device
 from charrnn.paths import results_dir
 from charrnn.rnn.cells import compile_fn, fused_module
 
@@ -118,19 +118,24 @@ def native_support() -> Support:
     return Support(True)
 
 
+def build_support(backend: str) -> Support:
+    """Can this machine build `backend` (its registry entry's `support` check; ok when it names none)?"""
+    check = registry.BACKENDS[backend].support if backend in registry.BACKENDS else ""
+    return registry.load(check)() if check else Support(True)
+
+
 def check_device_support(cfg: TrainConfig, device_type: str) -> None:
-    """`dtype=bf16` that this device cannot run, or `backend=loop_native` whose kernels cannot be
-    built here, is bad input. (torch.compile is not probed here: the probe costs 20-60 s of inductor
-    warm-up on a 2-core CPU; a compiled backend that cannot compile ends its run FAILED with the
-    compiler's error.)"""
-    if cfg.backend == "loop_native":
-        support = native_support()
-        if not support.ok:
-            raise ConfigError(f"backend={cfg.backend!r}: {support.reason}; valid here: any other backend "
-                              f"(e.g. loop_bptt, the same recurrence in Python)")
+    """`dtype=bf16` that this device cannot run, or a backend whose kernels cannot be built here
+    (`loop_native` without a compiler), is bad input. (torch.compile is not probed here: the probe
+    costs 20-60 s of inductor warm-up on a 2-core CPU; a compiled backend that cannot compile ends
+    its run FAILED with the compiler's error.)"""
+    support = build_support(cfg.backend)
+    if not support.ok:
+        usable = [b for b in registry.backends_for(cfg.cell) if b != cfg.backend and not registry.BACKENDS[b].support]
+        raise ConfigError(f"backend={cfg.backend!r}: {support.reason}; valid here: any other backend "
+                          f"(for cell={cfg.cell}: {', '.join(usable)})")
     if cfg.dtype == "bf16":   # auto: its reference must run (it is what the candidates are checked against)
-        backend = reference_backend(cfg.cell, cfg.input_combine, cfg.activation) \
-            if cfg.backend == registry.AUTO else cfg.backend
+        backend = registry.layer_backend(cfg.backend, cfg.cell, cfg.input_combine, cfg.activation)
         kernel = bf16_kernel(cfg.cell, backend)
         support = bf16_support(kernel, device_type)
         if not support.ok:
@@ -174,7 +179,6 @@ PROBE_ROUNDS = 5                    # timed paired rounds per candidate, after o
 MIN_ROUNDS = 2                      # ... or fewer, down to this, once the probe has run PROBE_BUDGET_S
 PROBE_BUDGET_S = 8.0
 PROBE_CACHE = "backend_probe.json"
-EQUIVALENCE_TOLERANCE = {"fp32": 1e-5, "bf16": 5e-2}   # max|got - ref| <= tol * max(1, max|ref|)
 
 
 @dataclass(frozen=True)
@@ -208,17 +212,16 @@ def _cpuinfo() -> list[str]:
 
 def candidates(cfg: TrainConfig, device_type: str) -> list[str]:
     """The backends `auto` may pick for `cfg` on this device, the reference first."""
-    reference = reference_backend(cfg.cell, cfg.input_combine, cfg.activation)
+    reference = registry.reference(cfg.cell, cfg.input_combine, cfg.activation)
     others = [b for b in registry.auto_candidates(cfg.cell) if b != reference
-              and not device_restriction(b, device_type)
-              and not (registry.BACKENDS[b].fused and reference != "fused")]
+              and not registry.BACKENDS[b].device_restriction(device_type)
+              and not (registry.BACKENDS[b].fused and not registry.BACKENDS[reference].fused)]
     return [reference] + others
 
 
 def _layer(backend: str, cfg: TrainConfig, device: torch.device, state: dict | None) -> nn.Module:
-    from charrnn.rnn.cells import make_layer
-
-    layer = make_layer(backend, cfg.cell, cfg.hidden_size, cfg.hidden_size, cfg.input_combine, cfg.activation)
+    factory = registry.BACKENDS[backend].factory()   # candidates run the layer: checked by the registry
+    layer = factory(cfg.cell, cfg.hidden_size, cfg.hidden_size, cfg.input_combine, cfg.activation)
     if state is not None:
         layer.load_state_dict(state)
     return layer.to(device)
@@ -286,8 +289,6 @@ def probe(cfg: TrainConfig, device_type: str) -> Choice:
 
 
 def _probe(cfg: TrainConfig, device: torch.device) -> Choice:
-    from charrnn.rnn.mincells import SCAN_TOLERANCE
-
     deadline = time.monotonic() + PROBE_BUDGET_S
     names = candidates(cfg, device.type)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
@@ -300,7 +301,7 @@ def _probe(cfg: TrainConfig, device: torch.device) -> Choice:
     for name in names[1:]:
         try:
             layer = _layer(name, cfg, device, state)
-            tol = (SCAN_TOLERANCE if name == "scan" else EQUIVALENCE_TOLERANCE)[cfg.dtype]
+            tol = registry.BACKENDS[name].tolerance(cfg.dtype)
             with _tf32_off():
                 got = _forward_backward(layer, x, autocast)
             why = _equivalence_error(got, want, tol)
