@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -319,20 +320,115 @@ def _probe(cfg: TrainConfig, device: torch.device) -> Choice:
     return Choice(best if ratios[best] <= 1 - AUTO_MARGIN else names[0], ratios, rejected)
 
 
+# The cache is data, not trust: each entry is checked against this schema and the registry before
+# use; whatever fails is probed again, with one line on stderr saying why.
+CACHE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": {                                  # machine_key → its entries
+        "type": "object",
+        "additionalProperties": {                              # probe_key → the Choice made there
+            "type": "object",
+            "required": ["backend", "ratios", "rejected"],
+            "additionalProperties": False,
+            "properties": {
+                "backend": {"type": "string"},
+                "ratios": {"type": "object", "additionalProperties": {"type": "number"}},
+                "rejected": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def read_cache(path: Path) -> tuple[dict, str]:
+    """The cache's entries, and why it was unusable ("" when it was fine or missing): a file that
+    does not parse or does not fit CACHE_SCHEMA counts as empty."""
+    import jsonschema
+
+    if not path.exists():
+        return {}, ""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        jsonschema.validate(entries, CACHE_SCHEMA)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {}, f"unreadable ({_first_line(exc)})"
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "top level"
+        return {}, f"does not fit its schema at {where} ({exc.message[:120]})"
+    return entries, ""
+
+
+def cached_choice_problem(found: dict, cfg: TrainConfig, device_type: str) -> str:
+    """Why a cached entry cannot stand for `cfg` here ("" when it can): a backend the registry lacks,
+    one that does not run the config or this device, or one its own `rejected` list rejects."""
+    name = found["backend"]
+    if name not in registry.BACKENDS:
+        return f"no such backend; valid: {', '.join(registry.BACKENDS)}"
+    if name not in candidates(cfg, device_type):
+        return f"not a candidate for this config on {device_type}; valid: {', '.join(candidates(cfg, device_type))}"
+    if name in found["rejected"]:
+        return f"rejected by its own entry ({found['rejected'][name][:120]})"
+    return ""
+
+
+_checked: dict[tuple[str, str, str], str] = {}   # (machine, probe key, backend) → why not equivalent ("" ok)
+
+
+def equivalence_problem(cfg: TrainConfig, device_type: str, name: str) -> str:
+    """One small forward + backward of backend `name` on its reference's weights, once per process
+    and shape: "" when outputs and gradients match within its tolerance, else why not."""
+    key = (machine_key(device_type), probe_key(cfg, device_type), name)
+    if key not in _checked:
+        _checked[key] = _check_equivalence(cfg, torch.device(device_type), name)
+    return _checked[key]
+
+
+def _check_equivalence(cfg: TrainConfig, device: torch.device, name: str) -> str:
+    reference = registry.reference(cfg.cell, cfg.input_combine, cfg.activation)
+    if name == reference:
+        return ""
+    small = dataclasses.replace(cfg, batch_size=min(cfg.batch_size, 4), seq_len=min(cfg.seq_len, 16))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            ref = _layer(reference, small, device, None)
+            x = torch.randn(small.batch_size, small.seq_len, small.hidden_size).to(device)   # (B, T, H)
+            layer = _layer(name, small, device, ref.state_dict())
+        with _tf32_off():
+            want, got = _forward_backward(ref, x, autocast), _forward_backward(layer, x, autocast)
+    except Exception as exc:
+        return _first_line(exc)
+    why = _equivalence_error(got, want, registry.BACKENDS[name].tolerance(cfg.dtype))
+    return f"not equivalent to {reference}: {why}" if why else ""
+
+
+def _say(message: str) -> None:
+    print(f"charrnn: {message}", file=sys.stderr, flush=True)
+
+
 def resolve_backend(cfg: TrainConfig, device_type: str) -> Choice:
-    """The backend `auto` means for `cfg` here: the cached choice, else a fresh probe (cached).
-    A concrete backend is returned as it is."""
+    """The backend `auto` means for `cfg` here: the cached choice once it has passed its checks
+    (schema, registry, its own entry, and equivalence with the reference on the reference's
+    weights), else a fresh probe (cached). A concrete backend is returned as it is."""
     if cfg.backend != registry.AUTO:
         return Choice(cfg.backend, {}, {})
     cache = results_dir() / PROBE_CACHE
     machine, key = machine_key(device_type), probe_key(cfg, device_type)
     cache.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache) + ".lock"):   # one probe per key, even with workers starting together
-        entries = json.loads(cache.read_text()) if cache.exists() else {}
+        entries, unusable = read_cache(cache)
+        if unusable:
+            _say(f"{cache}: {unusable}; probing again")
         found = entries.get(machine, {}).get(key)
         if found is not None:
-            return Choice(**found)
+            problem = cached_choice_problem(found, cfg, device_type) \
+                or equivalence_problem(cfg, device_type, found["backend"])
+            if not problem:
+                return Choice(**found)
+            _say(f"{cache}: entry {key!r} names backend {found['backend']!r}: {problem}; probing again")
         choice = probe(cfg, device_type)
+        _checked[(machine, key, choice.backend)] = ""   # the probe checked it on the reference's weights
         entries.setdefault(machine, {})[key] = dataclasses.asdict(choice)
         tmp = cache.with_suffix(".tmp")
         tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
