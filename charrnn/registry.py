@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-Entry = TypeVar("Entry", "Cell", "Backend")
+Entry = TypeVar("Entry", "Cell", "Backend", "TaskEntry")
 
 
 @dataclass(frozen=True)
@@ -187,15 +187,31 @@ DEFAULT = REFERENCES[0]   # TrainConfig's default backend
 # device and dtype on this machine (capabilities.resolve_backend); not a kernel of its own.
 AUTO = "auto"
 
-TASKS: dict[str, str] = {
-    "tinyshakespeare": "character LM on the tiny-shakespeare corpus (shipped)",
-    "nietzsche": "character LM on the Nietzsche corpus (shipped)",
-    "names": "one name per sequence (shipped names list), generation",
-    "arithmetic": "grade-school arithmetic strings, answer digits scored",
-    "bitflip": "flip every bit of an N-bit integer, sequence to sequence",
-    "text": "character LM on any UTF-8 file (path=FILE)",
-}
-STREAM_TASKS = ("tinyshakespeare", "nietzsche", "text")  # one contiguous text per split (eval_mode=stateful)
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """A training task. `build`: its class (`"module:object"`, called as `build(cfg)`, a
+    `tasks.base.Task`); `stream`: one contiguous text per split, so eval_mode=stateful can carry a
+    state along it (False: independent examples)."""
+
+    name: str
+    summary: str
+    build: str
+    stream: bool = False
+
+
+_STREAM = "charrnn.tasks.stream:StreamTask"
+TASKS = _by_name(
+    TaskEntry("tinyshakespeare", "character LM on the tiny-shakespeare corpus (shipped)", _STREAM, stream=True),
+    TaskEntry("nietzsche", "character LM on the Nietzsche corpus (shipped)", _STREAM, stream=True),
+    TaskEntry("names", "one name per sequence (shipped names list), generation", "charrnn.tasks.sequence:NamesTask"),
+    TaskEntry("arithmetic", "grade-school arithmetic strings, answer digits scored",
+              "charrnn.tasks.sequence:ArithmeticTask"),
+    TaskEntry("bitflip", "flip every bit of an N-bit integer, sequence to sequence",
+              "charrnn.tasks.sequence:BitflipTask"),
+    TaskEntry("text", "character LM on any UTF-8 file (path=FILE)", _STREAM, stream=True),
+)
+STREAM_TASKS = tuple(t.name for t in TASKS.values() if t.stream)  # eval_mode=stateful runs on these
 # Config keys that only some tasks read; every other key applies to every task. A run logs as
 # params only the keys that apply to its task (no arith_* on a corpus).
 TASK_KEYS: dict[str, tuple[str, ...]] = {
