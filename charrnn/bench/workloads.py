@@ -371,7 +371,7 @@ def prepare(case: Case, device: torch.device, reset_compiled: bool = True) -> Pr
     """Build the workload, time its first call (compilation / graph capture happen there), assert
     equivalence with `fused`, and build the paired `fused` workload."""
     if reset_compiled and case.backend in COMPILING:
-        torch._dynamo.reset()  # each case pays, and reports, its own compilation
+        torch.compiler.reset()  # each case pays, and reports, its own compilation
     fused = reference_model(case)
     work = make_workload(case, device, fused)
     first_call_s = work.timed_call()

@@ -1,7 +1,7 @@
 """Nuisance tuning: per (variant, seed), the run whose tuned values did best on validation.
 
 A grid's `tune: {lr: [1e-3, 3e-3, 1e-2]}` trains every (variant, seed) once per combination of
-tuned values (`grid.Grid.tunings`). `select` keeps one run per (variant, seed): among its FINISHED
+tuned values (the grid expands them). `select` keeps one run per (variant, seed): among its FINISHED
 runs with a finite selection metric, the best on validation (`final_val_loss` by default).
 Claims then compare the selected runs, best against best, on test. Rules:
 

@@ -25,10 +25,10 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.file_utils import local_file_uri_to_path
-from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
-                                      MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
 
+from charrnn.tracking.mlflow_private import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
+                                             MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE,
+                                             local_file_uri_to_path)
 from charrnn.paths import NAME_RULE, results_dir, valid_name  # results_dir re-exported: the store lives under it
 from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS, CLAIM_TAG_PREFIX
 from charrnn.tags import (BOOKKEEPING_TAGS, FAILURE_TAG, HEARTBEAT_TAG, IDENTITY_TAG,  # noqa: F401
@@ -379,7 +379,7 @@ class RunHandle:
         if MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.is_set() and not MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get():
             return
         try:
-            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+            from charrnn.tracking.mlflow_private import SystemMetricsMonitor
             self._monitor = SystemMetricsMonitor(
                 self.run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, tracking_uri=uri)
             self._monitor.start()
