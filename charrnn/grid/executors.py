@@ -72,7 +72,13 @@ def unfinished(grid: Grid, specs: tuple[RunSpec, ...], tracker: Tracker | None) 
     pre-flight (and torch) is for these alone, and a rerun that trains nothing loads neither."""
     if tracker is None:
         return specs
-    finished = {run.identity for run in tracker.runs(grid.name, {ROLE_TAG: RUN_ROLE}) if run.status == "FINISHED"}
+    try:
+        stored = tracker.runs(grid.name, {ROLE_TAG: RUN_ROLE})
+    except Exception as exc:
+        if store_error(exc, tracker.uri) is None:
+            raise
+        return specs   # the store failed: the session reports it, with what was done so far
+    finished = {run.identity for run in stored if run.status == "FINISHED"}
     return tuple(spec for spec in specs if spec.identity not in finished)
 
 
