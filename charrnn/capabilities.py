@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from filelock import FileLock
 from torch import nn
 
 from charrnn import registry
-from charrnn.config import ConfigError, TrainConfig, check_backend_device, device_restriction, reference_backend
+from charrnn.config import ConfigError, TrainConfig, check_backend_device
 from charrnn.paths import results_dir
 from charrnn.rnn.cells import compile_fn, fused_module
 
@@ -118,19 +119,24 @@ def native_support() -> Support:
     return Support(True)
 
 
+def build_support(backend: str) -> Support:
+    """Can this machine build `backend` (its registry entry's `support` check; ok when it names none)?"""
+    check = registry.BACKENDS[backend].support if backend in registry.BACKENDS else ""
+    return registry.load(check)() if check else Support(True)
+
+
 def check_device_support(cfg: TrainConfig, device_type: str) -> None:
-    """`dtype=bf16` that this device cannot run, or `backend=loop_native` whose kernels cannot be
-    built here, is bad input. (torch.compile is not probed here: the probe costs 20-60 s of inductor
-    warm-up on a 2-core CPU; a compiled backend that cannot compile ends its run FAILED with the
-    compiler's error.)"""
-    if cfg.backend == "loop_native":
-        support = native_support()
-        if not support.ok:
-            raise ConfigError(f"backend={cfg.backend!r}: {support.reason}; valid here: any other backend "
-                              f"(e.g. loop_bptt, the same recurrence in Python)")
+    """`dtype=bf16` that this device cannot run, or a backend whose kernels cannot be built here
+    (`loop_native` without a compiler), is bad input. (torch.compile is not probed here: the probe
+    costs 20-60 s of inductor warm-up on a 2-core CPU; a compiled backend that cannot compile ends
+    its run FAILED with the compiler's error.)"""
+    support = build_support(cfg.backend)
+    if not support.ok:
+        usable = [b for b in registry.backends_for(cfg.cell) if b != cfg.backend and not registry.BACKENDS[b].support]
+        raise ConfigError(f"backend={cfg.backend!r}: {support.reason}; valid here: any other backend "
+                          f"(for cell={cfg.cell}: {', '.join(usable)})")
     if cfg.dtype == "bf16":   # auto: its reference must run (it is what the candidates are checked against)
-        backend = reference_backend(cfg.cell, cfg.input_combine, cfg.activation) \
-            if cfg.backend == registry.AUTO else cfg.backend
+        backend = registry.layer_backend(cfg.backend, cfg.cell, cfg.input_combine, cfg.activation)
         kernel = bf16_kernel(cfg.cell, backend)
         support = bf16_support(kernel, device_type)
         if not support.ok:
@@ -174,7 +180,6 @@ PROBE_ROUNDS = 5                    # timed paired rounds per candidate, after o
 MIN_ROUNDS = 2                      # ... or fewer, down to this, once the probe has run PROBE_BUDGET_S
 PROBE_BUDGET_S = 8.0
 PROBE_CACHE = "backend_probe.json"
-EQUIVALENCE_TOLERANCE = {"fp32": 1e-5, "bf16": 5e-2}   # max|got - ref| <= tol * max(1, max|ref|)
 
 
 @dataclass(frozen=True)
@@ -208,17 +213,16 @@ def _cpuinfo() -> list[str]:
 
 def candidates(cfg: TrainConfig, device_type: str) -> list[str]:
     """The backends `auto` may pick for `cfg` on this device, the reference first."""
-    reference = reference_backend(cfg.cell, cfg.input_combine, cfg.activation)
+    reference = registry.reference(cfg.cell, cfg.input_combine, cfg.activation)
     others = [b for b in registry.auto_candidates(cfg.cell) if b != reference
-              and not device_restriction(b, device_type)
-              and not (registry.BACKENDS[b].fused and reference != "fused")]
+              and not registry.BACKENDS[b].device_restriction(device_type)
+              and not (registry.BACKENDS[b].fused and not registry.BACKENDS[reference].fused)]
     return [reference] + others
 
 
 def _layer(backend: str, cfg: TrainConfig, device: torch.device, state: dict | None) -> nn.Module:
-    from charrnn.rnn.cells import make_layer
-
-    layer = make_layer(backend, cfg.cell, cfg.hidden_size, cfg.hidden_size, cfg.input_combine, cfg.activation)
+    factory = registry.BACKENDS[backend].factory()   # candidates run the layer: checked by the registry
+    layer = factory(cfg.cell, cfg.hidden_size, cfg.hidden_size, cfg.input_combine, cfg.activation)
     if state is not None:
         layer.load_state_dict(state)
     return layer.to(device)
@@ -286,8 +290,6 @@ def probe(cfg: TrainConfig, device_type: str) -> Choice:
 
 
 def _probe(cfg: TrainConfig, device: torch.device) -> Choice:
-    from charrnn.rnn.mincells import SCAN_TOLERANCE
-
     deadline = time.monotonic() + PROBE_BUDGET_S
     names = candidates(cfg, device.type)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
@@ -300,7 +302,7 @@ def _probe(cfg: TrainConfig, device: torch.device) -> Choice:
     for name in names[1:]:
         try:
             layer = _layer(name, cfg, device, state)
-            tol = (SCAN_TOLERANCE if name == "scan" else EQUIVALENCE_TOLERANCE)[cfg.dtype]
+            tol = registry.BACKENDS[name].tolerance(cfg.dtype)
             with _tf32_off():
                 got = _forward_backward(layer, x, autocast)
             why = _equivalence_error(got, want, tol)
@@ -318,20 +320,115 @@ def _probe(cfg: TrainConfig, device: torch.device) -> Choice:
     return Choice(best if ratios[best] <= 1 - AUTO_MARGIN else names[0], ratios, rejected)
 
 
+# The cache is data, not trust: each entry is checked against this schema and the registry before
+# use; whatever fails is probed again, with one line on stderr saying why.
+CACHE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": {                                  # machine_key → its entries
+        "type": "object",
+        "additionalProperties": {                              # probe_key → the Choice made there
+            "type": "object",
+            "required": ["backend", "ratios", "rejected"],
+            "additionalProperties": False,
+            "properties": {
+                "backend": {"type": "string"},
+                "ratios": {"type": "object", "additionalProperties": {"type": "number"}},
+                "rejected": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def read_cache(path: Path) -> tuple[dict, str]:
+    """The cache's entries, and why it was unusable ("" when it was fine or missing): a file that
+    does not parse or does not fit CACHE_SCHEMA counts as empty."""
+    import jsonschema
+
+    if not path.exists():
+        return {}, ""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        jsonschema.validate(entries, CACHE_SCHEMA)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {}, f"unreadable ({_first_line(exc)})"
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "top level"
+        return {}, f"does not fit its schema at {where} ({exc.message[:120]})"
+    return entries, ""
+
+
+def cached_choice_problem(found: dict, cfg: TrainConfig, device_type: str) -> str:
+    """Why a cached entry cannot stand for `cfg` here ("" when it can): a backend the registry lacks,
+    one that does not run the config or this device, or one its own `rejected` list rejects."""
+    name = found["backend"]
+    if name not in registry.BACKENDS:
+        return f"no such backend; valid: {', '.join(registry.BACKENDS)}"
+    if name not in candidates(cfg, device_type):
+        return f"not a candidate for this config on {device_type}; valid: {', '.join(candidates(cfg, device_type))}"
+    if name in found["rejected"]:
+        return f"rejected by its own entry ({found['rejected'][name][:120]})"
+    return ""
+
+
+_checked: dict[tuple[str, str, str], str] = {}   # (machine, probe key, backend) → why not equivalent ("" ok)
+
+
+def equivalence_problem(cfg: TrainConfig, device_type: str, name: str) -> str:
+    """One small forward + backward of backend `name` on its reference's weights, once per process
+    and shape: "" when outputs and gradients match within its tolerance, else why not."""
+    key = (machine_key(device_type), probe_key(cfg, device_type), name)
+    if key not in _checked:
+        _checked[key] = _check_equivalence(cfg, torch.device(device_type), name)
+    return _checked[key]
+
+
+def _check_equivalence(cfg: TrainConfig, device: torch.device, name: str) -> str:
+    reference = registry.reference(cfg.cell, cfg.input_combine, cfg.activation)
+    if name == reference:
+        return ""
+    small = dataclasses.replace(cfg, batch_size=min(cfg.batch_size, 4), seq_len=min(cfg.seq_len, 16))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            ref = _layer(reference, small, device, None)
+            x = torch.randn(small.batch_size, small.seq_len, small.hidden_size).to(device)   # (B, T, H)
+            layer = _layer(name, small, device, ref.state_dict())
+        with _tf32_off():
+            want, got = _forward_backward(ref, x, autocast), _forward_backward(layer, x, autocast)
+    except Exception as exc:
+        return _first_line(exc)
+    why = _equivalence_error(got, want, registry.BACKENDS[name].tolerance(cfg.dtype))
+    return f"not equivalent to {reference}: {why}" if why else ""
+
+
+def _say(message: str) -> None:
+    print(f"charrnn: {message}", file=sys.stderr, flush=True)
+
+
 def resolve_backend(cfg: TrainConfig, device_type: str) -> Choice:
-    """The backend `auto` means for `cfg` here: the cached choice, else a fresh probe (cached).
-    A concrete backend is returned as it is."""
+    """The backend `auto` means for `cfg` here: the cached choice once it has passed its checks
+    (schema, registry, its own entry, and equivalence with the reference on the reference's
+    weights), else a fresh probe (cached). A concrete backend is returned as it is."""
     if cfg.backend != registry.AUTO:
         return Choice(cfg.backend, {}, {})
     cache = results_dir() / PROBE_CACHE
     machine, key = machine_key(device_type), probe_key(cfg, device_type)
     cache.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache) + ".lock"):   # one probe per key, even with workers starting together
-        entries = json.loads(cache.read_text()) if cache.exists() else {}
+        entries, unusable = read_cache(cache)
+        if unusable:
+            _say(f"{cache}: {unusable}; probing again")
         found = entries.get(machine, {}).get(key)
         if found is not None:
-            return Choice(**found)
+            problem = cached_choice_problem(found, cfg, device_type) \
+                or equivalence_problem(cfg, device_type, found["backend"])
+            if not problem:
+                return Choice(**found)
+            _say(f"{cache}: entry {key!r} names backend {found['backend']!r}: {problem}; probing again")
         choice = probe(cfg, device_type)
+        _checked[(machine, key, choice.backend)] = ""   # the probe checked it on the reference's weights
         entries.setdefault(machine, {})[key] = dataclasses.asdict(choice)
         tmp = cache.with_suffix(".tmp")
         tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))

@@ -71,7 +71,7 @@ def _run_model(run_id: str):
     """(model, vocab, prime) of a run's last checkpoint."""
     from charrnn.run.checkpoint import read, rebuild
     from charrnn.tracking.store import Tracker, store_exists, tracking_uri
-    from charrnn.run.train import CHECKPOINT_NAME
+    from charrnn.run.outcome import CHECKPOINT_NAME
 
     if not store_exists():  # opening it would create an empty store
         raise UsageError(f"run_id={run_id!r}: no such run (no store at {tracking_uri(create=False)} yet); "

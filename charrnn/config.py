@@ -40,7 +40,7 @@ class TrainConfig:
     bitflip_bits: int = 8           # bitflip: width N of the integers
     # --- model ---
     cell: str = "gru"               # vanilla | gru | lstm | mingru | minlstm (registry.CELLS)
-    backend: str = "fused"          # fused (nn.RNN/GRU/LSTM, cuDNN on GPU) | loop (Python loop) | ... | scan
+    backend: str = registry.DEFAULT  # fused (nn.RNN/GRU/LSTM, cuDNN on GPU) | loop (Python loop) | ... | scan
                                     # (min cells) | auto (the fastest equivalent one on this machine, chosen
                                     # at train time); every backend and the cells it runs: registry.BACKENDS
     input_combine: str = "concat"   # vanilla only: add (project x, add to h, one hidden matrix) | concat
@@ -102,7 +102,7 @@ class TrainConfig:
         parts = [self.cell, f"h{self.hidden_size}", f"l{self.layers}"]
         if self.cell == "vanilla":
             parts.insert(1, self.input_combine)
-        if self.backend != "fused":
+        if self.backend != registry.DEFAULT:
             parts.append(self.backend)
         return "-".join(parts + [f"s{self.seed}"])
 
@@ -241,53 +241,20 @@ def is_finite_number(value: Any) -> bool:
 
 def check_layer(backend: str, cell: str, input_combine: str = "concat", activation: str = "tanh") -> None:
     """The one check of a recurrent layer's names: each a known choice, and a combination the backend
-    runs (its cells, and for vanilla its `concat_only` / `activations` in the registry)."""
+    runs (`registry.Backend.refusal`); `auto` chooses among the backends that run the layer."""
     for key, value in (("backend", backend), ("cell", cell), ("input_combine", input_combine),
                        ("activation", activation)):
         _check_value(key, value)
-    if backend == registry.AUTO:
-        return  # auto chooses among the backends that run this layer (capabilities.candidates)
-    spec = registry.BACKENDS[backend]
-    if cell not in spec.cells:
-        raise ConfigError(f"backend={backend!r}: does not run cell={cell}; valid backends for {cell}: "
-                          f"{', '.join(registry.backends_for(cell))}")
-    if cell != "vanilla":
-        return  # input_combine and activation shape the vanilla cell only
-    if spec.concat_only and input_combine != "concat":
-        usable = ", ".join(b.name for b in registry.BACKENDS.values() if "vanilla" in b.cells and not b.concat_only)
-        raise ConfigError(f"input_combine={input_combine!r}: backend={backend} runs only concat; valid with "
-                          f"backend={backend}: concat (backends that run {input_combine}: {usable})")
-    if spec.activations is not None and activation not in spec.activations:
-        usable = ", ".join(b.name for b in registry.BACKENDS.values()
-                           if "vanilla" in b.cells and activation in (b.activations or (activation,)))
-        raise ConfigError(f"activation={activation!r}: backend={backend} supports only "
-                          f"{', '.join(spec.activations)}; valid with backend={backend}: "
-                          f"{', '.join(spec.activations)} (backends that run {activation}: {usable})")
-
-
-def reference_backend(cell: str, input_combine: str = "concat", activation: str = "tanh") -> str:
-    """What `auto` is checked against and falls back to: `fused` where nn.* runs the config, else `loop`."""
-    try:
-        check_layer("fused", cell, input_combine, activation)
-    except ConfigError:
-        return "loop"
-    return "fused"
-
-
-def device_restriction(backend: str, device: str) -> str:
-    """Why `backend` cannot run on `device` (a device type, e.g. `cpu`), or "" when it can."""
-    if backend in CUDA_ONLY and device != "cuda":
-        return CUDA_ONLY[backend]
-    if backend in CPU_ONLY and device != "cpu":
-        return CPU_ONLY[backend]
-    return ""
+    refusal = "" if backend == registry.AUTO else registry.BACKENDS[backend].refusal(cell, input_combine, activation)
+    if refusal:
+        raise ConfigError(refusal)
 
 
 def check_backend_device(backend: str, device: str) -> None:
     """A backend on a device it cannot run on (`device` as resolved, e.g. `cpu`) is bad input."""
-    reason = device_restriction(backend, device)
+    reason = registry.BACKENDS[backend].device_restriction(device) if backend in registry.BACKENDS else ""
     if reason:
-        usable = ", ".join(b for b in CHOICES["backend"] if not device_restriction(b, device))
+        usable = ", ".join(b.name for b in registry.BACKENDS.values() if not b.device_restriction(device))
         raise ConfigError(f"backend={backend!r}: {reason}; device is {device}; valid on {device}: {usable}")
 
 

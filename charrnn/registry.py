@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-Entry = TypeVar("Entry", "Cell", "Backend")
+Entry = TypeVar("Entry", "Cell", "Backend", "TaskEntry")
 
 
 @dataclass(frozen=True)
@@ -32,14 +32,27 @@ class Cell:
     fused: str = ""
 
 
+# Equivalence with the reference on copied weights, per output / gradient tensor:
+#     max |got - ref| <= tol * max(1, max |ref|)
+# an absolute tolerance for O(1) tensors, a relative one for large weight gradients (sums of B*T
+# products). fp32 (TF32 off): 1e-5; bf16 (autocast) rounds every op to 8 mantissa bits: 5e-2.
+TOLERANCE: tuple[tuple[str, float], ...] = (("fp32", 1e-5), ("bf16", 5e-2))
+
+
 @dataclass(frozen=True)
 class Backend:
-    """How a recurrent layer is computed. `layer`: its layer factory (`"module:object"`, called as
-    `factory(cell, input_size, hidden_size, input_combine, activation)`); `cells`: the cells it
-    runs; `cuda_only`: why it needs CUDA ("" if it does not); `cpu_only`: why it runs only on the
-    CPU; `compiles`: its first call compiles, builds or captures (benchmarks warm it apart);
-    `fused`: a vendor module (nn.RNN/GRU/LSTM), the reference the custom paths are checked against.
-    Vanilla options it cannot run: `concat_only` (no input_combine=add), `activations` (None: all)."""
+    """How a recurrent layer is computed, and everything decided about it.
+
+    `layer`: its layer factory (`"module:object"`, called as `factory(cell, input_size, hidden_size,
+    input_combine, activation)`); `cells`: the cells it runs; `cuda_only`: why it needs CUDA ("" if
+    it does not); `cpu_only`: why it runs only on the CPU; `compiles`: its first call compiles,
+    builds or captures (benchmarks warm it apart); `fused`: a vendor module (nn.RNN/GRU/LSTM), the
+    reference the custom paths are checked against; `cudnn`: a fused backend with cuDNN on (False:
+    switched off). Vanilla options it cannot run: `concat_only` (no input_combine=add),
+    `activations` (None: all). `scan`: a parallel scan over time (False: a sequential loop over
+    steps). `tolerances`: (dtype, tol) of its equivalence with the reference (TOLERANCE). `support`:
+    `"module:function"` returning a `capabilities.Support` — can this machine build it — checked
+    before a run exists ("" when nothing needs building)."""
 
     name: str
     summary: str
@@ -49,9 +62,51 @@ class Backend:
     cpu_only: str = ""
     compiles: bool = False
     fused: bool = False
+    cudnn: bool = True
     concat_only: bool = False
     activations: tuple[str, ...] | None = None
     auto: bool = True   # `backend: auto` may pick it (False: its first call compiles for tens of seconds)
+    scan: bool = False
+    tolerances: tuple[tuple[str, float], ...] = TOLERANCE
+    support: str = ""
+
+    def factory(self) -> Any:
+        """Its layer factory, imported on first use."""
+        return load(self.layer)
+
+    def tolerance(self, dtype: str) -> float:
+        return dict(self.tolerances)[dtype]
+
+    def runs(self, cell: str, input_combine: str = "concat", activation: str = "tanh") -> bool:
+        return not self.refusal(cell, input_combine, activation)
+
+    def refusal(self, cell: str, input_combine: str = "concat", activation: str = "tanh") -> str:
+        """Why it cannot run this layer, as one line naming the key, value and valid choices ("" when it can).
+        `input_combine` and `activation` shape the vanilla cell only."""
+        if cell not in self.cells:
+            return (f"backend={self.name!r}: does not run cell={cell}; valid backends for {cell}: "
+                    f"{', '.join(backends_for(cell))}")
+        if cell != "vanilla":
+            return ""
+        if self.concat_only and input_combine != "concat":
+            usable = ", ".join(b.name for b in BACKENDS.values() if "vanilla" in b.cells and not b.concat_only)
+            return (f"input_combine={input_combine!r}: backend={self.name} runs only concat; valid with "
+                    f"backend={self.name}: concat (backends that run {input_combine}: {usable})")
+        if self.activations is not None and activation not in self.activations:
+            usable = ", ".join(b.name for b in BACKENDS.values()
+                               if "vanilla" in b.cells and activation in (b.activations or (activation,)))
+            return (f"activation={activation!r}: backend={self.name} supports only "
+                    f"{', '.join(self.activations)}; valid with backend={self.name}: "
+                    f"{', '.join(self.activations)} (backends that run {activation}: {usable})")
+        return ""
+
+    def device_restriction(self, device: str) -> str:
+        """Why it cannot run on `device` (a device type, e.g. `cpu`), or "" when it can."""
+        if self.cuda_only and device != "cuda":
+            return self.cuda_only
+        if self.cpu_only and device != "cpu":
+            return self.cpu_only
+        return ""
 
 
 @dataclass(frozen=True)
@@ -102,7 +157,7 @@ BACKENDS = _by_name(
     Backend("fused", "nn.RNN/GRU/LSTM (cuDNN on GPU, native/oneDNN on CPU), the reference",
             f"{_LAYERS}:fused_layer", fused=True, concat_only=True, activations=("tanh", "relu")),
     Backend("fused_nocudnn", "nn.* with cuDNN switched off (PyTorch's own CUDA kernels)",
-            f"{_LAYERS}:fused_nocudnn_layer", fused=True, concat_only=True, activations=("tanh", "relu"),
+            f"{_LAYERS}:fused_nocudnn_layer", fused=True, cudnn=False, concat_only=True, activations=("tanh", "relu"),
             cuda_only="cuDNN can only be switched off on CUDA (off CUDA this is `fused`)"),
     Backend("loop", "an eager Python loop; each step projects its input and its state",
             f"{_LAYERS}:loop_layer", cells=tuple(CELLS)),
@@ -114,27 +169,49 @@ BACKENDS = _by_name(
             "charrnn.rnn.loop_layers:BPTTRNNLayer", concat_only=True),
     Backend("loop_native", "loop_bptt's recurrence as C++ loops: per step one matmul and one fused gate kernel",
             "charrnn.rnn.loop_layers:NativeRNNLayer", cells=("gru", "lstm"), compiles=True,
-            cpu_only="its fused gate kernels are C++ for the CPU (on CUDA: loop_cudagraph)", concat_only=True),
+            cpu_only="its fused gate kernels are C++ for the CPU (on CUDA: loop_cudagraph)", concat_only=True,
+            support="charrnn.capabilities:native_support"),
     Backend("loop_bptt_compiled", "loop_bptt with compiled gate math", f"{_LAYERS}:loop_bptt_compiled_layer",
             compiles=True, concat_only=True, auto=False),
     Backend("loop_cudagraph", "loop_bptt captured as CUDA graphs", "charrnn.rnn.loop_layers:CudaGraphRNNLayer",
             compiles=True, cuda_only="CUDA graphs need a CUDA device", concat_only=True),
     Backend("scan", "log-space parallel scan over time (Heinsen 2023), chunked", "charrnn.rnn.mincells:scan_layer",
-            cells=("mingru", "minlstm")),
+            cells=("mingru", "minlstm"), scan=True,
+            tolerances=(("fp32", 1e-4), ("bf16", 5e-2))),   # chunked log-space sums: fp32 ~3e-5 at T=1024
 )
+# What the custom paths are checked against, and what `auto` falls back to: the first of these that
+# runs the layer (nn.* where it can, else the sequential loop, e.g. for the min cells nn.* lacks).
+REFERENCES = ("fused", "loop")
+DEFAULT = REFERENCES[0]   # TrainConfig's default backend
 # `backend: auto`: training picks the fastest backend that passed equivalence for the config's cell,
 # device and dtype on this machine (capabilities.resolve_backend); not a kernel of its own.
 AUTO = "auto"
 
-TASKS: dict[str, str] = {
-    "tinyshakespeare": "character LM on the tiny-shakespeare corpus (shipped)",
-    "nietzsche": "character LM on the Nietzsche corpus (shipped)",
-    "names": "one name per sequence (shipped names list), generation",
-    "arithmetic": "grade-school arithmetic strings, answer digits scored",
-    "bitflip": "flip every bit of an N-bit integer, sequence to sequence",
-    "text": "character LM on any UTF-8 file (path=FILE)",
-}
-STREAM_TASKS = ("tinyshakespeare", "nietzsche", "text")  # one contiguous text per split (eval_mode=stateful)
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """A training task. `build`: its class (`"module:object"`, called as `build(cfg)`, a
+    `tasks.base.Task`); `stream`: one contiguous text per split, so eval_mode=stateful can carry a
+    state along it (False: independent examples)."""
+
+    name: str
+    summary: str
+    build: str
+    stream: bool = False
+
+
+_STREAM = "charrnn.tasks.stream:StreamTask"
+TASKS = _by_name(
+    TaskEntry("tinyshakespeare", "character LM on the tiny-shakespeare corpus (shipped)", _STREAM, stream=True),
+    TaskEntry("nietzsche", "character LM on the Nietzsche corpus (shipped)", _STREAM, stream=True),
+    TaskEntry("names", "one name per sequence (shipped names list), generation", "charrnn.tasks.sequence:NamesTask"),
+    TaskEntry("arithmetic", "grade-school arithmetic strings, answer digits scored",
+              "charrnn.tasks.sequence:ArithmeticTask"),
+    TaskEntry("bitflip", "flip every bit of an N-bit integer, sequence to sequence",
+              "charrnn.tasks.sequence:BitflipTask"),
+    TaskEntry("text", "character LM on any UTF-8 file (path=FILE)", _STREAM, stream=True),
+)
+STREAM_TASKS = tuple(t.name for t in TASKS.values() if t.stream)  # eval_mode=stateful runs on these
 # Config keys that only some tasks read; every other key applies to every task. A run logs as
 # params only the keys that apply to its task (no arith_* on a corpus).
 TASK_KEYS: dict[str, tuple[str, ...]] = {
@@ -191,6 +268,17 @@ def load(ref: str) -> Any:
     """The object a `"module:object"` reference names, imported on first use."""
     module, _, name = ref.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def reference(cell: str, input_combine: str = "concat", activation: str = "tanh") -> str:
+    """The backend a layer of `cell` is checked against (see REFERENCES)."""
+    return next(name for name in REFERENCES if BACKENDS[name].runs(cell, input_combine, activation))
+
+
+def layer_backend(backend: str, cell: str, input_combine: str = "concat", activation: str = "tanh") -> str:
+    """The backend that builds a layer named `backend`: itself, or for `auto` (which training resolves
+    by probing, `capabilities.resolve_backend`) the reference, whose weights every candidate shares."""
+    return reference(cell, input_combine, activation) if backend == AUTO else backend
 
 
 def backend_names() -> tuple[str, ...]:

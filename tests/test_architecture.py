@@ -22,7 +22,7 @@ MODULES = {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
 TORCH_FREE = sorted(m for m in MODULES
                     if m.startswith(("charrnn.report", "charrnn.science")) or m == "charrnn.registry")
 # the modules of `charrnn.tracking` that import MLflow and that the store readers reach (the UI module aside)
-TRACKING_MLFLOW_MODULES = ["charrnn.tracking.run_handle", "charrnn.tracking.store"]
+TRACKING_MLFLOW_MODULES = ["charrnn.tracking.mlflow_private", "charrnn.tracking.run_handle", "charrnn.tracking.store"]
 STORE_READERS = {"charrnn.science.results", "charrnn.report.store", "charrnn.report.run"}
 
 

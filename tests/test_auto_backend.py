@@ -2,13 +2,14 @@
 cached per-machine probe with a margin, and the training step's graph plan."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 from grid_support import TINY_FIXED, empty_store_db, runs_of, store  # noqa: F401
 
-from charrnn import capabilities
+from charrnn import capabilities, registry
 from charrnn.capabilities import AUTO_MARGIN, PROBE_CACHE, candidates, probe, resolve_backend
 from charrnn.config import ConfigError, make_config
 from charrnn.rnn.models import CharRNN
@@ -61,7 +62,8 @@ def test_a_candidate_replaces_the_reference_only_beyond_the_margin(monkeypatch, 
 
 
 def test_a_candidate_that_is_not_equivalent_is_rejected_with_the_reason(monkeypatch):
-    monkeypatch.setitem(capabilities.EQUIVALENCE_TOLERANCE, "fp32", -1.0)   # nothing can pass
+    strict = dataclasses.replace(registry.BACKENDS["loop_premul"], tolerances=(("fp32", -1.0),))  # nothing passes
+    monkeypatch.setitem(registry.BACKENDS, "loop_premul", strict)
     monkeypatch.setattr(capabilities, "candidates", lambda cfg, device: ["fused", "loop_premul"])
     choice = probe(tiny(cell="gru"), "cpu")
     assert choice.backend == "fused" and "loop_premul" not in choice.ratios

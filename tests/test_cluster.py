@@ -91,7 +91,7 @@ def test_two_grid_drivers_and_four_ray_workers_on_one_server_train_each_spec_onc
 # The driver with one variant's worker sabotaged: __main__ functions reach Ray workers by value.
 FAULTY_DRIVER = """
 import os, signal, sys
-from charrnn.grid import executors, worker
+from charrnn.grid import worker
 from charrnn.cli import main
 
 def faulty_task(cfg, run_id, resume, queue, threads):
@@ -99,9 +99,10 @@ def faulty_task(cfg, run_id, resume, queue, threads):
         raise RuntimeError("injected failure in the gru worker")
     if cfg.cell == "lstm":
         os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
-    return worker.train_task(cfg, run_id, resume, queue, threads)
+    return train_task(cfg, run_id, resume, queue, threads)
 
-executors.train_task = faulty_task
+train_task = worker.train_task
+worker.train_task = faulty_task   # the executor imports it when it submits the first run
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -7,8 +7,9 @@ from importlib.resources import files
 import pytest
 import torch
 
+from charrnn import registry
 from charrnn.config import CHOICES, ConfigError, TrainConfig, make_config
-from charrnn.tasks.data import CORPORA, TASKS, ChecksumError, StreamTask, Vocab, fetch, make_task
+from charrnn.tasks.data import CORPORA, ChecksumError, StreamTask, Task, Vocab, fetch, make_task
 
 B, T = 8, 16
 ALL_TASKS = ("tinyshakespeare", "nietzsche", "names", "arithmetic", "bitflip")
@@ -29,8 +30,12 @@ def assert_batches_equal(a, b) -> None:
 
 # ----------------------------------------------------------------------------- registry, corpora, vocab
 
-def test_tasks_registry_keys_are_exactly_the_config_task_choices():
-    assert tuple(TASKS) == CHOICES["task"]
+def test_every_task_entry_names_its_task_class_and_the_names_are_the_config_choices():
+    assert tuple(registry.TASKS) == CHOICES["task"]
+    for entry in registry.TASKS.values():
+        cls = registry.load(entry.build)
+        assert issubclass(cls, Task) and entry.stream == issubclass(cls, StreamTask), entry.name
+    assert registry.STREAM_TASKS == ("tinyshakespeare", "nietzsche", "text")
 
 
 def test_unknown_task_raises_one_line_config_error_listing_choices():

@@ -239,7 +239,7 @@ def test_min_cell_bench_case_checks_against_loop_and_is_timed_against_nn_gru_at_
     from charrnn.bench import workloads
 
     case = bench_cases.Case("minlstm", "scan", 8, 2, 70)           # T = 70: two scan chunks of 64
-    assert bench_cases.reference_backend("minlstm") == "loop" and bench_cases.reference_backend("gru") == "fused"
+    assert registry.reference("minlstm") == "loop" and registry.reference("gru") == "fused"
     assert bench_cases.tolerance(case) == TOL["fp32"] > bench_cases.tolerance(bench_cases.Case("gru", "loop", 8, 2, 70))
     prep = workloads.prepare(case, torch.device("cpu"))       # raises EquivalenceError if scan != loop
     assert prep.paired.case == bench_cases.Case("gru", "fused", 8, 2, 70)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from charrnn.capabilities import compile_support, cxx_compiler
-from charrnn.config import CHOICES, ConfigError, device_restriction, make_config
+from charrnn.config import CHOICES, ConfigError, make_config
 from charrnn.registry import BACKENDS, CELLS, compiling_backends
 from charrnn.rnn.models import CharRNN, detach_hidden, param_count
 
@@ -21,10 +21,10 @@ FUSED_CASES = {
 
 # Every custom backend that runs on CPU; the compiled ones get one case each (compiling is slow).
 # (loop_native builds its C++ kernels once per machine, then runs like an eager loop.)
-EAGER_LOOPS = [b for b in CHOICES["backend"] if b.startswith("loop") and not device_restriction(b, "cpu")
+EAGER_LOOPS = [b for b in CHOICES["backend"] if b.startswith("loop") and not BACKENDS[b].device_restriction("cpu")
                and "compiled" not in b]
-COMPILED_LOOPS = [b for b in CHOICES["backend"] if b in compiling_backends() and not device_restriction(b, "cpu")
-                  and "compiled" in b]
+COMPILED_LOOPS = [b for b in CHOICES["backend"] if b in compiling_backends()
+                  and not BACKENDS[b].device_restriction("cpu") and "compiled" in b]
 NEEDS_COMPILER = pytest.mark.skipif(cxx_compiler() is None, reason="no C++ compiler on PATH")
 EAGER_CASES = [pytest.param(b, c, marks=NEEDS_COMPILER if b in compiling_backends() else ())
                for b in EAGER_LOOPS for c in FUSED_CASES if FUSED_CASES[c]["cell"] in BACKENDS[b].cells]

@@ -11,6 +11,7 @@ from grid_support import (TINY_FIXED, children, empty_store_db, grid_data, heavy
                           wait_for, write_grid)
 
 import charrnn.grid.executors as executors
+import charrnn.run.runner as runner
 from charrnn.cli import main
 from charrnn.grid.spec import load_grid
 from charrnn.grid.locks import FileLock, lock_path
@@ -138,7 +139,7 @@ class InterruptingRun:
 def interrupt_second_run(monkeypatch, method: str, nth: int) -> None:
     """Patch the executor so that its second run is interrupted after `nth` calls of `method`."""
     calls = []
-    original = executors.train_run
+    original = runner.train_run
 
     def train_run(cfg, run, resume=None, progress=True):
         calls.append(cfg)
@@ -146,7 +147,7 @@ def interrupt_second_run(monkeypatch, method: str, nth: int) -> None:
             run = InterruptingRun(run, method, nth)
         return original(cfg, run, resume, progress)
 
-    monkeypatch.setattr(executors, "train_run", train_run)
+    monkeypatch.setattr(runner, "train_run", train_run)   # the executor imports it when a run trains
 
 
 RESUME_GRID = {"axes": {"cell": ["vanilla", "gru"]}, "seeds": [0], "claims": None,

@@ -23,20 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from charrnn import registry
-from charrnn.rnn.mincells import SCAN_TOLERANCE
 
-REFERENCE = "fused"
+REFERENCE = registry.DEFAULT   # the vendor kernel every case is timed against
 COMPILING = registry.compiling_backends()  # first call compiles/captures: warmed and timed apart
 DIRECTIONS = ("fwd", "bwd", "fwd_bwd")
 # Passes over the weights per direction: forward 1 matmul per gate block, backward 2 (d input and
 # d weight), so fwd+bwd = 3x the forward (the usual 2/4/6 N FLOPs rule).
 PASSES = {"fwd": 1, "bwd": 2, "fwd_bwd": 3, "train_step": 3}
-# Equivalence with the reference on copied weights, per output / gradient tensor:
-#     max |a - b| <= tol * max(1, max |b|)
-# i.e. an absolute tolerance for O(1) tensors and a relative one for large weight gradients, which
-# sum B*T products and carry fp32 rounding in proportion to their size. fp32 (TF32 off): 1e-5.
-# bf16 (autocast) rounds every op to 8 mantissa bits: 5e-2. `scan`: mincells.SCAN_TOLERANCE.
-TOLERANCE = {"fp32": 1e-5, "bf16": 5e-2}
 
 
 def gates(cell: str) -> int:
@@ -153,14 +146,9 @@ def scan_cases(hidden: int, batch: int, seq_lens: tuple[int, ...], dtypes=("fp32
 SCAN_SEQ_LENS = (64, 256, 1024)
 
 
-def reference_backend(cell: str) -> str:
-    """What a case is checked against: `fused` (nn.*), or `loop` for a cell nn.* lacks (min cells)."""
-    return REFERENCE if cell in registry.BACKENDS[REFERENCE].cells else "loop"
-
-
 def tolerance(case: Case) -> float:
-    """TOLERANCE, or the log-space scan's own (mincells.SCAN_TOLERANCE) for `scan`."""
-    return (SCAN_TOLERANCE if case.backend == "scan" else TOLERANCE)[case.dtype]
+    """The case's equivalence tolerance with its reference: its backend's (`registry.Backend.tolerance`)."""
+    return registry.BACKENDS[case.backend].tolerance(case.dtype)
 
 
 def paired_case(case: Case) -> Case | None:

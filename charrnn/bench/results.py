@@ -13,9 +13,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from charrnn import registry
 from charrnn.config import CHOICES, ConfigError
 
-REFERENCE = "fused"
+REFERENCE = registry.DEFAULT
 SHAPE = ("cell", "hidden", "batch", "seq_len", "layers", "dtype", "direction")
 EXTRA_KEYS = {  # row field → extra_info keys tried in order (older files spell some differently)
     "cell": ("cell",), "backend": ("backend",), "hidden": ("hidden", "hidden_size"),
@@ -95,12 +96,18 @@ def vs_fused(row: dict) -> float | None:
     return 1 / row["speedup"] if row["speedup"] else None
 
 
+def is_fused(backend: str) -> bool:
+    """A vendor backend (nn.*), by its registry entry; a name the registry no longer has is not."""
+    entry = registry.BACKENDS.get(backend)
+    return entry is not None and entry.fused
+
+
 def best_custom(rows: list[dict]) -> dict[str, tuple[str, float]]:
     """Per shape: the fastest non-fused backend and its time / fused's (`vs_fused`)."""
     best: dict[str, tuple[str, float]] = {}
     for r in rows:
         ratio = vs_fused(r)
-        if str(r["backend"]).startswith("fused") or ratio is None:
+        if is_fused(r["backend"]) or ratio is None:
             continue
         if r["shape"] not in best or ratio < best[r["shape"]][1]:
             best[r["shape"]] = (r["backend"], ratio)

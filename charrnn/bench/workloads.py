@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from charrnn.capabilities import cxx_compiler
-from charrnn.bench.cases import COMPILING, Case, paired_case, reference_backend, tolerance
+from charrnn.bench.cases import COMPILING, Case, paired_case, tolerance
 from charrnn import registry
 from charrnn.rnn.cell_math import Hidden
 from charrnn.rnn.cells import fused_module, make_layer
-from charrnn.config import TrainConfig, device_restriction
+from charrnn.config import TrainConfig
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 TRAIN_VOCAB = 65  # tiny-shakespeare's vocabulary
@@ -57,7 +57,7 @@ def cpu_capability() -> str:
 
 def skip_reason(backend: str, device: torch.device) -> str | None:
     """Why `backend` cannot run on `device`, or None when it can."""
-    if reason := device_restriction(backend, device.type):
+    if reason := registry.BACKENDS[backend].device_restriction(device.type):
         return f"{backend}: {reason}; device is {device.type}"
     if backend in COMPILING and device.type == "cpu" and not cxx_compiler():
         return f"{backend}: building its CPU kernels needs a C++ compiler; none on PATH"
@@ -174,8 +174,9 @@ def _layer_slice(hidden: Hidden, i: int) -> Hidden:
 
 def build_layer_model(case: Case, fused: nn.RNNBase | None = None) -> nn.Module:
     """The timed module for a layer case; with `fused` given, loaded with its weights."""
-    if case.backend in ("fused", "fused_nocudnn"):
-        cls = fused_module(case.cell, cudnn=case.backend == "fused")
+    backend = registry.BACKENDS[case.backend]
+    if backend.fused:
+        cls = fused_module(case.cell, cudnn=backend.cudnn)
         model = cls(case.hidden, case.hidden, num_layers=case.layers, batch_first=True)
         if fused is not None:
             model.load_state_dict(fused.state_dict())
@@ -292,10 +293,10 @@ def make_workload(case: Case, device: torch.device, fused: nn.Module | None = No
 
 
 def reference_model(case: Case) -> nn.Module:
-    """A freshly initialised reference model for the case (CPU; `reference_backend`); its weights
+    """A freshly initialised reference model for the case (CPU; `registry.reference`); its weights
     are copied everywhere."""
     torch.manual_seed(0)
-    ref = dataclasses.replace(case, backend=reference_backend(case.cell))
+    ref = dataclasses.replace(case, backend=registry.reference(case.cell))
     if case.direction == "train_step":
         return build_train_model(ref)
     return build_layer_model(ref)
@@ -336,7 +337,7 @@ def _canonical(name: str) -> str:
 def assert_equivalent(case: Case, device: torch.device, fused: nn.Module) -> None:
     """Outputs and gradients of the case's backend equal its reference (`fused`, or `loop` for a min
     cell) on copied weights (see `tolerance`); raises EquivalenceError naming the first that differs."""
-    ref_case = dataclasses.replace(case, backend=reference_backend(case.cell))
+    ref_case = dataclasses.replace(case, backend=registry.reference(case.cell))
     ref = make_workload(ref_case, device, fused)
     got = make_workload(case, device, fused)
     expected = forward_backward(ref.model, ref.x, ref.h0, case, device)
@@ -370,7 +371,7 @@ def prepare(case: Case, device: torch.device, reset_compiled: bool = True) -> Pr
     """Build the workload, time its first call (compilation / graph capture happen there), assert
     equivalence with `fused`, and build the paired `fused` workload."""
     if reset_compiled and case.backend in COMPILING:
-        torch._dynamo.reset()  # each case pays, and reports, its own compilation
+        torch.compiler.reset()  # each case pays, and reports, its own compilation
     fused = reference_model(case)
     work = make_workload(case, device, fused)
     first_call_s = work.timed_call()
@@ -383,7 +384,7 @@ def prepare(case: Case, device: torch.device, reset_compiled: bool = True) -> Pr
             "compile_caches": os.environ.get("TORCHINDUCTOR_FORCE_DISABLE_CACHES") != "1",
             "compile_s": first_call_s if case.backend in COMPILING else 0.0,
             "tf32": False, "equivalence": f"max|err| <= {tolerance(case):g} max(1, max|ref|)",
-            "reference": reference_backend(case.cell), "paired_with": _paired_name(case, pair),
+            "reference": registry.reference(case.cell), "paired_with": _paired_name(case, pair),
             "loadavg_start": os.getloadavg()[0]}
     return Prepared(work, paired, info)
 

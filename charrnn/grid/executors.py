@@ -39,12 +39,10 @@ from charrnn.config import ConfigError
 from charrnn.grid.extend import edge_report, next_round
 from charrnn.grid.order import ordered
 from charrnn.grid.spec import Grid, GridError, RunSpec
-from charrnn.run.runner import train_run
 from charrnn.grid.session import GridSession, GridStopped, Job
-from charrnn.tags import NODE_LOST_TAG, TUNE_TRIED_TAG
+from charrnn.tags import NODE_LOST_TAG, ROLE_TAG, RUN_ROLE, TUNE_TRIED_TAG
 from charrnn.tracking.failures import store_error
-from charrnn.tracking.store import Tracker
-from charrnn.grid.worker import train_task
+from charrnn.tracking.store import Tracker, store_exists
 
 POLL_S = 0.2
 # A local Ray binds its node address, which Ray swaps from 127.0.0.1 to this machine's routable one
@@ -60,6 +58,8 @@ def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True
     so unusable data (a corpus shorter than seq_len, ...) is a bad-input error, not a failed run.
     With `local_devices` (runs train on this machine) a backend or dtype this machine cannot run is one too,
     and `backend: auto` is resolved here, one probe at a time, so the runs read the cached choice."""
+    if not specs:
+        return
     from charrnn.capabilities import check_device, resolve_backend
     from charrnn.tasks.data import make_task
 
@@ -74,6 +74,21 @@ def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True
             task.train_batch(0, cfg.batch_size, cfg.seq_len, cfg.seed, cfg.hidden_init.startswith("epoch_"))
         except ConfigError as err:
             raise GridError(f"{grid.path}: profile {spec.profile}, run {spec.run_name}: {err}") from None
+
+
+def unfinished(grid: Grid, specs: tuple[RunSpec, ...], tracker: Tracker | None) -> tuple[RunSpec, ...]:
+    """The specs with no FINISHED run in the store: every other one is skipped whatever happens, so
+    pre-flight (and torch) is for these alone, and a rerun that trains nothing loads neither."""
+    if tracker is None:
+        return specs
+    try:
+        stored = tracker.runs(grid.name, {ROLE_TAG: RUN_ROLE})
+    except Exception as exc:
+        if store_error(exc, tracker.uri) is None:
+            raise
+        return specs   # the store failed: the session reports it, with what was done so far
+    finished = {run.identity for run in stored if run.status == "FINISHED"}
+    return tuple(spec for spec in specs if spec.identity not in finished)
 
 
 class LocalExecutor:
@@ -102,6 +117,8 @@ class LocalExecutor:
     def _train(self, session: GridSession, job: Job | None) -> None:
         if job is None:
             return
+        from charrnn.run.runner import train_run   # torch and the training code load with the first run to train
+
         try:
             outcome = train_run(job.spec.config, job.run, job.resume, progress=self.progress)
         except Exception as exc:
@@ -219,6 +236,8 @@ class RayExecutor:
 def _remote(cpus: float, gpus: float) -> Any:
     """The Ray task that trains one run with these resources (and as many torch threads)."""
     import ray
+
+    from charrnn.grid.worker import train_task
 
     return ray.remote(train_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0, runtime_env=worker_env())
 
@@ -407,7 +426,9 @@ def run_grid(grid: Grid, profile: str, executor: str = "local", max_parallel: in
         raise ConfigError(f"--executor={executor!r}: unknown executor; valid choices: {', '.join(EXECUTORS)}")
     runner = EXECUTORS[executor](max_parallel=max_parallel, ray_address=ray_address, progress=progress,
                                  runs_per_gpu=runs_per_gpu)
-    preflight(grid, specs, local_devices=not getattr(runner, "address", None))  # a cluster's GPUs are its own
+    tracker = tracker or (Tracker() if store_exists() else None)
+    preflight(grid, unfinished(grid, specs, tracker),
+              local_devices=not getattr(runner, "address", None))  # a cluster's GPUs are its own
     with runner:
         session = GridSession(tracker or Tracker(), grid, profile, specs, executor, rerun_failed, progress)
         try:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from charrnn.config import ConfigError
 from charrnn.grid.spec import Grid, RunSpec
 from charrnn.grid.locks import FileLock, is_held, lock_path
-from charrnn.run.runner import ResumePoint, RunOutcome
+from charrnn.run.outcome import CHECKPOINT_NAME, ResumePoint, RunOutcome
 from charrnn.grid.order import execution_order
 from charrnn.tags import EXCLUSIVE, GRID_ARTIFACT, HEARTBEAT_TAG, IDENTITY_TAG, ROLE_TAG, SERIAL, SHARED
 from charrnn.tags import SPEED_TAG, TAG_PREFIX
@@ -41,7 +41,6 @@ from charrnn.paths import results_dir
 from charrnn.tracking.run_handle import RunHandle, now_ms
 from charrnn.tracking.store import StoredRun, Tracker
 from charrnn.grid.summary import grid_summary
-from charrnn.run.train import CHECKPOINT_NAME
 
 HOST = socket.gethostname()
 OWNER_HOST, OWNER_PID, INVOCATION = OWNER_HOST_TAG, OWNER_PID_TAG, INVOCATION_TAG

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from charrnn.config import TrainConfig
-from charrnn.run.runner import ResumePoint, RunOutcome, train_run
+from charrnn.run.outcome import ResumePoint, RunOutcome
+from charrnn.run.runner import train_run
 from charrnn.tags import NODE_TAG
 
 

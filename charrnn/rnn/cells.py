@@ -101,9 +101,9 @@ def make_layer(backend: str, cell: str, input_size: int, hidden_size: int,
 
     `input_combine` and `activation` apply to vanilla only and are ignored for the other cells (as
     in TrainConfig), but must still be known values. Raises ConfigError (`config.check_layer`) for
-    unknown names and for option combinations the backend cannot run.
+    unknown names and for option combinations the backend cannot run: names from outside are checked
+    here, once; a validated TrainConfig's layers are built by `registry.BACKENDS[name].factory()`.
     """
     check_layer(backend, cell, input_combine, activation)
-    factory = registry.load(registry.BACKENDS[backend].layer)
-    return factory(cell, input_size, hidden_size, input_combine, activation)
+    return registry.BACKENDS[backend].factory()(cell, input_size, hidden_size, input_combine, activation)
 

@@ -53,7 +53,7 @@ from charrnn.rnn.cell_math import init_uniform_
 
 SCAN_CHUNK = 64    # steps per chunk of the scan backend: fp32 error ~3e-5 at T=1024 (whole-T: ~8e-3)
 # scan == loop within this, per tensor: max|scan - loop| <= tol * max(1, max|loop|) (see tests)
-SCAN_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2}
+SCAN_TOLERANCE = dict(registry.BACKENDS["scan"].tolerances)
 
 
 # --------------------------------------------------------------------------- activations

@@ -1,7 +1,7 @@
 """CharRNN: input encoding → stacked single-layer recurrent layers (optional residuals) → linear head.
 
-Each layer comes from `cells.make_layer(cfg.backend, ...)`, so the state dict of a model is the same
-on every backend and weights copy between them (`loop.load_state_dict(fused.state_dict())`).
+Each layer comes from its backend's factory (`registry.BACKENDS[...].factory()`), so the state dict
+of a model is the same on every backend and weights copy between them (`loop.load_state_dict(fused.state_dict())`).
 Hidden state is (L, B, H), or a tuple (h, c) of (L, B, H) for lstm — the nn.* convention.
 """
 from __future__ import annotations
@@ -11,9 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from charrnn import registry
-from charrnn.config import ConfigError, TrainConfig, reference_backend
+from charrnn.config import ConfigError, TrainConfig
 from charrnn.rnn.cell_math import Hidden, map_hidden
-from charrnn.rnn.cells import make_layer
 
 INIT_MODES = ("zero", "random", "learned")
 
@@ -35,13 +34,11 @@ class CharRNN(nn.Module):
             self.embedding = None
             input_size = vocab_size
         widths = [input_size] + [H] * (cfg.layers - 1)  # input width of each layer
-        # `auto` outside training (sampling, a checkpoint): the reference; the weights are the same
-        backend = reference_backend(cfg.cell, cfg.input_combine, cfg.activation) if cfg.backend == registry.AUTO \
-            else cfg.backend
-
+        # cfg was checked by make_config; `auto` outside training (sampling, a checkpoint) is the reference
+        backend = registry.layer_backend(cfg.backend, cfg.cell, cfg.input_combine, cfg.activation)
+        factory = registry.BACKENDS[backend].factory()
         self.layers = nn.ModuleList(
-            make_layer(backend, cfg.cell, width, H, cfg.input_combine, cfg.activation)
-            for width in widths)
+            factory(cfg.cell, width, H, cfg.input_combine, cfg.activation) for width in widths)
         self.residual_proj = nn.ModuleList(
             (nn.Linear(width, H, bias=False) if width != H else nn.Identity()) for width in widths
         ) if cfg.residual and cfg.residual_mode == "every_layer" else None

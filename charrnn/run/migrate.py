@@ -29,7 +29,7 @@ import yaml
 from charrnn.config import FIELDS, ConfigError, TrainConfig, check_value
 from charrnn.rnn.models import CharRNN
 from charrnn.run.checkpoint import CHECKPOINT_FORMAT, describe
-from charrnn.run.train import CHECKPOINT_NAME
+from charrnn.run.outcome import CHECKPOINT_NAME
 from charrnn.tags import GRID_ARTIFACT, IDENTITY_TAG, ROLE_TAG, TAG_PREFIX, GRID_ROLE
 from charrnn.tasks.data import make_task
 from charrnn.tracking.store import StoredRun, Tracker, store_exists, tracking_uri

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import tempfile
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +18,8 @@ from charrnn import provenance
 from charrnn.config import TrainConfig
 from charrnn.run.sample import generate, predictions
 from charrnn.tags import IDENTITY_TAG, RESUMED_TAG, STEP_GRAPH_TAG, TAG_PREFIX, TEST_WINDOWS_ARTIFACT
-from charrnn.run.train import CHECKPOINT_NAME, Diverged, Trainer
+from charrnn.run.outcome import CHECKPOINT_NAME, ResumePoint, RunOutcome
+from charrnn.run.train import Diverged, Trainer
 
 if TYPE_CHECKING:  # MLflow stays out of processes that only train (Ray workers)
     from charrnn.tracking.store import Tracker
@@ -39,23 +39,6 @@ class RunSink(Protocol):
     def log_json(self, obj: Any, artifact_file: str) -> None: ...
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None: ...
     def end(self, status: str = "FINISHED", failure: str | None = None) -> None: ...
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    status: str                                   # FINISHED | FAILED | KILLED
-    final: dict[str, float] = field(default_factory=dict)
-    failure: str | None = None
-    start_step: int = 0                           # > 0 when resumed from a checkpoint
-
-
-@dataclass(frozen=True)
-class ResumePoint:
-    """Where a reopened run left off: its last checkpoint artifact and its logged train losses."""
-    checkpoint: bytes | None
-    train_losses: tuple[tuple[int, float], ...] = ()   # (step, value), deduplicated by step
-    logged: tuple[tuple[str, int], ...] = ()           # (metric, last step in the store)
 
 
 class LogOnce:

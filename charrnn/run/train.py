@@ -26,9 +26,9 @@ from charrnn.tasks.baseline import baseline_metrics
 from charrnn.tasks.data import Batch, Task, make_task
 from charrnn.rnn.cell_math import map_hidden
 from charrnn.rnn.models import CharRNN, detach_hidden, param_count
+from charrnn.run.outcome import CHECKPOINT_NAME
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
-CHECKPOINT_NAME = "checkpoint.pt"
 COSINE_FLOOR = 0.1   # cosine schedule ends at lr * COSINE_FLOOR (nanoGPT's min_lr = lr / 10)
 EAGER_ENV = "CHARRNN_EAGER_STEP"   # =1: never capture the training step (e.g. to compare against it)
 CAPTURED = "captured: torch.compile(mode='reduce-overhead') (CUDA graphs)"

@@ -20,30 +20,18 @@ integers, not 25. `dataset_fraction` shrinks the train split only.
 """
 from __future__ import annotations
 
-from typing import Callable
-
+from charrnn import registry
 from charrnn.config import TrainConfig
 from charrnn.tasks.corpus_sources import CORPORA, ChecksumError, CorpusSource, fetch
 from charrnn.tasks.sequence import ArithmeticTask, BitflipTask, LMSequenceTask, NamesTask, SequenceTask
 from charrnn.tasks.stream import StreamTask
 from charrnn.tasks.base import Batch, Task, Vocab
 
-__all__ = ["CORPORA", "TASKS", "ArithmeticTask", "Batch", "BitflipTask", "ChecksumError", "CorpusSource",
+__all__ = ["CORPORA", "ArithmeticTask", "Batch", "BitflipTask", "ChecksumError", "CorpusSource",
            "LMSequenceTask", "NamesTask", "SequenceTask", "StreamTask", "Task", "Vocab", "fetch", "make_task"]
-
-# ----------------------------------------------------------------------------------------- registry
-
-TASKS: dict[str, Callable[[TrainConfig], Task]] = {
-    "tinyshakespeare": StreamTask,
-    "nietzsche": StreamTask,
-    "names": NamesTask,
-    "arithmetic": ArithmeticTask,
-    "bitflip": BitflipTask,
-    "text": StreamTask,
-}
 
 
 def make_task(cfg: TrainConfig) -> Task:
-    """The task named by cfg.task (a choice `make_config` checked); ConfigError (one line) for
-    unusable data."""
-    return TASKS[cfg.task](cfg)
+    """The task named by cfg.task (a choice `make_config` checked), built by the class its registry
+    entry names (`registry.TASKS[name].build`); ConfigError (one line) for unusable data."""
+    return registry.load(registry.TASKS[cfg.task].build)(cfg)

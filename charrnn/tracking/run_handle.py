@@ -17,7 +17,8 @@ from typing import Any, Iterable
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from mlflow.tracking import MlflowClient
-from mlflow.utils.file_utils import local_file_uri_to_path
+
+from charrnn.tracking.mlflow_private import local_file_uri_to_path
 
 from charrnn.tags import BOOKKEEPING_TAGS, FAILURE_TAG, HEARTBEAT_TAG
 
@@ -108,7 +109,7 @@ class RunHandle:
         if MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.is_set() and not MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get():
             return
         try:
-            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+            from charrnn.tracking.mlflow_private import SystemMetricsMonitor
             self._monitor = SystemMetricsMonitor(
                 self.run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, tracking_uri=uri)
             self._monitor.start()

@@ -20,8 +20,8 @@ from filelock import UnixFileLock
 from mlflow.entities import RunStatus, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
-                                      MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
+from charrnn.tracking.mlflow_private import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
+                                             MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
 
 from charrnn.paths import NAME_RULE, results_dir, valid_name
 from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS, CLAIM_TAG_PREFIX, FAILURE_TAG, IDENTITY_TAG, PARENT_TAG, TAG_PREFIX

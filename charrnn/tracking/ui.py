@@ -26,13 +26,13 @@ def create_ui_app():
     """MLflow's own server app (uvicorn factory, `mlflow ui|server --app-name charrnn`) whose UI
     opens on the Model training views: the runs table and charts, not the GenAI overview. The
     preset is a Flask `after_request` hook on MLflow's app, the way MLflow's app plugins extend it."""
-    from mlflow.server import app as flask_app
-    from mlflow.server.fastapi_app import create_fastapi_app
+    from charrnn.tracking.mlflow_private import fastapi_app, server_app
 
+    flask_app = server_app()
     if UI_PRESET_EXTENSION not in flask_app.extensions:   # once, however many apps are created
         flask_app.after_request(preset_model_training)
         flask_app.extensions[UI_PRESET_EXTENSION] = True
-    return create_fastapi_app(flask_app)
+    return fastapi_app(flask_app)
 
 
 def preset_model_training(response):

@@ -1,0 +1,78 @@
+"""The backend probe cache (results/backend_probe.json) is data, not trust. Through the CLI, in a
+subprocess: a truncated, empty or wrongly typed file, an entry naming no backend, one the device
+refuses, or one its own `rejected` list rejects, is probed again with one line saying why, and the
+run trains on a checked backend. In process: a cached backend that is not equivalent on the
+reference's weights is probed again; one that is gets checked once per process."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from grid_support import run_charrnn
+
+from charrnn import capabilities, registry
+from charrnn.capabilities import PROBE_CACHE, machine_key, probe_key, resolve_backend
+from charrnn.config import make_config
+from charrnn.tracking.store import Tracker
+
+TINY = {"backend": "auto", "cell": "vanilla", "hidden_size": 8, "batch_size": 2, "seq_len": 8, "steps": 2,
+        "eval_interval": 2, "eval_batches": 1, "sample_length": 4, "device": "cpu"}
+CFG = make_config(TINY)
+MACHINE, KEY = machine_key("cpu"), probe_key(CFG, "cpu")
+
+
+def entry(backend: str, rejected: dict | None = None) -> str:
+    return json.dumps({MACHINE: {KEY: {"backend": backend, "ratios": {"fused": 1.0, backend: 0.5},
+                                        "rejected": rejected or {}}}})
+
+
+BROKEN = {
+    "truncated": entry("loop_premul")[:40],
+    "empty": "",
+    "wrong type": "[1, 2, 3]",
+    "wrong field type": json.dumps({MACHINE: {KEY: {"backend": 7, "ratios": {}, "rejected": {}}}}),
+    "unknown name": entry("cudnn9"),
+    "device-refused name": entry("fused_nocudnn"),   # cuDNN off: CUDA only, and this is the CPU
+    "rejected by its entry": entry("loop", {"loop": "not equivalent to fused: out: max |error| 1 > 1e-05"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_broken_cache_is_probed_again_with_one_line_and_trains_on_a_checked_backend(results_dir, case):
+    results_dir.mkdir(parents=True)
+    (results_dir / PROBE_CACHE).write_text(BROKEN[case])
+    done = run_charrnn("train", *(f"{k}={v}" for k, v in TINY.items()))
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = [line for line in done.stderr.splitlines() if "probing again" in line]
+    assert len(said) == 1 and str(results_dir / PROBE_CACHE) in said[0], done.stderr[-2000:]
+    [run] = Tracker().runs("train")
+    trained = run.params["backend_resolved"]
+    assert trained in capabilities.candidates(CFG, "cpu")
+    stored = json.loads((results_dir / PROBE_CACHE).read_text())[MACHINE][KEY]
+    assert stored["backend"] == trained and trained not in stored["rejected"]
+
+
+def test_a_cached_backend_that_is_not_equivalent_is_probed_again(results_dir, monkeypatch, capsys):
+    results_dir.mkdir(parents=True)
+    (results_dir / PROBE_CACHE).write_text(entry("loop_premul"))
+    strict = dataclasses.replace(registry.BACKENDS["loop_premul"], tolerances=(("fp32", -1.0),))  # nothing passes
+    monkeypatch.setitem(registry.BACKENDS, "loop_premul", strict)
+    monkeypatch.setattr(capabilities, "_checked", {})
+    choice = resolve_backend(CFG, "cpu")
+    assert choice.backend != "loop_premul" and choice.rejected["loop_premul"].startswith("not equivalent")
+    [line] = capsys.readouterr().err.splitlines()
+    assert "entry" in line and "loop_premul" in line and "not equivalent to fused" in line and "probing again" in line
+
+
+def test_a_sound_cached_backend_is_checked_once_per_process_and_used(results_dir, monkeypatch, capsys):
+    results_dir.mkdir(parents=True)
+    (results_dir / PROBE_CACHE).write_text(entry("loop_premul"))
+    monkeypatch.setattr(capabilities, "_checked", {})
+    monkeypatch.setattr(capabilities, "probe", lambda cfg, device: pytest.fail("a sound entry was probed again"))
+    checks = []
+    real = capabilities._check_equivalence
+    monkeypatch.setattr(capabilities, "_check_equivalence", lambda *a: checks.append(a[2]) or real(*a))
+    assert resolve_backend(CFG, "cpu").backend == "loop_premul"
+    assert resolve_backend(dataclasses.replace(CFG, seed=3), "cpu").backend == "loop_premul"
+    assert checks == ["loop_premul"] and capsys.readouterr().err == ""
