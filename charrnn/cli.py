@@ -156,7 +156,7 @@ def _until_decided(grid, args: argparse.Namespace, run_round) -> int:
     max_seeds = args.max_seeds or 2 * len(grid.seeds_of(args.profile))
     outcome = until_decided(grid, args.profile, max_seeds, tracked_round, runs_of)
     last = outcome.sessions[-1]
-    last.parent.set_tags(outcome.tags())
+    last.ensure_parent().set_tags(outcome.tags())
     print(summary(outcome))
     return 1 if any(s.counts()[FAILED] for s in outcome.sessions) else 0
 

@@ -41,3 +41,4 @@ BOOKKEEPING_TAGS = (HEARTBEAT_TAG, OWNER_HOST_TAG, OWNER_PID_TAG, INVOCATION_TAG
 REPORT_ARTIFACT_DIR = "report"                 # `charrnn report` logs <experiment>.html here on the latest parent
 ARMS_TABLE = "arms.json"                       # the parent run's per-arm table (`mlflow.log_table`)
 CLAIM_METRIC_PREFIX = "claim."                 # parent-run metrics claim.<id>.effect / .low / .high
+VERDICT_TAG_PREFIX = "verdict."                # parent-run tags verdict.<id>: the verdict after Holm

@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import socket
@@ -22,6 +23,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable
 
 from tqdm import tqdm
@@ -172,7 +174,12 @@ class GridSession:
                                         len(existing))
         self.since_ms = now_ms()
         self._lock.acquire()
-        try:
+        return self
+
+    def ensure_parent(self) -> RunHandle:
+        """The invocation's parent run, started when the first RunSpec is opened to train: an
+        invocation that trains nothing (every run already FINISHED) leaves no parent behind."""
+        if self.parent is None:
             self.parent = self.tracker.start_run(
                 self.grid.name, f"{self.profile} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                 params={"profile": self.profile, "executor": self.executor, "runs": len(self.specs),
@@ -180,10 +187,9 @@ class GridSession:
                 tags={ROLE_TAG: ROLE_GRID, **self._owner_tags(), TAG_PREFIX + "question": self.grid.question},
                 system_metrics=self.executor != "local")
             self.parent.log_text(self.grid.text, GRID_ARTIFACT)
-        except BaseException as exc:
-            self.__exit__(type(exc), exc, None)
-            raise
-        return self
+            for name, digest, source, sha256 in corpus_inputs(self.specs):
+                self.parent.log_dataset(name, digest, source, sha256)
+        return self.parent
 
     def __exit__(self, kind, exc, tb) -> None:
         self._bar.close()
@@ -207,12 +213,12 @@ class GridSession:
             self._lock.path.unlink(missing_ok=True)  # unique to this invocation
 
     def _log_summary(self, counts: dict[str, int]) -> None:
-        """The parent's claim metrics, arms table and description; named for what it trained."""
+        """The parent's claim metrics, verdict tags, arms table and description; named for what it trained."""
         found = grid_summary(self.grid, self.profile, self.tracker, counts)
         self.parent.log_metrics(found.metrics, step=0)
         if found.arms:
             self.parent.log_table(found.arms, ARMS_TABLE)
-        self.parent.set_tags({NOTE_TAG: found.note})
+        self.parent.set_tags({NOTE_TAG: found.note, **found.tags})
         trained = counts[FINISHED] + counts[FAILED]
         self.parent.rename(f"{self.profile}: {f'{trained} trained' if trained else 'nothing trained'}"
                            f" · {time.strftime('%Y-%m-%d %H:%M')}")
@@ -283,9 +289,10 @@ class GridSession:
                 TAG_PREFIX + "varied": spec.varied_json, SPEED_TAG: self.speed_measurement(spec),
                 **self._owner_tags()}
         local = self.executor == "local"
+        parent = self.ensure_parent()
         if decision.action == NEW:
             run = self.tracker.start_run(self.grid.name, spec.run_name, params={}, tags=tags,
-                                         parent_run_id=self.parent.run_id, system_metrics=local)
+                                         parent_run_id=parent.run_id, system_metrics=local)
             return Job(spec, run, None, lock)
         stored = decision.run
         if stored.status == "RUNNING":
@@ -361,6 +368,22 @@ class GridSession:
         return time.perf_counter() - self.started
 
 
+def corpus_inputs(specs: Iterable[RunSpec]) -> list[tuple[str, str, str, str]]:
+    """(name, digest, source, sha256) of each corpus the specs train on: the shipped corpora by
+    their recorded checksum, a task=text file by its bytes' sha256. The digest is the checksum's
+    first 32 hex digits (MLflow keeps at most 36 characters of a digest); generated tasks have none."""
+    from charrnn.tasks.corpus_sources import CORPORA
+
+    found = {}
+    for spec in specs:
+        cfg = spec.config
+        if cfg.task in CORPORA:
+            found[cfg.task] = (f"charrnn/tasks/corpora/{cfg.task}.txt", CORPORA[cfg.task].sha256)
+        elif cfg.task == "text" and cfg.path and cfg.path not in found:
+            found[cfg.path] = (cfg.path, hashlib.sha256(Path(cfg.path).read_bytes()).hexdigest())
+    return [(Path(name).name, sha256[:32], source, sha256) for name, (source, sha256) in found.items()]
+
+
 def require_identity_tags(experiment: str, runs: list[StoredRun]) -> None:
     """Runs without the identity tag were written by an earlier release: the grid would not
     recognise them and train them again, so the store must be upgraded first."""
@@ -408,7 +431,8 @@ def summary_text(session: GridSession) -> str:
             f"{counts[FINISHED]} finished, {counts[SKIPPED]} skipped, {counts[FAILED]} failed"
             f"{f', {len(untrained)} {UNTRAINED}' if untrained else ''} in {session.elapsed_s():.1f} s")
     table = format_table(["outcome", "run", "identity", "status", "final_val_loss", "note"], rows)
-    parent = f"parent run: {session.parent.run_id}" if session.parent else ""
+    parent = (f"parent run: {session.parent.run_id}" if session.parent else
+              "nothing to train: no new parent run (the grid's latest parent run keeps its verdicts)")
     return "\n".join(filter(None, [head, table, *session.notes, parent]))
 
 

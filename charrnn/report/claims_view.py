@@ -43,11 +43,11 @@ def experiment_verdicts(exp: ExperimentData, runs: pd.DataFrame, axes: list[str]
 
 def verdict_view(v: Verdict) -> dict[str, Any]:
     """A verdict as plain data: its `verdicts.csv` row (`verdict_row`; `effect`/`low`/`high` in
-    the claimed direction) plus what the page shows (`claim`: the description, `effect_text`:
-    the plain difference). The manifest keeps it for the index."""
-    c, e = v.claim, v.effect
+    the claimed direction) plus what the page shows (`claim`: the description). The manifest
+    keeps it for the index."""
+    c = v.claim
     return {**verdict_row(v), "id": c.id, "claim": c.describe(), "difference": c.difference(),
-            "pairing": c.pairing(), "effect_text": e.fmt(4), "mde_text": v.mde_text()}
+            "pairing": c.pairing(), "mde_text": v.mde_text()}
 
 
 def one_line(views: list[dict[str, Any]], best: tuple[str, Any] | None, metric: str) -> str:

@@ -21,11 +21,12 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from filelock import UnixFileLock
-from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
                                       MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
 
@@ -352,6 +353,14 @@ class RunHandle:
         columns = list(dict.fromkeys(k for row in rows for k in row))
         self.client.log_table(self.run_id, {c: [row.get(c) for row in rows] for c in columns}, artifact_file)
 
+    def log_dataset(self, name: str, digest: str, source: str, sha256: str = "", context: str = "training") -> None:
+        """A dataset input of the run (the UI's Dataset column): its name, its digest (e.g. the
+        corpus checksum), where it comes from and its full sha256, as `mlflow.log_input` logs one,
+        through the public entities (this handle drives a client, not the fluent API's active run)."""
+        dataset = Dataset(name=name, digest=digest, source_type="local", source=json.dumps({"uri": source}),
+                          profile=json.dumps({"sha256": sha256}) if sha256 else None)
+        self.client.log_inputs(self.run_id, [DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         """Upload a file. Buffered metrics go first, so a checkpoint artifact at step k implies
         every metric up to step k is in the store (resume never leaves a gap in the curves).
@@ -362,12 +371,15 @@ class RunHandle:
             self.client.log_artifact(self.run_id, str(local_path), artifact_path)
             return
         root = Path(local_file_uri_to_path(self.artifact_uri))
-        dest_dir, staging = root / (artifact_path or ""), root.parent / ".partial"  # same filesystem
+        dest_dir = root / (artifact_path or "")
         dest_dir.mkdir(parents=True, exist_ok=True)
-        staging.mkdir(exist_ok=True)
-        tmp = staging / f"{Path(local_path).name}.{os.getpid()}"
-        shutil.copyfile(local_path, tmp)
-        os.replace(tmp, dest_dir / Path(local_path).name)
+        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=root.parent))  # same filesystem; removed after
+        try:
+            tmp = staging / Path(local_path).name
+            shutil.copyfile(local_path, tmp)
+            os.replace(tmp, dest_dir / Path(local_path).name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def start_system_metrics(self, uri: str) -> None:
         """CPU/GPU utilisation and memory as `system/*` metrics, where MLflow can read them.
