@@ -124,10 +124,12 @@ def test_index_keeps_every_experiment_rendered_into_the_directory(tmp_path):
 
 def test_every_multi_seed_number_in_the_summary_has_its_ci_and_n(tmp_path):
     _, html = render(make_experiment(claim=CLAIM), tmp_path)
-    summary = html.split('<h2 id="summary">')[1].split("</table>")[0]
-    cells = re.findall(r'<td class="num">([^<]*)</td>', summary)
+    summary = html.split('<h2 id="summary">')[1].split("<h2")[0]   # the claims' metric, the rest folded
+    arms = html.split('<h2 id="arms">')[1].split("<h2")[0]           # the page's first table
+    cells = re.findall(r'<td class="num">([^<]*)</td>', summary + arms)
     stats = [c for c in cells if "(n=" in c]
-    assert len(stats) == 2 * 3              # 2 variants × (val_loss, train_loss, wall time)
+    assert len(stats) == 2 * 3              # 2 variants × (val_loss, train_loss; the arms table's val_loss)
+    assert "<details>" in summary and html.index('id="arms"') < html.index('class="claim"')
     assert all(re.fullmatch(r"−?[\d.,]+ \[−?[\d.,]+ to −?[\d.,]+\] \(n=3\)", c) for c in stats)
     assert re.search(r"Effect: <strong>[+−]?[\d.]+ nats/char \[−?[\d.]+ to −?[\d.]+\]</strong> \(n = 3\)", html)
 
