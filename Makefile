@@ -59,9 +59,11 @@ report: $(STAMP)
 findings: $(STAMP)
 	$(BIN)/python -m charrnn.report.findings reports/examples/verdicts.csv docs/findings.md
 
-# Every generated part of docs/: the findings and the config-key table (from TrainConfig)
+# Every generated part of docs/: the findings, the config-key table (from TrainConfig) and the
+# per-grid claims list (from ablations/*.yaml)
 docs: findings
 	$(BIN)/python -m charrnn.report.config_keys docs/grids-and-config.md
+	$(BIN)/python -m charrnn.report.claims_list docs/claims-and-verdicts.md
 
 # docs/img/report-*.png: the committed example pages in headless Chromium at 1280 px (as the browser tests see them)
 screenshots: $(STAMP)
