@@ -98,3 +98,14 @@ def test_a_grid_with_another_claim_makes_the_committed_list_stale(tmp_path):
     grid.write_text(grid.read_text(encoding="utf-8").replace("residual_helps_8_layers", "residual_helps_at_8"),
                     encoding="utf-8")
     assert "`residual_helps_at_8`" in claims_list(tmp_path) and claims_list(tmp_path) != committed_claims_list()
+
+
+def test_the_kernel_page_shows_the_readmes_auto_over_fused_headline_from_the_committed_bench():
+    import json
+
+    bench = json.loads((REPO / "results" / "examples" / "bench-auto-vs-fused-cpu.json").read_text())
+    info = bench["benchmarks"][0]["extra_info"]
+    headline = f"{info['ratio']:.2f}×"
+    assert f"{headline} fused" in README.read_text(encoding="utf-8").replace("x fused", "× fused")
+    page = (REPO / "reports" / "examples" / "kernels.html").read_text(encoding="utf-8")
+    assert f"at {headline} fused's tokens/s" in page and "bench-auto-vs-fused-cpu.json" in page
