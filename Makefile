@@ -12,15 +12,16 @@ PORT ?= 5000
 SERVER_WORKERS ?= 1
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
-.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings docs screenshots
+.PHONY: install smoke test test-all bench grid ablations report ui clean gpu-check lint server findings docs screenshots
 
 install: $(STAMP)
 
 # Rebuilt when missing or when pyproject.toml changes (stale).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	@echo "make install: building .venv (torch, MLflow, Ray: a few minutes on first use; pip shows its progress)"
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev,ray]'
 	touch $(STAMP)
 
 # The main job: the smoke grid (4 tiny CPU runs, under a minute) into MLflow, then its HTML report.
@@ -29,9 +30,15 @@ smoke: $(STAMP)
 	$(BIN)/charrnn grid ablations/smoke.yaml --profile quick; status=$$?; \
 		$(BIN)/charrnn report smoke && exit $$status
 
+# The fast suite (tests marked `slow` left out: end-to-end grids, subprocesses, Ray, Chromium).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q; status=$$?; \
+	$(BIN)/python -m pytest -q -m "not slow"; status=$$?; \
 		if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
+
+# Every test, the slow ones included (what CI runs: .ci/run).
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q; status=$$?; \
+		if [ $$status -eq 5 ]; then echo "make test-all: pytest collected no tests" >&2; fi; exit $$status
 
 # ruff (rules and line length in pyproject.toml); .ci/run runs it before the tests.
 lint: $(STAMP)
