@@ -65,6 +65,7 @@ def test_the_parent_run_carries_the_claims_and_ended_runs_no_bookkeeping(store, 
         assert ("forget_bias" in kid.params) == (cell == "lstm"), kid.name
         assert ("activation" in kid.params) == ("input_combine" in kid.params) == (cell == "vanilla"), kid.name
         assert "residual_mode" not in kid.params and "charrnn.step_graph" not in kid.tags
+    assert list(store.rglob("checkpoint")) and not list(store.rglob(".partial*"))   # no staging left behind
 
     capsys.readouterr()
     assert main(["grid", str(path), "--no-progress"]) == 0
@@ -92,3 +93,18 @@ def test_keys_of_another_cell_or_an_unused_option_are_not_logged():
     lstm = applicable_params(make_config({"cell": "lstm", "residual": True, "layers": 2}))
     assert {"forget_bias", "residual_mode"} <= set(lstm) and "activation" not in lstm
     assert {"activation", "input_combine"} <= set(applicable_params(make_config({"cell": "vanilla"})))
+
+
+def test_a_rerun_with_every_run_finished_loads_no_torch(store, tmp_path):
+    """A rerun that trains nothing reads the store and returns: neither torch nor the executors load."""
+    import subprocess
+    import sys
+
+    path = small_grid(tmp_path)
+    assert main(["grid", str(path), "--no-progress"]) == 0
+    code = ("import sys; from charrnn.cli import main; status = main(['grid', sys.argv[1], '--no-progress']); "
+            "print('loaded:', ','.join(m for m in ('torch', 'ray', 'charrnn.grid.executors') if m in sys.modules)); "
+            "sys.exit(status)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "nothing to train" in done.stdout and "loaded: \n" in done.stdout
