@@ -441,3 +441,27 @@ def test_error_bars_stay_drawable_when_the_ci_misses_the_point_estimate():
     bars = _errors([Interval(0.10, 0.12, 0.30, 5), Interval(0.5, 0.4, 0.45, 5)])
     assert (bars >= 0).all()
     assert bars[1, 0] == pytest.approx(0.20) and bars[0, 1] == pytest.approx(0.10)
+
+
+def test_an_unfinished_grid_says_so_on_its_page_and_in_the_index(tmp_path):
+    exp = make_experiment(claim=CLAIM)
+    exp.runs.loc[exp.runs.index[:2], "status"] = "RUNNING"
+    _, html = render(exp, tmp_path)
+    assert "2 runs still running; provisional" in html
+    index = render_index(tmp_path).read_text(encoding="utf-8")
+    assert "2 runs still running; provisional" in index
+    render(make_experiment(claim=CLAIM), tmp_path)          # finished: the notice goes
+    assert "still running" not in render_index(tmp_path).read_text(encoding="utf-8")
+
+
+def test_the_page_opens_with_the_per_arm_table_and_folds_the_other_metrics(tmp_path):
+    exp = make_experiment(claim=CLAIM)
+    exp.runs["param_count"], exp.runs["steps"], exp.runs["charrnn.device"] = 12345, 400, "cpu"
+    exp.runs["wall_time_s"] = 12.5
+    _, html = render(exp, tmp_path)
+    arms = html.split('<h2 id="arms">')[1].split("</table>")[0]
+    assert "val_loss (nats/char), mean [95 % CI] (n)" in arms and "training time (s)" in arms
+    assert arms.count("12,345") == 2 and arms.count(">400<") == 2 and arms.count(">cpu<") == 2
+    summary = html.split('<h2 id="summary">')[1].split("<h2")[0]
+    visible, folded = summary.split("<details>")
+    assert "val_loss" in visible and "train_loss" not in visible and "train_loss" in folded
