@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import socket
@@ -23,7 +22,6 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable
 
 from tqdm import tqdm
@@ -40,7 +38,8 @@ from charrnn.tags import GRID_ROLE as ROLE_GRID
 from charrnn.tags import RUN_ROLE as ROLE_RUN
 from charrnn.tracking.failures import StoreError
 from charrnn.tracking import RunHandle, StoredRun, Tracker, now_ms, results_dir
-from charrnn.grid.summary import grid_summary
+from charrnn.grid.summary import corpus_inputs, grid_summary
+from charrnn.tracking.datasets import log_dataset
 from charrnn.run.train import CHECKPOINT_NAME
 
 HOST = socket.gethostname()
@@ -187,8 +186,8 @@ class GridSession:
                 tags={ROLE_TAG: ROLE_GRID, **self._owner_tags(), TAG_PREFIX + "question": self.grid.question},
                 system_metrics=self.executor != "local")
             self.parent.log_text(self.grid.text, GRID_ARTIFACT)
-            for name, digest, source, sha256 in corpus_inputs(self.specs):
-                self.parent.log_dataset(name, digest, source, sha256)
+            for name, (source, sha256) in corpus_inputs(self.specs).items():
+                log_dataset(self.parent, name, sha256, source)
         return self.parent
 
     def __exit__(self, kind, exc, tb) -> None:
@@ -366,22 +365,6 @@ class GridSession:
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
-
-
-def corpus_inputs(specs: Iterable[RunSpec]) -> list[tuple[str, str, str, str]]:
-    """(name, digest, source, sha256) of each corpus the specs train on: the shipped corpora by
-    their recorded checksum, a task=text file by its bytes' sha256. The digest is the checksum's
-    first 32 hex digits (MLflow keeps at most 36 characters of a digest); generated tasks have none."""
-    from charrnn.tasks.corpus_sources import CORPORA
-
-    found = {}
-    for spec in specs:
-        cfg = spec.config
-        if cfg.task in CORPORA:
-            found[cfg.task] = (f"charrnn/tasks/corpora/{cfg.task}.txt", CORPORA[cfg.task].sha256)
-        elif cfg.task == "text" and cfg.path and cfg.path not in found:
-            found[cfg.path] = (cfg.path, hashlib.sha256(Path(cfg.path).read_bytes()).hexdigest())
-    return [(Path(name).name, sha256[:32], source, sha256) for name, (source, sha256) in found.items()]
 
 
 def require_identity_tags(experiment: str, runs: list[StoredRun]) -> None:

@@ -11,18 +11,21 @@ look; the parent run then carries
   column at a glance; `charrnn report` rewrites it with the suite's Holm adjustment);
 - an `arms` table (`arms.json`, MLflow's table artifact): arm, metric, mean, low, high, n per
   variant and claim metric;
-- a description (`mlflow.note.content`): each verdict first, then the question and where the report goes.
+- a description (`mlflow.note.content`): each verdict first, then the question and where the report goes;
+- the corpora its runs train on as dataset inputs (`corpus_inputs`: name, digest = the checksum).
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable
 
 import pandas as pd
 
 from charrnn import registry
-from charrnn.grid.spec import Grid
+from charrnn.grid.spec import Grid, RunSpec
 from charrnn.science import results, tuning
 from charrnn.science.stats import FINISHED, mean_ci
 from charrnn.science.verdict_table import directed_effect
@@ -124,6 +127,20 @@ def note_text(grid: Grid, profile: str, verdicts: list[Verdict], counts: dict[st
     lines += ["", f"Report: artifact `{REPORT_ARTIFACT_DIR}/{grid.name}.html` of the grid's latest parent run "
               f"(`charrnn report {grid.name}` writes it)."]
     return "\n".join(lines)
+
+
+def corpus_inputs(specs: Iterable[RunSpec]) -> dict[str, tuple[str, str]]:
+    """Name → (source, sha256) of each corpus the specs train on: a shipped corpus by its recorded
+    checksum, a task=text file by its bytes' sha256; generated tasks (arithmetic, bitflip) have none."""
+    from charrnn.tasks.corpus_sources import CORPORA
+
+    found: dict[str, tuple[str, str]] = {}
+    for cfg in (spec.config for spec in specs):
+        if cfg.task in CORPORA:
+            found[cfg.task] = (f"charrnn/tasks/corpora/{cfg.task}.txt", CORPORA[cfg.task].sha256)
+        elif cfg.task == "text" and cfg.path and Path(cfg.path).name not in found:
+            found[Path(cfg.path).name] = (cfg.path, hashlib.sha256(Path(cfg.path).read_bytes()).hexdigest())
+    return found
 
 
 def grid_summary(grid: Grid, profile: str, tracker: Tracker, counts: dict[str, int]) -> GridSummary:

@@ -21,12 +21,11 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from filelock import UnixFileLock
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
                                       MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
 
@@ -352,14 +351,6 @@ class RunHandle:
         """Rows of equal keys as one MLflow table artifact (JSON; the UI shows it as a table)."""
         columns = list(dict.fromkeys(k for row in rows for k in row))
         self.client.log_table(self.run_id, {c: [row.get(c) for row in rows] for c in columns}, artifact_file)
-
-    def log_dataset(self, name: str, digest: str, source: str, sha256: str = "", context: str = "training") -> None:
-        """A dataset input of the run (the UI's Dataset column): its name, its digest (e.g. the
-        corpus checksum), where it comes from and its full sha256, as `mlflow.log_input` logs one,
-        through the public entities (this handle drives a client, not the fluent API's active run)."""
-        dataset = Dataset(name=name, digest=digest, source_type="local", source=json.dumps({"uri": source}),
-                          profile=json.dumps({"sha256": sha256}) if sha256 else None)
-        self.client.log_inputs(self.run_id, [DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, context)])])
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         """Upload a file. Buffered metrics go first, so a checkpoint artifact at step k implies
