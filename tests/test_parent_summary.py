@@ -54,6 +54,8 @@ def test_the_parent_run_carries_the_claims_and_ended_runs_no_bookkeeping(store, 
     assert dataset.dataset.name == "tinyshakespeare"
     assert CORPORA["tinyshakespeare"].sha256.startswith(dataset.dataset.digest)
     assert {t.key: t.value for t in dataset.tags}["mlflow.data.context"] == "training"
+    assert all([d.dataset.digest for d in tracker.client.get_run(k.run_id).inputs.dataset_inputs]
+               == [dataset.dataset.digest] for k in kids)
 
     for run in [parent, *kids]:
         assert run.status == "FINISHED" and not set(BOOKKEEPING_TAGS) & set(run.tags), run.name

@@ -292,6 +292,8 @@ class GridSession:
         if decision.action == NEW:
             run = self.tracker.start_run(self.grid.name, spec.run_name, params={}, tags=tags,
                                          parent_run_id=parent.run_id, system_metrics=local)
+            for name, (source, sha256) in corpus_inputs([spec]).items():   # the runs table's Dataset column
+                log_dataset(run, name, sha256, source)
             return Job(spec, run, None, lock)
         stored = decision.run
         if stored.status == "RUNNING":
