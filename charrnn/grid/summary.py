@@ -9,8 +9,8 @@ look; the parent run then carries
   verdicts.csv; `verdict_table.directed_effect`), so the runs table has them as columns;
 - per claim, a tag `verdict.<id>`: the verdict after Holm over the grid's claims (the runs table's
   column at a glance; `charrnn report` rewrites it with the suite's Holm adjustment);
-- an `arms` table (`arms.json`, MLflow's table artifact): arm, metric, mean, low, high, n per
-  variant and claim metric;
+- an `arms` table (`arms.json`, MLflow's table artifact): arm, mean, low, high, n, metric per
+  variant and claim metric (the numbers before the metric's name: on screen at 1280 px);
 - a description (`mlflow.note.content`): each verdict first, then the question and where the report goes;
 - the corpora its runs train on as dataset inputs (`corpus_inputs`: name, digest = the checksum).
 """
@@ -40,7 +40,7 @@ NOT_A_METRIC_NAME = re.compile(r"[^\w.\- /]")   # MLflow metric names: word char
 class GridSummary:
     metrics: dict[str, float]          # claim.<id>.effect / .low / .high (finite values only)
     tags: dict[str, str]               # verdict.<id>: the verdict after Holm
-    arms: list[dict[str, Any]]         # rows: arm, metric, mean, low, high, n
+    arms: list[dict[str, Any]]         # rows: arm, mean, low, high, n, metric
     note: str                          # markdown for mlflow.note.content
 
 
@@ -88,8 +88,8 @@ def arm_rows(runs: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
             if column not in done:
                 continue
             ci = mean_ci(pd.to_numeric(done[column], errors="coerce").dropna().to_numpy())
-            rows.append({"arm": arm or "(all runs)", "metric": column.removeprefix("final_"),
-                         "mean": _number(ci.mean), "low": _number(ci.low), "high": _number(ci.high), "n": ci.n})
+            rows.append({"arm": arm or "(all runs)", "mean": _number(ci.mean), "low": _number(ci.low),
+                         "high": _number(ci.high), "n": ci.n, "metric": column.removeprefix("final_")})
     return rows
 
 
