@@ -110,6 +110,14 @@ class Browser:
         finally:
             page.close()
 
+    def text(self, path: Path) -> str:
+        """What a reader sees of the page: its rendered text (`innerText`)."""
+        page = self._open(path)
+        try:
+            return page.evaluate("() => document.body.innerText")
+        finally:
+            page.close()
+
     def screenshot(self, path: Path, out: Path, height: int = SCREENSHOT_HEIGHT) -> Path:
         page = self._open(path)
         try:

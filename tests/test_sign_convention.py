@@ -1,7 +1,8 @@
 """One sign convention everywhere: a claim's effect is shown in the claimed direction (positive means
-as claimed) by verdicts.csv, the experiment page, the index, the `charrnn report` line, findings.md,
-and the grid's MLflow parent run (its `claim.<id>.*` metrics and its description), all from
-`verdict_table.directed_effect`. The claim here is "lower val_loss", so the turned sign matters."""
+as claimed) by verdicts.csv, the experiment page and the index (as Chromium renders them), the
+`charrnn report` line, findings.md, and the grid's MLflow parent run (its `claim.<id>.*` metrics and
+its description, read through the MLflow API), all from `verdict_table.directed_effect`. The claim
+here is "lower val_loss", so the turned sign matters."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,8 @@ import math
 import pandas as pd
 import pytest
 from grid_support import TINY_FIXED, empty_store_db, grid_data, parents, runs_of, store, write_grid  # noqa: F401
+
+from report_browser import Browser, BrowserMissing
 
 from charrnn.cli import main
 from charrnn.grid.summary import claim_metric_name, verdict_tag_name
@@ -49,6 +52,10 @@ def test_every_view_of_a_claim_shows_the_same_signed_effect(reported):
     # the pages, the CLI's report line and findings.md: the same number, with + when positive
     shown = numbers.difference(effect, "val_loss")
     shown = f"+{shown}" if effect > 0 else shown
-    for text in ((reports / "tiny.html").read_text(), (reports / "index.html").read_text(), cli,
-                 findings_markdown(pd.read_csv(reports / "verdicts.csv"), ".")):
+    try:
+        with Browser() as browser:
+            pages = [browser.text(reports / "tiny.html"), browser.text(reports / "index.html")]
+    except BrowserMissing as err:
+        pytest.fail(f"headless Chromium is needed to read the pages: {err}", pytrace=False)
+    for text in (*pages, cli, findings_markdown(pd.read_csv(reports / "verdicts.csv"), ".")):
         assert shown in text
