@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from grid_support import TINY_FIXED, children, empty_store_db, grid_data, parents, runs_of, store, write_grid  # noqa: F401
 
 from charrnn import registry
@@ -97,6 +99,7 @@ def test_keys_of_another_cell_or_an_unused_option_are_not_logged():
     assert {"activation", "input_combine"} <= set(applicable_params(make_config({"cell": "vanilla"})))
 
 
+@pytest.mark.slow
 def test_a_rerun_with_every_run_finished_loads_no_torch(store, tmp_path):
     """A rerun that trains nothing reads the store and returns: neither torch nor the executors load."""
     import subprocess

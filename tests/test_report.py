@@ -369,6 +369,7 @@ def _store_experiment(name: str, grid_text: str) -> str:
     return parent.run_id
 
 
+@pytest.mark.slow
 def test_cli_report_renders_the_store_and_logs_the_page_to_the_grid_run(results_dir, tmp_path, capsys):
     grid = {"name": "smoke", "question": "Does a GRU win?", "seeds": [0, 1], "axes": {"cell": ["vanilla", "gru"]},
             "claims": [{**SCOPE, "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}}]}

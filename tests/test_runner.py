@@ -34,6 +34,7 @@ def by_metric(runs):
 
 # --------------------------------------------------------------------------- layout, idempotency
 
+@pytest.mark.slow
 def test_grid_trains_eight_children_under_one_parent_then_skips_all_eight(store, tmp_path, capsys):
     path = write_grid(tmp_path)
     assert main(["grid", str(path), "--no-progress"]) == 0
