@@ -142,6 +142,11 @@ def test_committed_example_pages_fit_1280_px(browser, name):
         assert measured["holm_right"] is not None and measured["holm_right"] <= WIDTH
 
 
+def test_committed_kernel_page_breaks_no_number_or_word_and_shrinks_no_figure(browser):
+    measured = browser.layout(EXAMPLES / "kernels.html")
+    assert broken_tokens(measured) == [] and shrunk_figures(measured) == []
+
+
 def test_committed_kernel_page_is_small_and_names_its_devices():
     html = (EXAMPLES / "kernels.html").read_text(encoding="utf-8")
     assert "unknown device" not in html and len(html.encode("utf-8")) <= 800_000
