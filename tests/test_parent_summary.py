@@ -13,10 +13,10 @@ from grid_support import TINY_FIXED, children, empty_store_db, grid_data, parent
 from charrnn import registry
 from charrnn.cli import main
 from charrnn.config import make_config
-from charrnn.grid.summary import claim_metric_name, verdict_tag_name
+from charrnn.grid.summary import claim_metric_name
 from charrnn.run.runner import applicable_params
 from charrnn.science.verdicts import LABELS
-from charrnn.tags import ARMS_TABLE, BOOKKEEPING_TAGS, NOTE_TAG, OWNER_PID_TAG, REPORT_ARTIFACT_DIR
+from charrnn.tags import ARMS_TABLE, BOOKKEEPING_TAGS, NOTE_TAG, OWNER_PID_TAG, REPORT_ARTIFACT_DIR, verdict_tag
 from charrnn.tasks.corpus_sources import CORPORA
 from charrnn.tracking import Tracker
 
@@ -48,7 +48,7 @@ def test_the_parent_run_carries_the_claims_and_ended_runs_no_bookkeeping(store, 
 
     note = parent.tags[NOTE_TAG]
     assert QUESTION in note and "cell=gru_vs_vanilla" in note and f"{REPORT_ARTIFACT_DIR}/tiny.html" in note
-    verdict = parent.tags[verdict_tag_name("cell=gru_vs_vanilla")]
+    verdict = parent.tags[verdict_tag("cell=gru_vs_vanilla")]
     assert verdict in LABELS and note.startswith(f"- **cell=gru_vs_vanilla** — {verdict}")   # verdicts first
     assert parent.name.startswith("quick: 4 trained")
 

@@ -14,11 +14,11 @@ from grid_support import TINY_FIXED, empty_store_db, grid_data, parents, runs_of
 from report_browser import Browser, BrowserMissing
 
 from charrnn.cli import main
-from charrnn.grid.summary import claim_metric_name, verdict_tag_name
+from charrnn.grid.summary import claim_metric_name
 from charrnn.report import numbers
 from charrnn.report.findings import findings_markdown
 from charrnn.science.verdict_table import AS_CLAIMED
-from charrnn.tags import NOTE_TAG
+from charrnn.tags import NOTE_TAG, verdict_tag
 
 CLAIM = "cell=gru_vs_vanilla"
 
@@ -46,8 +46,8 @@ def test_every_view_of_a_claim_shows_the_same_signed_effect(reported):
     for part, value in (("effect", effect), ("low", low), ("high", high)):
         assert math.isclose(parent.metrics[claim_metric_name(CLAIM, part)], value, rel_tol=1e-9), part
     signed = f"{'+' if effect > 0 else ''}{effect:.3g} nats/char [{low:.3g}, {high:.3g}]"
-    assert signed in parent.tags[NOTE_TAG]
-    assert parent.tags[verdict_tag_name(CLAIM)] == row["adjusted_verdict"]
+    assert signed in parent.tags[NOTE_TAG] and signed in cli          # the description; `charrnn grid`'s output
+    assert parent.tags[verdict_tag(CLAIM)] == row["adjusted_verdict"]
 
     # the pages, the CLI's report line and findings.md: the same number, with + when positive
     shown = numbers.difference(effect, "val_loss")

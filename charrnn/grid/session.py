@@ -38,8 +38,7 @@ from charrnn.tags import GRID_ROLE as ROLE_GRID
 from charrnn.tags import RUN_ROLE as ROLE_RUN
 from charrnn.tracking.failures import StoreError
 from charrnn.tracking import RunHandle, StoredRun, Tracker, now_ms, results_dir
-from charrnn.grid.summary import corpus_inputs, grid_summary
-from charrnn.tracking.datasets import log_dataset
+from charrnn.grid.summary import grid_summary, log_corpora
 from charrnn.run.train import CHECKPOINT_NAME
 
 HOST = socket.gethostname()
@@ -186,8 +185,7 @@ class GridSession:
                 tags={ROLE_TAG: ROLE_GRID, **self._owner_tags(), TAG_PREFIX + "question": self.grid.question},
                 system_metrics=self.executor != "local")
             self.parent.log_text(self.grid.text, GRID_ARTIFACT)
-            for name, (source, sha256) in corpus_inputs(self.specs).items():
-                log_dataset(self.parent, name, sha256, source)
+            log_corpora(self.parent, self.specs)
         return self.parent
 
     def __exit__(self, kind, exc, tb) -> None:
@@ -218,6 +216,7 @@ class GridSession:
         if found.arms:
             self.parent.log_table(found.arms, ARMS_TABLE)
         self.parent.set_tags({NOTE_TAG: found.note, **found.tags})
+        self.notes += found.verdict_lines()          # the console shows the verdicts too
         trained = counts[FINISHED] + counts[FAILED]
         self.parent.rename(f"{self.profile}: {f'{trained} trained' if trained else 'nothing trained'}"
                            f" · {time.strftime('%Y-%m-%d %H:%M')}")
@@ -292,8 +291,7 @@ class GridSession:
         if decision.action == NEW:
             run = self.tracker.start_run(self.grid.name, spec.run_name, params={}, tags=tags,
                                          parent_run_id=parent.run_id, system_metrics=local)
-            for name, (source, sha256) in corpus_inputs([spec]).items():   # the runs table's Dataset column
-                log_dataset(run, name, sha256, source)
+            log_corpora(run, [spec])                    # the runs table's Dataset column
             return Job(spec, run, None, lock)
         stored = decision.run
         if stored.status == "RUNNING":

@@ -30,8 +30,8 @@ from charrnn.science import results, tuning
 from charrnn.science.stats import FINISHED, mean_ci
 from charrnn.science.verdict_table import directed_effect
 from charrnn.science.verdicts import Verdict, holm, judge_claims
-from charrnn.tags import CLAIM_METRIC_PREFIX, REPORT_ARTIFACT_DIR, VERDICT_TAG_PREFIX
-from charrnn.tracking import Tracker
+from charrnn.tags import CLAIM_METRIC_PREFIX, REPORT_ARTIFACT_DIR, verdict_tag
+from charrnn.tracking import RunHandle, Tracker
 
 NOT_A_METRIC_NAME = re.compile(r"[^\w.\- /]")   # MLflow metric names: word characters . - space /
 
@@ -43,20 +43,19 @@ class GridSummary:
     arms: list[dict[str, Any]]         # rows: arm, mean, low, high, n, metric
     note: str                          # markdown for mlflow.note.content
 
+    def verdict_lines(self) -> list[str]:
+        """The description's verdict lines as plain text (what `charrnn grid` prints)."""
+        return [line.replace("**", "") for line in self.note.splitlines() if line.startswith("- **")]
+
 
 def claim_metric_name(claim_id: str, part: str) -> str:
     """`claim.<id>.<part>`, the id's characters MLflow refuses in a metric name (e.g. `=`) as `_`."""
     return f"{CLAIM_METRIC_PREFIX}{NOT_A_METRIC_NAME.sub('_', claim_id)}.{part}"
 
 
-def verdict_tag_name(claim_id: str) -> str:
-    """`verdict.<id>`, with the characters MLflow refuses in a tag name as `_`."""
-    return f"{VERDICT_TAG_PREFIX}{NOT_A_METRIC_NAME.sub('_', claim_id)}"
-
-
 def verdict_tags(verdicts: dict[str, str]) -> dict[str, str]:
     """Claim id → verdict after Holm, as the parent run's `verdict.<id>` tags."""
-    return {verdict_tag_name(claim_id): label for claim_id, label in verdicts.items()}
+    return {verdict_tag(claim_id): label for claim_id, label in verdicts.items()}
 
 
 def profile_runs(grid: Grid, profile: str, tracker: Tracker) -> tuple[pd.DataFrame, list[str]]:
@@ -141,6 +140,14 @@ def corpus_inputs(specs: Iterable[RunSpec]) -> dict[str, tuple[str, str]]:
         elif cfg.task == "text" and cfg.path and Path(cfg.path).name not in found:
             found[Path(cfg.path).name] = (cfg.path, hashlib.sha256(Path(cfg.path).read_bytes()).hexdigest())
     return found
+
+
+def log_corpora(run: RunHandle, specs: Iterable[RunSpec]) -> None:
+    """Each corpus the specs train on as a dataset input of `run` (`corpus_inputs`)."""
+    from charrnn.tracking.datasets import log_dataset   # only where runs are written (not the report)
+
+    for name, (source, sha256) in corpus_inputs(specs).items():
+        log_dataset(run, name, sha256, source)
 
 
 def grid_summary(grid: Grid, profile: str, tracker: Tracker, counts: dict[str, int]) -> GridSummary:

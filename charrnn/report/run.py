@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from charrnn.grid.summary import verdict_tags
+from charrnn.tags import verdict_tag
 from . import store
 from .base import VERDICTS_CSV, Rendered, reports_dir
 from .kernels import render_kernels
@@ -37,5 +37,5 @@ def render_reports(experiments: list[str] | None = None, out: str | Path | None 
         if log_to_parent and parent:
             store.log_report(parent, rendered.path)
             mine = suite[suite["experiment"] == rendered.name]
-            store.tag_run(parent, verdict_tags(dict(zip(mine["claim"], mine["adjusted_verdict"]))))
+            store.tag_run(parent, {verdict_tag(c): v for c, v in zip(mine["claim"], mine["adjusted_verdict"])})
     return done
