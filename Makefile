@@ -12,15 +12,16 @@ PORT ?= 5000
 SERVER_WORKERS ?= 1
 RESULTS_DIR := $(or $(CHARRNN_RESULTS_DIR),results)
 
-.PHONY: install smoke test bench grid ablations report ui clean gpu-check lint server findings suite-times claims-history docs screenshots
+.PHONY: install smoke test test-all bench grid ablations report ui clean gpu-check lint server findings suite-times claims-history docs screenshots
 
 install: $(STAMP)
 
 # Rebuilt when missing or when pyproject.toml changes (stale).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	@echo "make install: building .venv (torch, MLflow, Ray: a few minutes on first use; pip shows its progress)"
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev,ray]'
 	touch $(STAMP)
 
 # The main job: the smoke grid (4 tiny CPU runs, under a minute) into MLflow, then its HTML report.
@@ -29,9 +30,15 @@ smoke: $(STAMP)
 	$(BIN)/charrnn grid ablations/smoke.yaml --profile quick; status=$$?; \
 		$(BIN)/charrnn report smoke && exit $$status
 
+# The fast suite (tests marked `slow` left out: end-to-end grids, subprocesses, Ray, Chromium).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q; status=$$?; \
+	$(BIN)/python -m pytest -q -m "not slow"; status=$$?; \
 		if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
+
+# Every test, the slow ones included (what CI runs: .ci/run).
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q; status=$$?; \
+		if [ $$status -eq 5 ]; then echo "make test-all: pytest collected no tests" >&2; fi; exit $$status
 
 # ruff (rules and line length in pyproject.toml); .ci/run runs it before the tests.
 lint: $(STAMP)
@@ -70,9 +77,11 @@ claims-history: $(STAMP)
 	$(BIN)/python -m charrnn.report.claims_history results/examples/claims-history.csv \
 		reports/examples/verdicts.csv docs/claims-history.md
 
-# Every generated part of docs/: the findings, the claims history and the config-key table (from TrainConfig)
+# Every generated part of docs/: the findings, the claims history, the config-key table (from TrainConfig) and
+# the per-grid claims list (from ablations/*.yaml)
 docs: findings claims-history
 	$(BIN)/python -m charrnn.report.config_keys docs/grids-and-config.md
+	$(BIN)/python -m charrnn.report.claims_list docs/claims-and-verdicts.md
 
 # docs/img/report-*.png: the committed example pages in headless Chromium at 1280 px (as the browser tests see them)
 screenshots: $(STAMP)

@@ -113,6 +113,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     specs = grid.expand(args.profile)
     if args.dry_run:
         return _dry_run(grid, args.profile, specs, args.rerun_failed)
+    if not args.until_decided and (done := _all_finished(grid, args.profile, specs)):
+        print(done)
+        return 0
     from charrnn.grid.executors import run_grid
     from charrnn.grid.session import FAILED, GridStopped, summary_text
 
@@ -132,6 +135,26 @@ def cmd_grid(args: argparse.Namespace) -> int:
     print(f"view it: make ui   (or: mlflow ui --backend-store-uri {session.tracker.uri})")
     print(f"then open http://127.0.0.1:5000/{session.tracker.ui_path(grid.name)}  (its runs table)")
     return 1 if session.counts()[FAILED] or session.untrained() else 0
+
+
+def _all_finished(grid, profile: str, specs) -> str | None:
+    """When the store holds a FINISHED run of every RunSpec (and no tuning extension could add
+    one), what a rerun prints; None otherwise. Reads the store only: neither torch nor the
+    executors are loaded, so a rerun that trains nothing returns at once."""
+    from charrnn.tags import ROLE_TAG, RUN_ROLE
+    from charrnn.tracking import Tracker, store_exists
+
+    if grid.tune_bounds or not specs or not store_exists():
+        return None
+    tracker = Tracker()
+    runs = tracker.runs(grid.name, {ROLE_TAG: RUN_ROLE})
+    finished = {r.identity for r in runs if r.status == "FINISHED"}
+    if not all(spec.identity in finished for spec in specs):
+        return None
+    tracker.preregister_claims(grid.name, {c.id: c.canonical_text() for c in grid.claims}, len(runs))
+    return (f"grid {grid.name} [{profile}]: {len(specs)} runs: 0 finished, {len(specs)} skipped, 0 failed: "
+            "every run is already FINISHED in the store\nnothing to train: no new parent run (the grid's latest "
+            f"parent run keeps its verdicts); `charrnn report {grid.name}` renders its page")
 
 
 def _until_decided(grid, args: argparse.Namespace, run_round) -> int:
@@ -156,7 +179,7 @@ def _until_decided(grid, args: argparse.Namespace, run_round) -> int:
     max_seeds = args.max_seeds or 2 * len(grid.seeds_of(args.profile))
     outcome = until_decided(grid, args.profile, max_seeds, tracked_round, runs_of)
     last = outcome.sessions[-1]
-    last.parent.set_tags(outcome.tags())
+    last.ensure_parent().set_tags(outcome.tags())
     print(summary(outcome))
     return 1 if any(s.counts()[FAILED] for s in outcome.sessions) else 0
 

@@ -42,3 +42,9 @@ BOOKKEEPING_TAGS = (HEARTBEAT_TAG, OWNER_HOST_TAG, OWNER_PID_TAG, INVOCATION_TAG
 REPORT_ARTIFACT_DIR = "report"                 # `charrnn report` logs <experiment>.html here on the latest parent
 ARMS_TABLE = "arms.json"                       # the parent run's per-arm table (`mlflow.log_table`)
 CLAIM_METRIC_PREFIX = "claim."                 # parent-run metrics claim.<id>.effect / .low / .high
+VERDICT_TAG_PREFIX = "verdict."                # parent-run tags verdict.<id>: the verdict after Holm
+
+
+def verdict_tag(claim_id: str) -> str:
+    """`verdict.<id>`, each character MLflow refuses in a tag name (e.g. `=`) as `_`."""
+    return VERDICT_TAG_PREFIX + "".join(c if c.isalnum() or c in "_.- /" else "_" for c in claim_id)

@@ -4,7 +4,9 @@ for the layout tests and the README's screenshots.
     .venv/bin/python tests/report_browser.py reports/examples docs/img    # refresh the screenshots (make screenshots)
 
 `layout(path)` opens a page at 1280 × 900 with every <details> opened and measures what could
-scroll sideways: the document, every table and every box that scrolls. Nothing here renders a
+scroll sideways (the document, every table and every box that scrolls), every number or word a
+table cell broke over two lines, every figure's shown and natural width, and where the per-arm
+table's first row ends (before any <details> opened). Nothing here renders a
 page; it only looks at what `charrnn report` wrote.
 """
 from __future__ import annotations
@@ -22,8 +24,28 @@ SCREENSHOTS = {"report-index.png": "index.html", "report-experiment.png": "min_r
                "report-kernels.png": "kernels.html"}
 SCREENSHOT_HEIGHT = 1800          # px of each page's top kept in the screenshot
 
+LONG_TOKEN = 40                   # characters: a token longer than this (a path, a URL) may break to fit
 MEASURE = """() => {
+  const arms = document.querySelector('table.arms');
+  const armsHead = arms ? arms.querySelector('tr:nth-child(2)') || arms : null;
+  const armsBottom = armsHead ? armsHead.getBoundingClientRect().bottom + window.scrollY : null;
   document.querySelectorAll('details').forEach(d => d.open = true);
+  const broken = [];
+  document.querySelectorAll('td, th').forEach(cell => {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.data.matchAll(/\\S+/g)) {
+        if (m[0].length > LONG_TOKEN) continue;
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const lines = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+        if (lines.size > 1) broken.push(m[0]);
+      }
+    }
+  });
+  const figures = [...document.querySelectorAll('img')].map(img => ({
+    what: img.alt, natural: img.naturalWidth, shown: img.getBoundingClientRect().width}));
   const boxes = [...document.querySelectorAll('*')].filter(el => {
     const s = getComputedStyle(el);
     return el.tagName === 'TABLE' || ['auto', 'scroll'].includes(s.overflowX);
@@ -38,8 +60,9 @@ MEASURE = """() => {
                              scrolls: ['auto', 'scroll'].includes(getComputedStyle(el).overflowX),
                              client: el.clientWidth})),
     holm_right: holm ? holm.getBoundingClientRect().right : null,
+    broken: broken, figures: figures, arms_first_row_bottom: armsBottom,
   };
-}"""
+}""".replace("LONG_TOKEN", str(LONG_TOKEN))
 
 
 class BrowserMissing(RuntimeError):
@@ -87,8 +110,9 @@ class Browser:
         finally:
             page.close()
 
-    def text(self, path: Path, selector: str) -> str:
-        """The text `selector`'s first element shows on screen (innerText: hidden content left out)."""
+    def text(self, path: Path, selector: str = "body") -> str:
+        """The text `selector`'s first element shows on screen (innerText: hidden content left out);
+        by default what a reader sees of the whole page."""
         page = self._open(path)
         try:
             return page.inner_text(selector)
@@ -112,6 +136,17 @@ def overflows(measured: dict[str, Any], width: int = WIDTH) -> list[str]:
     found += [f"{b['what']}: {b['width']} px" for b in measured["boxes"] if b["width"] > width]
     return found + [f"{b['what']}: {b['width']} px in {b['client']} px" for b in measured["boxes"]
                     if b["scrolls"] and b["width"] > b["client"] + 1 and b["width"] <= width]
+
+
+def broken_tokens(measured: dict[str, Any]) -> list[str]:
+    """Numbers and words (at most LONG_TOKEN characters) that a table cell broke over two lines."""
+    return measured["broken"]
+
+
+def shrunk_figures(measured: dict[str, Any], least: float = 0.8) -> list[str]:
+    """Figures shown below `least` of their natural width (`curves: 63 %`)."""
+    return [f"{f['what']}: {100 * f['shown'] / f['natural']:.0f} %" for f in measured["figures"]
+            if f["natural"] and f["shown"] < least * f["natural"]]
 
 
 def main(argv: list[str] | None = None) -> int:

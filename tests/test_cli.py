@@ -53,6 +53,7 @@ def test_non_utf8_text_file_is_rejected_before_any_run(results_dir, tmp_path, ca
     assert all_runs(results_dir) == []
 
 
+@pytest.mark.slow
 def test_train_logs_one_finished_run_with_params_metrics_and_artifacts(results_dir, capsys):
     code = main(["train", "task=tinyshakespeare", "cell=gru", "hidden_size=64", "steps=40",
                  "eval_interval=20", "eval_batches=2", "device=cpu", "--no-progress"])

@@ -69,3 +69,43 @@ def test_a_document_without_the_markers_is_refused_and_left_alone(tmp_path, caps
     doc.write_text("no markers\n")
     assert main([str(doc)]) == 2 and doc.read_text() == "no markers\n"
     assert capsys.readouterr().err.count("\n") == 1
+
+
+CLAIMS_DOC = REPO / "docs" / "claims-and-verdicts.md"
+
+
+def committed_claims_list() -> str:
+    from charrnn.report.claims_list import CLAIMS_LIST_END, CLAIMS_LIST_START
+    text = CLAIMS_DOC.read_text(encoding="utf-8")
+    return text[text.index(CLAIMS_LIST_START) + len(CLAIMS_LIST_START):text.index(CLAIMS_LIST_END)].strip()
+
+
+def test_the_per_grid_claims_list_is_generated_from_the_grids():
+    from charrnn.report.claims_list import claim_grid_files, claims_list
+    committed = committed_claims_list()
+    assert committed == claims_list(), "run `make docs` after changing a grid's claims"
+    grids = re.findall(r"^- \*\*`(\w+)`\*\*", committed, flags=re.M)
+    assert grids == [p.stem for p in claim_grid_files()] and len(grids) >= 10
+
+
+def test_a_grid_with_another_claim_makes_the_committed_list_stale(tmp_path):
+    import shutil
+
+    from charrnn.report.claims_list import claim_grid_files, claims_list
+    for path in claim_grid_files():
+        shutil.copy(path, tmp_path / path.name)
+    grid = tmp_path / "depth_residual.yaml"
+    grid.write_text(grid.read_text(encoding="utf-8").replace("residual_helps_8_layers", "residual_helps_at_8"),
+                    encoding="utf-8")
+    assert "`residual_helps_at_8`" in claims_list(tmp_path) and claims_list(tmp_path) != committed_claims_list()
+
+
+def test_the_kernel_page_shows_the_readmes_auto_over_fused_headline_from_the_committed_bench():
+    import json
+
+    bench = json.loads((REPO / "results" / "examples" / "bench-auto-vs-fused-cpu.json").read_text())
+    info = bench["benchmarks"][0]["extra_info"]
+    headline = f"{info['ratio']:.2f}×"
+    assert f"{headline} fused" in README.read_text(encoding="utf-8").replace("x fused", "× fused")
+    page = (REPO / "reports" / "examples" / "kernels.html").read_text(encoding="utf-8")
+    assert f"at {headline} fused's tokens/s" in page and "bench-auto-vs-fused-cpu.json" in page

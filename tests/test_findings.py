@@ -64,7 +64,7 @@ def test_without_a_tests_column_there_is_one_list_and_fractions_read_in_points()
     row = {**ROW, "metric": "test_exact_match", "effect": 0.05, "low": 0.04, "high": 0.06,
            "description": "test_exact_match is higher than 0.95"}
     line = findings_markdown(pd.DataFrame([row])).splitlines()[-1]
-    assert "value − bar 5.00 pp [4.00 to 6.00], n = 5." in line and "source" not in line
+    assert "value − bar +5.00 pp [4.00 to 6.00], n = 5." in line and "source" not in line
 
 
 def test_a_not_tested_claim_says_why():

@@ -124,10 +124,12 @@ def test_index_keeps_every_experiment_rendered_into_the_directory(tmp_path):
 
 def test_every_multi_seed_number_in_the_summary_has_its_ci_and_n(tmp_path):
     _, html = render(make_experiment(claim=CLAIM), tmp_path)
-    summary = html.split('<h2 id="summary">')[1].split("</table>")[0]
-    cells = re.findall(r'<td class="num">([^<]*)</td>', summary)
+    summary = html.split('<h2 id="summary">')[1].split("<h2")[0]   # the claims' metric, the rest folded
+    arms = html.split('<h2 id="arms">')[1].split("<h2")[0]           # the page's first table
+    cells = re.findall(r'<td class="num">([^<]*)</td>', summary + arms)
     stats = [c for c in cells if "(n=" in c]
-    assert len(stats) == 2 * 3              # 2 variants × (val_loss, train_loss, wall time)
+    assert len(stats) == 2 * 3              # 2 variants × (val_loss, train_loss; the arms table's val_loss)
+    assert "<details>" in summary and html.index('id="arms"') < html.index('class="claim"')
     assert all(re.fullmatch(r"−?[\d.,]+ \[−?[\d.,]+ to −?[\d.,]+\] \(n=3\)", c) for c in stats)
     assert re.search(r"Effect: <strong>[+−]?[\d.]+ nats/char \[−?[\d.]+ to −?[\d.]+\]</strong> \(n = 3\)", html)
 
@@ -367,6 +369,7 @@ def _store_experiment(name: str, grid_text: str) -> str:
     return parent.run_id
 
 
+@pytest.mark.slow
 def test_cli_report_renders_the_store_and_logs_the_page_to_the_grid_run(results_dir, tmp_path, capsys):
     grid = {"name": "smoke", "question": "Does a GRU win?", "seeds": [0, 1], "axes": {"cell": ["vanilla", "gru"]},
             "claims": [{**SCOPE, "metric": "val_loss", "expect": {"cell": "gru", "better_than": "vanilla"}}]}
@@ -428,3 +431,27 @@ def test_error_bars_stay_drawable_when_the_ci_misses_the_point_estimate():
     bars = _errors([Interval(0.10, 0.12, 0.30, 5), Interval(0.5, 0.4, 0.45, 5)])
     assert (bars >= 0).all()
     assert bars[1, 0] == pytest.approx(0.20) and bars[0, 1] == pytest.approx(0.10)
+
+
+def test_an_unfinished_grid_says_so_on_its_page_and_in_the_index(tmp_path):
+    exp = make_experiment(claim=CLAIM)
+    exp.runs.loc[exp.runs.index[:2], "status"] = "RUNNING"
+    _, html = render(exp, tmp_path)
+    assert "2 runs still running; provisional" in html
+    index = render_index(tmp_path).read_text(encoding="utf-8")
+    assert "2 runs still running; provisional" in index
+    render(make_experiment(claim=CLAIM), tmp_path)          # finished: the notice goes
+    assert "still running" not in render_index(tmp_path).read_text(encoding="utf-8")
+
+
+def test_the_page_opens_with_the_per_arm_table_and_folds_the_other_metrics(tmp_path):
+    exp = make_experiment(claim=CLAIM)
+    exp.runs["param_count"], exp.runs["steps"], exp.runs["charrnn.device"] = 12345, 400, "cpu"
+    exp.runs["wall_time_s"] = 12.5
+    _, html = render(exp, tmp_path)
+    arms = html.split('<h2 id="arms">')[1].split("</table>")[0]
+    assert "val_loss (nats/char), mean [95 % CI] (n)" in arms and "training time (s)" in arms
+    assert arms.count("12,345") == 2 and arms.count(">400<") == 2 and arms.count(">cpu<") == 2
+    summary = html.split('<h2 id="summary">')[1].split("<h2")[0]
+    visible, folded = summary.split("<details>")
+    assert "val_loss" in visible and "train_loss" not in visible and "train_loss" in folded

@@ -1,6 +1,8 @@
 """The pages in headless Chromium at 1280 × 900: nothing scrolls sideways (the document, every
-table, every scrolling box, with every <details> open) and the index's verdict-after-Holm column
-is on screen. Synthetic pages with long ids, sources and many metrics, and the committed examples.
+table, every scrolling box, with every <details> open), the index's verdict-after-Holm column
+is on screen, no table cell breaks a number or a word over two lines, no figure is shown below
+80 % of its natural width, and each experiment page's per-arm table is on its first screen.
+Synthetic pages with long ids, sources and many metrics, and the committed examples.
 
 Chromium is required, not optional: without it these tests fail and say how to install it.
 """
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from report_browser import WIDTH, Browser, BrowserMissing, overflows
+from report_browser import HEIGHT, WIDTH, Browser, BrowserMissing, broken_tokens, overflows, shrunk_figures
 from charrnn.report.kernels import render_kernels
 from charrnn.report.pages import render_experiment, render_index
 from report_synthetic import SCOPE, artifact_reader, make_experiment
@@ -52,6 +54,10 @@ def pages(tmp_path_factory) -> Path:
     render_experiment(exp, out)
     second = {"source": "s", **SCOPE, "metric": "val_loss", "expect": {"input_combine": "concat", "better_than": "add"}}
     render_experiment(make_experiment("second", claim=second), out)
+    many = make_experiment("many_arms", axes={"input_combine": ["add", "concat"], "hidden_size": [64, 128, 256],
+                                              "activation": ["tanh", "relu"]}, seeds=[0, 1])
+    many.runs.loc[many.runs["activation"] == "relu", "final_val_loss"] = float("nan")   # arms without data
+    render_experiment(many, out)
     render_index(out)
     render_kernels(out, _bench_dir(out / "bench"))
     return out
@@ -80,6 +86,31 @@ def _assert_fits(browser, page: Path) -> dict:
 def test_rendered_pages_fit_1280_px_without_sideways_scrolling(browser, pages, name):
     measured = _assert_fits(browser, pages / name)
     assert measured["boxes"], "no table measured"       # the measurement saw the tables
+
+
+@pytest.mark.parametrize("name", ["index.html", "input_combine.html", "second.html", "many_arms.html", "kernels.html"])
+def test_no_table_breaks_a_number_or_a_word_and_no_figure_shrinks(browser, pages, name):
+    measured = browser.layout(pages / name)
+    assert broken_tokens(measured) == [], f"{name}: broken over two lines: {broken_tokens(measured)[:10]}"
+    assert shrunk_figures(measured) == [], f"{name}: shrunk below 80 %: {shrunk_figures(measured)}"
+    assert measured["figures"] or name == "index.html"
+
+
+@pytest.mark.parametrize("name", ["input_combine.html", "second.html", "many_arms.html"])
+def test_the_per_arm_table_is_on_the_first_screen(browser, pages, name):
+    bottom = browser.layout(pages / name)["arms_first_row_bottom"]
+    assert bottom is not None and bottom <= HEIGHT, f"{name}: the per-arm table's first row ends at {bottom} px"
+
+
+def test_a_broken_number_and_a_shrunk_figure_are_caught(browser, tmp_path):
+    """The measurements fail a cell that breaks a number, and a figure squeezed to half its width."""
+    page = tmp_path / "narrow.html"
+    png = "iVBORw0KGgoAAAANSUhEUgAAAGQAAAABCAIAAACnuZzqAAAADUlEQVR4nGNgGAVEAwABLQABRQKVTgAAAABJRU5ErkJggg=="  # 100 × 1
+    page.write_text("<table><tr><td style='width: 3ch; max-width: 3ch; overflow-wrap: anywhere'>192,000</td></tr>"
+                    f"</table><img alt='half' style='width: 50px' src='data:image/png;base64,{png}'>")
+    measured = browser.layout(page)
+    assert broken_tokens(measured) == ["192,000"]
+    assert shrunk_figures(measured) == ["half: 50 %"]
 
 
 def test_index_verdict_after_holm_column_is_on_screen(browser, pages):
@@ -113,6 +144,11 @@ def test_committed_example_pages_fit_1280_px(browser, name):
         assert measured["holm_right"] is not None and measured["holm_right"] <= WIDTH
 
 
+def test_committed_kernel_page_breaks_no_number_or_word_and_shrinks_no_figure(browser):
+    measured = browser.layout(EXAMPLES / "kernels.html")
+    assert broken_tokens(measured) == [] and shrunk_figures(measured) == []
+
+
 def test_committed_kernel_page_is_small_and_names_its_devices():
     html = (EXAMPLES / "kernels.html").read_text(encoding="utf-8")
     assert "unknown device" not in html and len(html.encode("utf-8")) <= 800_000
@@ -123,7 +159,8 @@ def test_failed_runs_with_long_unbroken_reasons_fit(browser, tmp_path):
     exp.runs.loc[0, "status"] = "FAILED"
     exp.runs.loc[0, "failure"] = "/a/very/long/path/" + "segment/" * 60 + "file.py: RuntimeError"
     render_experiment(exp, tmp_path)
-    _assert_fits(browser, tmp_path / "failing.html")
+    measured = _assert_fits(browser, tmp_path / "failing.html")
+    assert broken_tokens(measured) == []
 
 
 def test_a_claim_edited_after_its_runs_shows_edited_after_data_and_its_original_text(browser, tmp_path):

@@ -3,6 +3,7 @@ import math
 import subprocess
 
 import mlflow.server
+import pytest
 
 from grid_support import REPO, children, empty_store_db, grid_data, runs_of, store, write_grid  # noqa: F401
 from mlflow.utils import mlflow_tags
@@ -63,6 +64,7 @@ def test_describe_experiment_sets_question_kind_and_primary_metric(store):
     assert tracker.ui_path("described") == f"#/experiments/{exp_id}?{UI_QUERY}"
 
 
+@pytest.mark.slow
 def test_grid_experiment_shows_its_question_and_claim_metric_and_runs_carry_their_commit(store, tmp_path):
     path = write_grid(tmp_path, axes={"cell": ["vanilla", "gru"]}, seeds=[0])
     assert main(["grid", str(path), "--no-progress"]) == 0

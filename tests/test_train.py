@@ -53,8 +53,9 @@ def test_different_seeds_give_different_losses():
     assert a != b
 
 
-@pytest.mark.parametrize("hidden_init,lr_schedule",
-                         [(h, "constant") for h in CHOICES["hidden_init"]] + [("zero", "cosine")])
+@pytest.mark.parametrize("hidden_init,lr_schedule",   # one in `make test`, every protocol in `make test-all`
+                         [pytest.param(h, s, marks=() if (h, s) == ("zero", "constant") else pytest.mark.slow)
+                          for h, s in [(h, "constant") for h in CHOICES["hidden_init"]] + [("zero", "cosine")]])
 def test_resumed_run_matches_uninterrupted_run(tmp_path, hidden_init, lr_schedule):
     cfg = tiny(steps=12, eval_interval=4, hidden_init=hidden_init, cell="lstm", lr_schedule=lr_schedule)
     full = Trainer(cfg, progress=False).fit()
@@ -113,8 +114,9 @@ def test_nan_loss_raises_diverged_with_step():
         Trainer(cfg, progress=False).fit()
 
 
-@pytest.mark.parametrize("backend", [b for b in CHOICES["backend"] if b not in CUDA_ONLY and b != "fused"
-                                     and "gru" in registry.BACKENDS[b].cells])
+@pytest.mark.parametrize("backend", [  # compiling backends (torch.compile: seconds per case) in `make test-all`
+    pytest.param(b, marks=pytest.mark.slow if b in registry.compiling_backends() and b != "loop_native" else ())
+    for b in CHOICES["backend"] if b not in CUDA_ONLY and b != "fused" and "gru" in registry.BACKENDS[b].cells])
 def test_every_cpu_backend_trains_like_fused_from_the_same_weights(backend):
     cfg = tiny(cell="gru", steps=3, eval_interval=3, hidden_init="epoch_zero")
     fused = Trainer(cfg, progress=False)

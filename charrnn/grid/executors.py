@@ -452,5 +452,5 @@ def train_rounds(runner, session: GridSession, specs: tuple[RunSpec, ...]) -> No
                                        {s.identity for s in session.specs})
         if specs:
             session.add(specs, note)
-            session.parent.set_tags({TUNE_TRIED_TAG: json.dumps(dict(grid.tune))})
+            session.ensure_parent().set_tags({TUNE_TRIED_TAG: json.dumps(dict(grid.tune))})
     session.notes.append(edge_report(grid, session.results))

@@ -25,6 +25,7 @@ from typing import Callable
 from charrnn.config import ConfigError
 from charrnn.grid.spec import Grid
 from charrnn.tags import SEQUENTIAL_PREFIX
+from charrnn.science.verdict_table import directed_effect
 from charrnn.science.verdicts import ALPHA, UNDERPOWERED, Verdict, judge_claims
 
 
@@ -103,9 +104,18 @@ def until_decided(grid: Grid, profile: str, max_seeds: int, run_round: Callable[
     raise AssertionError("unreachable: the last look always stops")
 
 
+def effect_line(v: Verdict) -> str:
+    """`+0.0207 [0.0101, 0.0313] (n=5), positive = as claimed` (`directed_effect`)."""
+    effect, low, high = directed_effect(v)
+    if v.effect.n == 0 or effect != effect:
+        return f"no effect (n={v.effect.n})"
+    interval = f" [{low:.4f}, {high:.4f}]" if v.effect.has_ci else ""
+    return f"{effect:+.4f}{interval} (n={v.effect.n}), positive = as claimed"
+
+
 def summary(outcome: Outcome) -> str:
     lines = [f"sequential seeding: {len(outcome.seeds)} seeds per arm, look {outcome.look} of "
              f"{outcome.looks_planned} (alpha {ALPHA:g}/{outcome.looks_planned} per look); stopped: "
              f"{outcome.stop_reason}"]
-    lines += [f"  {v.claim.id}: {v.label}, {v.effect.fmt(4)}" for v in outcome.verdicts]
+    lines += [f"  {v.claim.id}: {v.label}, {effect_line(v)}" for v in outcome.verdicts]
     return "\n".join(lines)

@@ -40,7 +40,7 @@ from charrnn.tracking.failures import StoreError
 from charrnn.paths import results_dir
 from charrnn.tracking.run_handle import RunHandle, now_ms
 from charrnn.tracking.store import StoredRun, Tracker
-from charrnn.grid.summary import grid_summary
+from charrnn.grid.summary import grid_summary, log_corpora
 
 HOST = socket.gethostname()
 OWNER_HOST, OWNER_PID, INVOCATION = OWNER_HOST_TAG, OWNER_PID_TAG, INVOCATION_TAG
@@ -173,7 +173,12 @@ class GridSession:
                                         len(existing))
         self.since_ms = now_ms()
         self._lock.acquire()
-        try:
+        return self
+
+    def ensure_parent(self) -> RunHandle:
+        """The invocation's parent run, started when the first RunSpec is opened to train: an
+        invocation that trains nothing (every run already FINISHED) leaves no parent behind."""
+        if self.parent is None:
             self.parent = self.tracker.start_run(
                 self.grid.name, f"{self.profile} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                 params={"profile": self.profile, "executor": self.executor, "runs": len(self.specs),
@@ -181,10 +186,8 @@ class GridSession:
                 tags={ROLE_TAG: ROLE_GRID, **self._owner_tags(), TAG_PREFIX + "question": self.grid.question},
                 system_metrics=self.executor != "local")
             self.parent.log_text(self.grid.text, GRID_ARTIFACT)
-        except BaseException as exc:
-            self.__exit__(type(exc), exc, None)
-            raise
-        return self
+            log_corpora(self.parent, self.specs)
+        return self.parent
 
     def __exit__(self, kind, exc, tb) -> None:
         self._bar.close()
@@ -208,12 +211,13 @@ class GridSession:
             self._lock.path.unlink(missing_ok=True)  # unique to this invocation
 
     def _log_summary(self, counts: dict[str, int]) -> None:
-        """The parent's claim metrics, arms table and description; named for what it trained."""
+        """The parent's claim metrics, verdict tags, arms table and description; named for what it trained."""
         found = grid_summary(self.grid, self.profile, self.tracker, counts)
         self.parent.log_metrics(found.metrics, step=0)
         if found.arms:
             self.parent.log_table(found.arms, ARMS_TABLE)
-        self.parent.set_tags({NOTE_TAG: found.note})
+        self.parent.set_tags({NOTE_TAG: found.note, **found.tags})
+        self.notes += found.verdict_lines()          # the console shows the verdicts too
         trained = counts[FINISHED] + counts[FAILED]
         self.parent.rename(f"{self.profile}: {f'{trained} trained' if trained else 'nothing trained'}"
                            f" · {time.strftime('%Y-%m-%d %H:%M')}")
@@ -284,9 +288,11 @@ class GridSession:
                 TAG_PREFIX + "varied": spec.varied_json, SPEED_TAG: self.speed_measurement(spec),
                 **self._owner_tags()}
         local = self.executor == "local"
+        parent = self.ensure_parent()
         if decision.action == NEW:
             run = self.tracker.start_run(self.grid.name, spec.run_name, params={}, tags=tags,
-                                         parent_run_id=self.parent.run_id, system_metrics=local)
+                                         parent_run_id=parent.run_id, system_metrics=local)
+            log_corpora(run, [spec])                    # the runs table's Dataset column
             return Job(spec, run, None, lock)
         stored = decision.run
         if stored.status == "RUNNING":
@@ -409,7 +415,8 @@ def summary_text(session: GridSession) -> str:
             f"{counts[FINISHED]} finished, {counts[SKIPPED]} skipped, {counts[FAILED]} failed"
             f"{f', {len(untrained)} {UNTRAINED}' if untrained else ''} in {session.elapsed_s():.1f} s")
     table = format_table(["outcome", "run", "identity", "status", "final_val_loss", "note"], rows)
-    parent = f"parent run: {session.parent.run_id}" if session.parent else ""
+    parent = (f"parent run: {session.parent.run_id}" if session.parent else
+              "nothing to train: no new parent run (the grid's latest parent run keeps its verdicts)")
     return "\n".join(filter(None, [head, table, *session.notes, parent]))
 
 

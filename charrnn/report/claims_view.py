@@ -54,12 +54,11 @@ def experiment_verdicts(exp: ExperimentData, runs: pd.DataFrame, axes: list[str]
 
 def verdict_view(v: Verdict) -> dict[str, Any]:
     """A verdict as plain data: its `verdicts.csv` row (`verdict_row`; `effect`/`low`/`high` in
-    the claimed direction) plus what the page shows (`claim`: the description, `effect_text`:
-    the plain difference). The manifest keeps it for the index."""
-    c, e = v.claim, v.effect
+    the claimed direction) plus what the page shows (`claim`: the description). The manifest
+    keeps it for the index."""
+    c = v.claim
     return {**verdict_row(v), "id": c.id, "claim": c.describe(), "difference": c.difference(),
-            "pairing": c.pairing(), "effect_text": e.fmt(4), "mde_text": v.mde_text(),
-            "edited": v.preregistration == EDITED}
+            "pairing": c.pairing(), "mde_text": v.mde_text(), "edited": v.preregistration == EDITED}
 
 
 def window_view(v: Verdict, exp: ExperimentData, runs: pd.DataFrame, axes: list[str],

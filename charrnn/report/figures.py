@@ -81,24 +81,40 @@ def learning_curves(panels: dict[str, dict[str, pd.DataFrame]], colors: dict[str
     ncols = min(2, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(PANEL_W * ncols, PANEL_H * nrows), squeeze=False)
-    labels: dict[str, plt.Line2D] = {}
+    drawn: dict[str, tuple[plt.Line2D, int]] = {}     # variant → a line of it and its largest n
     for ax, (metric, bands) in zip(axes.flat, panels.items()):
         for variant, band in bands.items():
+            band = band[np.isfinite(pd.to_numeric(band["mean"], errors="coerce"))]
             n = int(band["n"].max()) if len(band) else 0
+            if n == 0:                                # no data: neither a line nor a legend entry
+                continue
             (line,) = ax.plot(band["step"], band["mean"], color=colors[variant], lw=1.3)
             ax.fill_between(band["step"], band["low"], band["high"], color=colors[variant], alpha=0.2, lw=0)
-            labels.setdefault(literal(f"{variant} (n={n})"), line)
+            if n > drawn.get(variant, (None, 0))[1]:
+                drawn[variant] = (line, n)
         unit = unit_of(metric)
         ax.set(xlabel="step", ylabel=literal(f"{metric} ({unit})" if unit and unit != "%" else metric),
                title=literal(metric))
         plain_ticks(ax.yaxis)
+    labels = {literal(f"{variant} (n={n})"): line for variant, (line, n) in drawn.items()}
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.tight_layout()
     if labels:
         fig.legend(labels.values(), labels.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                   ncol=min(3, len(labels)), fontsize="small", frameon=False)
+                   ncol=legend_columns(labels, PANEL_W * ncols), fontsize="small", frameon=False)
     return fig
+
+
+LEGEND_CHAR_IN, LEGEND_HANDLE_IN = 0.065, 0.7     # inches per character of a small legend label; handle + gap
+
+
+def legend_columns(labels: Iterable[str], width_in: float, most: int = 3) -> int:
+    """Legend columns that fit `width_in` inches (the figure's width): a legend wider than its
+    figure widens the PNG, and the page then shrinks the whole figure and its text."""
+    labels = list(labels)
+    column = LEGEND_CHAR_IN * max(map(len, labels), default=0) + LEGEND_HANDLE_IN
+    return max(1, min(most, len(labels), int(width_in // column)))
 
 
 # --------------------------------------------------------------------------- point plots
@@ -125,6 +141,7 @@ def axis_plot(points: pd.DataFrame, x: str, y_label: str, colors: dict[str, str]
     variant's colour, 95 % CI error bars. `points` has columns x, group, variant, iv (Interval)."""
     fig, ax = plt.subplots(figsize=(PANEL_W + 1.0, PANEL_H))
     styles = ["-", "--", ":", "-."]
+    points = points[[np.isfinite(iv.mean) for iv in points["iv"]]]      # a point without data is not drawn
     for k, (group, rows) in enumerate(points.groupby("group", sort=False)):
         rows = rows.sort_values(x)
         ivs = list(rows["iv"])
@@ -135,6 +152,8 @@ def axis_plot(points: pd.DataFrame, x: str, y_label: str, colors: dict[str, str]
                         capsize=3, zorder=2)
     if log_x:
         ax.set_xscale("log", base=2)
+    value_ticks(ax.xaxis, points[x])
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=5, min_n_ticks=3))
     ax.set(xlabel=literal(x), ylabel=literal(f"{y_label} (mean, 95 % CI)"))
     if points["group"].nunique() > 1:
         _legend(ax, points["group"].nunique())
@@ -213,10 +232,28 @@ def _verdict_legend(ax: plt.Axes, labels: Iterable[str]) -> None:
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
 
 
-def plain_ticks(axis: matplotlib.axis.Axis) -> None:
+MAX_VALUE_TICKS = 6
+
+
+def value_ticks(axis: matplotlib.axis.Axis, values: Iterable[float]) -> None:
+    """Ticks at the values a grid ran (at most MAX_VALUE_TICKS, evenly thinned), plain labels and no
+    minor labels: on a log axis the default labels of a narrow range overlap; a single value gets
+    its neighbours' ticks too, so no axis has one tick alone."""
+    ran = sorted({float(v) for v in values if np.isfinite(v)})
+    if len(ran) < 2:
+        axis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=4, min_n_ticks=3))
+        plain_ticks(axis, locate=False)
+        return
+    step = math.ceil(len(ran) / MAX_VALUE_TICKS)
+    axis.set_ticks(ran[::step] if ran[::step][-1] == ran[-1] else ran[::step] + [ran[-1]])
+    plain_ticks(axis, locate=False)
+
+
+def plain_ticks(axis: matplotlib.axis.Axis, locate: bool = True) -> None:
     """Tick labels as plain numbers (`5`, `1,000`, `0.01`), never `5×10⁰`, on any scale (a log
-    axis gets ticks at 1, 2 and 5 times the powers of ten, so a narrow range still has labels)."""
-    if axis.get_scale() == "log":
+    axis gets ticks at 1, 2 and 5 times the powers of ten, so a narrow range still has labels;
+    `locate=False` keeps ticks already placed)."""
+    if locate and axis.get_scale() == "log":
         axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: tick(v)))
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -372,6 +409,8 @@ def isolation_plot(frame: pd.DataFrame, key: str, metric: str, colors: dict[str,
     values = pd.to_numeric(frame["value"], errors="coerce")
     if values.notna().all() and (values > 0).all() and values.max() / values.min() >= 10:
         ax.set_xscale("log")
+    if values.notna().all():
+        value_ticks(ax.xaxis, values)
     ax.set(xlabel=literal(key), ylabel=literal(f"{metric} (mean, 95 % CI)"))
     _legend(ax, frame["variant"].nunique())
     return fig

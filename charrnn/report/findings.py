@@ -38,6 +38,8 @@ def effect_text(row: pd.Series) -> str:
         return f"no effect (n = {int(row['n'])})"
     interval = numbers.interval(row["low"], row["high"], row["metric"])
     effect = numbers.difference(row["effect"], row["metric"])
+    if row["effect"] > 0 and effect[:1].isdigit() and not str(row.get("effect_sense", "")).startswith("difference"):
+        effect = f"+{effect}"                   # positive = as claimed, as on the pages
     return f"{effect}{' ' + interval if interval else ''}, n = {int(row['n'])}"
 
 

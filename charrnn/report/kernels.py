@@ -53,6 +53,38 @@ def _rows(path: Path) -> list[dict[str, Any]]:
             for r in table_rows(data) if r["backend"] and r["cell"]]
 
 
+AUTO_VS_FUSED = "train-auto-vs-fused"      # the shape of `auto`'s training throughput against fused's
+
+
+def auto_headlines(paths: list[Path]) -> dict[str, list[dict[str, Any]]]:
+    """Per device: each timed comparison of `backend: auto` training against fused (tokens/s ratio,
+    its range over rounds, the backend auto chose, the shape), newest file last."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in paths:
+        try:
+            data = read_results(path)
+        except ConfigError:
+            continue
+        for bench in data["benchmarks"]:
+            info = bench.get("extra_info") or {}
+            if info.get("shape") != AUTO_VS_FUSED or info.get("ratio") is None:
+                continue
+            device = _device({"device": info.get("device_name") or info.get("device") or DEFAULTS["device"]}, data)
+            found.setdefault(device, []).append({
+                "ratio": ratio_text(info["ratio"]), "low": ratio_text(info.get("ratio_min")),
+                "high": ratio_text(info.get("ratio_max")), "chosen": info.get("backend", "?"),
+                "shape": f"{str(info.get('cell', '?')).upper()} H{info.get('hidden')} B{info.get('batch')} "
+                         f"T{info.get('seq_len')}",
+                "auto": number(float(np.median(info.get("auto_tokens_per_s") or [np.nan]))),
+                "fused": number(float(np.median(info.get("fused_tokens_per_s") or [np.nan]))),
+                "threads": info.get("threads"), "file": path.name, "when": str(data.get("datetime", ""))})
+    return found
+
+
+def ratio_text(value: Any) -> str:
+    return f"{float(value):.2f}×" if value is not None and np.isfinite(float(value)) else "n/a"
+
+
 def load_benchmarks(paths: list[Path]) -> pd.DataFrame:
     """All benchmarks; where several files time one shape on one device, the newest wins."""
     frame = pd.DataFrame([r for p in paths for r in _rows(p)])
@@ -136,11 +168,15 @@ def _versions(frame: pd.DataFrame) -> list[str]:
     return [", ".join(f"{k} {v}" for k, v in zip(VERSIONS, row)) for row in found.itertuples(index=False)]
 
 
-def device_section(device: str, frame: pd.DataFrame) -> dict[str, Any]:
+def device_section(device: str, frame: pd.DataFrame, headlines: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One device: the auto/fused headline where timed, the ratio figures, the sweep, the tables;
+    `per_kernel` says whether any kernel was timed beyond the auto/fused comparison."""
+    per_kernel = bool((frame["shape"] != AUTO_VS_FUSED).any()) if "shape" in frame else True
     combos = frame[["direction", "dtype"]].drop_duplicates().sort_values(["direction", "dtype"])
     figs = [ratio_figure(frame, d, t) for d, t in combos.itertuples(index=False)]
     figs.append(scan_figure(frame))  # min cells: time vs T (charrnn/report/kernels_scan.py)
-    return {"device": device, "files": sorted(frame["file"].unique()), "versions": _versions(frame),
+    return {"device": device, "headlines": headlines or [], "per_kernel": per_kernel,
+            "files": sorted(frame["file"].unique()), "versions": _versions(frame),
             "figures": [f for f in figs if f is not None], "rows": _table(frame),
             "sweep": sweep_section(frame),
             "truncated": len(frame) > MAX_TABLE_ROWS, "n": len(frame),
@@ -154,7 +190,8 @@ def render_kernels(out_dir: Path, bench_dir: Path | None = None) -> Path | None:
     if frame.empty:
         return None
     rf.apply_theme()
-    sections = [device_section(str(d), g) for d, g in frame.groupby("device", sort=True)]
+    headlines = auto_headlines(paths)
+    sections = [device_section(str(d), g, headlines.get(str(d))) for d, g in frame.groupby("device", sort=True)]
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "kernels.html"
     write_atomic(path, render_template("kernels.html", sections=sections, shape=SHAPE, reference=REFERENCE,

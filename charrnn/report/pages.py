@@ -25,9 +25,9 @@ from .claims_view import (RULES, artifact_windows, experiment_verdicts, one_line
                           window_view, write_verdicts_csv)
 from .budget_view import budget_sections
 from .sweep import speed_sweep
-from .details import detail_sections, failed_runs, heat_variants, provenance, unfinished_runs
+from .details import RUNNING, detail_sections, failed_runs, heat_variants, provenance, unfinished_runs
 from .plots import figures
-from .tables import RunStats, best_variant, prepare, primary_metric, summary_table
+from .tables import RunStats, arm_table, best_variant, prepare, primary_metric, summary_table
 from .tuned import tuning_section
 
 
@@ -42,8 +42,10 @@ def build_context(exp: ExperimentData) -> dict[str, Any]:
     windows_of = artifact_windows(exp)
     views = [display({**verdict_view(v), **claim_facts(v.claim), **window_view(v, exp, runs, axes, windows_of)})
              for v in experiment_verdicts(exp, runs, axes)]
-    metrics = [metric] + [m for m in FINAL_METRICS if m in runs and m != metric]
+    claimed = list(dict.fromkeys([metric] + [c.column for c in exp.claims if c.column in runs]))
+    others = [m for m in FINAL_METRICS if m in runs and m not in claimed]
     st = RunStats(runs)
+    running = int((every_run["status"] == RUNNING).sum())
     heat_for = heat_variants(variants, exp.claims, st, metric, higher)
     return {
         "name": exp.name, "question": exp.question, "verdicts": views, "rules": RULES,
@@ -52,7 +54,9 @@ def build_context(exp: ExperimentData) -> dict[str, Any]:
         "line": one_line(views, best_variant(st, metric, higher), metric),
         "n_runs": len(every_run), "n_finished": int((every_run["status"] == FINISHED).sum()),
         "seeds": sorted(runs["seed"].astype(str).unique(), key=natural_key),
-        "summary": summary_table(st, variants, metrics),
+        "arms": arm_table(st, variants, metric), "running": running,
+        "summary": summary_table(st, variants, claimed),
+        "summary_rest": summary_table(st, variants, others) if others else None,
         "figures": figures(st, exp.curves, axes, variants, colors, metric),
         "budget": budget_sections(runs, exp.curves, exp.claims, axes), "sweep": speed_sweep(runs, axes),
         "tuning": tuning_section(every_run, runs, exp.tune, colors),
@@ -70,7 +74,7 @@ def render_experiment(exp: ExperimentData, out_dir: Path) -> Rendered:
     path = out_dir / report_filename(exp.name)
     write_atomic(path, render_template("experiment.html", **context))
     _update_manifest(out_dir, exp.name, {"file": path.name, "line": context["line"],
-                                         "claims": context["verdicts"]})
+                                         "claims": context["verdicts"], "running": context["running"]})
     return Rendered(exp.name, path, context["line"], time.perf_counter() - t0)
 
 

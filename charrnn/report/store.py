@@ -132,3 +132,9 @@ def log_report(parent_run_id: str, path: Path) -> None:
     """Attach the rendered page to the grid's parent run (under `report/`)."""
     t = tracker()
     RunHandle(t.client, parent_run_id, "").log_artifact(path, REPORT_ARTIFACT_DIR)
+
+
+def tag_run(run_id: str, tags: dict[str, str]) -> None:
+    """Set tags on a stored run (a grid's parent: its verdicts after Holm)."""
+    if tags:
+        RunHandle(tracker().client, run_id, "").set_tags(tags)

@@ -102,6 +102,41 @@ def summary_table(st: RunStats, variants: list[str], metrics: list[str]) -> dict
     return {"metrics": [_header(m) for m in metrics], "rows": rows}
 
 
+ARM_DEVICE_COLUMNS = ("charrnn.device", "device")    # the resolved device (provenance tag), else the config's
+
+
+def arm_table(st: RunStats, variants: list[str], metric: str) -> dict[str, Any]:
+    """The page's first table, as a paper gives it: per arm the question's metric (mean [95 % CI]
+    (n)), parameters, training steps, device and training time (mean s)."""
+    runs = st.runs
+    values = st.cells(metric, variants)
+    wall = st.cells("wall_time_s", variants)
+    params = runs.groupby("variant")["param_count"].agg(["min", "max"]) if "param_count" in runs else None
+    device = next((c for c in ARM_DEVICE_COLUMNS if c in runs and runs[c].fillna("").astype(str).ne("").any()), None)
+    rows = []
+    for i, v in enumerate(variants):
+        arm = runs[runs["variant"] == v]
+        rows.append({"variant": v, "metric": interval_text(values[i]), "params": _params_text(params, v),
+                     "steps": _distinct(arm, "steps"), "device": _distinct(arm, device) if device else "n/a",
+                     "time": "n/a" if wall[i].n == 0 else number(wall[i].mean)})
+    return {"metric": _header(metric), "rows": rows}
+
+
+def _distinct(runs: pd.DataFrame, column: str) -> str:
+    """The column's values over an arm's runs, as text (`500`, `250–500`, `cpu`), or n/a."""
+    if column not in runs:
+        return "n/a"
+    found = runs[column].dropna()
+    found = found[found.astype(str) != ""]
+    if found.empty:
+        return "n/a"
+    numeric = pd.to_numeric(found, errors="coerce")
+    if numeric.notna().all():
+        lo, hi = int(numeric.min()), int(numeric.max())
+        return f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
+    return ", ".join(sorted(found.astype(str).unique()))
+
+
 def _header(metric: str) -> str:
     unit = unit_of(metric)
     short = metric.removeprefix("final_")

@@ -64,9 +64,24 @@ def identity_tags(cfg: TrainConfig) -> dict[str, str]:
     return {IDENTITY_TAG: cfg.identity_hash()}
 
 
+# Config keys that shape one cell only; `residual_mode` shapes residual connections only.
+CELL_ONLY_KEYS: dict[str, tuple[str, ...]] = {"input_combine": ("vanilla",), "activation": ("vanilla",),
+                                              "forget_bias": ("lstm",)}
+
+
+def applicable_params(cfg: TrainConfig) -> dict[str, Any]:
+    """The config's params (`TrainConfig.params`: the keys of its task) without the keys that do
+    not apply to its cell and options: no `forget_bias` on a GRU, no `residual_mode` without
+    residual connections. The identity still covers every key."""
+    dropped = {k for k, cells in CELL_ONLY_KEYS.items() if cfg.cell not in cells}
+    if not cfg.residual:
+        dropped.add("residual_mode")
+    return {k: v for k, v in cfg.params().items() if k not in dropped}
+
+
 def run_params(trainer: Trainer) -> dict[str, Any]:
-    """The config, the parameter count, and the backend it trains on (what `auto` resolved to)."""
-    return {**trainer.cfg.params(), "param_count": trainer.param_count, "backend_resolved": trainer.backend}
+    """The applicable config, the parameter count, and the backend it trains on (what `auto` resolved to)."""
+    return {**applicable_params(trainer.cfg), "param_count": trainer.param_count, "backend_resolved": trainer.backend}
 
 
 def _log_outputs(run: RunSink, trainer: Trainer) -> None:
@@ -186,6 +201,7 @@ def _train_and_close(trainer: Trainer, run: RunSink, earlier: dict[int, float]) 
         raise
     except Exception as exc:  # OOM or a bug: record it on the run, let the caller go on
         return _fail(run, exc)
-    run.set_tags({STEP_GRAPH_TAG: trainer.step_graph})
+    if trainer.device.type == "cuda":            # CUDA graphs: a fact about CUDA runs only
+        run.set_tags({STEP_GRAPH_TAG: trainer.step_graph})
     run.end("FINISHED")
     return RunOutcome(run.run_id, "FINISHED", final=final, start_step=result.start_step)

@@ -53,12 +53,21 @@ def claimed_sign(claim: Claim) -> int:
     return 1 if claim.is_equivalence else claim.expected_sign
 
 
+def directed_effect(v: Verdict) -> tuple[float, float, float]:
+    """(effect, low, high) of a verdict in the claimed direction: positive means "as claimed"
+    (equivalence claims: the plain difference); NaN ends without an interval. The one place the
+    sign is turned: verdicts.csv, the pages, findings.md, the CLI and the MLflow parent run use it."""
+    e, s = v.effect, claimed_sign(v.claim)
+    low, high = sorted((s * e.low, s * e.high)) if e.has_ci else (math.nan, math.nan)
+    return s * e.mean, low, high
+
+
 def verdict_row(v: Verdict) -> dict[str, Any]:
     """The `verdicts.csv` row of a verdict (see the module doc for every column's convention)."""
-    c, e, s = v.claim, v.effect, claimed_sign(v.claim)
-    low, high = sorted((s * e.low, s * e.high)) if e.has_ci else (math.nan, math.nan)
+    c, e = v.claim, v.effect
+    effect, low, high = directed_effect(v)
     return {"claim": c.id, "description": c.describe(), "metric": c.metric, "tests": c.tests,
-            "regime": c.regime, "source": c.source, "effect": num(s * e.mean), "low": num(low),
+            "regime": c.regime, "source": c.source, "effect": num(effect), "low": num(low),
             "high": num(high), "effect_sense": PLAIN if c.is_equivalence else AS_CLAIMED,
             "sd": num(e.sd), "n": e.n, "method": v.method, "margin": c.margin, "at_least": c.at_least,
             "verdict": v.label, "reason": v.reason, "p": num(v.p), "mde": num(v.mde),

@@ -37,10 +37,19 @@ def _profile_name(config) -> str:
     return config.getoption("bench_profile", default="test")
 
 
+def _slow_if_compiling(case) -> pytest.MarkDecorator | tuple:
+    """A compiling backend's first call compiles (seconds per case): `make test` leaves it to `make test-all`."""
+    return pytest.mark.slow if case.backend in cases.COMPILING and case.backend != "loop_native" else ()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: cases `make test` leaves to `make test-all` (seconds of compilation)")
+
+
 def pytest_generate_tests(metafunc):
     profile = cases.PROFILES[_profile_name(metafunc.config)]
     if "case" in metafunc.fixturenames:
-        metafunc.parametrize("case", profile.cases(), ids=lambda c: c.id)
+        metafunc.parametrize("case", [pytest.param(c, id=c.id, marks=_slow_if_compiling(c)) for c in profile.cases()])
     if "train_case" in metafunc.fixturenames:
         metafunc.parametrize("train_case", profile.train_cases(), ids=lambda c: c.id)
 
