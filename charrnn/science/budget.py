@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from charrnn.science.claims import Claim, ClaimKind
-from charrnn.science.stats import FINISHED, Interval, mean_ci
+from charrnn.science.estimates import Interval, mean_ci
+from charrnn.tags import FINISHED
 from charrnn.science.verdicts import STABLE_NA, UNDERPOWERED, Verdict, decide, differences, scoped
 
 TIME_METRIC = "step_time_ms"

@@ -36,6 +36,7 @@ from typing import Any, Callable
 from charrnn import registry
 from charrnn.config import ConfigError, check_value, is_finite_number
 from charrnn.config import format_value as _text
+from charrnn.science.estimates import Hypothesis
 from charrnn.config import short_repr as _short
 
 
@@ -104,6 +105,11 @@ class Claim:
     @property
     def is_equivalence(self) -> bool:
         return self.kind.equivalence
+
+    @property
+    def hypothesis(self) -> Hypothesis:
+        """What the claim asserts about the mean per-seed difference, for `estimates`."""
+        return Hypothesis(self.margin, self.expected_sign, self.is_equivalence, self.at_least)
 
     @property
     def per_seed_reference(self) -> bool:

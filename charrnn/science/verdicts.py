@@ -29,25 +29,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import nctdtr, stdtr, stdtrit   # (noncentral) Student-t cdf, t inverse cdf
 
 from charrnn import registry
-from charrnn.science import tuning
+from charrnn.science import estimates, tuning
 from charrnn.config import format_value as _text
 from charrnn.science.claims import Claim
-from charrnn.science.stats import FINISHED, T_METHOD, Interval, matches, mean_ci
-
-ALPHA = 0.05
-POWER = 0.80
-MAX_SEEDS_SEARCH = 10_000
-REPRODUCED, CONTRADICTED, EQUIVALENT = "reproduced", "contradicted", "equivalent"
-UNDERPOWERED, NOT_TESTED = "underpowered", "not tested"
-LABELS = (REPRODUCED, CONTRADICTED, EQUIVALENT, UNDERPOWERED, NOT_TESTED)
-DECIDED = (REPRODUCED, CONTRADICTED, EQUIVALENT)
+from charrnn.science.estimates import (ALPHA, CONTRADICTED, DECIDED, EQUIVALENT, LABELS, NOT_TESTED,
+                                       REPRODUCED, T_METHOD, UNDERPOWERED, Interval, adjusted_label, holm_p,
+                                       mean_ci)
+from charrnn.science.stats import matches
+from charrnn.tags import FINISHED
 BASELINE_PREFIX = "baseline_"
 QUALITY_SUFFIXES = ("loss", "accuracy", "exact_match")
 LEARNED_NA, LEARNED_UNKNOWN = "not applicable", "baseline not logged"
@@ -226,101 +221,34 @@ def _not_engaged(runs: pd.DataFrame, claim: Claim) -> str:
 
 # --------------------------------------------------------------------------- deciding
 
-def _one_sided_p(d: Interval, shift: float, upper: bool) -> float:
-    """p of H0 d ≥ shift (upper=False: the data say d < shift) or H0 d ≤ shift (upper=True); sd > 0."""
-    t = (d.mean - shift) / (d.sd / math.sqrt(d.n))
-    return float(stdtr(d.n - 1, -t) if upper else stdtr(d.n - 1, t))
-
-
-def _region(mean: float, claim: Claim) -> str:
-    """The label whose region holds `mean` (UNDERPOWERED on a boundary)."""
-    m, s = claim.margin, claim.expected_sign
-    if claim.at_least is not None:
-        gap = s * mean - claim.at_least
-        return REPRODUCED if gap > 0 else CONTRADICTED if gap < 0 else UNDERPOWERED
-    if abs(mean) < m:
-        return EQUIVALENT
-    if abs(mean) == m or (mean == 0 and m == 0):
-        return UNDERPOWERED
-    return CONTRADICTED if claim.is_equivalence or s * mean < 0 else REPRODUCED
-
-
 def sign_test_p(n: int) -> float:
-    """Two-sided exact sign-test p when all n seeds lie on one side: 2 · 0.5ⁿ."""
-    return min(1.0, 2 * 0.5 ** n)
+    return estimates.sign_test_p(n)
 
 
 def decision_p(d: Interval, claim: Claim) -> dict[str, float]:
-    """Twice the one-sided t-test p of each decision (p < α ⇔ the (1 − α) interval decides it).
-    Zero spread (all n seeds identical) has no t interval: the decision the common value implies
-    gets the sign test's p over seeds, 2 · 0.5ⁿ, the others 1."""
-    if d.sd == 0:
-        region = _region(d.mean, claim)
-        return {label: (sign_test_p(d.n) if label == region else 1.0) for label in _decisions(claim)}
-    m, s = claim.margin, claim.expected_sign
-    if claim.at_least is not None:              # H0 s·d ≤ k against s·d > k, and the other way round
-        k = s * claim.at_least
-        toward, away = _one_sided_p(d, k, s > 0), _one_sided_p(d, k, s < 0)
-        return {REPRODUCED: min(1.0, 2 * toward), CONTRADICTED: min(1.0, 2 * away)}
-    beyond_up, beyond_down = _one_sided_p(d, m, True), _one_sided_p(d, -m, False)
-    equivalent = max(_one_sided_p(d, -m, True), _one_sided_p(d, m, False))
-    if claim.is_equivalence:
-        out = {EQUIVALENT: equivalent, CONTRADICTED: min(beyond_up, beyond_down)}
-    else:
-        toward, away = (beyond_up, beyond_down) if s > 0 else (beyond_down, beyond_up)
-        out = {REPRODUCED: toward, CONTRADICTED: away, EQUIVALENT: equivalent}
-    return {k: min(1.0, 2 * v) for k, v in out.items()}
-
-
-def _decisions(claim: Claim) -> tuple[str, ...]:
-    if claim.at_least is not None:
-        return REPRODUCED, CONTRADICTED
-    return (EQUIVALENT, CONTRADICTED) if claim.is_equivalence else (REPRODUCED, CONTRADICTED, EQUIVALENT)
+    """Each decision's p for `claim` (see `estimates.decision_p`)."""
+    return estimates.decision_p(d, claim.hypothesis)
 
 
 def tost_power(sd: float, n: np.ndarray | int, margin: float, alpha: float = ALPHA) -> np.ndarray | float:
-    """Power of TOST (two one-sided t-tests at α/2 each, as the verdict's 1 − α interval) to show
-    |d| < margin when the true difference is 0, at standard deviation `sd` over n seeds:
-    max(0, 2·P(T > t_{1−α/2}) − 1) with T noncentral t (df n − 1, noncentrality margin·√n/sd),
-    the Bonferroni lower bound of both tests rejecting."""
-    n = np.asarray(n)
-    one = 1 - nctdtr(n - 1, margin * np.sqrt(n) / sd, stdtrit(n - 1, 1 - alpha / 2))
-    return np.maximum(0.0, 2 * one - 1)
-
-
-def _fewest_seeds(enough: Callable[[int], bool]) -> int | None:
-    """The smallest n in [2, MAX_SEEDS_SEARCH) with `enough(n)` (monotone in n), or None."""
-    if not enough(MAX_SEEDS_SEARCH - 1):
-        return None
-    low, high = 2, MAX_SEEDS_SEARCH - 1           # enough(high) holds
-    while low < high:
-        mid = (low + high) // 2
-        low, high = (low, mid) if enough(mid) else (mid + 1, high)
-    return low
-
-
-def _t_sum(n: int, alpha: float) -> float:
-    return float(stdtrit(n - 1, 1 - alpha / 2) + stdtrit(n - 1, POWER))
+    """Exact TOST power at a true difference of 0 (see `estimates.tost_power`)."""
+    return estimates.tost_power(sd, n, margin, alpha)
 
 
 def power_numbers(d: Interval, claim: Claim, alpha: float) -> tuple[float, int | None, float]:
-    """(MDE, seeds needed, TOST power). MDE at 80 % power: k + (t_{1−α/2} + t_{0.8})·sd/√n with k
-    the claimed size or the margin. Seeds needed: to decide at the observed mean (beyond k), or
-    for an equivalence claim to reach 80 % TOST power; None when no number below 10,000 does.
-    Zero spread: the seeds the sign test needs (2 · 0.5ⁿ < α)."""
+    """(MDE, seeds needed, TOST power) at level α (α / family size once Holm's family is known).
+    MDE at 80 % power: k + (t_{1−α/2} + t_{0.8})·sd/√n with k the claimed size or the margin.
+    Seeds needed: to decide at the observed mean (beyond k), or for an equivalence claim to reach
+    80 % exact TOST power; None when no number below 10,000 does. Zero spread: the seeds the sign
+    test needs (2 · 0.5ⁿ < α)."""
+    h = claim.hypothesis
     if d.n < 2 or not math.isfinite(d.sd):
         return math.nan, None, math.nan
+    needed = estimates.seeds_to_decide(d.mean, d.sd, h, alpha)
     if d.sd == 0:
-        return math.nan, int(math.floor(math.log2(2 / alpha))) + 1, math.nan
-    k = claim.margin if claim.at_least is None else claim.at_least
-    mde = k + _t_sum(d.n, alpha) * d.sd / math.sqrt(d.n)
-    if claim.is_equivalence:
-        needed = _fewest_seeds(lambda n: float(tost_power(d.sd, n, k, alpha)) >= POWER)
-        return mde, needed, float(tost_power(d.sd, d.n, k, alpha))
-    target = abs(abs(d.mean) - k)
-    if target == 0:
-        return mde, None, math.nan
-    return mde, _fewest_seeds(lambda n: _t_sum(n, alpha) * d.sd / math.sqrt(n) <= target), math.nan
+        return math.nan, needed, math.nan
+    power = float(estimates.tost_power(d.sd, d.n, h.bar, alpha)) if claim.is_equivalence else math.nan
+    return estimates.mde(d.sd, d.n, h, alpha), needed, power
 
 
 def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPHA, looks: int = 1) -> Verdict:
@@ -361,9 +289,7 @@ def judge_claims(runs: pd.DataFrame, claims: tuple[Claim, ...] | list[Claim], ax
 
 def decide(d: Interval, claim: Claim, alpha: float = ALPHA) -> tuple[str, float]:
     """The label an interval of per-seed differences (n ≥ 2) gives `claim`, and its p."""
-    ps = decision_p(d, claim)
-    label = next((k for k, p in sorted(ps.items(), key=lambda kv: kv[1]) if p < alpha), UNDERPOWERED)
-    return label, ps.get(label, min(ps.values()))
+    return estimates.decide(d, claim.hypothesis, alpha)
 
 
 def _zero_spread_note(d: Interval) -> str:
@@ -398,21 +324,6 @@ def _missing_note(n_unpaired: int, n_failed: int) -> str:
 
 
 # --------------------------------------------------------------------------- suite level
-
-def holm_p(ps: list[float]) -> list[float]:
-    """Holm step-down adjusted p-values (NaN stays NaN and is not counted in the family)."""
-    order = sorted((i for i, p in enumerate(ps) if math.isfinite(p)), key=lambda i: ps[i])
-    adjusted, running = [math.nan] * len(ps), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * ps[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-def adjusted_label(label: str, p_adjusted: float, alpha: float = ALPHA) -> str:
-    """A decision stands after adjustment when its adjusted p is below α; else underpowered."""
-    return UNDERPOWERED if label in DECIDED and not p_adjusted < alpha else label
-
 
 def holm(verdicts: list[Verdict], alpha: float = ALPHA) -> list[Verdict]:
     """Holm's step-down over the claims that were tested (not-tested claims have no p)."""
