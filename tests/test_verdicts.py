@@ -215,13 +215,22 @@ def test_per_seed_reference_pairs_each_seed_with_its_own_value():
     assert 0.0 <= verdict.tost_power <= 1.0 and "TOST power" in verdict.mde_text()
 
 
-def test_an_arm_that_does_not_beat_its_baseline_is_not_tested():
+def test_an_arm_claimed_worse_that_does_not_learn_is_the_effect_and_is_judged():
     runs = table(add=[2.0, 2.01, 2.02], concat=[1.5, 1.51, 1.52]).assign(baseline_val_loss=1.9)
     verdict = run_judge(runs)
+    assert verdict.label == REPRODUCED and verdict.learned == "the arm claimed worse did not learn"
+    assert verdict.reason.startswith("input_combine=add did not learn") and "that is the claimed effect" in verdict.reason
+
+
+def test_an_arm_claimed_better_that_does_not_beat_its_baseline_is_not_tested():
+    runs = table(add=[1.5, 1.51, 1.52], concat=[2.0, 2.01, 2.02]).assign(baseline_val_loss=1.9)
+    verdict = run_judge(runs)
     assert verdict.label == NOT_TESTED and verdict.learned == "false"
-    assert verdict.reason.startswith("input_combine=add did not learn")
+    assert verdict.reason.startswith("the arm claimed better did not learn: input_combine=concat did not learn")
+    neither = run_judge(runs.assign(baseline_val_loss=1.0))
+    assert neither.label == NOT_TESTED and neither.reason.startswith("neither arm learned")
     learned = run_judge(runs.assign(baseline_val_loss=2.5))
-    assert learned.label == REPRODUCED and learned.learned == "true"
+    assert learned.label == CONTRADICTED and learned.learned == "true"
     assert run_judge(table([2.0, 2.1, 2.2], [1.5, 1.55, 1.6])).learned == "baseline not logged"
 
 

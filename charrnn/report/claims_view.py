@@ -1,12 +1,12 @@
 """Verdicts on the pages: each claim judged, the suite's Holm adjustment, verdicts.csv.
 
 An experiment page shows each claim's raw verdict. The index gathers every page's claims (from
-the manifest), applies Holm's step-down over all of them (raw and adjusted decision side by
-side), draws the forest plot and writes `verdicts.csv` next to it.
+the manifest), applies Holm's step-down within each family, a claim's scope (source or
+extrapolation; self-checks stand outside Holm), shows raw and adjusted decision side by side,
+draws the forest plot and writes `verdicts.csv` next to it.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,8 @@ import pandas as pd
 
 from charrnn.grid.sequential import judged_seeds
 from charrnn.science.budget import with_stability
-from charrnn.science.verdict_table import num, verdict_row, with_preregistration
-from charrnn.science.verdicts import ALPHA, LABELS, Verdict, adjusted_label, holm_p, judge_claims
+from charrnn.science.verdict_table import adjust_rows, verdict_row, with_preregistration
+from charrnn.science.verdicts import ALPHA, LABELS, Verdict, judge_claims
 from .base import VERDICT_COLUMNS, VERDICTS_CSV, ExperimentData
 
 RULES = [
@@ -63,14 +63,10 @@ def one_line(views: list[dict[str, Any]], best: tuple[str, Any] | None, metric: 
 # --------------------------------------------------------------------------- the suite
 
 def suite_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per claim over every experiment of the index, with Holm-adjusted p and decision."""
+    """One row per claim over every experiment of the index, with Holm-adjusted p and decision
+    within each family (the claim's scope; self-checks stand outside Holm): `adjust_rows`."""
     rows = [{"experiment": e["name"], "file": e["file"], **c} for e in entries for c in e.get("claims") or []]
-    ps = holm_p([r["p"] if r.get("p") is not None and r["verdict"] != "not tested" else math.nan
-                 for r in rows])
-    for row, p in zip(rows, ps):
-        row["p_adjusted"] = num(p)
-        row["adjusted_verdict"] = adjusted_label(row["verdict"], p)
-    return rows
+    return adjust_rows(rows)
 
 
 def write_verdicts_csv(rows: list[dict[str, Any]], out_dir: Path) -> Path:

@@ -20,6 +20,18 @@ A grid lists them under `claims:`:
                                            # the whole interval falls short of it
         where: {layers: 4}                 # optional: judge only these runs
         higher_is_better: false            # optional; default from the registry
+        requires: converged                # optional: converged (judged only on runs that stopped
+                                           # by patience) or any; default converged for a source
+                                           # claim on a trained model's quality, else any
+        plan: {sd: 0.02, effect: 0.08}     # optional: planning sd of the per-seed difference and
+                                           # the effect the design should decide (decidability)
+        method: exact_binomial             # optional, threshold claims on accuracy / exact match:
+        items: 100                         # an exact binomial test over `items` test items per seed
+
+A self-check of the harness (`tests: self-check`) is no science claim: an exact check that every
+seed's value equals its reference (a second arm, a number or per-seed numbers, `equivalent_to`)
+within a numerical tolerance, `tolerance: {rtol: 1.0e-5, atol: 0, why: "..."}`; no margin, outside
+Holm. A claim's Holm family is its scope (`tests:` source or extrapolation).
 
 What a claim is lives in one type, `ClaimKind`: against a second arm or against a reference
 number, a direction or an equivalence. Every problem is a `ClaimError`: one line naming the key,
@@ -62,11 +74,16 @@ class ClaimKind(str, Enum):
 COMPARISON, EQUIVALENCE = ClaimKind.COMPARISON, ClaimKind.EQUIVALENCE
 THRESHOLD, EQUAL_TO_REFERENCE = ClaimKind.THRESHOLD, ClaimKind.EQUAL_TO_REFERENCE
 SCOPES = ("source", "extrapolation")      # `tests:`: what the source said, or our extension of it
+SELF_CHECK = "self-check"                  # `tests:` of an exact check of the harness (outside Holm)
+TESTS_CHOICES = SCOPES + (SELF_CHECK,)
+REQUIRES = ("converged", "any")
+EXACT_BINOMIAL = "exact_binomial"
 CLAIM_KEYS = ("id", "source", "tests", "regime", "metric", "expect", "margin", "at_least", "where",
-              "higher_is_better")
+              "higher_is_better", "tolerance", "requires", "plan", "method", "items")
 REQUIRED_KEYS = ("metric", "expect", "tests", "regime")
 EXPECT_FORMS = ("expected {AXIS: VALUE, better_than: BASELINE}, {AXIS: VALUE, equivalent_to: BASELINE}, "
                 "{better_than: NUMBER}, {equivalent_to: NUMBER} or {equivalent_to: {SEED: NUMBER, ...}}")
+QUALITY_METRICS = ("loss", "accuracy", "exact_match")   # a trained model's quality (not speed, not a gap)
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
 
 Pairs = tuple[tuple[str, Any], ...]
@@ -96,6 +113,23 @@ class Claim:
     at_least: float | None = None   # a comparison's claimed effect size (metric units, > 0)
     tests: str = ""
     regime: str = ""
+    rtol: float = 0.0               # self-checks: relative tolerance
+    atol: float = 0.0               # self-checks: absolute tolerance
+    tolerance_why: str = ""         # self-checks: where the tolerance comes from
+    requires: str = "any"           # "converged": judged only on runs that stopped by patience
+    plan_sd: float | None = None    # planning sd of the per-seed difference (decidability)
+    plan_effect: float | None = None  # the effect the design should decide at plan_sd
+    method: str = "t"               # "t" or EXACT_BINOMIAL (threshold claims on accuracy)
+    items: int = 0                  # EXACT_BINOMIAL: test items per seed
+
+    @property
+    def is_self_check(self) -> bool:
+        return self.tests == SELF_CHECK
+
+    @property
+    def family(self) -> str | None:
+        """The Holm family: the claim's scope; None for a self-check (outside Holm)."""
+        return None if self.is_self_check else self.tests
 
     @property
     def against_reference(self) -> bool:
@@ -183,6 +217,10 @@ class Claim:
                   "margin": f"{self.margin:g}", "at_least": "" if self.at_least is None else f"{self.at_least:g}",
                   "where": self.where_text(), "higher_is_better": _text(self.higher_is_better),
                   "tests": self.tests, "regime": self.regime, "source": self.source}
+        extra = {"tolerance": f"rtol {self.rtol:g}, atol {self.atol:g}" if self.is_self_check else "",
+                 "requires": "" if self.requires == "any" else self.requires,
+                 "method": "" if self.method == "t" else f"{self.method} over {self.items} items per seed"}
+        fields.update({k: v for k, v in extra.items() if v})   # absent when unset: older texts stay equal
         return "\n".join(f"{k}: {v}" for k, v in fields.items())
 
 
@@ -232,7 +270,7 @@ class _Parser:
                 raise self.fail("", f"unknown key {key!r}; valid keys: {', '.join(CLAIM_KEYS)}")
         for key in REQUIRED_KEYS:
             if key not in raw:
-                hint = {"tests": f"; valid choices: {', '.join(SCOPES)}",
+                hint = {"tests": f"; valid choices: {', '.join(TESTS_CHOICES)}",
                         "regime": "; valid: the source's setting in a few words"}.get(key, "")
                 raise self.fail("", f"missing required key {key!r}{hint}")
         metric = self.metric(raw["metric"])
@@ -240,19 +278,73 @@ class _Parser:
         higher = raw.get("higher_is_better", registry.higher_is_better(metric))
         if not isinstance(higher, bool):
             raise self.fail("higher_is_better", f"{higher!r}: expected true or false")
-        margin = self.margin(raw.get("margin"), metric, kind)
+        tests, regime = self.scope(raw["tests"]), self.regime(raw["regime"])
+        check = tests == SELF_CHECK
+        if check and "margin" in raw:
+            raise self.fail("margin", "a self-check has no margin; valid: tolerance: {rtol: NUMBER, atol: NUMBER}")
+        margin = 0.0 if check else self.margin(raw.get("margin"), metric, kind)
         at_least = self.at_least(raw.get("at_least"), kind)
         where = self.where_pairs(raw.get("where"), axis)
         source = "" if raw.get("source") is None else str(raw["source"]).strip()
-        tests, regime = self.scope(raw["tests"]), self.regime(raw["regime"])
+        rtol, atol, why = self.tolerance(raw.get("tolerance"), check, kind)
+        plan_sd, plan_effect = self.plan(raw.get("plan"))
+        method, items = self.method(raw.get("method"), raw.get("items"), kind, metric)
+        requires = self.requires(raw.get("requires"), tests, metric)
         explicit = raw.get("id") is not None
         cid = self.ident(raw["id"]) if explicit else _default_id(kind, axis, value, baseline, metric, where)
         return Claim(cid, metric, kind, axis, value, baseline, margin, where, higher, source, at_least,
-                     tests, regime), explicit
+                     tests, regime, rtol, atol, why, requires, plan_sd, plan_effect, method, items), explicit
+
+    def tolerance(self, raw: Any, check: bool, kind: ClaimKind) -> tuple[float, float, str]:
+        if not check:
+            if raw is not None:
+                raise self.fail("tolerance", f"valid only with tests: {SELF_CHECK}")
+            return 0.0, 0.0, ""
+        if not kind.equivalence:
+            raise self.fail("expect", f"a self-check states equality: expect: {{equivalent_to: ...}}; {EXPECT_FORMS}")
+        valid = "valid: {rtol: NUMBER >= 0, atol: NUMBER >= 0, why: TEXT}, at least one tolerance > 0"
+        if not isinstance(raw, dict) or set(raw) - {"rtol", "atol", "why"}:
+            raise self.fail("tolerance", f"{_short(raw)}: {valid}")
+        rtol, atol = raw.get("rtol", 0.0), raw.get("atol", 0.0)
+        if not (is_finite_number(rtol) and is_finite_number(atol)) or min(rtol, atol) < 0 or rtol + atol <= 0:
+            raise self.fail("tolerance", f"{_short(raw)}: {valid}")
+        return float(rtol), float(atol), " ".join(str(raw.get("why") or "").split())
+
+    def plan(self, raw: Any) -> tuple[float | None, float | None]:
+        if raw is None:
+            return None, None
+        valid = "valid: {sd: NUMBER > 0, effect: NUMBER} in the metric's units"
+        if not isinstance(raw, dict) or set(raw) != {"sd", "effect"}:
+            raise self.fail("plan", f"{_short(raw)}: {valid}")
+        sd, effect = raw["sd"], raw["effect"]
+        if not (is_finite_number(sd) and is_finite_number(effect)) or sd <= 0:
+            raise self.fail("plan", f"{_short(raw)}: {valid}")
+        return float(sd), float(effect)
+
+    def method(self, raw: Any, items: Any, kind: ClaimKind, metric: str) -> tuple[str, int]:
+        if raw is None or raw == "t":
+            if items is not None:
+                raise self.fail("items", f"valid only with method: {EXACT_BINOMIAL}")
+            return "t", 0
+        if raw != EXACT_BINOMIAL:
+            raise self.fail("method", f"{raw!r}: valid choices: t, {EXACT_BINOMIAL}")
+        if kind is not THRESHOLD or registry.METRICS[metric].bounds != (0.0, 1.0):
+            raise self.fail("method", f"{EXACT_BINOMIAL} needs expect: {{better_than: NUMBER}} on an accuracy "
+                                      f"or exact-match metric, not {kind.value} on {metric}")
+        if not isinstance(items, int) or isinstance(items, bool) or items < 1:
+            raise self.fail("items", f"{items!r}: valid: the test items each seed scores, an integer >= 1")
+        return EXACT_BINOMIAL, items
+
+    def requires(self, raw: Any, tests: str, metric: str) -> str:
+        if raw is None:                  # a source speaks of trained models: their quality needs convergence
+            return "converged" if tests == "source" and metric.endswith(QUALITY_METRICS) else "any"
+        if raw not in REQUIRES:
+            raise self.fail("requires", f"{raw!r}: valid choices: {', '.join(REQUIRES)}")
+        return raw
 
     def scope(self, raw: Any) -> str:
-        if raw not in SCOPES:
-            raise self.fail("tests", f"{raw!r}: valid choices: {', '.join(SCOPES)}")
+        if raw not in TESTS_CHOICES:
+            raise self.fail("tests", f"{raw!r}: valid choices: {', '.join(TESTS_CHOICES)}")
         return raw
 
     def regime(self, raw: Any) -> str:

@@ -37,7 +37,7 @@ import pandas as pd
 from charrnn import registry
 from charrnn.science import estimates, tuning
 from charrnn.config import format_value as _text
-from charrnn.science.claims import Claim
+from charrnn.science.claims import EXACT_BINOMIAL, Claim, ClaimKind
 from charrnn.science.estimates import (ALPHA, CONTRADICTED, DECIDED, EQUIVALENT, LABELS, NOT_TESTED,
                                        REPRODUCED, T_METHOD, UNDERPOWERED, Interval, adjusted_label, holm_p,
                                        mean_ci)
@@ -46,6 +46,7 @@ from charrnn.tags import FINISHED
 BASELINE_PREFIX = "baseline_"
 QUALITY_SUFFIXES = ("loss", "accuracy", "exact_match")
 LEARNED_NA, LEARNED_UNKNOWN = "not applicable", "baseline not logged"
+LEARNED_WORSE_ONLY = "the arm claimed worse did not learn"
 STABLE_NA = "not applicable"
 PREREG_UNKNOWN = "not checked"
 
@@ -71,6 +72,8 @@ class Verdict:
     preregistered: str = PREREG_UNKNOWN   # "true" or "false"; see verdict_table.preregistration
     preregistration: str = ""         # why not preregistered, e.g. "edited after data"
     original_text: str = ""           # the logged claim text when it differs from the current one
+    converged: str = "not required"   # "true", "false", "not logged" or "not required" (convergence_check)
+    power_basis: str = ""             # "observed": power and seeds from the observed sd
 
     @property
     def decided(self) -> bool:
@@ -156,27 +159,83 @@ def has_baseline(metric: str) -> bool:
     return metric.endswith(QUALITY_SUFFIXES)
 
 
-def learning_check(runs: pd.DataFrame, claim: Claim) -> tuple[str, str]:
-    """(`learned`, failure): `learned` is "true" when every judged arm's mean beats its runs' mean
-    `baseline_<metric>` in the metric's direction, "false" when one does not (failure names it),
-    "not applicable" for metrics without a baseline, "baseline not logged" when runs lack it."""
-    if not has_baseline(claim.metric):
-        return LEARNED_NA, ""
+def _arm_learned(arm: pd.DataFrame, claim: Claim) -> bool | None:
+    """Did the arm's mean beat its runs' mean trivial baseline? None: no usable runs or baseline."""
     column, higher = BASELINE_PREFIX + claim.metric, registry.higher_is_better(claim.metric)
-    if column not in runs:
-        return LEARNED_UNKNOWN, ""
-    judged = [("the judged runs", runs)] if claim.against_reference else [
-        (f"{claim.axis}={_text(level)}", arm) for level, arm in zip((claim.value, claim.baseline), arms(runs, claim))]
-    for name, arm in judged:
-        arm = arm[_usable(arm, claim.column)]
-        base = pd.to_numeric(arm[column], errors="coerce")
-        if arm.empty or not np.isfinite(base).any():
-            return LEARNED_UNKNOWN, ""
-        mean, bar = float(pd.to_numeric(arm[claim.column]).mean()), float(base[np.isfinite(base)].mean())
-        if not (mean > bar if higher else mean < bar):
-            return "false", (f"{name} did not learn ({claim.metric} {mean:.4g} against its trivial "
-                             f"baseline {bar:.4g})")
-    return "true", ""
+    arm = arm[_usable(arm, claim.column)]
+    base = pd.to_numeric(arm[column], errors="coerce")
+    if arm.empty or not np.isfinite(base).any():
+        return None
+    mean, bar = float(pd.to_numeric(arm[claim.column]).mean()), float(base[np.isfinite(base)].mean())
+    return mean > bar if higher else mean < bar
+
+
+def _did_not_learn(name: str, arm: pd.DataFrame, claim: Claim) -> str:
+    arm = arm[_usable(arm, claim.column)]
+    base = pd.to_numeric(arm[BASELINE_PREFIX + claim.metric], errors="coerce")
+    mean, bar = float(pd.to_numeric(arm[claim.column]).mean()), float(base[np.isfinite(base)].mean())
+    return f"{name} did not learn ({claim.metric} {mean:.4g} against its trivial baseline {bar:.4g})"
+
+
+def learning_check(runs: pd.DataFrame, claim: Claim) -> tuple[str, str, str]:
+    """(`learned`, failure, note). `learned`: "true" when every judged arm beats its runs' mean
+    `baseline_<metric>` in the metric's direction; "false" when the claim cannot be tested for it
+    (failure names the arm): the judged runs of a threshold claim, either arm of an equivalence,
+    or, for a directional comparison, the arm claimed better or both arms (`estimates.learning_case`);
+    LEARNED_WORSE_ONLY when only the arm claimed worse did not learn: the claimed effect itself,
+    judged, with a note saying so. "not applicable" for metrics without a baseline, "baseline not
+    logged" when runs lack it. The judged run of a tuned arm is its best tuned value on validation,
+    so an arm that did not learn there learned at none of its tuned values."""
+    if not has_baseline(claim.metric):
+        return LEARNED_NA, "", ""
+    if BASELINE_PREFIX + claim.metric not in runs:
+        return LEARNED_UNKNOWN, "", ""
+    if claim.against_reference:
+        named = [("the judged runs", runs)]
+    else:
+        named = [(f"{claim.axis}={_text(level)}", arm) for level, arm in zip((claim.value, claim.baseline),
+                                                                            arms(runs, claim))]
+    learned = [_arm_learned(arm, claim) for _, arm in named]
+    if any(x is None for x in learned):
+        return LEARNED_UNKNOWN, "", ""
+    if all(learned):
+        return "true", "", ""
+    failed = [_did_not_learn(name, arm, claim) for (name, arm), ok in zip(named, learned) if not ok]
+    if claim.kind is not ClaimKind.COMPARISON:
+        return "false", failed[0], ""
+    tested, why = estimates.learning_case(learned[0], learned[1])
+    if not tested:
+        return "false", f"{why}: {'; '.join(failed)}", ""
+    return LEARNED_WORSE_ONLY, "", f"{failed[0]}, while {named[0][0]} learned: {why}; "
+
+
+# --------------------------------------------------------------------------- convergence
+
+CONVERGED_COLUMNS = ("converged", "final_converged")   # a param or a metric, 1 / 0 per run
+CONVERGED_NA, CONVERGED_UNKNOWN = "not required", "not logged"
+
+
+def convergence_check(runs: pd.DataFrame, claim: Claim) -> tuple[str, str, str]:
+    """(`converged`, failure, note) of a claim that requires converged runs (`requires: converged`):
+    "true" when every judged run stopped by patience; "false" with the failure "not tested: k of n
+    runs stopped at the step cap before converging"; "not logged" when the runs do not say (the
+    requirement cannot be checked: the note says so and the verdict is a budget-bound result)."""
+    if claim.requires != "converged":
+        return CONVERGED_NA, "", ""
+    judged = runs if claim.against_reference else pd.concat(arms(runs, claim))
+    judged = judged[_usable(judged, claim.column)]
+    column = next((c for c in CONVERGED_COLUMNS if c in judged), None)
+    flags = pd.to_numeric(judged[column], errors="coerce") if column else pd.Series(dtype=float)
+    if column is None or flags.isna().all():
+        return CONVERGED_UNKNOWN, "", ("convergence not logged: this claim requires converged runs and it cannot "
+                                       "be checked, so the verdict is a budget-bound result; ")
+    capped = int((flags == 0).sum())
+    unknown = int(flags.isna().sum())
+    if capped:
+        return "false", f"{capped} of {len(flags)} runs stopped at the step cap before converging", ""
+    if unknown:
+        return CONVERGED_UNKNOWN, "", f"{unknown} of {len(flags)} runs did not log convergence; "
+    return "true", "", ""
 
 
 # --------------------------------------------------------------------------- manipulation checks
@@ -254,7 +313,9 @@ def power_numbers(d: Interval, claim: Claim, alpha: float) -> tuple[float, int |
 def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPHA, looks: int = 1) -> Verdict:
     """The verdict of `claim` over the runs (a frame with status, seed, the axes, final_* and
     baseline_*). `looks`: planned looks of sequential seeding; each look is judged at α / looks
-    (Bonferroni over looks), shown as the interval's level and as p × looks."""
+    (Bonferroni over looks), shown as the interval's level and as p × looks. A self-check is an
+    exact check (`self_check_verdict`); the rest are decided by the t interval of the per-seed
+    differences, or by an exact binomial test over test items (`method: exact_binomial`)."""
     alpha = alpha / looks
     runs = scoped(runs, claim)
     if claim.column not in runs:
@@ -265,18 +326,72 @@ def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPH
     diffs, paired, n_unpaired, n_failed = differences(runs, claim, axes)
     d = mean_ci(diffs.to_numpy(), 1 - alpha)
     extra = _missing_note(n_unpaired, n_failed)
-    learned, not_learned = learning_check(runs, claim)
-    common = {"n_unpaired": n_unpaired, "n_failed": n_failed, "alpha": alpha, "learned": learned}
-    failure = not_learned or manipulation_failure(runs, claim, paired)
+    if claim.is_self_check:
+        return self_check_verdict(claim, diffs, paired, d, extra, n_unpaired=n_unpaired, n_failed=n_failed,
+                                  alpha=alpha)
+    learned, not_learned, learn_note = learning_check(runs, claim)
+    converged, capped, converge_note = convergence_check(runs, claim)
+    common = {"n_unpaired": n_unpaired, "n_failed": n_failed, "alpha": alpha, "learned": learned,
+              "converged": converged}
+    failure = not_learned or capped or manipulation_failure(runs, claim, paired)
     if failure:
         return Verdict(claim, NOT_TESTED, failure + extra, d, **common)
+    notes = learn_note + converge_note
+    if claim.method == EXACT_BINOMIAL:
+        return binomial_verdict(claim, diffs, alpha, looks, notes, extra, common)
     if d.n < 2:
-        return Verdict(claim, UNDERPOWERED, f"{d.n} usable seed(s): an interval needs 2{extra}", d, **common)
+        return Verdict(claim, UNDERPOWERED, f"{notes}{d.n} usable seed(s): an interval needs 2{extra}", d, **common)
     label, p = decide(d, claim, alpha)
     mde, needed, power = power_numbers(d, claim, alpha)
     p = min(1.0, p * looks)          # on the scale of the suite's α (Holm compares it with ALPHA)
-    reason = _zero_spread_note(d) + _reason(label, claim) + extra
-    return Verdict(claim, label, reason, d, p, mde, needed, tost_power=power, **common)
+    reason = notes + _zero_spread_note(d) + _reason(label, claim) + extra
+    return Verdict(claim, label, reason, d, p, mde, needed, tost_power=power, power_basis="observed", **common)
+
+
+def self_check_verdict(claim: Claim, diffs: pd.Series, paired: pd.DataFrame, d: Interval, extra: str,
+                       **common: Any) -> Verdict:
+    """A self-check: passed when every seed's value lies within rtol·|reference| + atol of its
+    reference (the other arm's value, or the reference number); no p, outside Holm."""
+    if claim.against_reference:
+        refs = np.asarray(claim.reference_of(diffs.index), dtype=float) * np.ones(len(diffs))
+        values = diffs.to_numpy() + refs
+    else:
+        values, refs = paired["value"].to_numpy(), paired["baseline"].to_numpy()
+    check = estimates.self_check(values, refs, claim.rtol, claim.atol)
+    tolerance = f"rtol {claim.rtol:g}, atol {claim.atol:g}"
+    if check.n == 0:
+        return Verdict(claim, NOT_TESTED, f"no paired values to check{extra}", d, **common)
+    word = "within" if check.passed else "beyond"
+    reason = (f"largest |difference| {check.worst:.3g} (relative {check.worst_relative:.3g}) over {check.n} "
+              f"value(s), {word} the tolerance ({tolerance}: {check.allowed:.3g} at that value){extra}")
+    label = estimates.PASSED if check.passed else estimates.FAILED_CHECK
+    return Verdict(claim, label, reason, d, **common)
+
+
+def binomial_verdict(claim: Claim, diffs: pd.Series, alpha: float, looks: int, notes: str, extra: str,
+                     common: dict[str, Any]) -> Verdict:
+    """A threshold on accuracy judged by an exact binomial test over the test items of every seed,
+    pooled: K correct of n·items against the bar (beyond the margin, either side). The interval is
+    Clopper-Pearson's for the pooled accuracy, minus the bar."""
+    bar, n = float(claim.baseline), len(diffs)
+    correct = int(np.rint((diffs.to_numpy() + bar) * claim.items).sum())
+    total = n * claim.items
+    if n == 0:
+        return Verdict(claim, UNDERPOWERED, f"{notes}no usable seed{extra}", mean_ci([]), **common)
+    low, high = estimates.binomial_interval(correct, total, 1 - alpha)
+    s, m = claim.expected_sign, claim.margin
+    toward = estimates.binomial_threshold_p(correct, total, bar + s * m) if s > 0 else \
+        estimates.binomial_threshold_p(total - correct, total, 1 - (bar + s * m))
+    away = estimates.binomial_threshold_p(total - correct, total, 1 - (bar - s * m)) if s > 0 else \
+        estimates.binomial_threshold_p(correct, total, bar - s * m)
+    ps = {REPRODUCED: toward, CONTRADICTED: away}
+    label = next((k for k, p in sorted(ps.items(), key=lambda kv: kv[1]) if p < alpha), UNDERPOWERED)
+    p = min(1.0, ps.get(label, min(ps.values())) * looks)
+    effect = Interval(correct / total - bar, low - bar, high - bar, n, float(diffs.std(ddof=1)) if n > 1 else math.nan,
+                      method=f"exact binomial over {claim.items} test items × {n} seeds (Clopper-Pearson)")
+    reason = (f"{notes}{correct} of {total} test items right ({claim.items} per seed × {n} seeds), exact binomial "
+              f"test against the bar {bar:g}{'+' if s > 0 else '−'}{m:g}: " + _reason(label, claim) + extra)
+    return Verdict(claim, label, reason, effect, p, power_basis="", **common)
 
 
 def judge_claims(runs: pd.DataFrame, claims: tuple[Claim, ...] | list[Claim], axes: list[str],
