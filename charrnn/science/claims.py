@@ -25,6 +25,8 @@ A grid lists them under `claims:`:
                                            # claim on a trained model's quality, else any
         plan: {sd: 0.02, effect: 0.08}     # optional: planning sd of the per-seed difference and
                                            # the effect the design should decide (decidability)
+        profiles: [gpu]                    # optional: judged only on these profiles' runs (a source
+                                           # that spoke of a GPU regime is tested where it ran)
         method: exact_binomial             # optional, threshold claims on accuracy / exact match:
         items: 100                         # an exact binomial test over `items` test items per seed
 
@@ -79,7 +81,7 @@ TESTS_CHOICES = SCOPES + (SELF_CHECK,)
 REQUIRES = ("converged", "any")
 EXACT_BINOMIAL = "exact_binomial"
 CLAIM_KEYS = ("id", "source", "tests", "regime", "metric", "expect", "margin", "at_least", "where",
-              "higher_is_better", "tolerance", "requires", "plan", "method", "items")
+              "higher_is_better", "tolerance", "requires", "plan", "method", "items", "profiles")
 REQUIRED_KEYS = ("metric", "expect", "tests", "regime")
 EXPECT_FORMS = ("expected {AXIS: VALUE, better_than: BASELINE}, {AXIS: VALUE, equivalent_to: BASELINE}, "
                 "{better_than: NUMBER}, {equivalent_to: NUMBER} or {equivalent_to: {SEED: NUMBER, ...}}")
@@ -121,6 +123,10 @@ class Claim:
     plan_effect: float | None = None  # the effect the design should decide at plan_sd
     method: str = "t"               # "t" or EXACT_BINOMIAL (threshold claims on accuracy)
     items: int = 0                  # EXACT_BINOMIAL: test items per seed
+    profiles: tuple[str, ...] = ()  # judged only on runs of these profiles (empty: every profile)
+
+    def judged_in(self, profile: str) -> bool:
+        return not self.profiles or profile in self.profiles
 
     @property
     def is_self_check(self) -> bool:
@@ -219,7 +225,8 @@ class Claim:
                   "tests": self.tests, "regime": self.regime, "source": self.source}
         extra = {"tolerance": f"rtol {self.rtol:g}, atol {self.atol:g}" if self.is_self_check else "",
                  "requires": "" if self.requires == "any" else self.requires,
-                 "method": "" if self.method == "t" else f"{self.method} over {self.items} items per seed"}
+                 "method": "" if self.method == "t" else f"{self.method} over {self.items} items per seed",
+                 "profiles": ", ".join(self.profiles)}
         fields.update({k: v for k, v in extra.items() if v})   # absent when unset: older texts stay equal
         return "\n".join(f"{k}: {v}" for k, v in fields.items())
 
@@ -236,7 +243,8 @@ def parse_claims(data: dict[str, Any], lists: dict[str, tuple]) -> tuple[Claim, 
         return ()
     if not isinstance(raw, list):
         raise ClaimError(f"claims: {_short(raw)}: expected a list of claim mappings")
-    parsed = [_Parser(f"claims[{i}]", lists).claim(item) for i, item in enumerate(raw)]
+    profiles = tuple(data.get("profiles") or {}) if isinstance(data.get("profiles"), dict) else ()
+    parsed = [_Parser(f"claims[{i}]", lists, profiles).claim(item) for i, item in enumerate(raw)]
     return _unique_ids(parsed, "claims")
 
 
@@ -256,8 +264,8 @@ def _unique_ids(claims: list[tuple[Claim, bool]], where: str) -> tuple[Claim, ..
 
 
 class _Parser:
-    def __init__(self, where: str, lists: dict[str, tuple]):
-        self.where, self.lists = where, lists
+    def __init__(self, where: str, lists: dict[str, tuple], profile_names: tuple[str, ...] = ()):
+        self.where, self.lists, self.profile_names = where, lists, profile_names
 
     def fail(self, key: str, message: str) -> ClaimError:
         return ClaimError(f"{self.where}.{key}: {message}" if key else f"{self.where}: {message}")
@@ -290,10 +298,20 @@ class _Parser:
         plan_sd, plan_effect = self.plan(raw.get("plan"))
         method, items = self.method(raw.get("method"), raw.get("items"), kind, metric)
         requires = self.requires(raw.get("requires"), tests, metric)
+        profiles = self.profiles(raw.get("profiles"))
         explicit = raw.get("id") is not None
         cid = self.ident(raw["id"]) if explicit else _default_id(kind, axis, value, baseline, metric, where)
         return Claim(cid, metric, kind, axis, value, baseline, margin, where, higher, source, at_least,
-                     tests, regime, rtol, atol, why, requires, plan_sd, plan_effect, method, items), explicit
+                     tests, regime, rtol, atol, why, requires, plan_sd, plan_effect, method, items, profiles), explicit
+
+    def profiles(self, raw: Any) -> tuple[str, ...]:
+        if raw is None:
+            return ()
+        valid = self.profile_names
+        if not isinstance(raw, list) or not raw or any(p not in valid for p in raw):
+            raise self.fail("profiles", f"{_short(raw)}: valid: a list of this grid's profiles "
+                                        f"({', '.join(valid) or 'none'})")
+        return tuple(raw)
 
     def tolerance(self, raw: Any, check: bool, kind: ClaimKind) -> tuple[float, float, str]:
         if not check:

@@ -100,7 +100,9 @@ def _usable(rows: pd.DataFrame, column: str) -> pd.Series:
 
 
 def scoped(runs: pd.DataFrame, claim: Claim) -> pd.DataFrame:
-    """The runs a claim judges: those with every `where:` value."""
+    """The runs a claim judges: those with every `where:` value (and of its `profiles:`, if any)."""
+    if claim.profiles and "profile" in runs:
+        runs = runs[runs["profile"].astype(str).isin(claim.profiles)]
     for axis, value in claim.where:
         runs = runs[matches(runs[axis], value)] if axis in runs else runs.iloc[0:0]
     return runs
@@ -318,6 +320,9 @@ def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPH
     differences, or by an exact binomial test over test items (`method: exact_binomial`)."""
     alpha = alpha / looks
     runs = scoped(runs, claim)
+    if claim.profiles and "profile" in runs and runs.empty:
+        return Verdict(claim, NOT_TESTED, f"judged only on the runs of profile {', '.join(claim.profiles)}: "
+                                          "none here", mean_ci([]), alpha=alpha)
     if claim.column not in runs:
         return Verdict(claim, NOT_TESTED, f"{claim.metric} was not logged", mean_ci([]), alpha=alpha)
     if not claim.against_reference and claim.axis not in runs:
