@@ -219,7 +219,8 @@ def test_an_arm_claimed_worse_that_does_not_learn_is_the_effect_and_is_judged():
     runs = table(add=[2.0, 2.01, 2.02], concat=[1.5, 1.51, 1.52]).assign(baseline_val_loss=1.9)
     verdict = run_judge(runs)
     assert verdict.label == REPRODUCED and verdict.learned == "the arm claimed worse did not learn"
-    assert verdict.reason.startswith("input_combine=add did not learn") and "that is the claimed effect" in verdict.reason
+    assert verdict.reason.startswith("input_combine=add did not learn")
+    assert "that is the claimed effect" in verdict.reason
 
 
 def test_an_arm_claimed_better_that_does_not_beat_its_baseline_is_not_tested():
@@ -253,3 +254,24 @@ def test_holm_keeps_strong_decisions_and_demotes_marginal_ones():
     assert [v.label for v in adjusted] == [REPRODUCED, REPRODUCED, UNDERPOWERED, NOT_TESTED]
     assert adjusted[1].p_adjusted == pytest.approx(max(3 * strong.p, 2 * marginal.p))
     assert math.isnan(adjusted[3].p_adjusted)
+
+
+# --------------------------------------------------------------------------- convergence
+
+CONVERGED_CLAIM = Claim("conv", "val_loss", COMPARISON, "input_combine", "concat", "add", 0.01, requires="converged")
+
+
+def test_a_claim_requiring_convergence_is_not_tested_on_runs_that_hit_the_cap():
+    runs = table(add=[2.0, 2.01, 2.02, 2.0, 2.01], concat=[1.5, 1.51, 1.52, 1.5, 1.51])
+    capped = run_judge(runs.assign(converged=[1, 1, 0, 1, 1, 1, 1, 1, 0, 1]), CONVERGED_CLAIM)
+    assert capped.label == NOT_TESTED and capped.converged == "false"
+    assert capped.reason == "2 of 10 runs stopped at the step cap before converging"
+    done = run_judge(runs.assign(converged=1), CONVERGED_CLAIM)
+    assert done.label == REPRODUCED and done.converged == "true"
+
+
+def test_convergence_not_logged_cannot_be_checked_and_says_so():
+    runs = table(add=[2.0, 2.01, 2.02], concat=[1.5, 1.51, 1.52])
+    v = run_judge(runs, CONVERGED_CLAIM)
+    assert v.label == REPRODUCED and v.converged == "not logged" and v.reason.startswith("convergence not logged")
+    assert run_judge(runs).converged == "not required"

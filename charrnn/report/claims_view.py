@@ -35,9 +35,12 @@ def experiment_verdicts(exp: ExperimentData, runs: pd.DataFrame, axes: list[str]
     """`runs`: the page's runs, already the tuned selection when the grid tunes (`tuning.judged_runs`).
     Sequential seeding is judged on the seeds its looks drew, at its per-look α."""
     seeds = judged_seeds(exp.sequential)
+    every = exp.runs
     if seeds is not None:
         runs = runs[runs["seed"].astype(str).isin(seeds)]
-    verdicts = with_stability(judge_claims(runs, exp.claims, axes, None, ALPHA, exp.looks), runs, exp.curves, axes)
+        every = every[every["seed"].astype(str).isin(seeds)] if "seed" in every else every
+    verdicts = with_stability(judge_claims(runs, exp.claims, axes, None, ALPHA, exp.looks, every_run=every), runs,
+                              exp.curves, axes)
     return verdicts if exp.preregistered is None else with_preregistration(verdicts, exp.preregistered)
 
 

@@ -29,6 +29,9 @@ A grid lists them under `claims:`:
                                            # that spoke of a GPU regime is tested where it ran)
         method: exact_binomial             # optional, threshold claims on accuracy / exact match:
         items: 100                         # an exact binomial test over `items` test items per seed
+        # method: trainability             # comparisons: the share of the learning-rate grid whose
+        # delta: 0.05                      # metric comes within delta of the arm's best (per seed),
+                                           # higher is better; margin in fraction units (default 0)
 
 A self-check of the harness (`tests: self-check`) is no science claim: an exact check that every
 seed's value equals its reference (a second arm, a number or per-seed numbers, `equivalent_to`)
@@ -80,8 +83,10 @@ SELF_CHECK = "self-check"                  # `tests:` of an exact check of the h
 TESTS_CHOICES = SCOPES + (SELF_CHECK,)
 REQUIRES = ("converged", "any")
 EXACT_BINOMIAL = "exact_binomial"
+TRAINABILITY = "trainability"              # Collins et al.: how much of a learning-rate grid trains well
+METHODS = ("t", EXACT_BINOMIAL, TRAINABILITY)
 CLAIM_KEYS = ("id", "source", "tests", "regime", "metric", "expect", "margin", "at_least", "where",
-              "higher_is_better", "tolerance", "requires", "plan", "method", "items", "profiles")
+              "higher_is_better", "tolerance", "requires", "plan", "method", "items", "profiles", "delta")
 REQUIRED_KEYS = ("metric", "expect", "tests", "regime")
 EXPECT_FORMS = ("expected {AXIS: VALUE, better_than: BASELINE}, {AXIS: VALUE, equivalent_to: BASELINE}, "
                 "{better_than: NUMBER}, {equivalent_to: NUMBER} or {equivalent_to: {SEED: NUMBER, ...}}")
@@ -124,6 +129,7 @@ class Claim:
     method: str = "t"               # "t" or EXACT_BINOMIAL (threshold claims on accuracy)
     items: int = 0                  # EXACT_BINOMIAL: test items per seed
     profiles: tuple[str, ...] = ()  # judged only on runs of these profiles (empty: every profile)
+    delta: float = 0.0              # TRAINABILITY: within delta of the arm's best counts as trained well
 
     def judged_in(self, profile: str) -> bool:
         return not self.profiles or profile in self.profiles
@@ -164,8 +170,9 @@ class Claim:
 
     @property
     def expected_sign(self) -> int:
-        """Sign of (value − baseline) on the metric if a comparison or threshold claim holds."""
-        return 1 if self.higher_is_better else -1
+        """Sign of (value − baseline) on the metric if a comparison or threshold claim holds (on the
+        trainable fraction for a trainability claim: higher is better)."""
+        return 1 if self.higher_is_better or self.method == TRAINABILITY else -1
 
     @property
     def column(self) -> str:
@@ -185,6 +192,10 @@ class Claim:
         word = "higher" if self.higher_is_better else "lower"
         scope = f" (runs with {self.where_text()})" if self.where else ""
         kind = self.kind
+        if self.method == TRAINABILITY:
+            return (f"{self.axis}={_text(self.value)} is easier to train than {self.axis}={_text(self.baseline)}: a "
+                    f"larger share of the learning-rate grid reaches {self.metric} within {self.delta:g} of the arm's "
+                    f"best{scope}")
         if kind is EQUAL_TO_REFERENCE:
             return f"{self.metric} equals {self.reference_text()} within ±{self.margin:g}{scope}"
         if kind is THRESHOLD:
@@ -225,7 +236,8 @@ class Claim:
                   "tests": self.tests, "regime": self.regime, "source": self.source}
         extra = {"tolerance": f"rtol {self.rtol:g}, atol {self.atol:g}" if self.is_self_check else "",
                  "requires": "" if self.requires == "any" else self.requires,
-                 "method": "" if self.method == "t" else f"{self.method} over {self.items} items per seed",
+                 "method": {"t": "", EXACT_BINOMIAL: f"{self.method} over {self.items} items per seed",
+                            TRAINABILITY: f"{self.method} within delta {self.delta:g}"}[self.method],
                  "profiles": ", ".join(self.profiles)}
         fields.update({k: v for k, v in extra.items() if v})   # absent when unset: older texts stay equal
         return "\n".join(f"{k}: {v}" for k, v in fields.items())
@@ -297,12 +309,26 @@ class _Parser:
         rtol, atol, why = self.tolerance(raw.get("tolerance"), check, kind)
         plan_sd, plan_effect = self.plan(raw.get("plan"))
         method, items = self.method(raw.get("method"), raw.get("items"), kind, metric)
+        delta = self.delta(raw.get("delta"), method)
+        if method == TRAINABILITY and "margin" not in raw:
+            margin = 0.0                  # fraction units: the metric's default margin does not apply
         requires = self.requires(raw.get("requires"), tests, metric)
         profiles = self.profiles(raw.get("profiles"))
         explicit = raw.get("id") is not None
         cid = self.ident(raw["id"]) if explicit else _default_id(kind, axis, value, baseline, metric, where)
         return Claim(cid, metric, kind, axis, value, baseline, margin, where, higher, source, at_least,
-                     tests, regime, rtol, atol, why, requires, plan_sd, plan_effect, method, items, profiles), explicit
+                     tests, regime, rtol, atol, why, requires, plan_sd, plan_effect, method, items, profiles,
+                     delta), explicit
+
+    def delta(self, raw: Any, method: str) -> float:
+        if method != TRAINABILITY:
+            if raw is not None:
+                raise self.fail("delta", f"valid only with method: {TRAINABILITY}")
+            return 0.0
+        if not is_finite_number(raw) or raw <= 0:
+            raise self.fail("delta", f"{raw!r}: valid: a number > 0 in the metric's units (within delta of the "
+                                     "arm's best counts as trained well)")
+        return float(raw)
 
     def profiles(self, raw: Any) -> tuple[str, ...]:
         if raw is None:
@@ -344,8 +370,12 @@ class _Parser:
             if items is not None:
                 raise self.fail("items", f"valid only with method: {EXACT_BINOMIAL}")
             return "t", 0
-        if raw != EXACT_BINOMIAL:
-            raise self.fail("method", f"{raw!r}: valid choices: t, {EXACT_BINOMIAL}")
+        if raw not in METHODS:
+            raise self.fail("method", f"{raw!r}: valid choices: {', '.join(METHODS)}")
+        if raw == TRAINABILITY:
+            if kind is not COMPARISON or items is not None:
+                raise self.fail("method", f"{TRAINABILITY} needs expect: {{AXIS: VALUE, better_than: BASELINE}}")
+            return TRAINABILITY, 0
         if kind is not THRESHOLD or registry.METRICS[metric].bounds != (0.0, 1.0):
             raise self.fail("method", f"{EXACT_BINOMIAL} needs expect: {{better_than: NUMBER}} on an accuracy "
                                       f"or exact-match metric, not {kind.value} on {metric}")

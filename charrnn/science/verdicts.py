@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 
 from charrnn import registry
-from charrnn.science import estimates, tuning
+from charrnn.science import estimates, trainability, tuning
 from charrnn.config import format_value as _text
-from charrnn.science.claims import EXACT_BINOMIAL, Claim, ClaimKind
+from charrnn.science.claims import EXACT_BINOMIAL, TRAINABILITY, Claim, ClaimKind
 from charrnn.science.estimates import (ALPHA, CONTRADICTED, DECIDED, EQUIVALENT, LABELS, NOT_TESTED,
                                        REPRODUCED, T_METHOD, UNDERPOWERED, Interval, adjusted_label, holm_p,
                                        mean_ci)
@@ -328,6 +328,16 @@ def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPH
     if not claim.against_reference and claim.axis not in runs:
         return Verdict(claim, NOT_TESTED, f"axis {claim.axis!r} is not in this experiment", mean_ci([]),
                        alpha=alpha)
+    if not claim.against_reference:
+        missing = [f"{claim.axis}={_text(lv)}" for lv, arm in zip((claim.value, claim.baseline), arms(runs, claim))
+                   if arm.empty]
+        if missing:
+            return Verdict(claim, NOT_TESTED, f"no runs of {' or '.join(missing)} here", mean_ci([]), alpha=alpha)
+    if claim.method == TRAINABILITY:
+        converged, capped, note = convergence_check(runs, claim)
+        if capped:
+            return Verdict(claim, NOT_TESTED, capped, mean_ci([]), alpha=alpha, converged=converged)
+        return trainability_verdict(runs, claim, alpha, note, converged=converged)
     diffs, paired, n_unpaired, n_failed = differences(runs, claim, axes)
     d = mean_ci(diffs.to_numpy(), 1 - alpha)
     extra = _missing_note(n_unpaired, n_failed)
@@ -351,6 +361,23 @@ def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPH
     p = min(1.0, p * looks)          # on the scale of the suite's α (Holm compares it with ALPHA)
     reason = notes + _zero_spread_note(d) + _reason(label, claim) + extra
     return Verdict(claim, label, reason, d, p, mde, needed, tost_power=power, power_basis="observed", **common)
+
+
+def trainability_verdict(runs: pd.DataFrame, claim: Claim, alpha: float, note: str, **common: Any) -> Verdict:
+    """A trainability claim over every tuned run of its arms: per seed, each arm's share of the
+    learning-rate grid within δ of its best (`trainability`), value − baseline, Student-t."""
+    problem, diffs, what = trainability.differences(*arms(runs, claim), claim)
+    if problem:
+        return Verdict(claim, NOT_TESTED, problem, mean_ci([]), alpha=alpha, **common)
+    d = mean_ci(diffs.to_numpy(), 1 - alpha)
+    d = replace(d, method=f"{d.method}, over trainable fractions")
+    if d.n < 2:
+        return Verdict(claim, UNDERPOWERED, f"{note}{what}{d.n} paired seed(s): an interval needs 2", d, alpha=alpha,
+                       **common)
+    label, p = decide(d, claim, alpha)
+    mde, needed, _ = power_numbers(d, claim, alpha)
+    reason = note + what + _zero_spread_note(d) + _reason(label, claim)
+    return Verdict(claim, label, reason, d, p, mde, needed, alpha=alpha, power_basis="observed", **common)
 
 
 def self_check_verdict(claim: Claim, diffs: pd.Series, paired: pd.DataFrame, d: Interval, extra: str,
@@ -400,11 +427,14 @@ def binomial_verdict(claim: Claim, diffs: pd.Series, alpha: float, looks: int, n
 
 
 def judge_claims(runs: pd.DataFrame, claims: tuple[Claim, ...] | list[Claim], axes: list[str],
-                 tune: tuning.Tune | None = None, alpha: float = ALPHA, looks: int = 1) -> list[Verdict]:
+                 tune: tuning.Tune | None = None, alpha: float = ALPHA, looks: int = 1,
+                 every_run: pd.DataFrame | None = None) -> list[Verdict]:
     """Every claim's verdict. A grid that tunes nuisance keys (`tune:`) is judged on the run
-    selected on validation per (variant, seed) (`tuning.judged_runs`): best against best."""
-    runs = tuning.judged_runs(runs, tune or {})
-    return [judge(runs, claim, axes, alpha, looks) for claim in claims]
+    selected on validation per (variant, seed) (`tuning.judged_runs`): best against best; a
+    trainability claim on every tuned run (`every_run`, default `runs`)."""
+    judged = tuning.judged_runs(runs, tune or {})
+    every = runs if every_run is None else every_run
+    return [judge(every if claim.method == TRAINABILITY else judged, claim, axes, alpha, looks) for claim in claims]
 
 
 def decide(d: Interval, claim: Claim, alpha: float = ALPHA) -> tuple[str, float]:
