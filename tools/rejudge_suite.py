@@ -74,8 +74,11 @@ def main() -> None:
                                                                          and math.isnan(prev["stable"])):
             r["stable"], r["budget_note"] = str(prev["stable"]).lower(), prev.get("budget_note") or ""
         was = (prev or {}).get("adjusted_verdict", "(new claim)")
-        if was != r["adjusted_verdict"] or prev is None:
-            print(f"{r['experiment']}/{r['claim']}: {was} -> {r['adjusted_verdict']} [{r['family']}]: {r['reason']}")
+        scope = (prev or {}).get("tests")
+        moved = f" (was {scope})" if prev is not None and scope != r["tests"] else ""
+        if was != r["adjusted_verdict"] or prev is None or moved:
+            print(f"{r['experiment']}/{r['claim']}: {was} -> {r['adjusted_verdict']} [{r['family']}{moved}]: "
+                  f"{r['reason']}")
     gone = sorted(set(old) - {r["claim"] for r in rows})
     for claim in gone:
         print(f"{old[claim]['experiment']}/{claim}: {old[claim]['adjusted_verdict']} -> (claim removed)")

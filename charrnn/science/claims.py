@@ -196,13 +196,15 @@ class Claim:
             return (f"{self.axis}={_text(self.value)} is easier to train than {self.axis}={_text(self.baseline)}: a "
                     f"larger share of the learning-rate grid reaches {self.metric} within {self.delta:g} of the arm's "
                     f"best{scope}")
+        within = (f"within rtol {self.rtol:g} + atol {self.atol:g} (an exact check)" if self.is_self_check
+                  else f"within ±{self.margin:g}")
         if kind is EQUAL_TO_REFERENCE:
-            return f"{self.metric} equals {self.reference_text()} within ±{self.margin:g}{scope}"
+            return f"{self.metric} equals {self.reference_text()} {within}{scope}"
         if kind is THRESHOLD:
             return f"{self.metric} is {word} than {self.reference_text()}{scope}"
         if kind is EQUIVALENCE:
             return (f"{self.axis}={_text(self.value)} and {self.axis}={_text(self.baseline)} give the same "
-                    f"{self.metric} within ±{self.margin:g}{scope}")
+                    f"{self.metric} {within}{scope}")
         if self.at_least is not None:
             return (f"{self.axis}={_text(self.value)} gives {self.metric} {word} than "
                     f"{self.axis}={_text(self.baseline)} by at least {self.at_least:g}{scope}")

@@ -49,6 +49,9 @@ class Decidability:
         which = "p at the planned effect" if self.design == T_PLANNED else "smallest p"
         head = (f"  {c.id} [{c.family}, family of {self.family}]: {self.design_text()} at {self.n} seeds: {which} "
                 f"{self.smallest_p:.3g} × {self.family} = {after:.3g}")
+        if c.is_equivalence and c.plan_sd is not None:
+            power = estimates.tost_power(c.plan_sd, self.n, c.margin, ALPHA / self.family)
+            head += f"; planned exact TOST power at a true difference of 0: {power:.2f}"
         if self.decidable:
             return f"{head} < {ALPHA:g}: decidable"
         need = f"needs >= {self.needed} seeds" if self.needed else "no number of seeds below 10,000 decides it"

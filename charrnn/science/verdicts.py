@@ -86,7 +86,9 @@ class Verdict:
     def mde_text(self) -> str:
         if self.claim.is_equivalence and math.isfinite(self.tost_power):
             need = f"{self.seeds_needed} seeds" if self.seeds_needed else "no finite number of seeds"
-            return f"TOST power {self.tost_power:.2f} at a true difference of 0 (80 % needs {need})"
+            basis = self.power_basis or "observed"
+            return (f"exact TOST power {self.tost_power:.2f} at a true difference of 0, {basis} "
+                    f"sd (80 % needs {need})")
         if not math.isfinite(self.mde):
             return "n/a"
         need = f"{self.seeds_needed} seeds" if self.seeds_needed else "no finite number of seeds"
