@@ -1,4 +1,5 @@
-"""Verdicts: calibration by simulation, the five labels, manipulation checks, Holm."""
+"""Verdicts: calibration by simulation (driving the statistics core, `estimates`, with arrays), the
+five labels, manipulation checks, Holm."""
 import math
 
 import numpy as np
@@ -6,9 +7,15 @@ import pandas as pd
 import pytest
 
 from charrnn.science.claims import COMPARISON, EQUAL_TO_REFERENCE, EQUIVALENCE, THRESHOLD, Claim
-from charrnn.science.stats import mean_ci
-from charrnn.science.verdicts import (CONTRADICTED, EQUIVALENT, NOT_TESTED, REPRODUCED, UNDERPOWERED, decide,
-                                      differences, holm, judge, power_numbers)
+from charrnn.science import estimates
+from charrnn.science.estimates import mean_ci
+from charrnn.science.verdicts import (CONTRADICTED, EQUIVALENT, NOT_TESTED, REPRODUCED, UNDERPOWERED, differences,
+                                      holm, judge, power_numbers)
+
+
+def decide(interval, claim):
+    """The core's decision for a claim's hypothesis (arrays in, a label out)."""
+    return estimates.decide(interval, claim.hypothesis)
 
 METRIC = "final_val_loss"
 CLAIM = Claim("concat_vs_add", "val_loss", COMPARISON, "input_combine", "concat", "add", margin=0.01)

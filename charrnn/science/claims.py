@@ -140,8 +140,9 @@ class Claim:
 
     @property
     def family(self) -> str | None:
-        """The Holm family: the claim's scope; None for a self-check (outside Holm)."""
-        return None if self.is_self_check else self.tests
+        """The Holm family: the claim's scope ("unscoped" for a claim built without one); None for a
+        self-check (outside Holm)."""
+        return None if self.is_self_check else self.tests or "unscoped"
 
     @property
     def against_reference(self) -> bool:

@@ -478,9 +478,12 @@ def _missing_note(n_unpaired: int, n_failed: int) -> str:
 # --------------------------------------------------------------------------- suite level
 
 def holm(verdicts: list[Verdict], alpha: float = ALPHA) -> list[Verdict]:
-    """Holm's step-down over the claims that were tested (not-tested claims have no p)."""
-    ps = holm_p([v.p if v.label != NOT_TESTED else math.nan for v in verdicts])
-    return [replace(v, adjusted=adjusted_label(v.label, p, alpha), p_adjusted=p) for v, p in zip(verdicts, ps)]
+    """Holm's step-down within each family, the claim's scope, over the claims that were tested
+    (not-tested claims have no p; a self-check keeps its verdict, outside every family)."""
+    families = [v.claim.family if v.label != NOT_TESTED and math.isfinite(v.p) else None for v in verdicts]
+    ps = estimates.holm_by_family([v.p if f else math.nan for v, f in zip(verdicts, families)], families)
+    return [replace(v, adjusted=adjusted_label(v.label, p, alpha) if f else v.label, p_adjusted=p)
+            for v, p, f in zip(verdicts, ps, families)]
 
 
 __all__ = ["ALPHA", "DECIDED", "LABELS", "T_METHOD", "Verdict", "holm", "holm_p", "judge", "judge_claims"]
