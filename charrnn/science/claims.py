@@ -53,6 +53,8 @@ from typing import Any, Callable
 from charrnn import registry
 from charrnn.config import ConfigError, check_value, is_finite_number
 from charrnn.config import format_value as _text
+from charrnn.science.claim_options import (EXACT_BINOMIAL, SELF_CHECK, TRAINABILITY,
+                                           OptionParser)
 from charrnn.science.estimates import Hypothesis
 from charrnn.config import short_repr as _short
 
@@ -79,18 +81,12 @@ class ClaimKind(str, Enum):
 COMPARISON, EQUIVALENCE = ClaimKind.COMPARISON, ClaimKind.EQUIVALENCE
 THRESHOLD, EQUAL_TO_REFERENCE = ClaimKind.THRESHOLD, ClaimKind.EQUAL_TO_REFERENCE
 SCOPES = ("source", "extrapolation")      # `tests:`: what the source said, or our extension of it
-SELF_CHECK = "self-check"                  # `tests:` of an exact check of the harness (outside Holm)
 TESTS_CHOICES = SCOPES + (SELF_CHECK,)
-REQUIRES = ("converged", "any")
-EXACT_BINOMIAL = "exact_binomial"
-TRAINABILITY = "trainability"              # Collins et al.: how much of a learning-rate grid trains well
-METHODS = ("t", EXACT_BINOMIAL, TRAINABILITY)
 CLAIM_KEYS = ("id", "source", "tests", "regime", "metric", "expect", "margin", "at_least", "where",
               "higher_is_better", "tolerance", "requires", "plan", "method", "items", "profiles", "delta")
 REQUIRED_KEYS = ("metric", "expect", "tests", "regime")
 EXPECT_FORMS = ("expected {AXIS: VALUE, better_than: BASELINE}, {AXIS: VALUE, equivalent_to: BASELINE}, "
                 "{better_than: NUMBER}, {equivalent_to: NUMBER} or {equivalent_to: {SEED: NUMBER, ...}}")
-QUALITY_METRICS = ("loss", "accuracy", "exact_match")   # a trained model's quality (not speed, not a gap)
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
 
 Pairs = tuple[tuple[str, Any], ...]
@@ -278,7 +274,7 @@ def _unique_ids(claims: list[tuple[Claim, bool]], where: str) -> tuple[Claim, ..
     return tuple(out)
 
 
-class _Parser:
+class _Parser(OptionParser):
     def __init__(self, where: str, lists: dict[str, tuple], profile_names: tuple[str, ...] = ()):
         self.where, self.lists, self.profile_names = where, lists, profile_names
 
@@ -322,76 +318,6 @@ class _Parser:
         return Claim(cid, metric, kind, axis, value, baseline, margin, where, higher, source, at_least,
                      tests, regime, rtol, atol, why, requires, plan_sd, plan_effect, method, items, profiles,
                      delta), explicit
-
-    def delta(self, raw: Any, method: str) -> float:
-        if method != TRAINABILITY:
-            if raw is not None:
-                raise self.fail("delta", f"valid only with method: {TRAINABILITY}")
-            return 0.0
-        if not is_finite_number(raw) or raw <= 0:
-            raise self.fail("delta", f"{raw!r}: valid: a number > 0 in the metric's units (within delta of the "
-                                     "arm's best counts as trained well)")
-        return float(raw)
-
-    def profiles(self, raw: Any) -> tuple[str, ...]:
-        if raw is None:
-            return ()
-        valid = self.profile_names
-        if not isinstance(raw, list) or not raw or any(p not in valid for p in raw):
-            raise self.fail("profiles", f"{_short(raw)}: valid: a list of this grid's profiles "
-                                        f"({', '.join(valid) or 'none'})")
-        return tuple(raw)
-
-    def tolerance(self, raw: Any, check: bool, kind: ClaimKind) -> tuple[float, float, str]:
-        if not check:
-            if raw is not None:
-                raise self.fail("tolerance", f"valid only with tests: {SELF_CHECK}")
-            return 0.0, 0.0, ""
-        if not kind.equivalence:
-            raise self.fail("expect", f"a self-check states equality: expect: {{equivalent_to: ...}}; {EXPECT_FORMS}")
-        valid = "valid: {rtol: NUMBER >= 0, atol: NUMBER >= 0, why: TEXT}, at least one tolerance > 0"
-        if not isinstance(raw, dict) or set(raw) - {"rtol", "atol", "why"}:
-            raise self.fail("tolerance", f"{_short(raw)}: {valid}")
-        rtol, atol = raw.get("rtol", 0.0), raw.get("atol", 0.0)
-        if not (is_finite_number(rtol) and is_finite_number(atol)) or min(rtol, atol) < 0 or rtol + atol <= 0:
-            raise self.fail("tolerance", f"{_short(raw)}: {valid}")
-        return float(rtol), float(atol), " ".join(str(raw.get("why") or "").split())
-
-    def plan(self, raw: Any) -> tuple[float | None, float | None]:
-        if raw is None:
-            return None, None
-        valid = "valid: {sd: NUMBER > 0, effect: NUMBER} in the metric's units"
-        if not isinstance(raw, dict) or set(raw) != {"sd", "effect"}:
-            raise self.fail("plan", f"{_short(raw)}: {valid}")
-        sd, effect = raw["sd"], raw["effect"]
-        if not (is_finite_number(sd) and is_finite_number(effect)) or sd <= 0:
-            raise self.fail("plan", f"{_short(raw)}: {valid}")
-        return float(sd), float(effect)
-
-    def method(self, raw: Any, items: Any, kind: ClaimKind, metric: str) -> tuple[str, int]:
-        if raw is None or raw == "t":
-            if items is not None:
-                raise self.fail("items", f"valid only with method: {EXACT_BINOMIAL}")
-            return "t", 0
-        if raw not in METHODS:
-            raise self.fail("method", f"{raw!r}: valid choices: {', '.join(METHODS)}")
-        if raw == TRAINABILITY:
-            if kind is not COMPARISON or items is not None:
-                raise self.fail("method", f"{TRAINABILITY} needs expect: {{AXIS: VALUE, better_than: BASELINE}}")
-            return TRAINABILITY, 0
-        if kind is not THRESHOLD or registry.METRICS[metric].bounds != (0.0, 1.0):
-            raise self.fail("method", f"{EXACT_BINOMIAL} needs expect: {{better_than: NUMBER}} on an accuracy "
-                                      f"or exact-match metric, not {kind.value} on {metric}")
-        if not isinstance(items, int) or isinstance(items, bool) or items < 1:
-            raise self.fail("items", f"{items!r}: valid: the test items each seed scores, an integer >= 1")
-        return EXACT_BINOMIAL, items
-
-    def requires(self, raw: Any, tests: str, metric: str) -> str:
-        if raw is None:                  # a source speaks of trained models: their quality needs convergence
-            return "converged" if tests == "source" and metric.endswith(QUALITY_METRICS) else "any"
-        if raw not in REQUIRES:
-            raise self.fail("requires", f"{raw!r}: valid choices: {', '.join(REQUIRES)}")
-        return raw
 
     def scope(self, raw: Any) -> str:
         if raw not in TESTS_CHOICES:

@@ -34,19 +34,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from charrnn import registry
 from charrnn.science import estimates, trainability, tuning
 from charrnn.config import format_value as _text
-from charrnn.science.claims import EXACT_BINOMIAL, TRAINABILITY, Claim, ClaimKind
+from charrnn.science.claims import EXACT_BINOMIAL, TRAINABILITY, Claim
 from charrnn.science.estimates import (ALPHA, CONTRADICTED, DECIDED, EQUIVALENT, LABELS, NOT_TESTED,
                                        REPRODUCED, T_METHOD, UNDERPOWERED, Interval, adjusted_label, holm_p,
                                        mean_ci)
-from charrnn.science.stats import matches
-from charrnn.tags import FINISHED
-BASELINE_PREFIX = "baseline_"
-QUALITY_SUFFIXES = ("loss", "accuracy", "exact_match")
-LEARNED_NA, LEARNED_UNKNOWN = "not applicable", "baseline not logged"
-LEARNED_WORSE_ONLY = "the arm claimed worse did not learn"
+from charrnn.science.pairing import arms, differences, scoped  # noqa: F401  (also used through this module)
+from charrnn.science.tested import (LEARNED_NA, LEARNED_UNKNOWN, LEARNED_WORSE_ONLY,  # noqa: F401
+                                    convergence_check, learning_check, manipulation_failure)
 STABLE_NA = "not applicable"
 PREREG_UNKNOWN = "not checked"
 
@@ -93,193 +89,6 @@ class Verdict:
             return "n/a"
         need = f"{self.seeds_needed} seeds" if self.seeds_needed else "no finite number of seeds"
         return f"{self.mde:.4g} (decide at the observed effect: {need})"
-
-
-# --------------------------------------------------------------------------- per-seed values
-
-def _usable(rows: pd.DataFrame, column: str) -> pd.Series:
-    return (rows["status"] == FINISHED) & np.isfinite(pd.to_numeric(rows[column], errors="coerce"))
-
-
-def scoped(runs: pd.DataFrame, claim: Claim) -> pd.DataFrame:
-    """The runs a claim judges: those with every `where:` value (and of its `profiles:`, if any)."""
-    if claim.profiles and "profile" in runs:
-        runs = runs[runs["profile"].astype(str).isin(claim.profiles)]
-    for axis, value in claim.where:
-        runs = runs[matches(runs[axis], value)] if axis in runs else runs.iloc[0:0]
-    return runs
-
-
-def _moves_with(runs: pd.DataFrame, axis: str, claim_axis: str) -> bool:
-    """True when `axis` takes one value per level of `claim_axis` (a `zip:` partner, e.g. hidden
-    size paired with cell for equal parameter counts): it cannot be matched across arms."""
-    return bool((runs.astype({axis: str}).groupby(claim_axis)[axis].nunique() <= 1).all())
-
-
-def arms(runs: pd.DataFrame, claim: Claim) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All runs of the claim's value arm and of its baseline arm."""
-    col = runs[claim.axis] if claim.axis in runs else None
-    return tuple(runs[matches(col, level)] if col is not None else runs.iloc[0:0]
-                 for level in (claim.value, claim.baseline))
-
-
-def paired_values(runs: pd.DataFrame, claim: Claim, axes: list[str]) -> tuple[pd.DataFrame, int, int]:
-    """Per seed (and every other varied axis) the metric of each arm, columns value/baseline, rows
-    matched on seed and every non-zipped other axis; the unpaired and the failed run counts."""
-    column = claim.column
-    keys = [a for a in axes if a != claim.axis and a in runs
-            and not _moves_with(runs, a, claim.axis)] + ["seed"]
-    sides, n_failed = [], 0
-    for arm in arms(runs, claim):
-        ok = _usable(arm, column)
-        n_failed += int((~ok).sum())
-        sides.append(arm[ok].assign(_m=pd.to_numeric(arm.loc[ok, column]))
-                     .astype({k: str for k in keys}).groupby(keys)["_m"].mean())
-    joined = pd.concat(sides, axis=1, keys=["value", "baseline"], join="outer")
-    paired = joined.dropna()
-    return paired, int(joined.notna().sum().sum() - 2 * len(paired)), n_failed
-
-
-def differences(runs: pd.DataFrame, claim: Claim, axes: list[str]) -> tuple[pd.Series, pd.DataFrame, int, int]:
-    """Per-seed differences the interval is built from (a seed counts once), the paired arm
-    values behind them, and the unpaired / failed run counts. Against per-seed references, each
-    seed is compared with its own reference; a seed without one counts as unpaired."""
-    if claim.against_reference:
-        ok = _usable(runs, claim.column)
-        values = pd.to_numeric(runs.loc[ok, claim.column]).groupby(runs.loc[ok, "seed"].astype(str)).mean()
-        diffs = values - np.asarray(claim.reference_of(values.index), dtype=float)
-        return diffs.dropna(), pd.DataFrame(), int(diffs.isna().sum()), int((~ok).sum())
-    paired, n_unpaired, n_failed = paired_values(runs, claim, axes)
-    diffs = (paired["value"] - paired["baseline"]).groupby(level="seed").mean()
-    return diffs, paired, n_unpaired, n_failed
-
-
-# --------------------------------------------------------------------------- learning check
-
-def has_baseline(metric: str) -> bool:
-    """Quality metrics (losses, accuracies, exact match) have a trivial baseline each run logs as
-    `baseline_<metric>` on the same data (bigram loss of the training split, chance accuracy);
-    speed and gap metrics have none."""
-    return metric.endswith(QUALITY_SUFFIXES)
-
-
-def _arm_learned(arm: pd.DataFrame, claim: Claim) -> bool | None:
-    """Did the arm's mean beat its runs' mean trivial baseline? None: no usable runs or baseline."""
-    column, higher = BASELINE_PREFIX + claim.metric, registry.higher_is_better(claim.metric)
-    arm = arm[_usable(arm, claim.column)]
-    base = pd.to_numeric(arm[column], errors="coerce")
-    if arm.empty or not np.isfinite(base).any():
-        return None
-    mean, bar = float(pd.to_numeric(arm[claim.column]).mean()), float(base[np.isfinite(base)].mean())
-    return mean > bar if higher else mean < bar
-
-
-def _did_not_learn(name: str, arm: pd.DataFrame, claim: Claim) -> str:
-    arm = arm[_usable(arm, claim.column)]
-    base = pd.to_numeric(arm[BASELINE_PREFIX + claim.metric], errors="coerce")
-    mean, bar = float(pd.to_numeric(arm[claim.column]).mean()), float(base[np.isfinite(base)].mean())
-    return f"{name} did not learn ({claim.metric} {mean:.4g} against its trivial baseline {bar:.4g})"
-
-
-def learning_check(runs: pd.DataFrame, claim: Claim) -> tuple[str, str, str]:
-    """(`learned`, failure, note). `learned`: "true" when every judged arm beats its runs' mean
-    `baseline_<metric>` in the metric's direction; "false" when the claim cannot be tested for it
-    (failure names the arm): the judged runs of a threshold claim, either arm of an equivalence,
-    or, for a directional comparison, the arm claimed better or both arms (`estimates.learning_case`);
-    LEARNED_WORSE_ONLY when only the arm claimed worse did not learn: the claimed effect itself,
-    judged, with a note saying so. "not applicable" for metrics without a baseline, "baseline not
-    logged" when runs lack it. The judged run of a tuned arm is its best tuned value on validation,
-    so an arm that did not learn there learned at none of its tuned values."""
-    if not has_baseline(claim.metric):
-        return LEARNED_NA, "", ""
-    if BASELINE_PREFIX + claim.metric not in runs:
-        return LEARNED_UNKNOWN, "", ""
-    if claim.against_reference:
-        named = [("the judged runs", runs)]
-    else:
-        named = [(f"{claim.axis}={_text(level)}", arm) for level, arm in zip((claim.value, claim.baseline),
-                                                                            arms(runs, claim))]
-    learned = [_arm_learned(arm, claim) for _, arm in named]
-    if any(x is None for x in learned):
-        return LEARNED_UNKNOWN, "", ""
-    if all(learned):
-        return "true", "", ""
-    failed = [_did_not_learn(name, arm, claim) for (name, arm), ok in zip(named, learned) if not ok]
-    if claim.kind is not ClaimKind.COMPARISON:
-        return "false", failed[0], ""
-    tested, why = estimates.learning_case(learned[0], learned[1])
-    if not tested:
-        return "false", f"{why}: {'; '.join(failed)}", ""
-    return LEARNED_WORSE_ONLY, "", f"{failed[0]}, while {named[0][0]} learned: {why}; "
-
-
-# --------------------------------------------------------------------------- convergence
-
-CONVERGED_COLUMNS = ("converged", "final_converged")   # a param or a metric, 1 / 0 per run
-CONVERGED_NA, CONVERGED_UNKNOWN = "not required", "not logged"
-
-
-def convergence_check(runs: pd.DataFrame, claim: Claim) -> tuple[str, str, str]:
-    """(`converged`, failure, note) of a claim that requires converged runs (`requires: converged`):
-    "true" when every judged run stopped by patience; "false" with the failure "not tested: k of n
-    runs stopped at the step cap before converging"; "not logged" when the runs do not say (the
-    requirement cannot be checked: the note says so and the verdict is a budget-bound result)."""
-    if claim.requires != "converged":
-        return CONVERGED_NA, "", ""
-    judged = runs if claim.against_reference else pd.concat(arms(runs, claim))
-    judged = judged[_usable(judged, claim.column)]
-    column = next((c for c in CONVERGED_COLUMNS if c in judged), None)
-    flags = pd.to_numeric(judged[column], errors="coerce") if column else pd.Series(dtype=float)
-    if column is None or flags.isna().all():
-        return CONVERGED_UNKNOWN, "", ("convergence not logged: this claim requires converged runs and it cannot "
-                                       "be checked, so the verdict is a budget-bound result; ")
-    capped = int((flags == 0).sum())
-    unknown = int(flags.isna().sum())
-    if capped:
-        return "false", f"{capped} of {len(flags)} runs stopped at the step cap before converging", ""
-    if unknown:
-        return CONVERGED_UNKNOWN, "", f"{unknown} of {len(flags)} runs did not log convergence; "
-    return "true", "", ""
-
-
-# --------------------------------------------------------------------------- manipulation checks
-
-def manipulation_failure(runs: pd.DataFrame, claim: Claim, paired: pd.DataFrame) -> str:
-    """Why the comparison did not test anything ("" when it did)."""
-    if claim.against_reference or paired.empty:
-        return ""
-    bounds = registry.METRICS[claim.metric].bounds
-    values = np.concatenate([paired["value"].to_numpy(), paired["baseline"].to_numpy()])
-    for bound, word in zip(bounds or (), ("floor", "ceiling")):
-        if np.allclose(values, bound, rtol=0, atol=1e-12):
-            return f"both arms at the {claim.metric} {word} ({bound:g}) on every run: no room to differ"
-    if (paired["value"].to_numpy() == paired["baseline"].to_numpy()).all():
-        return (f"the two arms gave bit-identical {claim.metric} on all {len(paired)} paired runs: "
-                "the intervention changed nothing")
-    return _not_engaged(runs, claim)
-
-
-def _active(level: Any) -> bool:
-    try:
-        return float(level) != 0
-    except (TypeError, ValueError):
-        return bool(level)
-
-
-def _not_engaged(runs: pd.DataFrame, claim: Claim) -> str:
-    signal = registry.ENGAGEMENT.get(claim.axis or "")
-    if signal is None:
-        return ""
-    levels = [lv for lv in (claim.value, claim.baseline) if _active(lv)]
-    active = pd.concat([arm for arm, lv in zip(arms(runs, claim), (claim.value, claim.baseline))
-                        if _active(lv)]) if levels else runs.iloc[0:0]
-    if signal not in active:
-        return f"{signal.removeprefix('final_')} was not logged: cannot show that {claim.axis} ever engaged"
-    if not (pd.to_numeric(active[signal], errors="coerce") > 0).any():
-        shown = ", ".join(f"{claim.axis}={lv:g}" if isinstance(lv, float) else f"{claim.axis}={lv}"
-                          for lv in levels)
-        return f"{shown} never engaged ({signal.removeprefix('final_')} = 0 on every run)"
-    return ""
 
 
 # --------------------------------------------------------------------------- deciding
