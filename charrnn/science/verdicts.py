@@ -22,7 +22,7 @@ s = +1 if higher is better else −1:
 Zero spread (all n seeds identical) has no t interval: the decision the common value implies gets
 the exact sign test's p over seeds, 2 · 0.5ⁿ (so 5 identical seeds decide nothing, 6 do), and
 the reason says "all n seeds identical". Each decision has a p-value (twice the one-sided t-test
-p, so p < α ⇔ the interval decides); `holm` adjusts them over a suite of claims. Torch-free;
+p, so p < α ⇔ the interval decides); `holm` adjusts them within each family (scope). Torch-free;
 plain pandas frames in. `verdict_table.verdict_row` turns a verdict into a verdicts.csv row.
 """
 from __future__ import annotations
