@@ -32,8 +32,9 @@ def backend_runs(loop, offsets) -> pd.DataFrame:
 
 
 def test_the_harness_self_check_passes_rounding_and_catches_a_1e_3_perturbation():
-    """Mutation caught: the shipped tolerance widened to the old ±0.01 margin (rtol 5e-3) lets the
-    1e-3 seed pass; judging the mean difference instead of every seed's dilutes it to 2e-4 < 2.3e-4."""
+    """The shipped tolerance (rtol 3e-4 + atol 5e-5: 6e-4 nats here) passes the references' rounding
+    and fails a 1e-3 nats difference in one seed. Mutation caught: the tolerance widened to the old
+    ±0.01 margin (rtol 5e-3) lets the 1e-3 seed pass."""
     row = verdict_row(judge(reference_runs([9e-5, -4e-5, 2e-5, 0.0, -9e-5]), HARNESS, []))
     assert (row["verdict"], row["family"], row["p"]) == ("passed", "self-check", None)
     bad = verdict_row(judge(reference_runs([0.0, 0.0, 1e-3, 0.0, 0.0]), HARNESS, []))
