@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import os
 import sys
 import tempfile
@@ -112,10 +113,13 @@ def cmd_grid(args: argparse.Namespace) -> int:
     grid = load_grid(args.file)
     specs = grid.expand(args.profile)
     if args.dry_run:
-        return _dry_run(grid, args.profile, specs, args.rerun_failed)
+        code = _dry_run(grid, args.profile, specs, args.rerun_failed)
+        print(decidability_text(grid, args.file, args.profile))
+        return code
     if not args.until_decided and (done := _all_finished(grid, args.profile, specs)):
         print(done)
         return 0
+    print(decidability_text(grid, args.file, args.profile))
     from charrnn.grid.executors import run_grid
     from charrnn.grid.session import FAILED, GridStopped, summary_text
 
@@ -182,6 +186,34 @@ def _until_decided(grid, args: argparse.Namespace, run_round) -> int:
     last.ensure_parent().set_tags(outcome.tags())
     print(summary(outcome))
     return 1 if any(s.counts()[FAILED] for s in outcome.sessions) else 0
+
+
+def decidability_text(grid, path: str, profile: str) -> str:
+    """Each claim's decidability at the profile's seeds (charrnn.science.decidability), its Holm
+    family counted over the suite: the claims judged in this profile by every grid in the file's
+    folder (a grid there that does not load is left out and named)."""
+    from charrnn.grid.spec import GridError, load_grid
+    from charrnn.science import decidability
+
+    folder = Path(path).resolve().parent
+    claims, unreadable = [], []
+    for other in sorted(folder.glob("*.yaml")):
+        if other.resolve() == Path(path).resolve():
+            claims += list(grid.claims)
+            continue
+        try:
+            claims += list(load_grid(other).claims)
+        except (GridError, OSError):
+            unreadable.append(other.name)
+    judged = [c for c in claims if c.judged_in(profile)]
+    suite = f"the {profile} profile of the grids in {folder.name}/" + (
+        f" (not loadable, left out: {', '.join(unreadable)})" if unreadable else "")
+    mine = [c for c in grid.claims if c.judged_in(profile)]
+    skipped = [c.id for c in grid.claims if not c.judged_in(profile)]
+    text = decidability.report(mine, len(grid.seeds_of(profile)), decidability.family_sizes(judged), suite)
+    if skipped:
+        text += f"\n  judged on other profiles only: {', '.join(skipped)}"
+    return text
 
 
 def _dry_run(grid, profile: str, specs, rerun_failed: bool) -> int:

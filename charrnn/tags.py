@@ -3,6 +3,8 @@
 Plain strings: importing this loads nothing else, so code that runs where MLflow must not be
 touched (a Ray worker) can still name them."""
 
+# MLflow run statuses (mlflow.entities.RunStatus names), as stored and compared
+RUNNING, SCHEDULED, FINISHED, FAILED, KILLED = "RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"
 TAG_PREFIX = "charrnn."
 IDENTITY_TAG = TAG_PREFIX + "identity"         # stable identity: TrainConfig.identity_hash()
 FAILURE_TAG = TAG_PREFIX + "failure"           # why a run ended FAILED or KILLED

@@ -1,4 +1,5 @@
-"""Verdicts: calibration by simulation, the five labels, manipulation checks, Holm."""
+"""Verdicts: calibration by simulation (driving the statistics core, `estimates`, with arrays), the
+five labels, manipulation checks, Holm."""
 import math
 
 import numpy as np
@@ -6,9 +7,15 @@ import pandas as pd
 import pytest
 
 from charrnn.science.claims import COMPARISON, EQUAL_TO_REFERENCE, EQUIVALENCE, THRESHOLD, Claim
-from charrnn.science.stats import mean_ci
-from charrnn.science.verdicts import (CONTRADICTED, EQUIVALENT, NOT_TESTED, REPRODUCED, UNDERPOWERED, decide,
-                                      differences, holm, judge, power_numbers)
+from charrnn.science import estimates
+from charrnn.science.estimates import mean_ci
+from charrnn.science.verdicts import (CONTRADICTED, EQUIVALENT, NOT_TESTED, REPRODUCED, UNDERPOWERED, differences,
+                                      holm, judge, power_numbers)
+
+
+def decide(interval, claim):
+    """The core's decision for a claim's hypothesis (arrays in, a label out)."""
+    return estimates.decide(interval, claim.hypothesis)
 
 METRIC = "final_val_loss"
 CLAIM = Claim("concat_vs_add", "val_loss", COMPARISON, "input_combine", "concat", "add", margin=0.01)
@@ -215,13 +222,23 @@ def test_per_seed_reference_pairs_each_seed_with_its_own_value():
     assert 0.0 <= verdict.tost_power <= 1.0 and "TOST power" in verdict.mde_text()
 
 
-def test_an_arm_that_does_not_beat_its_baseline_is_not_tested():
+def test_an_arm_claimed_worse_that_does_not_learn_is_the_effect_and_is_judged():
     runs = table(add=[2.0, 2.01, 2.02], concat=[1.5, 1.51, 1.52]).assign(baseline_val_loss=1.9)
     verdict = run_judge(runs)
-    assert verdict.label == NOT_TESTED and verdict.learned == "false"
+    assert verdict.label == REPRODUCED and verdict.learned == "the arm claimed worse did not learn"
     assert verdict.reason.startswith("input_combine=add did not learn")
+    assert "that is the claimed effect" in verdict.reason
+
+
+def test_an_arm_claimed_better_that_does_not_beat_its_baseline_is_not_tested():
+    runs = table(add=[1.5, 1.51, 1.52], concat=[2.0, 2.01, 2.02]).assign(baseline_val_loss=1.9)
+    verdict = run_judge(runs)
+    assert verdict.label == NOT_TESTED and verdict.learned == "false"
+    assert verdict.reason.startswith("the arm claimed better did not learn: input_combine=concat did not learn")
+    neither = run_judge(runs.assign(baseline_val_loss=1.0))
+    assert neither.label == NOT_TESTED and neither.reason.startswith("neither arm learned")
     learned = run_judge(runs.assign(baseline_val_loss=2.5))
-    assert learned.label == REPRODUCED and learned.learned == "true"
+    assert learned.label == CONTRADICTED and learned.learned == "true"
     assert run_judge(table([2.0, 2.1, 2.2], [1.5, 1.55, 1.6])).learned == "baseline not logged"
 
 
@@ -244,3 +261,24 @@ def test_holm_keeps_strong_decisions_and_demotes_marginal_ones():
     assert [v.label for v in adjusted] == [REPRODUCED, REPRODUCED, UNDERPOWERED, NOT_TESTED]
     assert adjusted[1].p_adjusted == pytest.approx(max(3 * strong.p, 2 * marginal.p))
     assert math.isnan(adjusted[3].p_adjusted)
+
+
+# --------------------------------------------------------------------------- convergence
+
+CONVERGED_CLAIM = Claim("conv", "val_loss", COMPARISON, "input_combine", "concat", "add", 0.01, requires="converged")
+
+
+def test_a_claim_requiring_convergence_is_not_tested_on_runs_that_hit_the_cap():
+    runs = table(add=[2.0, 2.01, 2.02, 2.0, 2.01], concat=[1.5, 1.51, 1.52, 1.5, 1.51])
+    capped = run_judge(runs.assign(converged=[1, 1, 0, 1, 1, 1, 1, 1, 0, 1]), CONVERGED_CLAIM)
+    assert capped.label == NOT_TESTED and capped.converged == "false"
+    assert capped.reason == "2 of 10 runs stopped at the step cap before converging"
+    done = run_judge(runs.assign(converged=1), CONVERGED_CLAIM)
+    assert done.label == REPRODUCED and done.converged == "true"
+
+
+def test_convergence_not_logged_cannot_be_checked_and_says_so():
+    runs = table(add=[2.0, 2.01, 2.02], concat=[1.5, 1.51, 1.52])
+    v = run_judge(runs, CONVERGED_CLAIM)
+    assert v.label == REPRODUCED and v.converged == "not logged" and v.reason.startswith("convergence not logged")
+    assert run_judge(runs).converged == "not required"

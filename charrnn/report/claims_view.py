@@ -1,8 +1,9 @@
 """Verdicts on the pages: each claim judged, the suite's Holm adjustment, verdicts.csv.
 
 An experiment page shows each claim's raw verdict. The index gathers every page's claims (from
-the manifest), applies Holm's step-down over all of them (raw and adjusted decision side by
-side), draws the forest plot and writes `verdicts.csv` next to it.
+the manifest), applies Holm's step-down within each family, a claim's scope (source or
+extrapolation; self-checks stand outside Holm), shows raw and adjusted decision side by side,
+draws the forest plot and writes `verdicts.csv` next to it.
 """
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ import pandas as pd
 from charrnn.grid.sequential import judged_seeds
 from charrnn.paths import write_atomic
 from charrnn.science.budget import with_stability
-from charrnn.science.verdict_table import EDITED, claimed_sign, num, verdict_row, with_preregistration
+from charrnn.science.verdict_table import EDITED, adjust_rows, claimed_sign, num, verdict_row, with_preregistration
 from charrnn.science.window_uncertainty import (NOT_APPLICABLE, NOT_RECORDED, SEEDS, WINDOWS, WindowInterval,
                                                 claim_window_interval, dominant)
 from charrnn.tags import TEST_WINDOWS_ARTIFACT
-from charrnn.science.verdicts import ALPHA, LABELS, Verdict, adjusted_label, holm_p, judge_claims
+from charrnn.science.verdicts import ALPHA, LABELS, Verdict, judge_claims
 from . import numbers as fmt
 from .base import VERDICT_COLUMNS, VERDICTS_CSV, ExperimentData
 
@@ -41,14 +42,15 @@ assert [label for label, _ in RULES] == list(LABELS)
 def judged(exp: ExperimentData, runs: pd.DataFrame) -> pd.DataFrame:
     """The runs the verdicts judge: sequential seeding's drawn seeds only."""
     seeds = judged_seeds(exp.sequential)
-    return runs if seeds is None else runs[runs["seed"].astype(str).isin(seeds)]
+    return runs if seeds is None or "seed" not in runs else runs[runs["seed"].astype(str).isin(seeds)]
 
 
 def experiment_verdicts(exp: ExperimentData, runs: pd.DataFrame, axes: list[str]) -> list[Verdict]:
     """`runs`: the page's runs, already the tuned selection when the grid tunes (`tuning.judged_runs`).
     Sequential seeding is judged on the seeds its looks drew, at its per-look α."""
-    runs = judged(exp, runs)
-    verdicts = with_stability(judge_claims(runs, exp.claims, axes, None, ALPHA, exp.looks), runs, exp.curves, axes)
+    runs, every = judged(exp, runs), judged(exp, exp.runs)
+    verdicts = with_stability(judge_claims(runs, exp.claims, axes, None, ALPHA, exp.looks, every_run=every), runs,
+                              exp.curves, axes)
     return verdicts if exp.preregistered is None else with_preregistration(verdicts, exp.preregistered)
 
 
@@ -116,14 +118,10 @@ def one_line(views: list[dict[str, Any]], best: tuple[str, Any] | None, metric: 
 # --------------------------------------------------------------------------- the suite
 
 def suite_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per claim over every experiment of the index, with Holm-adjusted p and decision."""
+    """One row per claim over every experiment of the index, with Holm-adjusted p and decision
+    within each family (the claim's scope; self-checks stand outside Holm): `adjust_rows`."""
     rows = [{"experiment": e["name"], "file": e["file"], **c} for e in entries for c in e.get("claims") or []]
-    ps = holm_p([r["p"] if r.get("p") is not None and r["verdict"] != "not tested" else math.nan
-                 for r in rows])
-    for row, p in zip(rows, ps):
-        row["p_adjusted"] = num(p)
-        row["adjusted_verdict"] = adjusted_label(row["verdict"], p)
-    return rows
+    return adjust_rows(rows)
 
 
 def write_verdicts_csv(rows: list[dict[str, Any]], out_dir: Path) -> Path:

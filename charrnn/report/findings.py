@@ -28,7 +28,8 @@ from .base import ReportError, rewrite_document
 
 FINDINGS_START = "<!-- findings:start (generated from verdicts.csv: python -m charrnn.report.findings) -->"
 FINDINGS_END = "<!-- findings:end -->"
-SCOPES = (("source", "What the sources said"), ("extrapolation", "Our extrapolations"))
+SCOPES = (("source", "What the sources said"), ("extrapolation", "Our extrapolations"),
+          ("self-check", "Self-checks of the harness (exact checks against a numerical tolerance, outside Holm)"))
 
 
 def effect_text(row: pd.Series) -> str:
@@ -103,7 +104,8 @@ def findings_markdown(verdicts: pd.DataFrame, pages: str = "../reports/examples"
     counts = verdicts["adjusted_verdict"].value_counts()
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
     blocks = [provenance_text(provenance)] if provenance else []
-    blocks += [f"{len(verdicts)} claims over {verdicts['experiment'].nunique()} grids; after Holm: {summary}. "
+    blocks += [f"{len(verdicts)} claims over {verdicts['experiment'].nunique()} grids; after Holm within each scope "
+               f"(self-checks outside it): {summary}. "
                "Effects are in the claimed direction: positive means as claimed."]
     if "tests" not in verdicts:
         return "\n\n".join(blocks + _experiment_blocks(verdicts, pages))

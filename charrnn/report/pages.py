@@ -16,6 +16,7 @@ from charrnn import registry
 from charrnn.paths import write_atomic
 from charrnn.science import tuning
 from charrnn.science.stats import FINISHED, T_METHOD
+from charrnn.science.verdict_table import SELF_CHECK_FAMILY, family_sizes
 from charrnn.science.verdicts import ALPHA
 from . import figures as rf
 from .base import (FINAL_METRICS, INDEX_MANIFEST, OPEN_DETAILS, ExperimentData, Rendered, natural_key, now_text,
@@ -111,14 +112,21 @@ def render_index(out_dir: Path, kernels: bool | None = None) -> Path:
     path = out_dir / "index.html"
     by_experiment = {e["name"]: [r for r in rows if r["experiment"] == e["name"]] for e in entries}
     write_atomic(path, render_template("index.html", entries=entries, groups=claim_groups(rows), n_claims=len(rows),
-                                    by_experiment=by_experiment,
+                                    by_experiment=by_experiment, families=families_text(rows),
                                     forests=forest_figures(rows), rules=RULES, alpha=ALPHA, method=T_METHOD,
                                     kernels=(out_dir / "kernels.html").is_file() if kernels is None else kernels,
                                     generated=now_text()))
     return path
 
 
-SCOPE_TITLES = {"source": "What the source said", "extrapolation": "Our extrapolations"}
+SCOPE_TITLES = {"source": "What the source said", "extrapolation": "Our extrapolations",
+                SELF_CHECK_FAMILY: "Self-checks of the harness (exact checks, outside Holm)"}
+
+
+def families_text(rows: list[dict[str, Any]]) -> str:
+    """The Holm families of the suite and their sizes, e.g. "source: 7 claims, extrapolation: 15"."""
+    sizes = family_sizes(rows)
+    return ", ".join(f"{f}: {k} claim{'s' if k != 1 else ''}" for f, k in sizes.items()) or "no tested claim"
 
 
 def claim_groups(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:

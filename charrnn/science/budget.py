@@ -31,8 +31,10 @@ import numpy as np
 import pandas as pd
 
 from charrnn.science.claims import Claim, ClaimKind
-from charrnn.science.stats import FINISHED, Interval, mean_ci
-from charrnn.science.verdicts import STABLE_NA, UNDERPOWERED, Verdict, decide, differences, scoped
+from charrnn.science.estimates import Interval, mean_ci
+from charrnn.tags import FINISHED
+from charrnn.science.pairing import differences, scoped
+from charrnn.science.verdicts import STABLE_NA, UNDERPOWERED, Verdict, decide
 
 TIME_METRIC = "step_time_ms"
 TIME_POINTS = 12                 # points of the equal-time grid

@@ -20,6 +20,23 @@ A grid lists them under `claims:`:
                                            # the whole interval falls short of it
         where: {layers: 4}                 # optional: judge only these runs
         higher_is_better: false            # optional; default from the registry
+        requires: converged                # optional: converged (judged only on runs that stopped
+                                           # by patience) or any; default converged for a source
+                                           # claim on a trained model's quality, else any
+        plan: {sd: 0.02, effect: 0.08}     # optional: planning sd of the per-seed difference and
+                                           # the effect the design should decide (decidability)
+        profiles: [gpu]                    # optional: judged only on these profiles' runs (a source
+                                           # that spoke of a GPU regime is tested where it ran)
+        method: exact_binomial             # optional, threshold claims on accuracy / exact match:
+        items: 100                         # an exact binomial test over `items` test items per seed
+        # method: trainability             # comparisons: the share of the learning-rate grid whose
+        # delta: 0.05                      # metric comes within delta of the arm's best (per seed),
+                                           # higher is better; margin in fraction units (default 0)
+
+A self-check of the harness (`tests: self-check`) is no science claim: an exact check that every
+seed's value equals its reference (a second arm, a number or per-seed numbers, `equivalent_to`)
+within a numerical tolerance, `tolerance: {rtol: 1.0e-5, atol: 0, why: "..."}`; no margin, outside
+Holm. A claim's Holm family is its scope (`tests:` source or extrapolation).
 
 What a claim is lives in one type, `ClaimKind`: against a second arm or against a reference
 number, a direction or an equivalence. Every problem is a `ClaimError`: one line naming the key,
@@ -36,6 +53,9 @@ from typing import Any, Callable
 from charrnn import registry
 from charrnn.config import ConfigError, check_value, is_finite_number
 from charrnn.config import format_value as _text
+from charrnn.science.claim_options import (EXACT_BINOMIAL, SELF_CHECK, TRAINABILITY,
+                                           OptionParser)
+from charrnn.science.estimates import Hypothesis
 from charrnn.config import short_repr as _short
 
 
@@ -61,8 +81,9 @@ class ClaimKind(str, Enum):
 COMPARISON, EQUIVALENCE = ClaimKind.COMPARISON, ClaimKind.EQUIVALENCE
 THRESHOLD, EQUAL_TO_REFERENCE = ClaimKind.THRESHOLD, ClaimKind.EQUAL_TO_REFERENCE
 SCOPES = ("source", "extrapolation")      # `tests:`: what the source said, or our extension of it
+TESTS_CHOICES = SCOPES + (SELF_CHECK,)
 CLAIM_KEYS = ("id", "source", "tests", "regime", "metric", "expect", "margin", "at_least", "where",
-              "higher_is_better")
+              "higher_is_better", "tolerance", "requires", "plan", "method", "items", "profiles", "delta")
 REQUIRED_KEYS = ("metric", "expect", "tests", "regime")
 EXPECT_FORMS = ("expected {AXIS: VALUE, better_than: BASELINE}, {AXIS: VALUE, equivalent_to: BASELINE}, "
                 "{better_than: NUMBER}, {equivalent_to: NUMBER} or {equivalent_to: {SEED: NUMBER, ...}}")
@@ -95,6 +116,29 @@ class Claim:
     at_least: float | None = None   # a comparison's claimed effect size (metric units, > 0)
     tests: str = ""
     regime: str = ""
+    rtol: float = 0.0               # self-checks: relative tolerance
+    atol: float = 0.0               # self-checks: absolute tolerance
+    tolerance_why: str = ""         # self-checks: where the tolerance comes from
+    requires: str = "any"           # "converged": judged only on runs that stopped by patience
+    plan_sd: float | None = None    # planning sd of the per-seed difference (decidability)
+    plan_effect: float | None = None  # the effect the design should decide at plan_sd
+    method: str = "t"               # "t" or EXACT_BINOMIAL (threshold claims on accuracy)
+    items: int = 0                  # EXACT_BINOMIAL: test items per seed
+    profiles: tuple[str, ...] = ()  # judged only on runs of these profiles (empty: every profile)
+    delta: float = 0.0              # TRAINABILITY: within delta of the arm's best counts as trained well
+
+    def judged_in(self, profile: str) -> bool:
+        return not self.profiles or profile in self.profiles
+
+    @property
+    def is_self_check(self) -> bool:
+        return self.tests == SELF_CHECK
+
+    @property
+    def family(self) -> str | None:
+        """The Holm family: the claim's scope ("unscoped" for a claim built without one); None for a
+        self-check (outside Holm)."""
+        return None if self.is_self_check else self.tests or "unscoped"
 
     @property
     def against_reference(self) -> bool:
@@ -104,6 +148,11 @@ class Claim:
     @property
     def is_equivalence(self) -> bool:
         return self.kind.equivalence
+
+    @property
+    def hypothesis(self) -> Hypothesis:
+        """What the claim asserts about the mean per-seed difference, for `estimates`."""
+        return Hypothesis(self.margin, self.expected_sign, self.is_equivalence, self.at_least)
 
     @property
     def per_seed_reference(self) -> bool:
@@ -118,8 +167,9 @@ class Claim:
 
     @property
     def expected_sign(self) -> int:
-        """Sign of (value − baseline) on the metric if a comparison or threshold claim holds."""
-        return 1 if self.higher_is_better else -1
+        """Sign of (value − baseline) on the metric if a comparison or threshold claim holds (on the
+        trainable fraction for a trainability claim: higher is better)."""
+        return 1 if self.higher_is_better or self.method == TRAINABILITY else -1
 
     @property
     def column(self) -> str:
@@ -139,13 +189,19 @@ class Claim:
         word = "higher" if self.higher_is_better else "lower"
         scope = f" (runs with {self.where_text()})" if self.where else ""
         kind = self.kind
+        if self.method == TRAINABILITY:
+            return (f"{self.axis}={_text(self.value)} is easier to train than {self.axis}={_text(self.baseline)}: a "
+                    f"larger share of the learning-rate grid reaches {self.metric} within {self.delta:g} of the arm's "
+                    f"best{scope}")
+        within = (f"within rtol {self.rtol:g} + atol {self.atol:g} (an exact check)" if self.is_self_check
+                  else f"within ±{self.margin:g}")
         if kind is EQUAL_TO_REFERENCE:
-            return f"{self.metric} equals {self.reference_text()} within ±{self.margin:g}{scope}"
+            return f"{self.metric} equals {self.reference_text()} {within}{scope}"
         if kind is THRESHOLD:
             return f"{self.metric} is {word} than {self.reference_text()}{scope}"
         if kind is EQUIVALENCE:
             return (f"{self.axis}={_text(self.value)} and {self.axis}={_text(self.baseline)} give the same "
-                    f"{self.metric} within ±{self.margin:g}{scope}")
+                    f"{self.metric} {within}{scope}")
         if self.at_least is not None:
             return (f"{self.axis}={_text(self.value)} gives {self.metric} {word} than "
                     f"{self.axis}={_text(self.baseline)} by at least {self.at_least:g}{scope}")
@@ -177,6 +233,12 @@ class Claim:
                   "margin": f"{self.margin:g}", "at_least": "" if self.at_least is None else f"{self.at_least:g}",
                   "where": self.where_text(), "higher_is_better": _text(self.higher_is_better),
                   "tests": self.tests, "regime": self.regime, "source": self.source}
+        extra = {"tolerance": f"rtol {self.rtol:g}, atol {self.atol:g}" if self.is_self_check else "",
+                 "requires": "" if self.requires == "any" else self.requires,
+                 "method": {"t": "", EXACT_BINOMIAL: f"{self.method} over {self.items} items per seed",
+                            TRAINABILITY: f"{self.method} within delta {self.delta:g}"}[self.method],
+                 "profiles": ", ".join(self.profiles)}
+        fields.update({k: v for k, v in extra.items() if v})   # absent when unset: older texts stay equal
         return "\n".join(f"{k}: {v}" for k, v in fields.items())
 
 
@@ -192,7 +254,8 @@ def parse_claims(data: dict[str, Any], lists: dict[str, tuple]) -> tuple[Claim, 
         return ()
     if not isinstance(raw, list):
         raise ClaimError(f"claims: {_short(raw)}: expected a list of claim mappings")
-    parsed = [_Parser(f"claims[{i}]", lists).claim(item) for i, item in enumerate(raw)]
+    profiles = tuple(data.get("profiles") or {}) if isinstance(data.get("profiles"), dict) else ()
+    parsed = [_Parser(f"claims[{i}]", lists, profiles).claim(item) for i, item in enumerate(raw)]
     return _unique_ids(parsed, "claims")
 
 
@@ -211,9 +274,9 @@ def _unique_ids(claims: list[tuple[Claim, bool]], where: str) -> tuple[Claim, ..
     return tuple(out)
 
 
-class _Parser:
-    def __init__(self, where: str, lists: dict[str, tuple]):
-        self.where, self.lists = where, lists
+class _Parser(OptionParser):
+    def __init__(self, where: str, lists: dict[str, tuple], profile_names: tuple[str, ...] = ()):
+        self.where, self.lists, self.profile_names = where, lists, profile_names
 
     def fail(self, key: str, message: str) -> ClaimError:
         return ClaimError(f"{self.where}.{key}: {message}" if key else f"{self.where}: {message}")
@@ -226,7 +289,7 @@ class _Parser:
                 raise self.fail("", f"unknown key {key!r}; valid keys: {', '.join(CLAIM_KEYS)}")
         for key in REQUIRED_KEYS:
             if key not in raw:
-                hint = {"tests": f"; valid choices: {', '.join(SCOPES)}",
+                hint = {"tests": f"; valid choices: {', '.join(TESTS_CHOICES)}",
                         "regime": "; valid: the source's setting in a few words"}.get(key, "")
                 raise self.fail("", f"missing required key {key!r}{hint}")
         metric = self.metric(raw["metric"])
@@ -234,19 +297,31 @@ class _Parser:
         higher = raw.get("higher_is_better", registry.higher_is_better(metric))
         if not isinstance(higher, bool):
             raise self.fail("higher_is_better", f"{higher!r}: expected true or false")
-        margin = self.margin(raw.get("margin"), metric, kind)
+        tests, regime = self.scope(raw["tests"]), self.regime(raw["regime"])
+        check = tests == SELF_CHECK
+        if check and "margin" in raw:
+            raise self.fail("margin", "a self-check has no margin; valid: tolerance: {rtol: NUMBER, atol: NUMBER}")
+        margin = 0.0 if check else self.margin(raw.get("margin"), metric, kind)
         at_least = self.at_least(raw.get("at_least"), kind)
         where = self.where_pairs(raw.get("where"), axis)
         source = "" if raw.get("source") is None else str(raw["source"]).strip()
-        tests, regime = self.scope(raw["tests"]), self.regime(raw["regime"])
+        rtol, atol, why = self.tolerance(raw.get("tolerance"), check, kind)
+        plan_sd, plan_effect = self.plan(raw.get("plan"))
+        method, items = self.method(raw.get("method"), raw.get("items"), kind, metric)
+        delta = self.delta(raw.get("delta"), method)
+        if method == TRAINABILITY and "margin" not in raw:
+            margin = 0.0                  # fraction units: the metric's default margin does not apply
+        requires = self.requires(raw.get("requires"), tests, metric)
+        profiles = self.profiles(raw.get("profiles"))
         explicit = raw.get("id") is not None
         cid = self.ident(raw["id"]) if explicit else _default_id(kind, axis, value, baseline, metric, where)
         return Claim(cid, metric, kind, axis, value, baseline, margin, where, higher, source, at_least,
-                     tests, regime), explicit
+                     tests, regime, rtol, atol, why, requires, plan_sd, plan_effect, method, items, profiles,
+                     delta), explicit
 
     def scope(self, raw: Any) -> str:
-        if raw not in SCOPES:
-            raise self.fail("tests", f"{raw!r}: valid choices: {', '.join(SCOPES)}")
+        if raw not in TESTS_CHOICES:
+            raise self.fail("tests", f"{raw!r}: valid choices: {', '.join(TESTS_CHOICES)}")
         return raw
 
     def regime(self, raw: Any) -> str:

@@ -1,6 +1,7 @@
-"""Statistics for the report: intervals over seeds, value matching, importance, Pareto fronts.
+"""Statistics over runs tables: curve bands, value matching, importance, Pareto fronts.
 
-Everything works on plain pandas frames (one row per run), so it is testable without MLflow.
+Everything works on plain pandas frames (one row per run), so it is testable without MLflow; the
+interval of a mean itself is `estimates.mean_ci` (arrays in, an interval out).
 
 Intervals of a mean (of a variant's seeds, or of per-seed paired differences) are Student-t
 intervals with df = n − 1 (`scipy.stats.t`), the same rule for tables, curve bands and verdicts.
@@ -12,76 +13,21 @@ is NaN). Importance shares are resampled over seeds (percentile bootstrap, named
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from scipy.special import stdtrit   # inverse Student-t cdf
 
-CONFIDENCE = 0.95
-T_METHOD = "Student-t (df = n − 1)"
+from charrnn.science.estimates import CONFIDENCE, T_METHOD, Interval, mean_ci, t_half_width
+from charrnn.tags import FINISHED
+
+__all__ = ["CONFIDENCE", "FINISHED", "T_METHOD", "Interval", "columns_ci", "importance", "matches", "mean_ci",
+           "pareto_front", "same_value", "t_half_width"]
+
 IMPORTANCE_METHOD = "percentile bootstrap over seeds"
 IMPORTANCE_RESAMPLES = 500
 RNG_SEED = 0
-FINISHED = "FINISHED"
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A mean with its CI over `n` values; `low`/`high` are NaN when n < 2. `sd`: the standard
-    deviation of the values (ddof = 1); `method`: how the CI was made."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-    sd: float = math.nan
-    method: str = T_METHOD
-
-    @property
-    def has_ci(self) -> bool:
-        return not (math.isnan(self.low) or math.isnan(self.high))
-
-    def excludes_zero(self) -> int:
-        """+1 when the whole CI is above 0, -1 when below, 0 when it straddles 0 or is missing."""
-        if not self.has_ci:
-            return 0
-        return 1 if self.low > 0 else -1 if self.high < 0 else 0
-
-    def fmt(self, digits: int = 3) -> str:
-        if self.n == 0 or math.isnan(self.mean):
-            return "n/a (n=0)"
-        if not self.has_ci:
-            return f"{self.mean:.{digits}f} (n={self.n}, no CI)"
-        if self.sd == 0:
-            return f"{self.mean:.{digits}f} (all {self.n} values identical: no spread, no t interval)"
-        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}] (n={self.n})"
-
-
-def _finite(values: Iterable[float]) -> np.ndarray:
-    arr = np.asarray(list(values), dtype=float)
-    return arr[np.isfinite(arr)]
-
-
-def t_half_width(sd: np.ndarray | float, n: int, confidence: float = CONFIDENCE) -> np.ndarray | float:
-    """Half-width of the Student-t CI of a mean of n values with standard deviation `sd`."""
-    return stdtrit(n - 1, 0.5 + confidence / 2) * sd / math.sqrt(n)
-
-
-def mean_ci(values: Iterable[float], confidence: float = CONFIDENCE) -> Interval:
-    """Mean and Student-t CI (df = n − 1) of the finite `values` (NaN/inf are dropped)."""
-    arr = _finite(values)
-    n = int(arr.size)
-    if n == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    mean = float(arr.mean())
-    if n < 2:
-        return Interval(mean, math.nan, math.nan, n)
-    sd = float(arr.std(ddof=1))
-    half = float(t_half_width(sd, n, confidence))
-    return Interval(mean, mean - half, mean + half, n, sd)
 
 
 def columns_ci(matrix: np.ndarray, confidence: float = CONFIDENCE) -> pd.DataFrame:

@@ -2,8 +2,10 @@
 
 Columns (ROW_COLUMNS; the report adds `experiment`, `adjusted_verdict` and `p_adjusted`):
 
-- `claim` (id), `description`, `metric`, `tests` (source | extrapolation), `regime` (the source's
-  setting), `source` (the quoted sentence);
+- `claim` (id), `description`, `metric`, `tests` (source | extrapolation | self-check), `family`
+  (the Holm family: the scope, source or extrapolation; "self-check" rows are exact checks outside
+  Holm, their verdict `passed` or `failed`), `regime` (the source's setting), `source` (the quoted
+  sentence);
 - `effect`, `low`, `high`: the mean per-seed difference and its interval **in the claimed
   direction**: for a comparison or threshold claim, positive means "as claimed" (the difference is
   multiplied by +1 when higher is better, −1 when lower is better, and the interval's ends swap
@@ -11,7 +13,11 @@ Columns (ROW_COLUMNS; the report adds `experiment`, `adjusted_verdict` and `p_ad
   claims claim no direction: their effect is the plain difference (value − baseline, or metric −
   reference), and `equivalent` means the interval lies inside ±margin. `effect_sense` says which;
 - `sd`, `n`, `method`, `margin`, `at_least`, `verdict`, `reason`, `p`, `mde`, `tost_power`
-  (equivalence claims: TOST power at a true difference of 0), `seeds_needed`;
+  (equivalence claims: exact TOST power at a true difference of 0), `seeds_needed` (at α / the
+  size of the claim's Holm family once the suite is known), `power_basis` ("observed": from the
+  observed sd; "planned" numbers come from a claim's `plan:` before any run);
+- `converged`: for a claim that requires converged runs, "true", "false" (the verdict is then `not
+  tested`) or "not logged" (cannot be checked: the reason says so); else "not required";
 - `learned`: "true" when every judged arm beat its trivial baseline (`baseline_<metric>`),
   "false" (the verdict is then `not tested`), "not applicable" (a metric without a baseline, e.g.
   tokens/s) or "baseline not logged";
@@ -33,15 +39,18 @@ from dataclasses import replace
 from typing import Any
 
 from charrnn.science.claims import Claim
+from charrnn.science.estimates import (ALPHA, NOT_TESTED, Hypothesis, adjusted_label, holm_by_family,
+                                       seeds_to_decide)
 from charrnn.tags import CLAIM_LOGGED_BEFORE_RUNS
 from charrnn.science.verdicts import Verdict
 
 AS_CLAIMED = "as claimed (positive = the claimed direction)"
 PLAIN = "difference (no direction claimed)"
-ROW_COLUMNS = ["claim", "description", "metric", "tests", "regime", "source", "effect", "low", "high",
+SELF_CHECK_FAMILY = "self-check"
+ROW_COLUMNS = ["claim", "description", "metric", "tests", "family", "regime", "source", "effect", "low", "high",
                "effect_sense", "sd", "n", "method", "margin", "at_least", "verdict", "reason", "p", "mde",
                "tost_power", "seeds_needed", "learned", "stable", "budget_note", "preregistered",
-               "preregistration", "original_text"]
+               "preregistration", "original_text", "converged", "power_basis"]
 
 
 def num(value: float | None) -> float | None:
@@ -67,13 +76,56 @@ def verdict_row(v: Verdict) -> dict[str, Any]:
     c, e = v.claim, v.effect
     effect, low, high = directed_effect(v)
     return {"claim": c.id, "description": c.describe(), "metric": c.metric, "tests": c.tests,
+            "family": c.family or SELF_CHECK_FAMILY,
             "regime": c.regime, "source": c.source, "effect": num(effect), "low": num(low),
             "high": num(high), "effect_sense": PLAIN if c.is_equivalence else AS_CLAIMED,
             "sd": num(e.sd), "n": e.n, "method": v.method, "margin": c.margin, "at_least": c.at_least,
             "verdict": v.label, "reason": v.reason, "p": num(v.p), "mde": num(v.mde),
             "tost_power": num(v.tost_power), "seeds_needed": v.seeds_needed, "learned": v.learned,
             "stable": v.stable, "budget_note": v.budget_note, "preregistered": v.preregistered,
-            "preregistration": v.preregistration, "original_text": v.original_text}
+            "preregistration": v.preregistration, "original_text": v.original_text,
+            "converged": v.converged, "power_basis": v.power_basis}
+
+
+def family_sizes(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Claims with a p in each Holm family (self-checks and not-tested claims count in none)."""
+    sizes: dict[str, int] = {}
+    for r in rows:
+        if _in_holm(r):
+            sizes[r["family"]] = sizes.get(r["family"], 0) + 1
+    return sizes
+
+
+def _in_holm(row: dict[str, Any]) -> bool:
+    return (row.get("family") not in (None, SELF_CHECK_FAMILY) and row.get("p") is not None
+            and row.get("verdict") != NOT_TESTED and math.isfinite(float(row["p"])))
+
+
+def adjust_rows(rows: list[dict[str, Any]], alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """The suite's rows with `p_adjusted` and `adjusted_verdict`: Holm's step-down within each
+    family (the claim's scope); a self-check keeps its verdict and has no adjusted p. Each
+    `seeds_needed` is recomputed at α / the family's size (Holm's first step), so it says what
+    would decide the claim after the adjustment."""
+    families = [r["family"] if _in_holm(r) else None for r in rows]
+    ps = holm_by_family([float(r["p"]) if f else math.nan for r, f in zip(rows, families)], families)
+    sizes = family_sizes(rows)
+    out = []
+    for r, p, f in zip(rows, ps, families):
+        label = adjusted_label(r["verdict"], p, alpha) if f else r["verdict"]
+        r = {**r, "p_adjusted": num(p), "adjusted_verdict": label}
+        if f and _t_row(r):
+            at_least = r.get("at_least")
+            h = Hypothesis(float(r["margin"]), 1, r.get("effect_sense") == PLAIN,
+                           None if at_least is None or at_least != at_least else float(at_least))
+            r["seeds_needed"] = seeds_to_decide(float(r["effect"]), float(r["sd"]), h, alpha / sizes[f])
+        out.append(r)
+    return out
+
+
+def _t_row(row: dict[str, Any]) -> bool:
+    """A row decided by the t interval (or the sign test at zero spread) with the numbers to plan."""
+    return (all(row.get(k) is not None for k in ("sd", "effect", "margin"))
+            and str(row.get("method", "")).startswith("Student-t"))
 
 
 EDITED = "edited after data"

@@ -22,35 +22,27 @@ s = +1 if higher is better else −1:
 Zero spread (all n seeds identical) has no t interval: the decision the common value implies gets
 the exact sign test's p over seeds, 2 · 0.5ⁿ (so 5 identical seeds decide nothing, 6 do), and
 the reason says "all n seeds identical". Each decision has a p-value (twice the one-sided t-test
-p, so p < α ⇔ the interval decides); `holm` adjusts them over a suite of claims. Torch-free;
+p, so p < α ⇔ the interval decides); `holm` adjusts them within each family (scope). Torch-free;
 plain pandas frames in. `verdict_table.verdict_row` turns a verdict into a verdicts.csv row.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import nctdtr, stdtr, stdtrit   # (noncentral) Student-t cdf, t inverse cdf
 
-from charrnn import registry
-from charrnn.science import tuning
+from charrnn.science import estimates, trainability, tuning
 from charrnn.config import format_value as _text
-from charrnn.science.claims import Claim
-from charrnn.science.stats import FINISHED, T_METHOD, Interval, matches, mean_ci
-
-ALPHA = 0.05
-POWER = 0.80
-MAX_SEEDS_SEARCH = 10_000
-REPRODUCED, CONTRADICTED, EQUIVALENT = "reproduced", "contradicted", "equivalent"
-UNDERPOWERED, NOT_TESTED = "underpowered", "not tested"
-LABELS = (REPRODUCED, CONTRADICTED, EQUIVALENT, UNDERPOWERED, NOT_TESTED)
-DECIDED = (REPRODUCED, CONTRADICTED, EQUIVALENT)
-BASELINE_PREFIX = "baseline_"
-QUALITY_SUFFIXES = ("loss", "accuracy", "exact_match")
-LEARNED_NA, LEARNED_UNKNOWN = "not applicable", "baseline not logged"
+from charrnn.science.claims import EXACT_BINOMIAL, TRAINABILITY, Claim
+from charrnn.science.estimates import (ALPHA, CONTRADICTED, DECIDED, EQUIVALENT, LABELS, NOT_TESTED,
+                                       REPRODUCED, T_METHOD, UNDERPOWERED, Interval, adjusted_label, holm_p,
+                                       mean_ci)
+from charrnn.science.pairing import arms, differences, scoped  # noqa: F401  (also used through this module)
+from charrnn.science.tested import (LEARNED_NA, LEARNED_UNKNOWN, LEARNED_WORSE_ONLY,  # noqa: F401
+                                    convergence_check, learning_check, manipulation_failure)
 STABLE_NA = "not applicable"
 PREREG_UNKNOWN = "not checked"
 
@@ -76,6 +68,8 @@ class Verdict:
     preregistered: str = PREREG_UNKNOWN   # "true" or "false"; see verdict_table.preregistration
     preregistration: str = ""         # why not preregistered, e.g. "edited after data"
     original_text: str = ""           # the logged claim text when it differs from the current one
+    converged: str = "not required"   # "true", "false", "not logged" or "not required" (convergence_check)
+    power_basis: str = ""             # "observed": power and seeds from the observed sd
 
     @property
     def decided(self) -> bool:
@@ -88,282 +82,175 @@ class Verdict:
     def mde_text(self) -> str:
         if self.claim.is_equivalence and math.isfinite(self.tost_power):
             need = f"{self.seeds_needed} seeds" if self.seeds_needed else "no finite number of seeds"
-            return f"TOST power {self.tost_power:.2f} at a true difference of 0 (80 % needs {need})"
+            basis = self.power_basis or "observed"
+            return (f"exact TOST power {self.tost_power:.2f} at a true difference of 0, {basis} "
+                    f"sd (80 % needs {need})")
         if not math.isfinite(self.mde):
             return "n/a"
         need = f"{self.seeds_needed} seeds" if self.seeds_needed else "no finite number of seeds"
         return f"{self.mde:.4g} (decide at the observed effect: {need})"
 
 
-# --------------------------------------------------------------------------- per-seed values
-
-def _usable(rows: pd.DataFrame, column: str) -> pd.Series:
-    return (rows["status"] == FINISHED) & np.isfinite(pd.to_numeric(rows[column], errors="coerce"))
-
-
-def scoped(runs: pd.DataFrame, claim: Claim) -> pd.DataFrame:
-    """The runs a claim judges: those with every `where:` value."""
-    for axis, value in claim.where:
-        runs = runs[matches(runs[axis], value)] if axis in runs else runs.iloc[0:0]
-    return runs
-
-
-def _moves_with(runs: pd.DataFrame, axis: str, claim_axis: str) -> bool:
-    """True when `axis` takes one value per level of `claim_axis` (a `zip:` partner, e.g. hidden
-    size paired with cell for equal parameter counts): it cannot be matched across arms."""
-    return bool((runs.astype({axis: str}).groupby(claim_axis)[axis].nunique() <= 1).all())
-
-
-def arms(runs: pd.DataFrame, claim: Claim) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All runs of the claim's value arm and of its baseline arm."""
-    col = runs[claim.axis] if claim.axis in runs else None
-    return tuple(runs[matches(col, level)] if col is not None else runs.iloc[0:0]
-                 for level in (claim.value, claim.baseline))
-
-
-def paired_values(runs: pd.DataFrame, claim: Claim, axes: list[str]) -> tuple[pd.DataFrame, int, int]:
-    """Per seed (and every other varied axis) the metric of each arm, columns value/baseline, rows
-    matched on seed and every non-zipped other axis; the unpaired and the failed run counts."""
-    column = claim.column
-    keys = [a for a in axes if a != claim.axis and a in runs
-            and not _moves_with(runs, a, claim.axis)] + ["seed"]
-    sides, n_failed = [], 0
-    for arm in arms(runs, claim):
-        ok = _usable(arm, column)
-        n_failed += int((~ok).sum())
-        sides.append(arm[ok].assign(_m=pd.to_numeric(arm.loc[ok, column]))
-                     .astype({k: str for k in keys}).groupby(keys)["_m"].mean())
-    joined = pd.concat(sides, axis=1, keys=["value", "baseline"], join="outer")
-    paired = joined.dropna()
-    return paired, int(joined.notna().sum().sum() - 2 * len(paired)), n_failed
-
-
-def differences(runs: pd.DataFrame, claim: Claim, axes: list[str]) -> tuple[pd.Series, pd.DataFrame, int, int]:
-    """Per-seed differences the interval is built from (a seed counts once), the paired arm
-    values behind them, and the unpaired / failed run counts. Against per-seed references, each
-    seed is compared with its own reference; a seed without one counts as unpaired."""
-    if claim.against_reference:
-        ok = _usable(runs, claim.column)
-        values = pd.to_numeric(runs.loc[ok, claim.column]).groupby(runs.loc[ok, "seed"].astype(str)).mean()
-        diffs = values - np.asarray(claim.reference_of(values.index), dtype=float)
-        return diffs.dropna(), pd.DataFrame(), int(diffs.isna().sum()), int((~ok).sum())
-    paired, n_unpaired, n_failed = paired_values(runs, claim, axes)
-    diffs = (paired["value"] - paired["baseline"]).groupby(level="seed").mean()
-    return diffs, paired, n_unpaired, n_failed
-
-
-# --------------------------------------------------------------------------- learning check
-
-def has_baseline(metric: str) -> bool:
-    """Quality metrics (losses, accuracies, exact match) have a trivial baseline each run logs as
-    `baseline_<metric>` on the same data (bigram loss of the training split, chance accuracy);
-    speed and gap metrics have none."""
-    return metric.endswith(QUALITY_SUFFIXES)
-
-
-def learning_check(runs: pd.DataFrame, claim: Claim) -> tuple[str, str]:
-    """(`learned`, failure): `learned` is "true" when every judged arm's mean beats its runs' mean
-    `baseline_<metric>` in the metric's direction, "false" when one does not (failure names it),
-    "not applicable" for metrics without a baseline, "baseline not logged" when runs lack it."""
-    if not has_baseline(claim.metric):
-        return LEARNED_NA, ""
-    column, higher = BASELINE_PREFIX + claim.metric, registry.higher_is_better(claim.metric)
-    if column not in runs:
-        return LEARNED_UNKNOWN, ""
-    judged = [("the judged runs", runs)] if claim.against_reference else [
-        (f"{claim.axis}={_text(level)}", arm) for level, arm in zip((claim.value, claim.baseline), arms(runs, claim))]
-    for name, arm in judged:
-        arm = arm[_usable(arm, claim.column)]
-        base = pd.to_numeric(arm[column], errors="coerce")
-        if arm.empty or not np.isfinite(base).any():
-            return LEARNED_UNKNOWN, ""
-        mean, bar = float(pd.to_numeric(arm[claim.column]).mean()), float(base[np.isfinite(base)].mean())
-        if not (mean > bar if higher else mean < bar):
-            return "false", (f"{name} did not learn ({claim.metric} {mean:.4g} against its trivial "
-                             f"baseline {bar:.4g})")
-    return "true", ""
-
-
-# --------------------------------------------------------------------------- manipulation checks
-
-def manipulation_failure(runs: pd.DataFrame, claim: Claim, paired: pd.DataFrame) -> str:
-    """Why the comparison did not test anything ("" when it did)."""
-    if claim.against_reference or paired.empty:
-        return ""
-    bounds = registry.METRICS[claim.metric].bounds
-    values = np.concatenate([paired["value"].to_numpy(), paired["baseline"].to_numpy()])
-    for bound, word in zip(bounds or (), ("floor", "ceiling")):
-        if np.allclose(values, bound, rtol=0, atol=1e-12):
-            return f"both arms at the {claim.metric} {word} ({bound:g}) on every run: no room to differ"
-    if (paired["value"].to_numpy() == paired["baseline"].to_numpy()).all():
-        return (f"the two arms gave bit-identical {claim.metric} on all {len(paired)} paired runs: "
-                "the intervention changed nothing")
-    return _not_engaged(runs, claim)
-
-
-def _active(level: Any) -> bool:
-    try:
-        return float(level) != 0
-    except (TypeError, ValueError):
-        return bool(level)
-
-
-def _not_engaged(runs: pd.DataFrame, claim: Claim) -> str:
-    signal = registry.ENGAGEMENT.get(claim.axis or "")
-    if signal is None:
-        return ""
-    levels = [lv for lv in (claim.value, claim.baseline) if _active(lv)]
-    active = pd.concat([arm for arm, lv in zip(arms(runs, claim), (claim.value, claim.baseline))
-                        if _active(lv)]) if levels else runs.iloc[0:0]
-    if signal not in active:
-        return f"{signal.removeprefix('final_')} was not logged: cannot show that {claim.axis} ever engaged"
-    if not (pd.to_numeric(active[signal], errors="coerce") > 0).any():
-        shown = ", ".join(f"{claim.axis}={lv:g}" if isinstance(lv, float) else f"{claim.axis}={lv}"
-                          for lv in levels)
-        return f"{shown} never engaged ({signal.removeprefix('final_')} = 0 on every run)"
-    return ""
-
-
 # --------------------------------------------------------------------------- deciding
 
-def _one_sided_p(d: Interval, shift: float, upper: bool) -> float:
-    """p of H0 d ≥ shift (upper=False: the data say d < shift) or H0 d ≤ shift (upper=True); sd > 0."""
-    t = (d.mean - shift) / (d.sd / math.sqrt(d.n))
-    return float(stdtr(d.n - 1, -t) if upper else stdtr(d.n - 1, t))
-
-
-def _region(mean: float, claim: Claim) -> str:
-    """The label whose region holds `mean` (UNDERPOWERED on a boundary)."""
-    m, s = claim.margin, claim.expected_sign
-    if claim.at_least is not None:
-        gap = s * mean - claim.at_least
-        return REPRODUCED if gap > 0 else CONTRADICTED if gap < 0 else UNDERPOWERED
-    if abs(mean) < m:
-        return EQUIVALENT
-    if abs(mean) == m or (mean == 0 and m == 0):
-        return UNDERPOWERED
-    return CONTRADICTED if claim.is_equivalence or s * mean < 0 else REPRODUCED
-
-
 def sign_test_p(n: int) -> float:
-    """Two-sided exact sign-test p when all n seeds lie on one side: 2 · 0.5ⁿ."""
-    return min(1.0, 2 * 0.5 ** n)
+    return estimates.sign_test_p(n)
 
 
 def decision_p(d: Interval, claim: Claim) -> dict[str, float]:
-    """Twice the one-sided t-test p of each decision (p < α ⇔ the (1 − α) interval decides it).
-    Zero spread (all n seeds identical) has no t interval: the decision the common value implies
-    gets the sign test's p over seeds, 2 · 0.5ⁿ, the others 1."""
-    if d.sd == 0:
-        region = _region(d.mean, claim)
-        return {label: (sign_test_p(d.n) if label == region else 1.0) for label in _decisions(claim)}
-    m, s = claim.margin, claim.expected_sign
-    if claim.at_least is not None:              # H0 s·d ≤ k against s·d > k, and the other way round
-        k = s * claim.at_least
-        toward, away = _one_sided_p(d, k, s > 0), _one_sided_p(d, k, s < 0)
-        return {REPRODUCED: min(1.0, 2 * toward), CONTRADICTED: min(1.0, 2 * away)}
-    beyond_up, beyond_down = _one_sided_p(d, m, True), _one_sided_p(d, -m, False)
-    equivalent = max(_one_sided_p(d, -m, True), _one_sided_p(d, m, False))
-    if claim.is_equivalence:
-        out = {EQUIVALENT: equivalent, CONTRADICTED: min(beyond_up, beyond_down)}
-    else:
-        toward, away = (beyond_up, beyond_down) if s > 0 else (beyond_down, beyond_up)
-        out = {REPRODUCED: toward, CONTRADICTED: away, EQUIVALENT: equivalent}
-    return {k: min(1.0, 2 * v) for k, v in out.items()}
-
-
-def _decisions(claim: Claim) -> tuple[str, ...]:
-    if claim.at_least is not None:
-        return REPRODUCED, CONTRADICTED
-    return (EQUIVALENT, CONTRADICTED) if claim.is_equivalence else (REPRODUCED, CONTRADICTED, EQUIVALENT)
+    """Each decision's p for `claim` (see `estimates.decision_p`)."""
+    return estimates.decision_p(d, claim.hypothesis)
 
 
 def tost_power(sd: float, n: np.ndarray | int, margin: float, alpha: float = ALPHA) -> np.ndarray | float:
-    """Power of TOST (two one-sided t-tests at α/2 each, as the verdict's 1 − α interval) to show
-    |d| < margin when the true difference is 0, at standard deviation `sd` over n seeds:
-    max(0, 2·P(T > t_{1−α/2}) − 1) with T noncentral t (df n − 1, noncentrality margin·√n/sd),
-    the Bonferroni lower bound of both tests rejecting."""
-    n = np.asarray(n)
-    one = 1 - nctdtr(n - 1, margin * np.sqrt(n) / sd, stdtrit(n - 1, 1 - alpha / 2))
-    return np.maximum(0.0, 2 * one - 1)
-
-
-def _fewest_seeds(enough: Callable[[int], bool]) -> int | None:
-    """The smallest n in [2, MAX_SEEDS_SEARCH) with `enough(n)` (monotone in n), or None."""
-    if not enough(MAX_SEEDS_SEARCH - 1):
-        return None
-    low, high = 2, MAX_SEEDS_SEARCH - 1           # enough(high) holds
-    while low < high:
-        mid = (low + high) // 2
-        low, high = (low, mid) if enough(mid) else (mid + 1, high)
-    return low
-
-
-def _t_sum(n: int, alpha: float) -> float:
-    return float(stdtrit(n - 1, 1 - alpha / 2) + stdtrit(n - 1, POWER))
+    """Exact TOST power at a true difference of 0 (see `estimates.tost_power`)."""
+    return estimates.tost_power(sd, n, margin, alpha)
 
 
 def power_numbers(d: Interval, claim: Claim, alpha: float) -> tuple[float, int | None, float]:
-    """(MDE, seeds needed, TOST power). MDE at 80 % power: k + (t_{1−α/2} + t_{0.8})·sd/√n with k
-    the claimed size or the margin. Seeds needed: to decide at the observed mean (beyond k), or
-    for an equivalence claim to reach 80 % TOST power; None when no number below 10,000 does.
-    Zero spread: the seeds the sign test needs (2 · 0.5ⁿ < α)."""
+    """(MDE, seeds needed, TOST power) at level α (α / family size once Holm's family is known).
+    MDE at 80 % power: k + (t_{1−α/2} + t_{0.8})·sd/√n with k the claimed size or the margin.
+    Seeds needed: to decide at the observed mean (beyond k), or for an equivalence claim to reach
+    80 % exact TOST power; None when no number below 10,000 does. Zero spread: the seeds the sign
+    test needs (2 · 0.5ⁿ < α)."""
+    h = claim.hypothesis
     if d.n < 2 or not math.isfinite(d.sd):
         return math.nan, None, math.nan
+    needed = estimates.seeds_to_decide(d.mean, d.sd, h, alpha)
     if d.sd == 0:
-        return math.nan, int(math.floor(math.log2(2 / alpha))) + 1, math.nan
-    k = claim.margin if claim.at_least is None else claim.at_least
-    mde = k + _t_sum(d.n, alpha) * d.sd / math.sqrt(d.n)
-    if claim.is_equivalence:
-        needed = _fewest_seeds(lambda n: float(tost_power(d.sd, n, k, alpha)) >= POWER)
-        return mde, needed, float(tost_power(d.sd, d.n, k, alpha))
-    target = abs(abs(d.mean) - k)
-    if target == 0:
-        return mde, None, math.nan
-    return mde, _fewest_seeds(lambda n: _t_sum(n, alpha) * d.sd / math.sqrt(n) <= target), math.nan
+        return math.nan, needed, math.nan
+    power = float(estimates.tost_power(d.sd, d.n, h.bar, alpha)) if claim.is_equivalence else math.nan
+    return estimates.mde(d.sd, d.n, h, alpha), needed, power
 
 
 def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPHA, looks: int = 1) -> Verdict:
     """The verdict of `claim` over the runs (a frame with status, seed, the axes, final_* and
     baseline_*). `looks`: planned looks of sequential seeding; each look is judged at α / looks
-    (Bonferroni over looks), shown as the interval's level and as p × looks."""
+    (Bonferroni over looks), shown as the interval's level and as p × looks. A self-check is an
+    exact check (`self_check_verdict`); the rest are decided by the t interval of the per-seed
+    differences, or by an exact binomial test over test items (`method: exact_binomial`)."""
     alpha = alpha / looks
     runs = scoped(runs, claim)
+    if claim.profiles and "profile" in runs and runs.empty:
+        return Verdict(claim, NOT_TESTED, f"judged only on the runs of profile {', '.join(claim.profiles)}: "
+                                          "none here", mean_ci([]), alpha=alpha)
     if claim.column not in runs:
         return Verdict(claim, NOT_TESTED, f"{claim.metric} was not logged", mean_ci([]), alpha=alpha)
     if not claim.against_reference and claim.axis not in runs:
         return Verdict(claim, NOT_TESTED, f"axis {claim.axis!r} is not in this experiment", mean_ci([]),
                        alpha=alpha)
+    if not claim.against_reference:
+        missing = [f"{claim.axis}={_text(lv)}" for lv, arm in zip((claim.value, claim.baseline), arms(runs, claim))
+                   if arm.empty]
+        if missing:
+            return Verdict(claim, NOT_TESTED, f"no runs of {' or '.join(missing)} here", mean_ci([]), alpha=alpha)
+    if claim.method == TRAINABILITY:
+        converged, capped, note = convergence_check(runs, claim)
+        if capped:
+            return Verdict(claim, NOT_TESTED, capped, mean_ci([]), alpha=alpha, converged=converged)
+        return trainability_verdict(runs, claim, alpha, note, converged=converged)
     diffs, paired, n_unpaired, n_failed = differences(runs, claim, axes)
     d = mean_ci(diffs.to_numpy(), 1 - alpha)
     extra = _missing_note(n_unpaired, n_failed)
-    learned, not_learned = learning_check(runs, claim)
-    common = {"n_unpaired": n_unpaired, "n_failed": n_failed, "alpha": alpha, "learned": learned}
-    failure = not_learned or manipulation_failure(runs, claim, paired)
+    if claim.is_self_check:
+        return self_check_verdict(claim, diffs, paired, d, extra, n_unpaired=n_unpaired, n_failed=n_failed,
+                                  alpha=alpha)
+    learned, not_learned, learn_note = learning_check(runs, claim)
+    converged, capped, converge_note = convergence_check(runs, claim)
+    common = {"n_unpaired": n_unpaired, "n_failed": n_failed, "alpha": alpha, "learned": learned,
+              "converged": converged}
+    failure = not_learned or capped or manipulation_failure(runs, claim, paired)
     if failure:
         return Verdict(claim, NOT_TESTED, failure + extra, d, **common)
+    notes = learn_note + converge_note
+    if claim.method == EXACT_BINOMIAL:
+        return binomial_verdict(claim, diffs, alpha, looks, notes, extra, common)
     if d.n < 2:
-        return Verdict(claim, UNDERPOWERED, f"{d.n} usable seed(s): an interval needs 2{extra}", d, **common)
+        return Verdict(claim, UNDERPOWERED, f"{notes}{d.n} usable seed(s): an interval needs 2{extra}", d, **common)
     label, p = decide(d, claim, alpha)
     mde, needed, power = power_numbers(d, claim, alpha)
     p = min(1.0, p * looks)          # on the scale of the suite's α (Holm compares it with ALPHA)
-    reason = _zero_spread_note(d) + _reason(label, claim) + extra
-    return Verdict(claim, label, reason, d, p, mde, needed, tost_power=power, **common)
+    reason = notes + _zero_spread_note(d) + _reason(label, claim) + extra
+    return Verdict(claim, label, reason, d, p, mde, needed, tost_power=power, power_basis="observed", **common)
+
+
+def trainability_verdict(runs: pd.DataFrame, claim: Claim, alpha: float, note: str, **common: Any) -> Verdict:
+    """A trainability claim over every tuned run of its arms: per seed, each arm's share of the
+    learning-rate grid within δ of its best (`trainability`), value − baseline, Student-t."""
+    problem, diffs, what = trainability.differences(*arms(runs, claim), claim)
+    if problem:
+        return Verdict(claim, NOT_TESTED, problem, mean_ci([]), alpha=alpha, **common)
+    d = mean_ci(diffs.to_numpy(), 1 - alpha)
+    d = replace(d, method=f"{d.method}, over trainable fractions")
+    if d.n < 2:
+        return Verdict(claim, UNDERPOWERED, f"{note}{what}{d.n} paired seed(s): an interval needs 2", d, alpha=alpha,
+                       **common)
+    label, p = decide(d, claim, alpha)
+    mde, needed, _ = power_numbers(d, claim, alpha)
+    reason = note + what + _zero_spread_note(d) + _reason(label, claim)
+    return Verdict(claim, label, reason, d, p, mde, needed, alpha=alpha, power_basis="observed", **common)
+
+
+def self_check_verdict(claim: Claim, diffs: pd.Series, paired: pd.DataFrame, d: Interval, extra: str,
+                       **common: Any) -> Verdict:
+    """A self-check: passed when every seed's value lies within rtol·|reference| + atol of its
+    reference (the other arm's value, or the reference number); no p, outside Holm."""
+    if claim.against_reference:
+        refs = np.asarray(claim.reference_of(diffs.index), dtype=float) * np.ones(len(diffs))
+        values = diffs.to_numpy() + refs
+    else:
+        values, refs = paired["value"].to_numpy(), paired["baseline"].to_numpy()
+    check = estimates.self_check(values, refs, claim.rtol, claim.atol)
+    tolerance = f"rtol {claim.rtol:g}, atol {claim.atol:g}"
+    if check.n == 0:
+        return Verdict(claim, NOT_TESTED, f"no paired values to check{extra}", d, **common)
+    word = "within" if check.passed else "beyond"
+    reason = (f"largest |difference| {check.worst:.3g} (relative {check.worst_relative:.3g}) over {check.n} "
+              f"value(s), {word} the tolerance ({tolerance}: {check.allowed:.3g} at that value){extra}")
+    label = estimates.PASSED if check.passed else estimates.FAILED_CHECK
+    return Verdict(claim, label, reason, d, **common)
+
+
+def binomial_verdict(claim: Claim, diffs: pd.Series, alpha: float, looks: int, notes: str, extra: str,
+                     common: dict[str, Any]) -> Verdict:
+    """A threshold on accuracy judged by an exact binomial test over the test items of every seed,
+    pooled: K correct of n·items against the bar (beyond the margin, either side). The interval is
+    Clopper-Pearson's for the pooled accuracy, minus the bar."""
+    bar, n = float(claim.baseline), len(diffs)
+    correct = int(np.rint((diffs.to_numpy() + bar) * claim.items).sum())
+    total = n * claim.items
+    if n == 0:
+        return Verdict(claim, UNDERPOWERED, f"{notes}no usable seed{extra}", mean_ci([]), **common)
+    low, high = estimates.binomial_interval(correct, total, 1 - alpha)
+    s, m = claim.expected_sign, claim.margin
+    toward = estimates.binomial_threshold_p(correct, total, bar + s * m) if s > 0 else \
+        estimates.binomial_threshold_p(total - correct, total, 1 - (bar + s * m))
+    away = estimates.binomial_threshold_p(total - correct, total, 1 - (bar - s * m)) if s > 0 else \
+        estimates.binomial_threshold_p(correct, total, bar - s * m)
+    ps = {REPRODUCED: toward, CONTRADICTED: away}
+    label = next((k for k, p in sorted(ps.items(), key=lambda kv: kv[1]) if p < alpha), UNDERPOWERED)
+    p = min(1.0, ps.get(label, min(ps.values())) * looks)
+    effect = Interval(correct / total - bar, low - bar, high - bar, n, float(diffs.std(ddof=1)) if n > 1 else math.nan,
+                      method=f"exact binomial over {claim.items} test items × {n} seeds (Clopper-Pearson)")
+    reason = (f"{notes}{correct} of {total} test items right ({claim.items} per seed × {n} seeds), exact binomial "
+              f"test against the bar {bar:g}{'+' if s > 0 else '−'}{m:g}: " + _reason(label, claim) + extra)
+    return Verdict(claim, label, reason, effect, p, power_basis="", **common)
 
 
 def judge_claims(runs: pd.DataFrame, claims: tuple[Claim, ...] | list[Claim], axes: list[str],
-                 tune: tuning.Tune | None = None, alpha: float = ALPHA, looks: int = 1) -> list[Verdict]:
+                 tune: tuning.Tune | None = None, alpha: float = ALPHA, looks: int = 1,
+                 every_run: pd.DataFrame | None = None) -> list[Verdict]:
     """Every claim's verdict. A grid that tunes nuisance keys (`tune:`) is judged on the run
-    selected on validation per (variant, seed) (`tuning.judged_runs`): best against best."""
-    runs = tuning.judged_runs(runs, tune or {})
-    return [judge(runs, claim, axes, alpha, looks) for claim in claims]
+    selected on validation per (variant, seed) (`tuning.judged_runs`): best against best; a
+    trainability claim on every tuned run (`every_run`, default `runs`)."""
+    judged = tuning.judged_runs(runs, tune or {})
+    every = runs if every_run is None else every_run
+    return [judge(every if claim.method == TRAINABILITY else judged, claim, axes, alpha, looks) for claim in claims]
 
 
 def decide(d: Interval, claim: Claim, alpha: float = ALPHA) -> tuple[str, float]:
     """The label an interval of per-seed differences (n ≥ 2) gives `claim`, and its p."""
-    ps = decision_p(d, claim)
-    label = next((k for k, p in sorted(ps.items(), key=lambda kv: kv[1]) if p < alpha), UNDERPOWERED)
-    return label, ps.get(label, min(ps.values()))
+    return estimates.decide(d, claim.hypothesis, alpha)
 
 
 def _zero_spread_note(d: Interval) -> str:
@@ -399,25 +286,13 @@ def _missing_note(n_unpaired: int, n_failed: int) -> str:
 
 # --------------------------------------------------------------------------- suite level
 
-def holm_p(ps: list[float]) -> list[float]:
-    """Holm step-down adjusted p-values (NaN stays NaN and is not counted in the family)."""
-    order = sorted((i for i, p in enumerate(ps) if math.isfinite(p)), key=lambda i: ps[i])
-    adjusted, running = [math.nan] * len(ps), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * ps[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-def adjusted_label(label: str, p_adjusted: float, alpha: float = ALPHA) -> str:
-    """A decision stands after adjustment when its adjusted p is below α; else underpowered."""
-    return UNDERPOWERED if label in DECIDED and not p_adjusted < alpha else label
-
-
 def holm(verdicts: list[Verdict], alpha: float = ALPHA) -> list[Verdict]:
-    """Holm's step-down over the claims that were tested (not-tested claims have no p)."""
-    ps = holm_p([v.p if v.label != NOT_TESTED else math.nan for v in verdicts])
-    return [replace(v, adjusted=adjusted_label(v.label, p, alpha), p_adjusted=p) for v, p in zip(verdicts, ps)]
+    """Holm's step-down within each family, the claim's scope, over the claims that were tested
+    (not-tested claims have no p; a self-check keeps its verdict, outside every family)."""
+    families = [v.claim.family if v.label != NOT_TESTED and math.isfinite(v.p) else None for v in verdicts]
+    ps = estimates.holm_by_family([v.p if f else math.nan for v, f in zip(verdicts, families)], families)
+    return [replace(v, adjusted=adjusted_label(v.label, p, alpha) if f else v.label, p_adjusted=p)
+            for v, p, f in zip(verdicts, ps, families)]
 
 
 __all__ = ["ALPHA", "DECIDED", "LABELS", "T_METHOD", "Verdict", "holm", "holm_p", "judge", "judge_claims"]
