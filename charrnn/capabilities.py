@@ -103,10 +103,14 @@ def compile_support() -> Support:
     return Support(True)
 
 
+# the backends of the C++ extension (native_rnn.ops) → the same recurrence in Python, run where it cannot build
+NATIVE_FALLBACK = {"loop_native": "loop_bptt", "min_native": "loop"}
+
+
 @lru_cache(maxsize=None)
 def native_support() -> Support:
-    """Can backend `loop_native` build (first use) or load its C++ kernels here? It needs a C++
-    compiler on PATH; the build itself is tried once per process (`native_rnn.ops`)."""
+    """Can backends `loop_native` and `min_native` build (first use) or load their C++ kernels here? It
+    needs a C++ compiler on PATH; the build itself is tried once per process (`native_rnn.ops`)."""
     from charrnn.rnn import native_rnn
 
     if cxx_compiler() is None:
@@ -119,15 +123,15 @@ def native_support() -> Support:
 
 
 def check_device_support(cfg: TrainConfig, device_type: str) -> None:
-    """`dtype=bf16` that this device cannot run, or `backend=loop_native` whose kernels cannot be
-    built here, is bad input. (torch.compile is not probed here: the probe costs 20-60 s of inductor
+    """`dtype=bf16` that this device cannot run, or a backend whose C++ kernels (NATIVE_FALLBACK) cannot
+    be built here, is bad input. (torch.compile is not probed here: the probe costs 20-60 s of inductor
     warm-up on a 2-core CPU; a compiled backend that cannot compile ends its run FAILED with the
     compiler's error.)"""
-    if cfg.backend == "loop_native":
+    if cfg.backend in NATIVE_FALLBACK:
         support = native_support()
         if not support.ok:
             raise ConfigError(f"backend={cfg.backend!r}: {support.reason}; valid here: any other backend "
-                              f"(e.g. loop_bptt, the same recurrence in Python)")
+                              f"(e.g. {NATIVE_FALLBACK[cfg.backend]}, the same recurrence in Python)")
     if cfg.dtype == "bf16":   # auto: its reference must run (it is what the candidates are checked against)
         backend = reference_backend(cfg.cell, cfg.input_combine, cfg.activation) \
             if cfg.backend == registry.AUTO else cfg.backend

@@ -121,6 +121,9 @@ BACKENDS = _by_name(
             compiles=True, cuda_only="CUDA graphs need a CUDA device", concat_only=True),
     Backend("scan", "log-space parallel scan over time (Heinsen 2023), chunked", "charrnn.rnn.mincells:scan_layer",
             cells=("mingru", "minlstm")),
+    Backend("min_native", "input projections in one matmul, then the elementwise recurrence as a C++ loop",
+            "charrnn.rnn.native_min:native_min_layer", cells=("mingru", "minlstm"), compiles=True,
+            cpu_only="its recurrence is a C++ loop for the CPU"),
 )
 # `backend: auto`: training picks the fastest backend that passed equivalence for the config's cell,
 # device and dtype on this machine (capabilities.resolve_backend); not a kernel of its own.
