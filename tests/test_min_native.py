@@ -9,9 +9,10 @@ from test_mincells import assert_close_scaled, forward_backward
 
 from charrnn import registry
 from charrnn.capabilities import cxx_compiler
-from charrnn.config import ConfigError, check_backend_device
+from charrnn.config import ConfigError, check_backend_device, make_config
 from charrnn.rnn import mincells, native_min
 from charrnn.rnn.cells import make_layer
+from charrnn.rnn.models import CharRNN
 
 pytestmark = pytest.mark.skipif(cxx_compiler() is None,
                                 reason="min_native builds C++ kernels: no C++ compiler on PATH")
@@ -133,3 +134,28 @@ def test_min_native_runs_only_the_min_cells():
 def test_min_native_on_cuda_is_bad_input_that_names_the_backends_valid_there():
     with pytest.raises(ConfigError, match=r"backend='min_native': .*CPU.*; device is cuda; valid on cuda: .*scan"):
         check_backend_device("min_native", "cuda")
+
+
+@pytest.mark.parametrize("encoding", ["embedding", "onehot"])
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_charrnn_on_min_native_fed_token_ids_equals_the_loop_model_outputs_and_every_gradient(cell, encoding):
+    """The first layer takes the token ids (its input projection a lookup in the projected
+    vocabulary); a second layer runs on vectors. Logits, h_n and every gradient against `loop`."""
+    overrides = {"cell": cell, "hidden_size": H, "layers": 2, "input": encoding, "embed_size": 6}
+    torch.manual_seed(0)
+    ref = CharRNN(make_config(overrides | {"backend": "loop"}), 11).double()
+    native = CharRNN(make_config(overrides | {"backend": "min_native"}), 11).double()
+    native.load_state_dict(ref.state_dict())
+    assert native.tokens_to_first_layer and not ref.tokens_to_first_layer
+    ids = torch.randint(0, 11, (B, 9), generator=torch.Generator().manual_seed(2))
+    h0 = torch.randn(2, B, H, dtype=torch.float64)
+    results = []
+    for net in (native, ref):
+        h = h0.clone().requires_grad_()
+        logits, h_n = net(ids, h)
+        gen = torch.Generator().manual_seed(1)
+        ((logits * torch.randn(logits.shape, generator=gen, dtype=logits.dtype)).sum()
+         + (h_n * torch.randn(h_n.shape, generator=gen, dtype=h_n.dtype)).sum()).backward()
+        results.append({"logits": logits, "h_n": h_n, "grad h0": h.grad,
+                        **{f"grad {n}": p.grad for n, p in net.named_parameters()}})
+    assert_close_scaled(*results, 1e-12)

@@ -5,7 +5,8 @@ recurrence needs no matmul: h_t = a_t h_{t-1} + b_t, one elementwise update per 
 (`loop`) pays a dozen small ATen ops per step; the log-space scan (`scan`) pays exp/log and cumsums
 over (B, T, H) several times. Here:
 
-    xp = x W_ih^T + b_ih             (B, T, G*H)   one GEMM for all T, in autograd (MinLayer.forward)
+    xp = x W_ih^T + b_ih             (B, T, G*H)   one GEMM for all T, in autograd (MinLayer.forward);
+                                                   a CharRNN's first layer: a lookup in the projected vocabulary
     hs = MinNative(xp, h0)           (B, T, H)     C++: per batch row, t = 1..T, vectorised over H
     backward: t = T..1 in C++ from xp, h0 and hs (gates recomputed, not stored) → d xp, d h0;
               autograd takes W_ih's and b_ih's gradients from d xp
@@ -52,7 +53,13 @@ def recurrence(cell: str, xp: Tensor, h: Tensor) -> Tensor:
 
 
 class NativeMinLayer(MinLayer):
-    """MinLayer whose sequential form (every T, sampling's T = 1 too) is the C++ loop."""
+    """MinLayer whose sequential form (every T, sampling's T = 1 too) is the C++ loop.
+
+    It also takes token ids (`forward_tokens`, `takes_tokens`), as `loop_native`'s layer does: CharRNN
+    hands them to a first layer on this backend, whose input projection is then a lookup in the
+    projected vocabulary (`native_rnn.project_tokens`), the GEMM over T*B rows gone."""
+
+    takes_tokens = True
 
     def __init__(self, cell: str, input_size: int, hidden_size: int) -> None:
         super().__init__(cell, input_size, hidden_size, scan=False)
@@ -62,6 +69,15 @@ class NativeMinLayer(MinLayer):
 
     def sequential(self, xp: Tensor, h: Tensor) -> Tensor:
         return recurrence(self.cell, xp, h)
+
+    def forward_tokens(self, ids: Tensor, encoding: Tensor | None, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """ids (B, T) token ids, T > 0; encoding (V, I): the embedding weight, or None for one-hot inputs;
+        hx (1, B, H) or None → like forward(encoded ids, hx), in the same numbers up to rounding."""
+        h = ids.new_zeros(ids.shape[0], self.hidden_size, dtype=self.weight_ih_l0.dtype) if hx is None \
+            else hx.squeeze(0)                                                               # (B, H)
+        xp = native_rnn.project_tokens(ids, encoding, self.weight_ih_l0, self.bias_ih_l0)  # (B, T, G*H)
+        out = recurrence(self.cell, xp, h)                                                  # (B, T, H)
+        return out, out[:, -1].unsqueeze(0)
 
 
 def native_min_layer(cell: str, input_size: int, hidden_size: int, *_vanilla_options: str) -> NativeMinLayer:
