@@ -98,6 +98,7 @@ def train_config(profile: str, cell: str):
                         "backend": "auto", **CONFIGS[profile]})
 
 
+@pytest.mark.timeout(1800)   # 2 x 5 short trainings at H256 and two probes: > 10 min on a loaded 2-core CPU
 def test_mingru_auto_vs_gru_auto_training_tokens_per_s(benchmark, tmp_path, monkeypatch, profile_name, device,
                                                       quiet):
     profile = timed_profile(profile_name)
