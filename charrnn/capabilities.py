@@ -106,8 +106,8 @@ def compile_support() -> Support:
 
 @lru_cache(maxsize=None)
 def native_support() -> Support:
-    """Can backend `loop_native` build (first use) or load its C++ kernels here? It needs a C++
-    compiler on PATH; the build itself is tried once per process (`native_rnn.ops`)."""
+    """Can backends `loop_native` and `min_native` build (first use) or load their C++ kernels here? It
+    needs a C++ compiler on PATH; the build itself is tried once per process (`native_rnn.ops`)."""
     from charrnn.rnn import native_rnn
 
     if cxx_compiler() is None:

@@ -178,6 +178,9 @@ BACKENDS = _by_name(
     Backend("scan", "log-space parallel scan over time (Heinsen 2023), chunked", "charrnn.rnn.mincells:scan_layer",
             cells=("mingru", "minlstm"), scan=True,
             tolerances=(("fp32", 1e-4), ("bf16", 5e-2))),   # chunked log-space sums: fp32 ~3e-5 at T=1024
+    Backend("min_native", "input projections in one matmul, then the elementwise recurrence as a C++ loop",
+            "charrnn.rnn.native_min:native_min_layer", cells=("mingru", "minlstm"), compiles=True,
+            cpu_only="its recurrence is a C++ loop for the CPU", support="charrnn.capabilities:native_support"),
 )
 # What the custom paths are checked against, and what `auto` falls back to: the first of these that
 # runs the layer (nn.* where it can, else the sequential loop, e.g. for the min cells nn.* lacks).

@@ -37,7 +37,8 @@ def test_candidates_start_with_the_reference_and_leave_out_slow_compiles_and_oth
     assert not {"loop_compiled", "loop_bptt_compiled", "loop_cudagraph", "fused_nocudnn"} & set(gru)
     add = candidates(tiny(cell="vanilla", input_combine="add"), "cpu")
     assert add[0] == "loop" and "fused" not in add   # nn.RNN has no add cell: the loop is the reference
-    assert candidates(tiny(cell="mingru"), "cpu") == ["loop", "scan"]
+    assert candidates(tiny(cell="mingru"), "cpu") == ["loop", "scan", "min_native"]
+    assert candidates(tiny(cell="mingru"), "cuda") == ["loop", "scan"]   # min_native: CPU only
 
 
 def fake_rounds(ratios: dict[str, float]):

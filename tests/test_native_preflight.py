@@ -1,4 +1,4 @@
-"""Backend `loop_native` is checked before any run exists: without a C++ compiler `train` and
+"""Backends `loop_native` and `min_native` are checked before any run exists: without a C++ compiler `train` and
 `grid` exit 2 with one line and leave the store alone; a failed build is tried once per process."""
 from __future__ import annotations
 
@@ -44,12 +44,16 @@ def test_train_loop_native_without_a_compiler_exits_2_in_one_line_and_creates_no
     assert not results.exists()   # no store, so no run
 
 
-def test_grid_preflight_refuses_loop_native_without_a_compiler(results_dir, tmp_path, no_compiler, capsys):
-    path = write_grid(tmp_path, axes={"cell": ["gru"]}, seeds=[0], claims=None,
-                      fixed={"backend": "loop_native", "hidden_size": 8, "steps": 2, "device": "cpu"})
+@pytest.mark.parametrize("backend,cell,fallback",
+                         [("loop_native", "gru", "loop_bptt"), ("min_native", "mingru", "loop")])
+def test_grid_preflight_refuses_a_native_backend_without_a_compiler(results_dir, tmp_path, no_compiler, capsys,
+                                                                    backend, cell, fallback):
+    path = write_grid(tmp_path, axes={"cell": [cell]}, seeds=[0], claims=None,
+                      fixed={"backend": backend, "hidden_size": 8, "steps": 2, "device": "cpu"})
     assert main(["grid", str(path), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "backend='loop_native': no C++ compiler" in err
+    assert len(err.splitlines()) == 1 and f"backend='{backend}': no C++ compiler" in err
+    assert f"(e.g. {fallback}, " in err
     assert not results_dir.exists() or Tracker().runs("tiny") == []
 
 

@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-SOURCE = Path(__file__).parent / "csrc" / "rnn_steps.cpp"
+# the GRU / LSTM loops, and the minGRU / minLSTM loops of backend `min_native` (native_min.py): one extension
+SOURCES = [Path(__file__).parent / "csrc" / name for name in ("rnn_steps.cpp", "min_steps.cpp")]
 # torch's CPU capability → the ISA flags the kernels are compiled for (vectorised expf/tanhf from
 # glibc's libmvec need -ffast-math; -fopenmp-simd honours `#pragma omp simd` without an OpenMP runtime).
 ISA_FLAGS = {"AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma"],
@@ -77,7 +78,7 @@ def _build():
     _ninja_on_path()
     capability = torch.backends.cpu.get_cpu_capability().lower()
     try:
-        load(name=f"charrnn_native_{capability}", sources=[str(SOURCE)], is_python_module=False,
+        load(name=f"charrnn_native_{capability}", sources=[str(s) for s in SOURCES], is_python_module=False,
              extra_cflags=build_flags())
     except Exception as exc:
         text = str(exc).strip()
