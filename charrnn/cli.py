@@ -114,12 +114,12 @@ def cmd_grid(args: argparse.Namespace) -> int:
     specs = grid.expand(args.profile)
     if args.dry_run:
         code = _dry_run(grid, args.profile, specs, args.rerun_failed)
-        print(decidability_text(grid, args.file, args.profile))
+        _print_if_any(decidability_text(grid, args.file, args.profile))
         return code
     if not args.until_decided and (done := _all_finished(grid, args.profile, specs)):
         print(done)
         return 0
-    print(decidability_text(grid, args.file, args.profile))
+    _print_if_any(decidability_text(grid, args.file, args.profile))
     from charrnn.grid.executors import run_grid
     from charrnn.grid.session import FAILED, GridStopped, summary_text
 
@@ -146,12 +146,18 @@ def _all_finished(grid, profile: str, specs) -> str | None:
     one), what a rerun prints; None otherwise. Reads the store only: neither torch nor the
     executors are loaded, so a rerun that trains nothing returns at once."""
     from charrnn.tags import ROLE_TAG, RUN_ROLE
-    from charrnn.tracking import Tracker, store_exists
+    from charrnn.tracking.failures import store_error
+    from charrnn.tracking.store import Tracker, store_exists
 
     if grid.tune_bounds or not specs or not store_exists():
         return None
-    tracker = Tracker()
-    runs = tracker.runs(grid.name, {ROLE_TAG: RUN_ROLE})
+    try:
+        tracker = Tracker()
+        runs = tracker.runs(grid.name, {ROLE_TAG: RUN_ROLE})
+    except Exception as exc:   # a store that fails is the session's to report, with its run summary
+        if store_error(exc) is None:
+            raise
+        return None
     finished = {r.identity for r in runs if r.status == "FINISHED"}
     if not all(spec.identity in finished for spec in specs):
         return None
@@ -186,6 +192,11 @@ def _until_decided(grid, args: argparse.Namespace, run_round) -> int:
     last.ensure_parent().set_tags(outcome.tags())
     print(summary(outcome))
     return 1 if any(s.counts()[FAILED] for s in outcome.sessions) else 0
+
+
+def _print_if_any(text: str) -> None:
+    if text:
+        print(text)
 
 
 def decidability_text(grid, path: str, profile: str) -> str:

@@ -168,7 +168,7 @@ def test_the_checks_see_torch_and_mlflow_behind_charrnn_imports():
 
 def test_only_tracking_imports_mlflow():
     assert [m for m in MODULES if "mlflow" in external_imports(m)] == sorted(
-        TRACKING_MLFLOW_MODULES + ["charrnn.tracking.datasets", "charrnn.tracking.ui"])
+        TRACKING_MLFLOW_MODULES + ["charrnn.tracking.datasets"])
 
 
 @pytest.mark.parametrize("name", TORCH_FREE)

@@ -39,7 +39,8 @@ def name_comparisons(source: str) -> list[str]:
 
 
 def test_the_factory_modules_are_the_ones_the_entries_name():
-    assert FACTORY_MODULES == {"charrnn.rnn.cells", "charrnn.rnn.loop_layers", "charrnn.rnn.mincells"}
+    assert FACTORY_MODULES == {"charrnn.rnn.cells", "charrnn.rnn.loop_layers", "charrnn.rnn.mincells",
+                               "charrnn.rnn.native_min"}
 
 
 def test_the_check_finds_equality_membership_and_prefix_comparisons():

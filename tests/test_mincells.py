@@ -190,7 +190,7 @@ def test_mingru_minlstm_training_loss_falls(cell, backend):
 
 def test_min_rnn_grid_plans_both_profiles_with_matched_parameter_counts(tmp_path):
     grid = load_grid(GRID)
-    assert len({c.id for c in grid.claims}) == len(grid.claims) == 4
+    assert len({c.id for c in grid.claims}) == len(grid.claims) == 6
     assert all(c.source.startswith("Feng et al. 2024") for c in grid.claims)
     for profile in ("quick", "full"):
         specs = grid.expand(profile)

@@ -80,6 +80,7 @@ class SequentialGrid:
     """What `until_decided` reads of a Grid: one claim, profile seeds 0-2."""
 
     claims, axes, zipped, tune, path = (LOWER,), (("input_combine", ("add", "concat")),), (), (), "sim.yaml"
+    tune_space = None   # nothing tuned
 
     def seeds_of(self, profile):
         return (0, 1, 2)

@@ -65,7 +65,8 @@ print(json.dumps(info))
 # Every grid's profile on one Ray (started once), grid after grid; exit 1 if a run failed.
 SUITE_SCRIPT = """
 import sys
-from charrnn.grid.executors import local_ray_env, run_grid, start_local_ray
+from charrnn.grid.executors import run_grid
+from charrnn.grid.local_ray import local_ray_env, start_local_ray
 from charrnn.grid.spec import load_grid
 profile, runs_per_gpu, logical_gpus, files = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
 local_ray_env()

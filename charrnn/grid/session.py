@@ -415,7 +415,7 @@ def summary_text(session: GridSession) -> str:
             f"{counts[FINISHED]} finished, {counts[SKIPPED]} skipped, {counts[FAILED]} failed"
             f"{f', {len(untrained)} {UNTRAINED}' if untrained else ''} in {session.elapsed_s():.1f} s")
     table = format_table(["outcome", "run", "identity", "status", "final_val_loss", "note"], rows)
-    parent = (f"parent run: {session.parent.run_id}" if session.parent else
+    parent = (f"parent run: {session.parent.run_id}" if session.parent else "" if untrained else
               "nothing to train: no new parent run (the grid's latest parent run keeps its verdicts)")
     return "\n".join(filter(None, [head, table, *session.notes, parent]))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from charrnn.tracking import RunHandle
+from charrnn.tracking.mlflow_private import MLFLOW_DATASET_CONTEXT
+from charrnn.tracking.run_handle import RunHandle
 
 MAX_DIGEST = 36                    # characters MLflow keeps of a dataset digest
 

@@ -3,7 +3,7 @@ public is imported here and nowhere else, so an MLflow upgrade is checked in one
 (tests/test_private_apis.py names the version each was last checked against).
 
 - `local_file_uri_to_path`: a `file:` artifact URI (or a plain path) as a local path.
-- the system tags charrnn sets (`mlflow.note.content`, the experiment's primary metric).
+- the system tags charrnn sets (`mlflow.note.content`, the experiment's primary metric, a dataset's context).
 - `SystemMetricsMonitor`: the monitor `mlflow.start_run(log_system_metrics=True)` starts, started here
   for runs driven through a client (imported on first use).
 - `server_app()`: MLflow's own Flask app (`mlflow.server.app`), which `make ui` extends.
@@ -15,7 +15,7 @@ from typing import Any
 
 from mlflow.utils.file_utils import local_file_uri_to_path  # noqa: F401  (re-exported)
 from mlflow.utils.mlflow_tags import (MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,  # noqa: F401
-                                      MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
+                                      MLFLOW_DATASET_CONTEXT, MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME, MLFLOW_RUN_NOTE)
 
 CHECKED_AGAINST = "3.17.2"   # the MLflow version these were last checked against
 
