@@ -114,6 +114,14 @@ class Rendered:
 
 # =========================================================================== output places, templates
 
+def splice_between(document: str, block: str, start_marker: str, end_marker: str) -> str:
+    """`document` with the text between two markers (a generated section) replaced by `block`."""
+    start, end = document.find(start_marker), document.find(end_marker)
+    if start < 0 or end < start:
+        raise ReportError(f"no {start_marker!r} … {end_marker!r} section to rewrite")
+    return f"{document[:start + len(start_marker)]}\n{block}\n{document[end:]}"
+
+
 def rewrite_document(document: Path, rewrite: Callable[[str], str], tool: str) -> int:
     """Replace `document` by `rewrite(its text)` (a generated section spliced in): 0, or 2 with one
     line naming the file when it cannot be read or `rewrite` refuses (ReportError); nothing written then."""

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from charrnn.grid.spec import load_grid
-from .base import ReportError, rewrite_document
+from .base import rewrite_document, splice_between
 
 CLAIMS_LIST_START = "<!-- claims-list:start (generated from ablations/*.yaml: python -m charrnn.report.claims_list) -->"
 CLAIMS_LIST_END = "<!-- claims-list:end -->"
@@ -37,10 +37,7 @@ def claims_list(folder: Path = ABLATIONS) -> str:
 
 
 def splice(document: str, block: str) -> str:
-    start, end = document.find(CLAIMS_LIST_START), document.find(CLAIMS_LIST_END)
-    if start < 0 or end < start:
-        raise ReportError(f"no {CLAIMS_LIST_START!r} … {CLAIMS_LIST_END!r} section to rewrite")
-    return f"{document[:start + len(CLAIMS_LIST_START)]}\n{block}\n{document[end:]}"
+    return splice_between(document, block, CLAIMS_LIST_START, CLAIMS_LIST_END)
 
 
 def main(argv: list[str] | None = None) -> int:

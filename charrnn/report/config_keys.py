@@ -18,7 +18,7 @@ from pathlib import Path
 
 from charrnn import registry
 from charrnn.config import CHOICES, FIELD_TYPES, RANGES, TrainConfig, format_value
-from .base import ReportError, rewrite_document
+from .base import rewrite_document, splice_between
 
 CONFIG_KEYS_START = "<!-- config-keys:start (generated from TrainConfig: python -m charrnn.report.config_keys) -->"
 CONFIG_KEYS_END = "<!-- config-keys:end -->"
@@ -74,10 +74,7 @@ def key_table() -> str:
 
 
 def splice(document: str, block: str) -> str:
-    start, end = document.find(CONFIG_KEYS_START), document.find(CONFIG_KEYS_END)
-    if start < 0 or end < start:
-        raise ReportError(f"no {CONFIG_KEYS_START!r} … {CONFIG_KEYS_END!r} section to rewrite")
-    return f"{document[:start + len(CONFIG_KEYS_START)]}\n{block}\n{document[end:]}"
+    return splice_between(document, block, CONFIG_KEYS_START, CONFIG_KEYS_END)
 
 
 def main(argv: list[str] | None = None) -> int:

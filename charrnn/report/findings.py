@@ -24,7 +24,7 @@ import pandas as pd
 from charrnn.paths import SUITE_PROVENANCE
 
 from . import numbers
-from .base import ReportError, rewrite_document
+from .base import ReportError, rewrite_document, splice_between
 
 FINDINGS_START = "<!-- findings:start (generated from verdicts.csv: python -m charrnn.report.findings) -->"
 FINDINGS_END = "<!-- findings:end -->"
@@ -125,10 +125,7 @@ def read_verdicts(path: Path) -> pd.DataFrame:
 
 def splice(document: str, block: str) -> str:
     """`document` with the text between the findings markers replaced by `block`."""
-    start, end = document.find(FINDINGS_START), document.find(FINDINGS_END)
-    if start < 0 or end < start:
-        raise ReportError(f"findings: no {FINDINGS_START!r} … {FINDINGS_END!r} section to rewrite")
-    return f"{document[:start + len(FINDINGS_START)]}\n{block}\n{document[end:]}"
+    return splice_between(document, block, FINDINGS_START, FINDINGS_END)
 
 
 def pages_link(verdicts: Path, document: Path) -> str:
