@@ -6,6 +6,7 @@ inline PNG, CSS is inline, nothing is loaded from the network and there is no Ja
 """
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from dataclasses import dataclass, field
@@ -120,6 +121,15 @@ def splice_between(document: str, block: str, start_marker: str, end_marker: str
     if start < 0 or end < start:
         raise ReportError(f"no {start_marker!r} … {end_marker!r} section to rewrite")
     return f"{document[:start + len(start_marker)]}\n{block}\n{document[end:]}"
+
+
+def section_main(argv: list[str] | None, description: str, markers: tuple[str, str], block: Callable[[], str],
+                 tool: str) -> int:
+    """The command line of a generator that rewrites one marked section of a markdown file."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("document", type=Path)
+    args = parser.parse_args(argv)
+    return rewrite_document(args.document, lambda text: splice_between(text, block(), *markers), tool)
 
 
 def rewrite_document(document: Path, rewrite: Callable[[str], str], tool: str) -> int:

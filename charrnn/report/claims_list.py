@@ -9,12 +9,11 @@ file drifts from the grids.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from charrnn.grid.spec import load_grid
-from .base import rewrite_document, splice_between
+from .base import section_main, splice_between
 
 CLAIMS_LIST_START = "<!-- claims-list:start (generated from ablations/*.yaml: python -m charrnn.report.claims_list) -->"
 CLAIMS_LIST_END = "<!-- claims-list:end -->"
@@ -41,10 +40,8 @@ def splice(document: str, block: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Rewrite the per-grid claims list of a markdown file.")
-    parser.add_argument("document", type=Path)
-    args = parser.parse_args(argv)
-    return rewrite_document(args.document, lambda text: splice(text, claims_list()), "claims_list")
+    return section_main(argv, "Rewrite the per-grid claims list of a markdown file.",
+                        (CLAIMS_LIST_START, CLAIMS_LIST_END), claims_list, "claims_list")
 
 
 if __name__ == "__main__":

@@ -9,16 +9,14 @@ applies to (`registry.TASK_KEYS`). tests/test_docs.py fails when the file drifts
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import inspect
 import re
 import sys
-from pathlib import Path
 
 from charrnn import registry
 from charrnn.config import CHOICES, FIELD_TYPES, RANGES, TrainConfig, format_value
-from .base import rewrite_document, splice_between
+from .base import section_main, splice_between
 
 CONFIG_KEYS_START = "<!-- config-keys:start (generated from TrainConfig: python -m charrnn.report.config_keys) -->"
 CONFIG_KEYS_END = "<!-- config-keys:end -->"
@@ -78,10 +76,8 @@ def splice(document: str, block: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Rewrite the config-key table of a markdown file.")
-    parser.add_argument("document", type=Path)
-    args = parser.parse_args(argv)
-    return rewrite_document(args.document, lambda text: splice(text, key_table()), "config_keys")
+    return section_main(argv, "Rewrite the config-key table of a markdown file.",
+                        (CONFIG_KEYS_START, CONFIG_KEYS_END), key_table, "config_keys")
 
 if __name__ == "__main__":
     sys.exit(main())
