@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --progress-bar on -e '.[dev,ray]'
 	touch $(STAMP)
 
-# The main job: the smoke grid (4 tiny CPU runs, under a minute) into MLflow, then its HTML report.
+# The main job: the smoke grid (8 tiny CPU runs, about a minute on 2 cores) into MLflow, then its HTML report.
 # The report is rendered even when a run failed; the target still fails in that case.
 smoke: $(STAMP)
 	$(BIN)/charrnn grid ablations/smoke.yaml --profile quick; status=$$?; \

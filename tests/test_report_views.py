@@ -63,6 +63,11 @@ def test_forest_plots_split_margin_claims_from_margin_free_and_threshold_ones():
     assert [f.key for f in figures] == ["forest", "forest-units"]
 
 
+def test_a_self_check_row_has_no_forest_row():
+    check = {**view(claim(COMPARISON), 3e-8, 3e-8, 3e-8), "margin": 0.0, "equivalence": True, "family": "self-check"}
+    assert [f.key for f in forest_figures([check, view(claim(COMPARISON), -0.1, -0.12, -0.08)])] == ["forest"]
+
+
 def point(x, mean, n, label="reproduced"):
     return Point(x, Interval(mean, mean - 0.01, mean + 0.01, n, 0.01) if n else mean_ci([]), label)
 

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from charrnn.science.claims import Claim
+from charrnn.science.verdict_table import SELF_CHECK_FAMILY
 from . import figures as rf
 from . import numbers as fmt
 from .base import Figure
@@ -99,8 +100,9 @@ def _scaled_by_margin(row: dict[str, Any]) -> bool:
 
 def forest_figures(rows: list[dict[str, Any]]) -> list[Figure]:
     """Two forest plots: claims with a margin on one axis of effect / margin, and margin-free and
-    threshold claims, each on its own axis in its metric's units. Effects in the claimed direction."""
-    shown = [r for r in rows if math.isfinite(directed(r)[0])]
+    threshold claims, each on its own axis in its metric's units. Effects in the claimed direction.
+    Self-checks (exact checks with a tolerance and no margin) have their own table, not a forest row."""
+    shown = [r for r in rows if math.isfinite(directed(r)[0]) and r.get("family") != SELF_CHECK_FAMILY]
     by_margin = [r for r in shown if _scaled_by_margin(r)]
     own_units = [r for r in shown if not _scaled_by_margin(r)]
     figures = []
