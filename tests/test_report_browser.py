@@ -144,6 +144,23 @@ def test_committed_example_pages_fit_1280_px(browser, name):
         assert measured["holm_right"] is not None and measured["holm_right"] <= WIDTH
 
 
+COMMITTED_PAGES = sorted(p.name for p in EXAMPLES.glob("*.html"))
+COMMITTED_EXPERIMENTS = [n for n in COMMITTED_PAGES if n not in ("index.html", "kernels.html")]
+
+
+@pytest.mark.parametrize("name", COMMITTED_PAGES)
+def test_no_committed_page_breaks_a_number_or_a_word_or_shrinks_a_figure(browser, name):
+    measured = browser.layout(EXAMPLES / name)
+    assert broken_tokens(measured) == [], f"{name}: broken over two lines: {broken_tokens(measured)[:10]}"
+    assert shrunk_figures(measured) == [], f"{name}: shrunk below 80 %: {shrunk_figures(measured)}"
+
+
+@pytest.mark.parametrize("name", COMMITTED_EXPERIMENTS)
+def test_every_committed_experiment_page_shows_its_per_arm_table_on_the_first_screen(browser, name):
+    bottom = browser.layout(EXAMPLES / name)["arms_first_row_bottom"]
+    assert bottom is not None and bottom <= HEIGHT, f"{name}: the per-arm table's first row ends at {bottom} px"
+
+
 def test_committed_kernel_page_breaks_no_number_or_word_and_shrinks_no_figure(browser):
     measured = browser.layout(EXAMPLES / "kernels.html")
     assert broken_tokens(measured) == [] and shrunk_figures(measured) == []

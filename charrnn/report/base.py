@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from charrnn import registry
 from charrnn.paths import write_atomic
@@ -154,10 +155,17 @@ def report_filename(experiment: str) -> str:
     return f"{stem or 'experiment'}.html"
 
 
+def keep_hyphenated(value: Any) -> Markup:
+    """Escaped text whose hyphens do not break a line (U+2011): "wall-clock" stays one token in a cell."""
+    return Markup.escape(str(value)).replace("-", "\u2011")
+
+
 def _env() -> Environment:
-    return Environment(loader=PackageLoader("charrnn.report", "templates"),
-                       autoescape=select_autoescape(default=True, default_for_string=True),
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(loader=PackageLoader("charrnn.report", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["keep_hyphenated"] = keep_hyphenated
+    return env
 
 
 def render_template(template: str, **context: Any) -> str:

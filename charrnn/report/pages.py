@@ -32,6 +32,9 @@ from .tables import RunStats, arm_table, best_variant, prepare, primary_metric, 
 from .tuned import tuning_section
 
 
+REST_COLUMNS = 3   # metrics per table of the folded 'every other metric' block
+
+
 def build_context(exp: ExperimentData) -> dict[str, Any]:
     rf.apply_theme()
     every_run, axes, variants = prepare(exp)
@@ -57,7 +60,8 @@ def build_context(exp: ExperimentData) -> dict[str, Any]:
         "seeds": sorted(runs["seed"].astype(str).unique(), key=natural_key),
         "arms": arm_table(st, variants, metric), "running": running,
         "summary": summary_table(st, variants, claimed),
-        "summary_rest": summary_table(st, variants, others) if others else None,
+        "summary_rest": [summary_table(st, variants, others[i:i + REST_COLUMNS])   # tables that fit 1280 px
+                         for i in range(0, len(others), REST_COLUMNS)],
         "figures": figures(st, exp.curves, axes, variants, colors, metric),
         "budget": budget_sections(runs, exp.curves, exp.claims, axes), "sweep": speed_sweep(runs, axes),
         "tuning": tuning_section(every_run, runs, exp.tune, colors),
