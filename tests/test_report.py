@@ -455,3 +455,12 @@ def test_the_page_opens_with_the_per_arm_table_and_folds_the_other_metrics(tmp_p
     summary = html.split('<h2 id="summary">')[1].split("<h2")[0]
     visible, folded = summary.split("<details>")
     assert "val_loss" in visible and "train_loss" not in visible and "train_loss" in folded
+
+
+def test_the_per_arm_table_shows_the_step_cap_and_the_epochs_the_runs_trained(tmp_path):
+    exp = make_experiment(claim=CLAIM)
+    exp.runs["steps"], exp.runs["epochs"] = 400, 0.25        # a time budget ended the runs a quarter epoch in
+    _, html = render(exp, tmp_path)
+    arms = html.split('<h2 id="arms">')[1].split("</table>")[0]
+    assert "step cap" in arms and "epochs trained" in arms
+    assert arms.count(">400<") == 2 and arms.count(">0.250<") == 2

@@ -107,7 +107,8 @@ ARM_DEVICE_COLUMNS = ("charrnn.device", "device")    # the resolved device (prov
 
 def arm_table(st: RunStats, variants: list[str], metric: str) -> dict[str, Any]:
     """The page's first table, as a paper gives it: per arm the question's metric (mean [95 % CI]
-    (n)), parameters, training steps, device and training time (mean s)."""
+    (n)), parameters, the step cap (a time budget or early stopping may end a run before it), the
+    epochs the runs trained (mean), device and training time (mean s)."""
     runs = st.runs
     values = st.cells(metric, variants)
     wall = st.cells("wall_time_s", variants)
@@ -117,9 +118,16 @@ def arm_table(st: RunStats, variants: list[str], metric: str) -> dict[str, Any]:
     for i, v in enumerate(variants):
         arm = runs[runs["variant"] == v]
         rows.append({"variant": v, "metric": interval_text(values[i]), "params": _params_text(params, v),
-                     "steps": _distinct(arm, "steps"), "device": _distinct(arm, device) if device else "n/a",
+                     "steps": _distinct(arm, "steps"), "epochs": _mean_text(arm, "epochs"),
+                     "device": _distinct(arm, device) if device else "n/a",
                      "time": "n/a" if wall[i].n == 0 else number(wall[i].mean)})
     return {"metric": _header(metric), "rows": rows}
+
+
+def _mean_text(runs: pd.DataFrame, column: str) -> str:
+    """The column's mean over an arm's runs (what the runs did, e.g. epochs trained), or n/a."""
+    values = pd.to_numeric(runs[column], errors="coerce").dropna() if column in runs else pd.Series(dtype=float)
+    return "n/a" if values.empty else number(float(values.mean()))
 
 
 def _distinct(runs: pd.DataFrame, column: str) -> str:
