@@ -69,3 +69,18 @@ def test_trainability_needs_delta_and_a_comparison():
     with pytest.raises(ClaimError, match="delta"):
         claim(delta=None)
     assert claim().margin == 0.0 and claim().expected_sign == 1
+
+
+def test_runs_that_hit_the_cap_are_counted_and_named_in_the_reason():
+    frame = runs().assign(converged=1)
+    frame.loc[frame.index[:3], "converged"] = 0
+    (v,) = judge_claims(frame, [claim()], ["cell"])
+    assert v.label == "reproduced"
+    assert v.reason.startswith("3 of 80 runs stopped at the step cap before converging and count with their loss")
+
+
+def test_a_trainability_claim_requiring_convergence_is_not_tested_on_capped_runs():
+    """No lower-bound reading for fractions: the arm claimed better being capped does not rescue it."""
+    frame = runs().assign(converged=[0 if cell == "gru" else 1 for cell in runs()["cell"]])
+    (v,) = judge_claims(frame, [claim(requires="converged")], ["cell"])
+    assert v.label == "not tested" and v.reason == "40 of 80 runs stopped at the step cap before converging"

@@ -9,6 +9,7 @@ import pytest
 from charrnn.science.claims import COMPARISON, EQUAL_TO_REFERENCE, EQUIVALENCE, THRESHOLD, Claim
 from charrnn.science import estimates
 from charrnn.science.estimates import mean_ci
+from charrnn.science.tested import CONVERGED_BOUND
 from charrnn.science.verdicts import (CONTRADICTED, EQUIVALENT, NOT_TESTED, REPRODUCED, UNDERPOWERED, differences,
                                       holm, judge, power_numbers)
 
@@ -275,6 +276,20 @@ def test_a_claim_requiring_convergence_is_not_tested_on_runs_that_hit_the_cap():
     assert capped.reason == "2 of 10 runs stopped at the step cap before converging"
     done = run_judge(runs.assign(converged=1), CONVERGED_CLAIM)
     assert done.label == REPRODUCED and done.converged == "true"
+
+
+def test_only_the_better_arm_capped_gives_a_lower_bound_that_can_reproduce_and_nothing_else():
+    capped_better = [1, 1, 1, 1, 1, 0, 0, 1, 0, 0]            # add (claimed worse) converged; concat capped
+    better = table(add=[2.0, 2.01, 2.02, 2.0, 2.01], concat=[1.5, 1.51, 1.52, 1.5, 1.51])
+    v = run_judge(better.assign(converged=capped_better), CONVERGED_CLAIM)
+    assert v.label == REPRODUCED and v.converged == CONVERGED_BOUND
+    assert v.reason.startswith("4 of 5 runs of the arm claimed better stopped at the step cap") and "lower bound" in v.reason
+    worse = table(add=[1.5, 1.51, 1.52, 1.5, 1.51], concat=[2.0, 2.01, 2.02, 2.0, 2.01])
+    v = run_judge(worse.assign(converged=capped_better), CONVERGED_CLAIM)
+    assert v.label == NOT_TESTED and v.reason.endswith("the bound decides only a reproduced effect, and this one is "
+                                                       "contradicted")
+    worse_arm_capped = [0, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    assert run_judge(better.assign(converged=worse_arm_capped), CONVERGED_CLAIM).label == NOT_TESTED
 
 
 def test_convergence_not_logged_cannot_be_checked_and_says_so():

@@ -13,6 +13,7 @@ import pandas as pd
 from charrnn import registry
 from charrnn.config import format_value as _text
 from charrnn.science import estimates
+from charrnn.science.claim_options import TRAINABILITY
 from charrnn.science.claims import Claim, ClaimKind
 from charrnn.science.pairing import _usable, arms
 
@@ -83,29 +84,77 @@ def learning_check(runs: pd.DataFrame, claim: Claim) -> tuple[str, str, str]:
 
 CONVERGED_COLUMNS = ("converged", "final_converged")   # a param or a metric, 1 / 0 per run
 CONVERGED_NA, CONVERGED_UNKNOWN = "not required", "not logged"
+CONVERGED_BOUND = "better arm capped"   # only the arm claimed better hit the cap: its effect is a lower bound
+
+
+def _flags(runs: pd.DataFrame, claim: Claim) -> pd.Series | None:
+    """Each usable run's converged flag (1 / 0 / NaN); None when no run logs one."""
+    runs = runs[_usable(runs, claim.column)]
+    column = next((c for c in CONVERGED_COLUMNS if c in runs), None)
+    flags = pd.to_numeric(runs[column], errors="coerce") if column else pd.Series(dtype=float)
+    return None if column is None or flags.isna().all() else flags
 
 
 def convergence_check(runs: pd.DataFrame, claim: Claim) -> tuple[str, str, str]:
     """(`converged`, failure, note) of a claim that requires converged runs (`requires: converged`):
     "true" when every judged run stopped by patience; "false" with the failure "not tested: k of n
     runs stopped at the step cap before converging"; "not logged" when the runs do not say (the
-    requirement cannot be checked: the note says so and the verdict is a budget-bound result)."""
+    requirement cannot be checked: the note says so and the verdict is a budget-bound result).
+    CONVERGED_BOUND for a directional comparison whose capped runs are all in the arm claimed
+    better while every run of the other arm converged: the capped arm's metric is read at its
+    best-validation checkpoint, which more steps can only improve, so the measured effect is a
+    lower bound of the converged one. Such a claim can be reproduced, nothing else (`bound_verdict`)."""
     if claim.requires != "converged":
         return CONVERGED_NA, "", ""
-    judged = runs if claim.against_reference else pd.concat(arms(runs, claim))
-    judged = judged[_usable(judged, claim.column)]
-    column = next((c for c in CONVERGED_COLUMNS if c in judged), None)
-    flags = pd.to_numeric(judged[column], errors="coerce") if column else pd.Series(dtype=float)
-    if column is None or flags.isna().all():
+    named = [runs] if claim.against_reference else list(arms(runs, claim))
+    flags = [_flags(part, claim) for part in named]
+    if any(f is None for f in flags):
         return CONVERGED_UNKNOWN, "", ("convergence not logged: this claim requires converged runs and it cannot "
                                        "be checked, so the verdict is a budget-bound result; ")
-    capped = int((flags == 0).sum())
-    unknown = int(flags.isna().sum())
+    every = pd.concat(flags)
+    capped, unknown = int((every == 0).sum()), int(every.isna().sum())
+    failure = f"{capped} of {len(every)} runs stopped at the step cap before converging"
+    if capped and _only_better_arm_capped(claim, flags):
+        return CONVERGED_BOUND, "", (f"{capped} of {len(flags[0])} runs of the arm claimed better stopped at the "
+                                     "step cap while every run of the other arm converged: more steps could only "
+                                     "lower the capped arm's best-validation loss, so the effect is a lower bound; ")
     if capped:
-        return "false", f"{capped} of {len(flags)} runs stopped at the step cap before converging", ""
+        return "false", failure, ""
     if unknown:
-        return CONVERGED_UNKNOWN, "", f"{unknown} of {len(flags)} runs did not log convergence; "
+        return CONVERGED_UNKNOWN, "", f"{unknown} of {len(every)} runs did not log convergence; "
     return "true", "", ""
+
+
+def capped_note(runs: pd.DataFrame, claim: Claim) -> str:
+    """For a claim judged on runs some of which hit the step cap without requiring convergence (a
+    trainability claim over a learning-rate grid): how many, read at their cap ("" when none)."""
+    parts = [_flags(part, claim) for part in ([runs] if claim.against_reference else arms(runs, claim))]
+    flags = pd.concat([f for f in parts if f is not None]) if any(f is not None for f in parts) else None
+    capped = 0 if flags is None else int((flags == 0).sum())
+    return (f"{capped} of {len(flags)} runs stopped at the step cap before converging and count with their loss at "
+            "the cap (a budget-bound reading); ") if capped else ""
+
+
+def _only_better_arm_capped(claim: Claim, flags: list[pd.Series]) -> bool:
+    """A directional comparison of two arms whose capped runs are all in the arm claimed better
+    (the value arm), every run of the other arm converged, on a held-out loss read at the
+    best-validation checkpoint (val_* or test_*; a training loss there has no such bound).
+    Not a trainability claim: its fractions over a learning-rate grid have no such monotone bound."""
+    if (claim.against_reference or claim.is_equivalence or claim.kind is not ClaimKind.COMPARISON or len(flags) != 2
+            or claim.method == TRAINABILITY):
+        return False
+    better, worse = flags
+    held_out_loss = claim.metric.startswith(("val_", "test_")) and claim.metric.endswith("loss")
+    return bool((better == 0).any() and (worse == 1).all() and held_out_loss)
+
+
+def bound_verdict(label: str, reproduced: str, capped_note: str) -> tuple[bool, str]:
+    """(keep the label, failure) for a CONVERGED_BOUND claim: a lower bound of the effect decides
+    only in the claimed direction, so any other label reads not tested."""
+    if label == reproduced:
+        return True, ""
+    return False, (capped_note.rstrip("; ") + f"; the bound decides only a reproduced effect, and this one is "
+                   f"{label}")
 
 
 # --------------------------------------------------------------------------- manipulation checks

@@ -17,7 +17,9 @@ Columns (ROW_COLUMNS; the report adds `experiment`, `adjusted_verdict` and `p_ad
   size of the claim's Holm family once the suite is known), `power_basis` ("observed": from the
   observed sd; "planned" numbers come from a claim's `plan:` before any run);
 - `converged`: for a claim that requires converged runs, "true", "false" (the verdict is then `not
-  tested`) or "not logged" (cannot be checked: the reason says so); else "not required";
+  tested`), "better arm capped" (only the arm claimed better hit the cap: the effect is a lower
+  bound, reproduced or not tested) or "not logged" (cannot be checked: the reason says so); else
+  "not required";
 - `learned`: "true" when every judged arm beat its trivial baseline (`baseline_<metric>`),
   "false" (the verdict is then `not tested`), "not applicable" (a metric without a baseline, e.g.
   tokens/s) or "baseline not logged";

@@ -41,8 +41,9 @@ from charrnn.science.estimates import (ALPHA, CONTRADICTED, DECIDED, EQUIVALENT,
                                        REPRODUCED, T_METHOD, UNDERPOWERED, Interval, adjusted_label, holm_p,
                                        mean_ci)
 from charrnn.science.pairing import arms, differences, scoped  # noqa: F401  (also used through this module)
-from charrnn.science.tested import (LEARNED_NA, LEARNED_UNKNOWN, LEARNED_WORSE_ONLY,  # noqa: F401
-                                    convergence_check, learning_check, manipulation_failure)
+from charrnn.science.tested import (CONVERGED_BOUND, LEARNED_NA, LEARNED_UNKNOWN, LEARNED_WORSE_ONLY,  # noqa: F401
+                                    bound_verdict, capped_note, convergence_check, learning_check,
+                                    manipulation_failure)
 STABLE_NA = "not applicable"
 PREREG_UNKNOWN = "not checked"
 
@@ -148,6 +149,7 @@ def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPH
         converged, capped, note = convergence_check(runs, claim)
         if capped:
             return Verdict(claim, NOT_TESTED, capped, mean_ci([]), alpha=alpha, converged=converged)
+        note = note or capped_note(runs, claim)
         return trainability_verdict(runs, claim, alpha, note, converged=converged)
     diffs, paired, n_unpaired, n_failed = differences(runs, claim, axes)
     d = mean_ci(diffs.to_numpy(), 1 - alpha)
@@ -168,6 +170,10 @@ def judge(runs: pd.DataFrame, claim: Claim, axes: list[str], alpha: float = ALPH
     if d.n < 2:
         return Verdict(claim, UNDERPOWERED, f"{notes}{d.n} usable seed(s): an interval needs 2{extra}", d, **common)
     label, p = decide(d, claim, alpha)
+    if converged == CONVERGED_BOUND:
+        keep, bound_failure = bound_verdict(label, REPRODUCED, converge_note)
+        if not keep:
+            return Verdict(claim, NOT_TESTED, learn_note + bound_failure + extra, d, **common)
     mde, needed, power = power_numbers(d, claim, alpha)
     p = min(1.0, p * looks)          # on the scale of the suite's α (Holm compares it with ALPHA)
     reason = notes + _zero_spread_note(d) + _reason(label, claim) + extra
