@@ -6,7 +6,7 @@ import pytest
 from grid_support import REPO
 
 from charrnn.report.findings import (FINDINGS_END, FINDINGS_START, findings_markdown, main, read_provenance,
-                                     splice)
+                                     side_by_side_markdown, splice)
 
 FINDINGS = REPO / "docs" / "findings.md"
 ROW = {"experiment": "hidden_init", "claim": "zero_beats_epoch_zero", "metric": "test_loss", "effect": -0.002,
@@ -94,3 +94,41 @@ def test_an_unreadable_verdicts_csv_is_refused(tmp_path, content):
     doc.write_text(f"{FINDINGS_START}\n{FINDINGS_END}\n")
     verdicts.write_text(content)
     assert main([str(verdicts), str(doc)]) == 2
+
+
+# --------------------------------------------------------------------------- quick and converged side by side
+
+def both(quick: dict, converged: dict) -> str:
+    q = pd.DataFrame([{**ROW, "tests": "source", **quick}])
+    c = pd.DataFrame([{**ROW, "tests": "source", **converged}])
+    return side_by_side_markdown(q, c, "quick", "conv")
+
+
+def test_side_by_side_gives_both_verdicts_on_one_line_and_no_flip_when_they_agree():
+    text = both({}, {"effect": -0.004})
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("- ")]
+    assert line.startswith("- zero_beats_epoch_zero — quick: [**underpowered**](quick/hidden_init.html) (")
+    assert " · converged: [**underpowered**](conv/hidden_init.html) (" in line and "Flip" not in line
+    assert "0 flip(s)" in text
+
+
+def test_a_flip_from_not_tested_names_the_quick_reason_and_the_moved_effect():
+    capped = "10 of 10 runs stopped at the step cap before converging"
+    text = both({"verdict": "not tested", "adjusted_verdict": "not tested", "reason": capped},
+                {"verdict": "reproduced", "adjusted_verdict": "reproduced", "effect": 0.05, "low": 0.02, "high": 0.08})
+    line = text.splitlines()[-1]
+    assert f"**Flip**: quick was not tested ({capped})" in line
+    assert "trained to convergence the effect moved from −0.00200 nats/char" in line and "to +0.0500 nats/char" in line
+    assert "1 flip(s)" in text
+
+
+def test_a_flip_to_not_tested_gives_the_converged_reason():
+    line = both({}, {"verdict": "not tested", "adjusted_verdict": "not tested", "reason": "why"}).splitlines()[-1]
+    assert line.endswith("**Flip**: converged runs leave it untested: why.")
+
+
+def test_a_claim_new_in_the_converged_suite_is_not_a_flip():
+    q = pd.DataFrame([{**ROW, "tests": "source", "claim": "other"}])
+    c = pd.DataFrame([{**ROW, "tests": "source"}])
+    line = side_by_side_markdown(q, c, "quick", "conv").splitlines()[-1]
+    assert "quick: not in this suite" in line and "Flip" not in line

@@ -464,3 +464,12 @@ def test_the_per_arm_table_shows_the_step_cap_and_the_epochs_the_runs_trained(tm
     arms = html.split('<h2 id="arms">')[1].split("</table>")[0]
     assert "step cap" in arms and "epochs trained" in arms
     assert arms.count(">400<") == 2 and arms.count(">0.250<") == 2
+
+
+def test_the_per_arm_table_counts_the_runs_that_converged(tmp_path):
+    exp = make_experiment(claim=CLAIM)                     # add and concat, 3 seeds each
+    exp.runs["converged"] = [1 if (arm == "add" or seed == 0) else 0
+                             for arm, seed in zip(exp.runs["input_combine"], exp.runs["seed"].astype(int))]
+    _, html = render(exp, tmp_path)
+    arms = html.split('<h2 id="arms">')[1].split("</table>")[0]
+    assert "<th>converged</th>" in arms and ">3 of 3<" in arms and ">1 of 3<" in arms

@@ -1,8 +1,12 @@
 """docs/findings.md, written from a suite's `verdicts.csv` alone: one plain-language line per claim.
 
-    python -m charrnn.report.findings reports/examples/verdicts.csv docs/findings.md
+    python -m charrnn.report.findings reports/examples/verdicts.csv docs/findings.md \
+        [--converged reports/examples/converged/verdicts.csv]
 
-rewrites the lines between the file's FINDINGS_START and FINDINGS_END markers. Each line gives the
+rewrites the lines between the file's FINDINGS_START and FINDINGS_END markers and, with
+`--converged`, those between SIDE_BY_SIDE_START and SIDE_BY_SIDE_END: for every claim of the
+converged suite, its quick and converged verdicts on one line, and for each flip what changed
+(`side_by_side_markdown`). Each line gives the
 claim, its verdict after Holm (and the raw one where they differ), the effect in the claimed direction
 with its interval in the metric's units, n, whether the verdict depends on the budget, and a link to
 the claim's page; first the suite's provenance (its `provenance.json`: commit, machine, torch and
@@ -28,6 +32,9 @@ from .base import ReportError, rewrite_document, splice_between
 
 FINDINGS_START = "<!-- findings:start (generated from verdicts.csv: python -m charrnn.report.findings) -->"
 FINDINGS_END = "<!-- findings:end -->"
+SIDE_BY_SIDE_START = ("<!-- side-by-side:start (generated from both suites' verdicts.csv: "
+                      "python -m charrnn.report.findings --converged) -->")
+SIDE_BY_SIDE_END = "<!-- side-by-side:end -->"
 SCOPES = (("source", "What the sources said"), ("extrapolation", "Our extrapolations"),
           ("self-check", "Self-checks of the harness (exact checks against a numerical tolerance, outside Holm)"))
 
@@ -116,6 +123,62 @@ def findings_markdown(verdicts: pd.DataFrame, pages: str = "../reports/examples"
     return "\n\n".join(blocks)
 
 
+def _short_verdict(row: pd.Series | None, page: str) -> str:
+    """`[**reproduced**](page) (+0.05 nats/char [0.01 to 0.09], n = 5)`, or `not judged` without a row."""
+    if row is None:
+        return "not in this suite"
+    text = f"[**{row['adjusted_verdict']}**]({page})"
+    return text + (f" ({effect_text(row)})" if math.isfinite(row["effect"]) else "")
+
+
+def flip_reason(quick: pd.Series, converged: pd.Series) -> str:
+    """What changed between a claim's quick and converged verdicts ("" when the verdict held): the
+    reason of a side that was not tested, the effects that moved, a family that changed Holm's step."""
+    before, after = quick["adjusted_verdict"], converged["adjusted_verdict"]
+    if before == after:
+        return ""
+    if after == "not tested":
+        return f"converged runs leave it untested: {converged['reason']}"
+    why = []
+    if before == "not tested":
+        why.append(f"quick was not tested ({quick['reason']})")
+    elif quick["verdict"] == converged["verdict"]:
+        why.append(f"the same verdict on its own ({converged['verdict']}) lands differently after Holm in a "
+                   "family of other size or p-values")
+    if math.isfinite(quick["effect"]) and math.isfinite(converged["effect"]):
+        why.append(f"trained to convergence the effect moved from {effect_text(quick)} to {effect_text(converged)}")
+    if str(quick.get("tests")) != str(converged.get("tests")) and isinstance(quick.get("tests"), str):
+        why.append(f"relabelled from {quick['tests']} to {converged['tests']}")
+    return "; ".join(why)
+
+
+def side_by_side_markdown(quick: pd.DataFrame, converged: pd.DataFrame, quick_pages: str, converged_pages: str) -> str:
+    """One line per claim of the converged suite, by scope and experiment: its quick verdict and
+    effect, its converged ones, and for a flip what changed (`flip_reason`)."""
+    by_claim = {row["claim"]: row for _, row in quick.iterrows()}
+    flips = 0
+    blocks = []
+    scopes = SCOPES if "tests" in converged else (("", ""),)
+    for scope, title in scopes:
+        rows = converged[converged["tests"] == scope] if scope else converged
+        if not len(rows):
+            continue
+        blocks += [f"### {title}"] if title else []
+        for experiment, group in rows.groupby("experiment", sort=False):
+            lines = []
+            for _, row in group.iterrows():
+                before = by_claim.get(row["claim"])
+                reason = flip_reason(before, row) if before is not None else ""
+                flips += bool(reason)
+                lines.append(f"- {row['claim']} — quick: {_short_verdict(before, f'{quick_pages}/{experiment}.html')}"
+                             f" · converged: {_short_verdict(row, f'{converged_pages}/{experiment}.html')}"
+                             + (f". **Flip**: {reason}." if reason else "."))
+            blocks.append(f"**{experiment}**\n\n" + "\n".join(lines))
+    head = (f"{len(converged)} claims of {converged['experiment'].nunique()} grids judged on both profiles' runs; "
+            f"{flips} flip(s) between the quick and the converged verdict (after Holm), each with what changed.")
+    return "\n\n".join([head] + blocks)
+
+
 def read_verdicts(path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(path)
@@ -137,11 +200,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Rewrite a markdown file's findings from a verdicts.csv.")
     parser.add_argument("verdicts", type=Path)
     parser.add_argument("document", type=Path, help="markdown file with the findings markers (docs/findings.md)")
+    parser.add_argument("--converged", type=Path, default=None,
+                        help="the converged suite's verdicts.csv: also rewrite the side-by-side section")
     args = parser.parse_args(argv)
 
     def rewrite(text: str) -> str:
-        return splice(text, findings_markdown(read_verdicts(args.verdicts), pages_link(args.verdicts, args.document),
+        quick = read_verdicts(args.verdicts)
+        text = splice(text, findings_markdown(quick, pages_link(args.verdicts, args.document),
                                               read_provenance(args.verdicts)))
+        if args.converged is None:
+            return text
+        converged = read_verdicts(args.converged)
+        provenance = read_provenance(args.converged)
+        block = side_by_side_markdown(quick, converged, pages_link(args.verdicts, args.document),
+                                      pages_link(args.converged, args.document))
+        block = "\n\n".join(([f"Converged suite: {provenance_text(provenance)}"] if provenance else []) + [block])
+        return splice_between(text, block, SIDE_BY_SIDE_START, SIDE_BY_SIDE_END)
     return rewrite_document(args.document, rewrite, "findings")
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ ARM_DEVICE_COLUMNS = ("charrnn.device", "device")    # the resolved device (prov
 def arm_table(st: RunStats, variants: list[str], metric: str) -> dict[str, Any]:
     """The page's first table, as a paper gives it: per arm the question's metric (mean [95 % CI]
     (n)), parameters, the step cap (a time budget or early stopping may end a run before it), the
-    epochs the runs trained (mean), device and training time (mean s)."""
+    epochs the runs trained (mean), how many runs converged (stopped by patience before the cap),
+    device and training time (mean s)."""
     runs = st.runs
     values = st.cells(metric, variants)
     wall = st.cells("wall_time_s", variants)
@@ -119,9 +120,16 @@ def arm_table(st: RunStats, variants: list[str], metric: str) -> dict[str, Any]:
         arm = runs[runs["variant"] == v]
         rows.append({"variant": v, "metric": interval_text(values[i]), "params": _params_text(params, v),
                      "steps": _distinct(arm, "steps"), "epochs": _mean_text(arm, "epochs"),
+                     "converged": _count_text(arm, "converged"),
                      "device": _distinct(arm, device) if device else "n/a",
                      "time": "n/a" if wall[i].n == 0 else number(wall[i].mean)})
     return {"metric": _header(metric), "rows": rows}
+
+
+def _count_text(runs: pd.DataFrame, column: str) -> str:
+    """`4 of 5`: the runs whose 0/1 column is 1, of those that log it; n/a when none does."""
+    values = pd.to_numeric(runs[column], errors="coerce").dropna() if column in runs else pd.Series(dtype=float)
+    return "n/a" if values.empty else f"{int((values == 1).sum())} of {len(values)}"
 
 
 def _mean_text(runs: pd.DataFrame, column: str) -> str:
