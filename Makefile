@@ -65,7 +65,8 @@ report: $(STAMP)
 
 # docs/findings.md, rewritten from the committed suite's verdicts.csv
 findings: $(STAMP)
-	$(BIN)/python -m charrnn.report.findings reports/examples/verdicts.csv docs/findings.md
+	$(BIN)/python -m charrnn.report.findings reports/examples/verdicts.csv docs/findings.md \
+		--converged reports/examples/converged/verdicts.csv
 
 # results/examples/quick-suite-times.txt (after its # header), rewritten from the committed suite's runs
 suite-times: $(STAMP)
@@ -76,6 +77,8 @@ suite-times: $(STAMP)
 claims-history: $(STAMP)
 	$(BIN)/python -m charrnn.report.claims_history results/examples/claims-history.csv \
 		reports/examples/verdicts.csv docs/claims-history.md
+	$(BIN)/python -m charrnn.report.claims_history results/examples/claims-history.csv \
+		reports/examples/converged/verdicts.csv docs/claims-history.md --profile converged
 
 # Every generated part of docs/: the findings, the claims history, the config-key table (from TrainConfig) and
 # the per-grid claims list (from ablations/*.yaml)

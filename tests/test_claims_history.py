@@ -9,6 +9,7 @@ from charrnn.report.claims_history import (COLUMNS, current_suite, history_markd
 
 HISTORY = REPO / "results" / "examples" / "claims-history.csv"
 VERDICTS = REPO / "reports" / "examples" / "verdicts.csv"
+CONVERGED = REPO / "reports" / "examples" / "converged" / "verdicts.csv"
 
 
 def verdict(claim, adjusted="reproduced", **extra):
@@ -29,6 +30,7 @@ def row_of(markdown, claim):
 
 def test_docs_claims_history_is_the_committed_history_and_verdicts_rendered():
     history = with_current(read_history(HISTORY), current_suite(VERDICTS))
+    history = with_current(history, current_suite(CONVERGED, "converged"))
     assert (REPO / "docs" / "claims-history.md").read_text(encoding="utf-8") == history_markdown(history)
     assert len(history) == len(read_history(HISTORY))   # the committed verdicts.csv is already its last version
 
@@ -78,3 +80,23 @@ def test_the_history_seeds_from_every_commit_of_a_verdicts_csv(tmp_path):
     out_csv, doc = tmp_path / "history.csv", tmp_path / "claims-history.md"
     assert main([str(out_csv), str(path), str(doc), "--seed-from-git"]) == 0
     assert "dropped (last: reproduced" in row_of(doc.read_text(encoding="utf-8"), "b")[-2]
+
+
+def test_each_profile_is_its_own_series_and_a_converged_suite_drops_no_quick_claim():
+    quick = version("v1", verdict("a"), verdict("b"))
+    converged = suite_rows(pd.DataFrame([verdict("a", "contradicted")]), "v2", "2026-12-07", "converged")
+    history = with_current(quick, converged)
+    page = history_markdown(history)
+    assert page.index("## The quick suite") < page.index("## The converged suite")
+    quick_part, converged_part = page.split("## The converged suite")
+    assert "dropped after" not in page and "| depth_residual | b |" not in converged_part
+    assert "| depth_residual | a | reproduced (+0.5) | reproduced | added in v1 |" in quick_part
+    assert "| depth_residual | a | contradicted (+0.5) | contradicted | added in v2 |" in converged_part
+    again = suite_rows(pd.DataFrame([verdict("a", "contradicted")]), "v3", "2026-12-08", "converged")
+    assert with_current(history, again).equals(history)      # the same converged suite rendered again
+
+
+def test_a_history_written_before_profiles_reads_as_quick(tmp_path):
+    path = tmp_path / "history.csv"
+    version("v1", verdict("a")).drop(columns="profile").to_csv(path, index=False)
+    assert list(read_history(path)["profile"]) == ["quick"] and list(read_history(path).columns) == COLUMNS

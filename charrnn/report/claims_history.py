@@ -1,7 +1,7 @@
 """docs/claims-history.md: every claim any committed suite judged, with its verdict in each suite version.
 
     python -m charrnn.report.claims_history results/examples/claims-history.csv \
-        reports/examples/verdicts.csv docs/claims-history.md [--seed-from-git]
+        reports/examples/verdicts.csv docs/claims-history.md [--seed-from-git] [--profile converged]
 
 The history lives in a committed csv (one row per suite version and claim), so a shallow clone has
 it too. Each call appends the current `verdicts.csv` as a new version unless it judges exactly what
@@ -9,7 +9,9 @@ the last version did, writes the csv back and renders the page: per claim its ve
 every version, and what happened to it (added, edited, relabelled, flipped, dropped). A claim dropped
 after it got a verdict stays listed with its last verdict. `--seed-from-git` rebuilds the csv from
 every commit of the verdicts.csv in git (those versions are named by the commit that committed
-them; later ones by the commit in the suite's provenance.json).
+them; later ones by the commit in the suite's provenance.json). Each profile (the quick suite, the
+converged suite) is its own series of versions with its own table: a converged suite is not a new
+version of the quick one.
 """
 from __future__ import annotations
 
@@ -24,15 +26,17 @@ import pandas as pd
 from .base import ReportError
 from .findings import read_provenance, read_verdicts
 
-COLUMNS = ["suite", "date", "experiment", "claim", "tests", "metric", "description", "source", "verdict",
+COLUMNS = ["suite", "date", "profile", "experiment", "claim", "tests", "metric", "description", "source", "verdict",
            "adjusted_verdict", "effect", "effect_sense", "low", "high", "n"]
 SAME_SUITE = ["experiment", "claim", "tests", "description", "verdict", "adjusted_verdict", "effect"]
 ABSENT = "—"
+DEFAULT_PROFILE = "quick"        # the profile of every version recorded before the column existed
 
 
-def suite_rows(verdicts: pd.DataFrame, suite: str, date: str) -> pd.DataFrame:
+def suite_rows(verdicts: pd.DataFrame, suite: str, date: str, profile: str = DEFAULT_PROFILE) -> pd.DataFrame:
     """One suite version's rows in the history's columns (a column an older csv lacks stays empty)."""
-    rows = verdicts.reindex(columns=COLUMNS[2:]).copy()
+    rows = verdicts.reindex(columns=COLUMNS[3:]).copy()
+    rows.insert(0, "profile", profile)
     rows.insert(0, "date", date)
     rows.insert(0, "suite", suite)
     return rows
@@ -64,10 +68,11 @@ def _signature(rows: pd.DataFrame) -> set[tuple]:
 
 
 def with_current(history: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
-    """`history` with the suite version `current` appended, unless the last version judged the same
-    claims the same way (the same suite rendered again)."""
-    if len(history):
-        last = history[history["suite"] == history["suite"].iloc[-1]]
+    """`history` with the suite version `current` appended, unless the last version of its profile
+    judged the same claims the same way (the same suite rendered again)."""
+    same_profile = history[history["profile"] == current["profile"].iloc[0]] if len(current) else history
+    if len(same_profile):
+        last = same_profile[same_profile["suite"] == same_profile["suite"].iloc[-1]]
         if _signature(last) == _signature(current):
             return history
     return pd.concat([history, current], ignore_index=True)[COLUMNS]
@@ -115,21 +120,28 @@ def verdict_cell(row: pd.Series) -> str:
 
 
 def history_markdown(history: pd.DataFrame) -> str:
-    """The page: the suite versions, then one table row per claim ever judged."""
+    """The page: per profile, its suite versions, then one table row per claim it ever judged."""
+    lines = ["# Claims history", "",
+             "Generated from `results/examples/claims-history.csv` and the committed suites' `verdicts.csv` "
+             "(`make claims-history`); never typed by hand. Each profile is its own series of suite "
+             "versions. Each column is a committed suite version, named by its commit; each cell the "
+             "claim's verdict after Holm in that version with its effect in the claimed direction "
+             "(positive: as claimed; units per claim on its page; Δ: a version that wrote the raw difference "
+             f"of the arms instead), {ABSENT} where it was not judged. A claim dropped from its grid "
+             "stays listed with the verdict it last had. The versions before the suite recorded its "
+             "provenance are the commits of `reports/examples/verdicts.csv` in git; later versions are "
+             "named by the commit in their `provenance.json`."]
+    for profile in dict.fromkeys(history["profile"]):
+        lines += ["", f"## The {profile} suite", ""] + _profile_tables(history[history["profile"] == profile])
+    return "\n".join(lines) + "\n"
+
+
+def _profile_tables(history: pd.DataFrame) -> list[str]:
+    """One profile's versions table and its claims table."""
     versions = list(dict.fromkeys(history["suite"]))
     dates = history.groupby("suite", sort=False)["date"].first()
     latest = versions[-1]
-    lines = ["# Claims history", "",
-             "Generated from `results/examples/claims-history.csv` and the committed "
-             "`reports/examples/verdicts.csv` (`make claims-history`); never typed by hand. Each column is "
-             "a committed suite version, named by its commit; each cell the claim's verdict after Holm "
-             "in that version with its effect in the claimed direction (positive: as claimed; units "
-             "per claim on its page; Δ: a version that wrote the raw difference of the arms instead), "
-             f"{ABSENT} where it was not judged. A claim dropped from its grid "
-             "stays listed with the verdict it last had. The versions before the suite recorded its "
-             "provenance are the commits of `reports/examples/verdicts.csv` in git; later versions are "
-             "named by the commit in their `provenance.json`.", "",
-             "| version | date | claims judged |", "|---|---|---|"]
+    lines = ["| version | date | claims judged |", "|---|---|---|"]
     lines += [f"| {v} | {dates[v]} | {int((history['suite'] == v).sum())} |" for v in versions]
     lines += ["", "| grid | claim | " + " | ".join(versions) + " | now | history |",
               "|---|---|" + "---|" * len(versions) + "---|---|"]
@@ -142,23 +154,26 @@ def history_markdown(history: pd.DataFrame) -> str:
             f"dropped (last: {last['adjusted_verdict']}, {last['suite']})"
         events = "; ".join(claim_events(versions, rows))
         lines.append(f"| {experiment} | {claim} | " + " | ".join(cells) + f" | {now} | {events} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def read_history(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, dtype={"suite": str, "date": str})
+        history = pd.read_csv(path, dtype={"suite": str, "date": str})
     except FileNotFoundError:
         return pd.DataFrame(columns=COLUMNS)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ReportError(f"history={str(path)!r}: not a readable claims-history csv ({err})") from None
+    history["profile"] = history["profile"].fillna(DEFAULT_PROFILE) if "profile" in history else DEFAULT_PROFILE
+    return history.reindex(columns=COLUMNS)
 
 
-def current_suite(verdicts_path: Path) -> pd.DataFrame:
-    """The current verdicts.csv as a suite version, named by its provenance.json (else `current`)."""
+def current_suite(verdicts_path: Path, profile: str = DEFAULT_PROFILE) -> pd.DataFrame:
+    """The current verdicts.csv as a suite version of `profile`, named by its provenance.json (else
+    `current`)."""
     suite = read_provenance(verdicts_path) or {}
     return suite_rows(read_verdicts(verdicts_path), str(suite.get("commit", "current")),
-                      str(suite.get("date", ""))[:10])
+                      str(suite.get("date", ""))[:10], profile)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,10 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("document", type=Path, help="the page to write (docs/claims-history.md)")
     parser.add_argument("--seed-from-git", action="store_true",
                         help="rebuild the history from every committed version of the verdicts.csv")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE,
+                        help="the profile the verdicts.csv judged (each profile is its own series; default quick)")
     args = parser.parse_args(argv)
     try:
         history = seed_from_git(args.verdicts) if args.seed_from_git else read_history(args.history)
-        history = with_current(history, current_suite(args.verdicts))
+        history = with_current(history, current_suite(args.verdicts, args.profile))
     except ReportError as err:
         print(f"claims-history: {err}", file=sys.stderr)
         return 2
