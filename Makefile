@@ -53,11 +53,13 @@ bench: $(STAMP)
 grid: $(STAMP)
 	$(BIN)/charrnn grid ablations/$(ABLATION).yaml --profile $(PROFILE) --executor $(EXECUTOR)
 
-# Every claim grid (all ablations/*.yaml but smoke), resumable, then the suite's provenance.json (commit,
-# machine, torch and MLflow versions) and every report + the index.
+# Every claim grid (all ablations/*.yaml but smoke) that defines PROFILE (PROFILE=converged: the grids
+# with a converged profile), resumable, then the suite's provenance.json (commit, machine, torch and
+# MLflow versions) and every report + the index.
 CLAIM_GRIDS := $(filter-out ablations/smoke.yaml,$(sort $(wildcard ablations/*.yaml)))
 ablations: $(STAMP)
-	status=0; for f in $(CLAIM_GRIDS); do $(BIN)/charrnn grid $$f --profile $(PROFILE) --executor $(EXECUTOR) || status=1; done; \
+	status=0; for f in $$($(BIN)/python -m charrnn.grid.spec $(PROFILE) $(CLAIM_GRIDS)); do \
+		$(BIN)/charrnn grid $$f --profile $(PROFILE) --executor $(EXECUTOR) || status=1; done; \
 		$(BIN)/python -m charrnn.provenance && $(BIN)/charrnn report && exit $$status
 
 report: $(STAMP)

@@ -8,7 +8,7 @@ import pytest
 
 from charrnn import registry
 from charrnn.cli import main
-from charrnn.grid.spec import load_grid
+from charrnn.grid.spec import grids_with_profile, load_grid
 from charrnn.science.claims import ClaimKind
 
 ABLATIONS = Path(__file__).resolve().parents[1] / "ablations"
@@ -153,3 +153,10 @@ def test_depth_residual_converged_covers_depths_one_to_eight():
     specs = load_grid(ABLATIONS / "depth_residual.yaml").expand("converged")
     assert sorted({s.config.layers for s in specs}) == [1, 2, 4, 8]
     assert {s.config.residual for s in specs} == {False, True}
+
+
+def test_the_converged_suite_is_every_grid_with_a_source_claim_and_make_ablations_runs_only_those():
+    paths = sorted(str(p) for p in ABLATIONS.glob("*.yaml") if p.stem != "smoke")
+    chosen = grids_with_profile("converged", paths)
+    with_source = [p for p in paths if any(c.tests == "source" for c in load_grid(p).claims)]
+    assert set(with_source) <= set(chosen) and "ablations/grad_clip.yaml" not in " ".join(chosen)

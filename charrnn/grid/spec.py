@@ -389,3 +389,13 @@ def load_grid(path: str | Path) -> Grid:
         grid.expand(profile)
     return grid
 
+
+
+def grids_with_profile(profile: str, paths: list[str]) -> list[str]:
+    """The grid files among `paths` that define `profile` (a suite runs the grids that have it)."""
+    return [p for p in paths if profile in load_grid(p).profile_names]
+
+
+if __name__ == "__main__":   # make ablations: python -m charrnn.grid.spec PROFILE FILE... prints those that define it
+    import sys
+    print(" ".join(grids_with_profile(sys.argv[1], sys.argv[2:])))
