@@ -109,6 +109,9 @@ class Backend:
         return ""
 
 
+TRAINABLE_FRACTION = "trainable_fraction"
+
+
 @dataclass(frozen=True)
 class Metric:
     """A logged metric. `curve`: logged per step/eval (learning curves); `final`: also logged once as
@@ -246,6 +249,10 @@ _METRICS = (
     Metric("step_time_ms", higher_is_better=False, unit="ms", final=False, claim=False),
     # val_loss − train_eval_loss at each eval: both scored alike, at the same point (memorisation)
     Metric("generalization_gap", higher_is_better=False, unit="nats/char"),
+    # derived by a trainability claim from every tuned run (not logged): the share of the learning-rate
+    # grid within δ of the arm's best; only the unit of its effect, in percentage points
+    Metric(TRAINABLE_FRACTION, higher_is_better=True, unit="%", curve=False, final=False, claim=False, margin=0.0,
+           bounds=(0.0, 1.0)),
     # log10 of final_tokens_per_s: a difference of 1 is a 10x speed ratio (margin 1 tests "10x")
     Metric("log10_tokens_per_s", higher_is_better=True, unit="log10 tokens/s", curve=False, margin=0.0,
            speed=True),

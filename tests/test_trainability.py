@@ -12,10 +12,13 @@ LRS = list(np.logspace(-4, -1, 8))          # 8 values over 3 decades
 GRU_WITHIN, VANILLA_WITHIN = [5, 6, 5, 4, 6], [2, 2, 3, 1, 2]
 
 
+def claim_raw(**extra) -> dict:
+    return {"id": "gru_easier", "tests": "source", "regime": "r", "metric": "val_loss", "requires": "any",
+            "expect": {"cell": "gru", "better_than": "vanilla"}, "method": "trainability", "delta": 0.05, **extra}
+
+
 def claim(**extra):
-    raw = {"id": "gru_easier", "tests": "source", "regime": "r", "metric": "val_loss", "requires": "any",
-           "expect": {"cell": "gru", "better_than": "vanilla"}, "method": "trainability", "delta": 0.05, **extra}
-    (c,) = parse_claims({"claims": [raw]}, {"cell": ("gru", "vanilla")})
+    (c,) = parse_claims({"claims": [claim_raw(**extra)]}, {"cell": ("gru", "vanilla")})
     return c
 
 
@@ -84,3 +87,22 @@ def test_a_trainability_claim_requiring_convergence_is_not_tested_on_capped_runs
     frame = runs().assign(converged=[0 if cell == "gru" else 1 for cell in runs()["cell"]])
     (v,) = judge_claims(frame, [claim(requires="converged")], ["cell"])
     assert v.label == "not tested" and v.reason == "40 of 80 runs stopped at the step cap before converging"
+
+
+def test_the_grid_summary_judges_trainability_on_every_tuned_run(tmp_path, monkeypatch):
+    """The parent run's summary (printed at the end of `charrnn grid`) reads every learning rate of a
+    trainability claim, as the report does, not the one run tuning selected per arm and seed."""
+    from grid_support import grid_data, write_grid
+
+    from charrnn.grid import summary
+    from charrnn.grid.spec import load_grid
+
+    raw = claim_raw()
+    data = grid_data(claims=[raw], axes={"cell": ["gru", "vanilla"]}, tune={"lr": [float(x) for x in LRS]},
+                     tune_bounds={"lr": [float(LRS[0]) / 2, float(LRS[-1]) * 2]}, seeds=[0, 1, 2, 3, 4])
+    grid = load_grid(write_grid(tmp_path, data))
+    frame = runs().assign(profile="quick", seed=lambda f: f["seed"].astype(int))
+    frame.attrs["axes"] = ["cell"]
+    monkeypatch.setattr(summary.results, "runs_frame", lambda name, tracker: frame)
+    result = summary.grid_summary(grid, "quick", None, {"finished": len(frame)})
+    assert "**gru_easier** — reproduced" in result.note and "effect +40.0 pp [" in result.note, result.note

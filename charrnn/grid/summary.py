@@ -24,9 +24,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from charrnn import registry
 from charrnn.grid.spec import Grid, RunSpec
 from charrnn.science import results, tuning
+from charrnn.report import numbers
 from charrnn.science.stats import FINISHED, mean_ci
 from charrnn.science.verdict_table import directed_effect
 from charrnn.science.verdicts import Verdict, holm, judge_claims
@@ -60,12 +60,10 @@ def verdict_tags(verdicts: dict[str, str]) -> dict[str, str]:
 
 
 def profile_runs(grid: Grid, profile: str, tracker: Tracker) -> tuple[pd.DataFrame, list[str]]:
-    """The experiment's counted runs of `profile` (the tuned selection where the grid tunes) and
-    the varied axes."""
+    """The experiment's counted runs of `profile`, every tuned value included, and the varied axes."""
     frame = results.runs_frame(grid.name, tracker)
     axes = [a for a in frame.attrs.get("axes", []) if a in frame]
-    frame = frame[frame["profile"] == profile]
-    return (tuning.judged_runs(frame, grid.tune_space) if not frame.empty else frame), axes
+    return frame[frame["profile"] == profile], axes
 
 
 def claim_metrics(verdicts: list[Verdict]) -> dict[str, float]:
@@ -98,17 +96,12 @@ def _number(value: float) -> float | None:
     return float(f"{value:.4g}") if pd.notna(value) else None
 
 
-def _quantity(value: float, metric: str) -> str:
-    unit = registry.METRICS[metric].unit if metric in registry.METRICS else ""
-    return f"{value:.3g}{' ' + unit if unit else ''}"
-
-
 def verdict_line(v: Verdict) -> str:
     """`- **id** — reproduced (after Holm): <claim>; effect +0.0207 nats/char [0.01, 0.03], n = 5`,
     the effect in the claimed direction (positive = as claimed)."""
     effect, low, high = directed_effect(v)
-    interval = f" [{low:.3g}, {high:.3g}]" if v.effect.has_ci else ""
-    shown = f"{'+' if effect > 0 else ''}{_quantity(effect, v.claim.metric)}"
+    interval = f" {numbers.interval(low, high, v.claim.effect_metric)}" if v.effect.has_ci else ""
+    shown = f"{'+' if effect > 0 else ''}{numbers.difference(effect, v.claim.effect_metric)}"
     text = f"{shown}{interval}, n = {v.effect.n}" if pd.notna(effect) else f"n = {v.effect.n}"
     label = v.adjusted or v.label
     raw = f" (before Holm: {v.label})" if label != v.label else ""
@@ -152,8 +145,9 @@ def log_corpora(run: RunHandle, specs: Iterable[RunSpec]) -> None:
 
 
 def grid_summary(grid: Grid, profile: str, tracker: Tracker, counts: dict[str, int]) -> GridSummary:
-    runs, axes = profile_runs(grid, profile, tracker)
-    verdicts = holm(judge_claims(runs, grid.claims, axes)) if grid.claims and not runs.empty else []
+    every, axes = profile_runs(grid, profile, tracker)
+    runs = tuning.judged_runs(every, grid.tune_space) if not every.empty else every   # one per (arm, seed)
+    verdicts = holm(judge_claims(runs, grid.claims, axes, every_run=every)) if grid.claims and not runs.empty else []
     columns = list(dict.fromkeys(c.column for c in grid.claims)) or ["final_val_loss"]
     return GridSummary(claim_metrics(verdicts), verdict_tags({v.claim.id: v.adjusted for v in verdicts}),
                        arm_rows(runs, columns), note_text(grid, profile, verdicts, counts))

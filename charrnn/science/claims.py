@@ -172,6 +172,12 @@ class Claim:
         return 1 if self.higher_is_better or self.method == TRAINABILITY else -1
 
     @property
+    def effect_metric(self) -> str:
+        """The metric whose units the effect is in: the trainable fraction (a share of the learning-rate
+        grid, printed in percentage points) for a trainability claim, else the judged metric."""
+        return registry.TRAINABLE_FRACTION if self.method == TRAINABILITY else self.metric
+
+    @property
     def column(self) -> str:
         """The runs-table column the claim is judged on: `val_loss` → `final_val_loss`."""
         return f"final_{self.metric}"

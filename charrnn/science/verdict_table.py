@@ -77,7 +77,7 @@ def verdict_row(v: Verdict) -> dict[str, Any]:
     """The `verdicts.csv` row of a verdict (see the module doc for every column's convention)."""
     c, e = v.claim, v.effect
     effect, low, high = directed_effect(v)
-    return {"claim": c.id, "description": c.describe(), "metric": c.metric, "tests": c.tests,
+    return {"claim": c.id, "description": c.describe(), "metric": c.effect_metric, "tests": c.tests,
             "family": c.family or SELF_CHECK_FAMILY,
             "regime": c.regime, "source": c.source, "effect": num(effect), "low": num(low),
             "high": num(high), "effect_sense": PLAIN if c.is_equivalence else AS_CLAIMED,
