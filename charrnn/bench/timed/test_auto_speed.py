@@ -3,11 +3,12 @@ the training loop of `Trainer.fit`) for a GRU at H256 B32 T64 on this device, pa
 
 One round = one short training run of each backend, in alternation (the `fused` run in the round's
 setup, untimed by pytest-benchmark and recorded here), so load drift hits both. The auto probe
-runs (and is cached) before the first round; its time, choice and layer-level ratios go into
-extra_info. On a CPU the ratio has two sources: the recurrence alone (the probe's ratio for the chosen
-backend, one layer fed vectors), and, where `loop_native` is chosen, its first layer taking the token
-ids (the input projection a lookup in the projected vocabulary, which the probe does not time).
-`test` is a tiny correctness-only version.
+runs (and is cached) before the first round; its time, choice and ratios go into extra_info. The
+probe times the whole model's training forward + backward (token lookup, layers, head, loss), so its
+ratio for the chosen backend covers both sources of a CPU gain: the recurrence, and, where
+`loop_native` is chosen, its first layer taking the token ids (the input projection a lookup in the
+projected vocabulary). What it leaves out is the optimiser step and the data. `test` is a tiny
+correctness-only version.
 """
 from __future__ import annotations
 
