@@ -20,7 +20,7 @@ import platform
 import shutil
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,7 +32,10 @@ from torch import nn
 from charrnn import registry
 from charrnn.config import ConfigError, TrainConfig, check_backend_device
 from charrnn.paths import results_dir
+from charrnn.rnn import model_probe
 from charrnn.rnn.cells import compile_fn, fused_module
+from charrnn.rnn.model_probe import WHOLE_MODEL
+from charrnn.tasks.data import Batch, Task, make_task
 
 FORCE_NO_BF16 = "CHARRNN_FORCE_NO_BF16"
 MATMUL = "matmul"   # the kernel the loop backends' cells are made of
@@ -168,12 +171,16 @@ def check_device(cfg: TrainConfig) -> torch.device:
 # --------------------------------------------------------------------------- backend: auto
 #
 # `backend: auto` trains on the fastest backend that passed equivalence with the reference for the
-# config's (cell, device, dtype, shape) on this machine. A probe builds each candidate layer on the
-# reference's weights, checks its outputs and gradients against it, then times forward + backward
-# in alternation with the reference (load drift hits both). A candidate wins only when its best
-# time beats the reference's best by AUTO_MARGIN: under noise the choice stays the reference, and
-# the same machine gives the same choice. Results are cached per machine (CPU model, GPU, torch) in
-# results/backend_probe.json, so a grid probes each shape once and its workers read the choice.
+# config's model (cell, layers, input encoding, vocabulary, residuals), device, dtype and batch shape
+# on this machine. A probe builds the run's CharRNN on each candidate backend with the reference's
+# weights (`rnn.model_probe`), checks its logits and parameter gradients on the run's first training
+# batch against the reference, then times the whole model's training forward + backward (token
+# lookup, layers, head, loss) in alternation with the reference (load drift hits both). A candidate
+# wins only when its best time beats the reference's best by AUTO_MARGIN: under noise the choice
+# stays the reference, and the same machine gives the same choice. Results are cached per machine
+# (CPU model, GPU, torch) in results/backend_probe.json, so a grid probes each model once and its
+# workers read the choice. (The optimiser step, the same on every backend, is not timed; on CUDA the
+# trainer may capture a fused model's step as a graph, which the eager probe does not.)
 
 AUTO_MARGIN = 0.15                  # a candidate must take <= 85 % of the reference's time
 PROBE_ROUNDS = 5                    # timed paired rounds per candidate, after one warm-up round
@@ -187,13 +194,34 @@ class Choice:
     backend: str
     ratios: dict[str, float]        # candidate → its fastest round / the reference's (1.0: the reference)
     rejected: dict[str, str]        # candidate → why it was not timed (cannot run, not equivalent)
+    timed: str = WHOLE_MODEL        # what the ratios time: the whole model's training forward + backward
 
 
-def probe_key(cfg: TrainConfig, device_type: str) -> str:
-    """What decides the choice: cell (and vanilla options), device, dtype, H, B, T."""
+@dataclass(frozen=True)
+class Workload:
+    """What the probe trains: the run's vocabulary size and its first training batch (ids, shape, mask)."""
+    vocab_size: int
+    batch: Batch
+
+
+def workload(cfg: TrainConfig, task: Task | None = None) -> Workload:
+    """The probe's workload for `cfg`, from `task` (the run's, built from cfg when None)."""
+    task = task if task is not None else make_task(cfg)
+    with torch.random.fork_rng(devices=[]):
+        batch = task.train_batch(0, cfg.batch_size, cfg.seq_len, cfg.seed, cfg.hidden_init.startswith("epoch_"))
+    return Workload(task.vocab.size, batch)
+
+
+def probe_key(cfg: TrainConfig, device_type: str, work: Workload) -> str:
+    """What decides the choice: cell (and vanilla options), device, dtype, H, B, T (the batch's: a
+    sequence task's own length), and the model around the layers: vocabulary, input encoding, layers,
+    residuals."""
     options = f"{cfg.input_combine}-{cfg.activation}" if cfg.cell == "vanilla" else ""
-    return "/".join(filter(None, [cfg.cell, options, device_type, cfg.dtype,
-                                  f"h{cfg.hidden_size}b{cfg.batch_size}t{cfg.seq_len}"]))
+    B, T = work.batch.x.shape
+    encoding = "onehot" if cfg.input == "onehot" else f"e{cfg.embed_size or cfg.hidden_size}"
+    residual = f"-{cfg.residual_mode}" if cfg.residual else ""
+    return "/".join(filter(None, [cfg.cell, options, device_type, cfg.dtype, f"h{cfg.hidden_size}b{B}t{T}",
+                                  f"v{work.vocab_size}{encoding}l{cfg.layers}{residual}"]))
 
 
 def machine_key(device_type: str) -> str:
@@ -220,96 +248,53 @@ def candidates(cfg: TrainConfig, device_type: str) -> list[str]:
     return [reference] + others
 
 
-def _layer(backend: str, cfg: TrainConfig, device: torch.device, state: dict | None) -> nn.Module:
-    factory = registry.BACKENDS[backend].factory()   # candidates run the layer: checked by the registry
-    layer = factory(cfg.cell, cfg.hidden_size, cfg.hidden_size, cfg.input_combine, cfg.activation)
-    if state is not None:
-        layer.load_state_dict(state)
-    return layer.to(device)
+def _autocast(cfg: TrainConfig, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
 
 
-def _forward_backward(layer: nn.Module, x: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
-    """Output and every gradient of one forward + backward; x: (B, T, H)."""
-    x = x.detach().requires_grad_(True)
-    layer.zero_grad(set_to_none=True)
-    with autocast:
-        out = layer(x)[0]                                                  # (B, T, H)
-    out.float().square().mean().backward()
-    grads = {f"d_{name}": p.grad for name, p in layer.named_parameters()}
-    return {"out": out.detach(), "d_x": x.grad, **grads}
-
-
-@contextmanager
-def _tf32_off():
-    """fp32 equivalence in fp32: cuBLAS and cuDNN without TF32, the RNN backward included."""
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
-                                        deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
-
-
-def _equivalence_error(got: dict, want: dict, tol: float) -> str:
-    for name, ref in want.items():
-        have, ref = got[name].float(), ref.float()
-        err, scale = (have - ref).abs().max().item(), max(1.0, ref.abs().max().item())
-        if not err <= tol * scale:   # NaN fails too
-            return f"{name}: max |error| {err:.3g} > {tol:g} x {scale:.3g}"
-    return ""
-
-
-def _timed(layer: nn.Module, x: torch.Tensor, autocast, device: torch.device) -> float:
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    start = time.perf_counter()
-    _forward_backward(layer, x, autocast)
-    sync()
-    return time.perf_counter() - start
-
-
-def _paired_rounds(layer: nn.Module, reference: nn.Module, x: torch.Tensor, autocast, device: torch.device,
+def _paired_rounds(model: nn.Module, reference: nn.Module, batch: Batch, autocast, device: torch.device,
                    deadline: float) -> list[tuple[float, float]]:
     """(candidate s, reference s) per round, alternating, after one untimed warm-up of each."""
     pairs: list[tuple[float, float]] = []
     for round_ in range(PROBE_ROUNDS + 1):
-        pairs.append((_timed(layer, x, autocast, device), _timed(reference, x, autocast, device)))
+        pairs.append((model_probe.timed(model, batch, autocast, device),
+                      model_probe.timed(reference, batch, autocast, device)))
         if round_ >= MIN_ROUNDS and time.monotonic() > deadline:
             break
     return pairs[1:]
 
 
-def probe(cfg: TrainConfig, device_type: str) -> Choice:
-    """Check and time every candidate against the reference at cfg's shape; never raises for a
-    candidate that cannot run (it is rejected with the reason). Leaves the global RNG untouched."""
-    with torch.random.fork_rng(devices=[]):   # layers are built on the CPU: its RNG is all they draw
+def probe(cfg: TrainConfig, device_type: str, work: Workload) -> Choice:
+    """Check and time every candidate's whole model against the reference's on `work`; never raises
+    for a candidate that cannot run (it is rejected with the reason). Leaves the global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):   # models are built on the CPU: its RNG is all they draw
         torch.manual_seed(0)
-        return _probe(cfg, torch.device(device_type))
+        return _probe(cfg, torch.device(device_type), work)
 
 
-def _probe(cfg: TrainConfig, device: torch.device) -> Choice:
+def _batch_to(batch: Batch, device: torch.device) -> Batch:
+    return Batch(*(t.to(device) for t in (batch.x, batch.y, batch.mask)))
+
+
+def _probe(cfg: TrainConfig, device: torch.device, work: Workload) -> Choice:
     deadline = time.monotonic() + PROBE_BUDGET_S
     names = candidates(cfg, device.type)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
-    reference = _layer(names[0], cfg, device, None)
-    x = torch.randn(cfg.batch_size, cfg.seq_len, cfg.hidden_size).to(device)          # (B, T, H)
-    with _tf32_off():
-        want = _forward_backward(reference, x, autocast)
+    autocast, batch = _autocast(cfg, device), _batch_to(work.batch, device)
+    reference = model_probe.build(names[0], cfg, work.vocab_size, device)
+    with model_probe.tf32_off():
+        want = model_probe.forward_backward(reference, batch, autocast)
     state = reference.state_dict()
     ratios, rejected = {names[0]: 1.0}, {}
     for name in names[1:]:
         try:
-            layer = _layer(name, cfg, device, state)
-            tol = registry.BACKENDS[name].tolerance(cfg.dtype)
-            with _tf32_off():
-                got = _forward_backward(layer, x, autocast)
-            why = _equivalence_error(got, want, tol)
+            model = model_probe.build(name, cfg, work.vocab_size, device, state)
+            with model_probe.tf32_off():
+                got = model_probe.forward_backward(model, batch, autocast)
+            why = model_probe.equivalence_error(got, want, registry.BACKENDS[name].tolerance(cfg.dtype))
             if why:
                 rejected[name] = f"not equivalent to {names[0]}: {why}"
                 continue
-            pairs = _paired_rounds(layer, reference, x, autocast, device, deadline)
+            pairs = _paired_rounds(model, reference, batch, autocast, device, deadline)
         except Exception as exc:   # no compiler, no kernel for this dtype: it cannot be chosen
             rejected[name] = _first_line(exc)
             continue
@@ -328,10 +313,12 @@ CACHE_SCHEMA = {
         "type": "object",
         "additionalProperties": {                              # probe_key → the Choice made there
             "type": "object",
-            "required": ["backend", "ratios", "rejected"],
+            "required": ["backend", "ratios", "rejected", "timed"],
             "additionalProperties": False,
             "properties": {
                 "backend": {"type": "string"},
+                # an entry of the one-layer probe (before the whole-model one) has no `timed`: probed again
+                "timed": {"const": WHOLE_MODEL},
                 "ratios": {"type": "object", "additionalProperties": {"type": "number"}},
                 "rejected": {"type": "object", "additionalProperties": {"type": "string"}},
             },
@@ -374,32 +361,32 @@ def cached_choice_problem(found: dict, cfg: TrainConfig, device_type: str) -> st
 _checked: dict[tuple[str, str, str], str] = {}   # (machine, probe key, backend) → why not equivalent ("" ok)
 
 
-def equivalence_problem(cfg: TrainConfig, device_type: str, name: str) -> str:
-    """One small forward + backward of backend `name` on its reference's weights, once per process
-    and shape: "" when outputs and gradients match within its tolerance, else why not."""
-    key = (machine_key(device_type), probe_key(cfg, device_type), name)
+def equivalence_problem(cfg: TrainConfig, device_type: str, name: str, work: Workload) -> str:
+    """One small training forward + backward of cfg's model on backend `name`, on its reference's
+    weights, once per process and key: "" when logits and gradients match within its tolerance, else why not."""
+    key = (machine_key(device_type), probe_key(cfg, device_type, work), name)
     if key not in _checked:
-        _checked[key] = _check_equivalence(cfg, torch.device(device_type), name)
+        _checked[key] = _check_equivalence(cfg, torch.device(device_type), name, work)
     return _checked[key]
 
 
-def _check_equivalence(cfg: TrainConfig, device: torch.device, name: str) -> str:
+def _check_equivalence(cfg: TrainConfig, device: torch.device, name: str, work: Workload) -> str:
     reference = registry.reference(cfg.cell, cfg.input_combine, cfg.activation)
     if name == reference:
         return ""
-    small = dataclasses.replace(cfg, batch_size=min(cfg.batch_size, 4), seq_len=min(cfg.seq_len, 16))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
+    small = Batch(*(t[:4, :16].to(device) for t in (work.batch.x, work.batch.y, work.batch.mask)))  # (<=4, <=16)
+    autocast = _autocast(cfg, device)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            ref = _layer(reference, small, device, None)
-            x = torch.randn(small.batch_size, small.seq_len, small.hidden_size).to(device)   # (B, T, H)
-            layer = _layer(name, small, device, ref.state_dict())
-        with _tf32_off():
-            want, got = _forward_backward(ref, x, autocast), _forward_backward(layer, x, autocast)
+            ref = model_probe.build(reference, cfg, work.vocab_size, device)
+            model = model_probe.build(name, cfg, work.vocab_size, device, ref.state_dict())
+        with model_probe.tf32_off():
+            want = model_probe.forward_backward(ref, small, autocast)
+            got = model_probe.forward_backward(model, small, autocast)
     except Exception as exc:
         return _first_line(exc)
-    why = _equivalence_error(got, want, registry.BACKENDS[name].tolerance(cfg.dtype))
+    why = model_probe.equivalence_error(got, want, registry.BACKENDS[name].tolerance(cfg.dtype))
     return f"not equivalent to {reference}: {why}" if why else ""
 
 
@@ -407,14 +394,16 @@ def _say(message: str) -> None:
     print(f"charrnn: {message}", file=sys.stderr, flush=True)
 
 
-def resolve_backend(cfg: TrainConfig, device_type: str) -> Choice:
+def resolve_backend(cfg: TrainConfig, device_type: str, task: Task | None = None) -> Choice:
     """The backend `auto` means for `cfg` here: the cached choice once it has passed its checks
     (schema, registry, its own entry, and equivalence with the reference on the reference's
-    weights), else a fresh probe (cached). A concrete backend is returned as it is."""
+    weights), else a fresh probe (cached). `task`: the run's (built from cfg when None). A concrete
+    backend is returned as it is."""
     if cfg.backend != registry.AUTO:
         return Choice(cfg.backend, {}, {})
+    work = workload(cfg, task)
     cache = results_dir() / PROBE_CACHE
-    machine, key = machine_key(device_type), probe_key(cfg, device_type)
+    machine, key = machine_key(device_type), probe_key(cfg, device_type, work)
     cache.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache) + ".lock"):   # one probe per key, even with workers starting together
         entries, unusable = read_cache(cache)
@@ -423,11 +412,11 @@ def resolve_backend(cfg: TrainConfig, device_type: str) -> Choice:
         found = entries.get(machine, {}).get(key)
         if found is not None:
             problem = cached_choice_problem(found, cfg, device_type) \
-                or equivalence_problem(cfg, device_type, found["backend"])
+                or equivalence_problem(cfg, device_type, found["backend"], work)
             if not problem:
                 return Choice(**found)
             _say(f"{cache}: entry {key!r} names backend {found['backend']!r}: {problem}; probing again")
-        choice = probe(cfg, device_type)
+        choice = probe(cfg, device_type, work)
         _checked[(machine, key, choice.backend)] = ""   # the probe checked it on the reference's weights
         entries.setdefault(machine, {})[key] = dataclasses.asdict(choice)
         tmp = cache.with_suffix(".tmp")

@@ -2,6 +2,7 @@
 cached per-machine probe with a margin, and the training step's graph plan."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 
@@ -10,8 +11,9 @@ import torch
 from grid_support import TINY_FIXED, empty_store_db, runs_of, store  # noqa: F401
 
 from charrnn import capabilities, registry
-from charrnn.capabilities import AUTO_MARGIN, PROBE_CACHE, candidates, probe, resolve_backend
+from charrnn.capabilities import AUTO_MARGIN, PROBE_CACHE, candidates, probe, probe_key, resolve_backend, workload
 from charrnn.config import ConfigError, make_config
+from charrnn.rnn import model_probe
 from charrnn.rnn.models import CharRNN
 from charrnn.run.runner import run_one
 from charrnn.run.train import CAPTURED, Trainer, step_graph_plan
@@ -42,9 +44,9 @@ def test_candidates_start_with_the_reference_and_leave_out_slow_compiles_and_oth
 
 
 def fake_rounds(ratios: dict[str, float]):
-    """_paired_rounds that reports `ratios` (candidate / reference) for layers of those classes."""
-    def rounds(layer, reference, x, autocast, device, deadline):
-        backend = next(name for name, ratio in ratios.items() if layer_of(name) is type(layer))
+    """_paired_rounds that reports `ratios` (candidate / reference) for models whose layers are of those classes."""
+    def rounds(model, reference, batch, autocast, device, deadline):
+        backend = next(name for name, ratio in ratios.items() if layer_of(name) is type(model.layers[0]))
         return [(ratios[backend], 1.0)] * 3
     return rounds
 
@@ -58,7 +60,7 @@ def layer_of(backend: str) -> type:
 def test_a_candidate_replaces_the_reference_only_beyond_the_margin(monkeypatch, loop_bptt, chosen):
     monkeypatch.setattr(capabilities, "candidates", lambda cfg, device: ["fused", "loop_bptt"])
     monkeypatch.setattr(capabilities, "_paired_rounds", fake_rounds({"loop_bptt": loop_bptt}))
-    choice = probe(tiny(cell="gru"), "cpu")
+    choice = probe(tiny(cell="gru"), "cpu", workload(tiny(cell="gru")))
     assert choice.backend == chosen and choice.ratios == {"fused": 1.0, "loop_bptt": loop_bptt}
 
 
@@ -66,24 +68,83 @@ def test_a_candidate_that_is_not_equivalent_is_rejected_with_the_reason(monkeypa
     strict = dataclasses.replace(registry.BACKENDS["loop_premul"], tolerances=(("fp32", -1.0),))  # nothing passes
     monkeypatch.setitem(registry.BACKENDS, "loop_premul", strict)
     monkeypatch.setattr(capabilities, "candidates", lambda cfg, device: ["fused", "loop_premul"])
-    choice = probe(tiny(cell="gru"), "cpu")
+    choice = probe(tiny(cell="gru"), "cpu", workload(tiny(cell="gru")))
     assert choice.backend == "fused" and "loop_premul" not in choice.ratios
-    assert choice.rejected["loop_premul"].startswith("not equivalent to fused: out: max |error|")
+    assert choice.rejected["loop_premul"].startswith("not equivalent to fused: logits: max |error|")
 
 
-def test_the_real_probe_checks_every_candidate_and_leaves_the_rng_alone():
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_the_real_probe_checks_every_candidate_and_leaves_the_rng_alone(cell):
+    cfg = tiny(cell=cell, hidden_size=8, seq_len=4)
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    choice = probe(tiny(cell="gru", hidden_size=8, seq_len=4), "cpu")
+    choice = probe(cfg, "cpu", workload(cfg))
     assert torch.equal(torch.get_rng_state(), before)
-    assert set(choice.ratios) | set(choice.rejected) == set(candidates(tiny(cell="gru"), "cpu"))
+    assert set(choice.ratios) == set(candidates(cfg, "cpu")) and choice.rejected == {}
     assert choice.backend in choice.ratios and all(r > 0 for r in choice.ratios.values())
+    assert choice.timed == model_probe.WHOLE_MODEL
+
+
+def test_the_probe_times_the_whole_model_on_the_runs_token_ids(monkeypatch):
+    """Each timed call is the run's CharRNN (lookup, layers, head, loss) on a training batch of its
+    task, forward + backward: token ids in, every parameter's gradient out."""
+    cfg = tiny(cell="lstm", layers=2, input="onehot", residual=True)
+    seen = []
+    real = model_probe.timed
+
+    def recording(model, batch, autocast, device):
+        seen.append((type(model.layers[0]).__name__, batch.x.dtype, tuple(batch.x.shape)))
+        result = real(model, batch, autocast, device)
+        assert all(p.grad is not None for p in model.parameters())   # the head and the lookup too
+        return result
+
+    monkeypatch.setattr(model_probe, "timed", recording)
+    work = workload(cfg)
+    choice = probe(cfg, "cpu", work)
+    assert isinstance(work.batch.x, torch.Tensor) and work.vocab_size == 65   # tinyshakespeare
+    assert {kind for kind, _, _ in seen} >= {"LSTM", "LoopRNNLayer"}          # the reference and a loop
+    assert {(dtype, shape) for _, dtype, shape in seen} == {(torch.int64, (4, 16))}
+    assert len(seen) >= 2 * (1 + capabilities.MIN_ROUNDS) * (len(choice.ratios) - 1)   # pairs, a warm-up each
+
+
+def test_the_probe_key_names_the_model_around_the_layers():
+    keys = {probe_key(cfg, "cpu", workload(cfg)) for cfg in
+            (tiny(), tiny(layers=2), tiny(input="onehot"), tiny(embed_size=4), tiny(residual=True),
+             tiny(task="names"), tiny(seed=3))}
+    assert len(keys) == 6                                     # the seed changes nothing the probe times
+    assert probe_key(tiny(), "cpu", workload(tiny())) == "gru/cpu/fp32/h8b4t16/v65e8l1"
+    assert probe_key(tiny(task="names"), "cpu", workload(tiny(task="names"))).startswith("gru/cpu/fp32/h8b4t")
+
+
+MODELS = {"one layer": {}, "two layers, one-hot, residual": {"layers": 2, "input": "onehot", "residual": True},
+          "between-layer skips, embed 6": {"layers": 2, "embed_size": 6, "residual": True,
+                                           "residual_mode": "between_layers"}}
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("cell", sorted(registry.CELLS))
+def test_every_candidate_model_matches_the_reference_in_logits_and_gradients(cell, model):
+    """What the probe checks before it times a candidate: the whole CharRNN on the reference's
+    weights, logits and every parameter gradient of a training step, within the candidate's tolerance."""
+    cfg = tiny(cell=cell, **MODELS[model])
+    work, cpu = workload(cfg), torch.device("cpu")
+    names = candidates(cfg, "cpu")
+    torch.manual_seed(0)
+    reference = model_probe.build(names[0], cfg, work.vocab_size, cpu)
+    want = model_probe.forward_backward(reference, work.batch, contextlib.nullcontext())
+    for name in names[1:]:
+        if not capabilities.build_support(name).ok:
+            continue   # loop_native / min_native without a compiler: rejected by the probe, tested apart
+        candidate = model_probe.build(name, cfg, work.vocab_size, cpu, reference.state_dict())
+        got = model_probe.forward_backward(candidate, work.batch, contextlib.nullcontext())
+        assert set(got) == set(want)
+        assert model_probe.equivalence_error(got, want, registry.BACKENDS[name].tolerance("fp32")) == "", name
 
 
 def test_the_choice_is_cached_per_machine_and_shape(results_dir, monkeypatch):
     calls = []
 
-    def counted(cfg, device_type):
+    def counted(cfg, device_type, work):
         calls.append(cfg.hidden_size)
         return capabilities.Choice("loop_bptt", {"fused": 1.0, "loop_bptt": 0.5}, {})
 
@@ -94,6 +155,7 @@ def test_the_choice_is_cached_per_machine_and_shape(results_dir, monkeypatch):
     assert calls == [8, 16]
     stored = json.loads((results_dir / PROBE_CACHE).read_text())
     assert list(stored) == [capabilities.machine_key("cpu")]
+    assert [entry["timed"] for entry in stored[capabilities.machine_key("cpu")].values()] == ["model", "model"]
     assert resolve_backend(tiny(backend="loop"), "cpu").backend == "loop" and calls == [8, 16]
 
 
@@ -104,7 +166,7 @@ def test_a_model_built_outside_training_uses_the_reference():
 
 def test_training_runs_the_resolved_backend_and_logs_it(store, monkeypatch):
     monkeypatch.setattr(capabilities, "probe",
-                        lambda cfg, device: capabilities.Choice("loop_premul", {"fused": 1.0}, {}))
+                        lambda cfg, device, work: capabilities.Choice("loop_premul", {"fused": 1.0}, {}))
     outcome = run_one(tiny(cell="gru"), Tracker(), experiment="auto", progress=False)
     assert outcome.status == "FINISHED"
     [run] = runs_of("auto", store)

@@ -1,6 +1,7 @@
 """The backend probe cache (results/backend_probe.json) is data, not trust. Through the CLI, in a
 subprocess: a truncated, empty or wrongly typed file, an entry naming no backend, one the device
-refuses, or one its own `rejected` list rejects, is probed again with one line saying why, and the
+refuses, one its own `rejected` list rejects, or one that does not say it timed the whole model
+(the one-layer probe's entries), is probed again with one line saying why, and the
 run trains on a checked backend. In process: a cached backend that is not equivalent on the
 reference's weights is probed again; one that is gets checked once per process."""
 from __future__ import annotations
@@ -12,26 +13,30 @@ import pytest
 from grid_support import run_charrnn
 
 from charrnn import capabilities, registry
-from charrnn.capabilities import PROBE_CACHE, machine_key, probe_key, resolve_backend
+from charrnn.capabilities import PROBE_CACHE, machine_key, probe_key, resolve_backend, workload
 from charrnn.config import make_config
 from charrnn.tracking.store import Tracker
 
 TINY = {"backend": "auto", "cell": "vanilla", "hidden_size": 8, "batch_size": 2, "seq_len": 8, "steps": 2,
         "eval_interval": 2, "eval_batches": 1, "sample_length": 4, "device": "cpu"}
 CFG = make_config(TINY)
-MACHINE, KEY = machine_key("cpu"), probe_key(CFG, "cpu")
+MACHINE, KEY = machine_key("cpu"), probe_key(CFG, "cpu", workload(CFG))
 
 
-def entry(backend: str, rejected: dict | None = None) -> str:
-    return json.dumps({MACHINE: {KEY: {"backend": backend, "ratios": {"fused": 1.0, backend: 0.5},
-                                        "rejected": rejected or {}}}})
+def entry(backend: str, rejected: dict | None = None, timed: str | None = "model", key: str = KEY) -> str:
+    found = {"backend": backend, "ratios": {"fused": 1.0, backend: 0.5}, "rejected": rejected or {}}
+    return json.dumps({MACHINE: {key: found if timed is None else {**found, "timed": timed}}})
 
 
 BROKEN = {
     "truncated": entry("loop_premul")[:40],
     "empty": "",
     "wrong type": "[1, 2, 3]",
-    "wrong field type": json.dumps({MACHINE: {KEY: {"backend": 7, "ratios": {}, "rejected": {}}}}),
+    "wrong field type": json.dumps({MACHINE: {KEY: {"backend": 7, "ratios": {}, "rejected": {}, "timed": "model"}}}),
+    # written by the one-layer probe (no `timed`, its key without the model): its ratios timed a layer alone
+    "one-layer entry": entry("loop_premul", timed=None, key="vanilla/concat-tanh/cpu/fp32/h8b2t8"),
+    "one-layer entry, this key": entry("loop_premul", timed=None),
+    "other timing": entry("loop_premul", timed="layer"),
     "unknown name": entry("cudnn9"),
     "device-refused name": entry("fused_nocudnn"),   # cuDNN off: CUDA only, and this is the CPU
     "rejected by its entry": entry("loop", {"loop": "not equivalent to fused: out: max |error| 1 > 1e-05"}),

@@ -60,9 +60,9 @@ def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True
     for spec in specs:
         cfg = spec.config
         try:
-            if local_devices:
-                resolve_backend(cfg, check_device(cfg).type)
             task = make_task(cfg)
+            if local_devices:
+                resolve_backend(cfg, check_device(cfg).type, task)
             for split in ("val", "test") if task.has_test else ("val",):
                 task.eval_batches(split, cfg.batch_size, cfg.seq_len, cfg.eval_batches)
             task.train_batch(0, cfg.batch_size, cfg.seq_len, cfg.seed, cfg.hidden_init.startswith("epoch_"))

@@ -137,6 +137,14 @@ def detach_hidden(hidden: Hidden) -> Hidden:
     return map_hidden(Tensor.detach, hidden)
 
 
+def masked_cross_entropy(logits: Tensor, batch) -> Tensor:
+    """The training loss: mean cross-entropy (nats/char) over positions where batch.mask is True;
+    `batch` is a `tasks.Batch` (y, mask: (B, T)), logits (B, T, V)."""
+    losses = F.cross_entropy(logits.flatten(0, 1).float(), batch.y.flatten(), reduction="none")  # (B*T,)
+    mask = batch.mask.flatten().to(losses.dtype)
+    return (losses * mask).sum() / mask.sum().clamp_min(1.0)
+
+
 def param_count(model: nn.Module) -> int:
     """Number of scalar parameters (all trainable here), learned initial states included."""
     return sum(p.numel() for p in model.parameters())

@@ -25,7 +25,7 @@ from charrnn.config import TrainConfig
 from charrnn.tasks.baseline import baseline_metrics
 from charrnn.tasks.data import Batch, Task, make_task
 from charrnn.rnn.cell_math import map_hidden
-from charrnn.rnn.models import CharRNN, detach_hidden, param_count
+from charrnn.rnn.models import CharRNN, detach_hidden, masked_cross_entropy, param_count
 from charrnn.run.outcome import CHECKPOINT_NAME
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
@@ -91,13 +91,6 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-def masked_cross_entropy(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Mean cross-entropy (nats/char) over positions where batch.mask is True."""
-    losses = F.cross_entropy(logits.flatten(0, 1).float(), batch.y.flatten(), reduction="none")  # (B*T,)
-    mask = batch.mask.flatten().to(losses.dtype)
-    return (losses * mask).sum() / mask.sum().clamp_min(1.0)
-
-
 def batch_to(batch: Batch, device: torch.device) -> Batch:
     if device.type == "cpu":
         return batch
@@ -141,9 +134,9 @@ class Trainer:
         self.sink = sink
         self.progress = progress
         self.device = check_device(cfg)
-        self.backend = resolve_backend(cfg, self.device.type).backend   # what `auto` means here
         seed_everything(cfg.seed)
         self.task: Task = make_task(cfg)
+        self.backend = resolve_backend(cfg, self.device.type, self.task).backend   # what `auto` means here
         self.model = CharRNN(replace(cfg, backend=self.backend), self.task.vocab.size).to(self.device)
         self.step_graph = step_graph_plan(self.backend, self.device)
         self.forward = self.model if self.step_graph != CAPTURED else \

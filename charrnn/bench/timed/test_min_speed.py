@@ -7,7 +7,8 @@ pytest-benchmark and recorded here), so load drift hits both; ratios are medians
   minGRU `auto` against GRU `auto`, at equal H.
 
 The `auto` probes run (each cached in a fresh results dir) before the first round; their choices
-and layer-level ratios go into extra_info. `test` is a tiny correctness-only version.
+and ratios (whole-model training forward + backward, at each test's own shape) go into extra_info.
+`test` is a tiny correctness-only version.
 """
 from __future__ import annotations
 
