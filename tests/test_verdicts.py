@@ -283,7 +283,8 @@ def test_only_the_better_arm_capped_gives_a_lower_bound_that_can_reproduce_and_n
     better = table(add=[2.0, 2.01, 2.02, 2.0, 2.01], concat=[1.5, 1.51, 1.52, 1.5, 1.51])
     v = run_judge(better.assign(converged=capped_better), CONVERGED_CLAIM)
     assert v.label == REPRODUCED and v.converged == CONVERGED_BOUND
-    assert v.reason.startswith("4 of 5 runs of the arm claimed better stopped at the step cap") and "lower bound" in v.reason
+    assert v.reason.startswith("4 of 5 runs of the arm claimed better stopped at the step cap")
+    assert "lower bound" in v.reason
     worse = table(add=[1.5, 1.51, 1.52, 1.5, 1.51], concat=[2.0, 2.01, 2.02, 2.0, 2.01])
     v = run_judge(worse.assign(converged=capped_better), CONVERGED_CLAIM)
     assert v.label == NOT_TESTED and v.reason.endswith("the bound decides only a reproduced effect, and this one is "
