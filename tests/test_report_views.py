@@ -94,6 +94,13 @@ def test_time_budgeted_claims_are_compared_at_equal_time_and_reference_claims_no
     assert claim_budget(runs, curves, claim({"better_than": 1.9}), ["input_combine"]) is None
 
 
+def test_a_trainability_claim_has_no_budget_curve_a_share_of_the_learning_rate_grid_has_no_steps():
+    runs = make_runs({"input_combine": ["add", "concat"]}, [0, 1, 2], {"input_combine": {"concat": -0.1}})
+    trainability = claim(COMPARISON, method="trainability", delta=0.05, requires="any")
+    assert claim_budget(runs, make_curves(runs), claim(COMPARISON), ["input_combine"]) is not None
+    assert claim_budget(runs, make_curves(runs), trainability, ["input_combine"]) is None
+
+
 def test_curves_keep_arms_whose_runs_stop_at_different_steps():
     binned = pd.DataFrame({"run_id": ["a"] * 4 + ["b"] * 3 + ["c"] * 2, "bin": [0, 1, 2, 3, 0, 1, 2, 0, 1],
                            "step": [0, 1, 2, 3, 0, 1, 2, 0, 1], "value": np.arange(9.0)})

@@ -57,6 +57,10 @@ def test_the_claim_judges_the_difference_of_fractions_over_every_tuned_run():
     assert "within δ = 0.05" in v.reason and "8 learning rates over 3 decades" in v.reason
 
 
+def test_the_difference_a_trainability_claim_prints_is_of_trainable_fractions_not_losses():
+    assert claim().difference() == "trainable_fraction(cell=gru) − trainable_fraction(cell=vanilla)"
+
+
 def test_equal_trainability_is_not_reproduced():
     (v,) = judge_claims(runs(vanilla=[4, 6, 5, 5, 6]), [claim()], ["cell"])
     assert v.label != "reproduced"

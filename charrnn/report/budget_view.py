@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from charrnn.science import budget
+from charrnn.science.claim_options import TRAINABILITY
 from charrnn.science.claims import Claim
 from charrnn.science.verdicts import scoped
 from . import figures as rf
@@ -86,6 +87,8 @@ def _directed(points: list[budget.Point], sign: int) -> list[budget.Point]:
 def claim_budget(runs: pd.DataFrame, curves: pd.DataFrame, claim: Claim, axes: list[str]) -> dict[str, Any] | None:
     """One claim's budget views (None when there is nothing like-for-like to draw)."""
     if claim.axis is None:              # judged against a number measured at the end of training
+        return None
+    if claim.method == TRAINABILITY:    # a share of the learning-rate grid: no curve over steps
         return None
     sign = 1 if claim.is_equivalence else claim.expected_sign
     timed_only = time_budgeted(runs, claim)

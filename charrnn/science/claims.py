@@ -215,8 +215,8 @@ class Claim:
                 f"{self.axis}={_text(self.baseline)}{scope}")
 
     def difference(self) -> str:
-        """The quantity the verdict's interval is about."""
-        m = self.metric
+        """The quantity the verdict's interval is about (a trainability claim's: the arms' trainable fractions)."""
+        m = self.effect_metric
         if self.per_seed_reference:
             return f"{m} − the seed's reference"
         if self.against_reference:
