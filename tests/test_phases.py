@@ -2,6 +2,7 @@
 run as `time_<phase>_s`, printed at the end of `charrnn grid`, summed per grid by the times file."""
 from __future__ import annotations
 
+import importlib.metadata
 from types import SimpleNamespace
 
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 from grid_support import TINY_FIXED, children, empty_store_db, runs_of, store, write_grid  # noqa: F401
 
 import charrnn.run.phases as phases
+from charrnn import provenance
 from charrnn.cli import main
 from charrnn.grid.console import time_split_text
 from charrnn.grid.suite_times import split_line, suite_times
@@ -70,6 +72,16 @@ def test_a_timed_sink_charges_every_call_to_mlflow_and_passes_attributes_through
         assert sink.log_metrics({"a": 1.0}, 7) == 7
     assert sink.run_id == "r1"
     assert clock.metrics()["time_mlflow_s"] == 0.5 and clock.metrics()["time_train_s"] == 2
+
+
+def test_package_metadata_is_read_once_per_process(monkeypatch):
+    provenance.pip_freeze.cache_clear()
+    calls = []
+    real = importlib.metadata.distributions
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: calls.append(1) or real())
+    first = provenance.pip_freeze()
+    assert provenance.pip_freeze() == first and len(calls) == 1
+    provenance.pip_freeze.cache_clear()
 
 
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")
