@@ -121,7 +121,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
         return 0
     _print_if_any(decidability_text(grid, args.file, args.profile))
     from charrnn.grid.executors import run_grid
-    from charrnn.grid.session import FAILED, GridStopped, summary_text
+    from charrnn.grid.console import summary_text, time_split_text
+    from charrnn.grid.session import FAILED, GridStopped
 
     def run_round(g):
         return run_grid(g, args.profile, executor=args.executor, max_parallel=args.max_parallel,
@@ -136,6 +137,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         print(summary_text(stop.session))
         raise stop.error from None
     print(summary_text(session))
+    print(time_split_text(session))
     print(f"view it: make ui   (or: mlflow ui --backend-store-uri {session.tracker.uri})")
     print(f"then open http://127.0.0.1:5000/{session.tracker.ui_path(grid.name)}  (its runs table)")
     return 1 if session.counts()[FAILED] or session.untrained() else 0
@@ -172,7 +174,8 @@ def _until_decided(grid, args: argparse.Namespace, run_round) -> int:
     stopping reason are tagged on the last round's parent run."""
     from charrnn.science.results import runs_frame
     from charrnn.grid.sequential import summary, until_decided
-    from charrnn.grid.session import FAILED, summary_text
+    from charrnn.grid.console import summary_text
+    from charrnn.grid.session import FAILED
 
     trackers = []
 
@@ -228,7 +231,7 @@ def decidability_text(grid, path: str, profile: str) -> str:
 
 
 def _dry_run(grid, profile: str, specs, rerun_failed: bool) -> int:
-    from charrnn.grid.session import plan_text
+    from charrnn.grid.console import plan_text
     from charrnn.tracking.store import Tracker, store_exists
 
     tracker = Tracker() if store_exists() else None

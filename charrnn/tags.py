@@ -1,4 +1,4 @@
-"""Names of the MLflow tags (and the parent run's grid artifact) charrnn writes.
+"""Names of the MLflow tags (and the parent run's grid artifact, and a run's phase-time metrics) charrnn writes.
 
 Plain strings: importing this loads nothing else, so code that runs where MLflow must not be
 touched (a Ray worker) can still name them."""
@@ -50,3 +50,15 @@ VERDICT_TAG_PREFIX = "verdict."                # parent-run tags verdict.<id>: t
 def verdict_tag(claim_id: str) -> str:
     """`verdict.<id>`, each character MLflow refuses in a tag name (e.g. `=`) as `_`."""
     return VERDICT_TAG_PREFIX + "".join(c if c.isalnum() or c in "_.- /" else "_" for c in claim_id)
+
+# A run's wall time by phase, logged as metrics time_<phase>_s (charrnn.run.phases says what each covers)
+RUN_PHASES = ("startup", "open", "setup", "provenance", "mlflow", "train", "eval", "checkpoint", "outputs", "other")
+OPENING, TRAINING = "open", "train"   # creating the run (the grid's session logs it); the training steps
+
+
+def phase_metric(phase: str) -> str:
+    """`time_<phase>_s`: the run metric of one phase's seconds."""
+    return f"time_{phase}_s"
+
+
+TIME_METRICS = tuple(phase_metric(p) for p in RUN_PHASES)

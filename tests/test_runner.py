@@ -143,11 +143,11 @@ def interrupt_second_run(monkeypatch, method: str, nth: int) -> None:
     calls = []
     original = runner.train_run
 
-    def train_run(cfg, run, resume=None, progress=True):
+    def train_run(cfg, run, resume=None, progress=True, clock=None):
         calls.append(cfg)
         if len(calls) == 2:
             run = InterruptingRun(run, method, nth)
-        return original(cfg, run, resume, progress)
+        return original(cfg, run, resume, progress, clock)
 
     monkeypatch.setattr(runner, "train_run", train_run)   # the executor imports it when a run trains
 

@@ -29,6 +29,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from charrnn.grid.order import ordered
 from charrnn.grid.local_ray import join_cluster, local_ray_env, restore_env, start_local_ray
 from charrnn.grid.spec import Grid, GridError, RunSpec
 from charrnn.grid.session import GridSession, GridStopped, Job
+from charrnn.run.phases import PhaseClock
 from charrnn.tags import NODE_LOST_TAG, ROLE_TAG, RUN_ROLE, TUNE_TRIED_TAG
 from charrnn.tracking.failures import store_error
 from charrnn.tracking.store import Tracker, store_exists
@@ -111,10 +113,12 @@ class LocalExecutor:
     def _train(self, session: GridSession, job: Job | None) -> None:
         if job is None:
             return
-        from charrnn.run.runner import train_run   # torch and the training code load with the first run to train
+        clock = PhaseClock()
+        with clock.phase("startup"):
+            from charrnn.run.runner import train_run   # the training code loads with the first run to train
 
         try:
-            outcome = train_run(job.spec.config, job.run, job.resume, progress=self.progress)
+            outcome = train_run(job.spec.config, job.run, job.resume, progress=self.progress, clock=clock)
         except Exception as exc:
             if store_error(exc, session.tracker.uri) is not None:  # the store failed: stop the grid
                 session.abort(job, "KILLED", abandon_reason(exc, session.tracker.uri))
@@ -361,7 +365,10 @@ def run_grid(grid: Grid, profile: str, executor: str = "local", max_parallel: in
              ray_address: str | None = None, rerun_failed: bool = True, progress: bool = True,
              tracker: Tracker | None = None, runs_per_gpu: int = 1) -> GridSession:
     """Train every RunSpec of `profile` not already FINISHED; returns the closed session (its
-    results and summary). Bad input raises ConfigError before any run is created."""
+    results and summary; `session.timing`: its wall seconds per step, `console.GRID_STEPS`). Bad input
+    raises ConfigError before any run is created."""
+    started = time.perf_counter()
+    timing = {"process": process_seconds()}
     specs = ordered(grid.expand(profile), grid.order_seed)
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor={executor!r}: unknown executor; valid choices: {', '.join(EXECUTORS)}")
@@ -370,17 +377,36 @@ def run_grid(grid: Grid, profile: str, executor: str = "local", max_parallel: in
     tracker = tracker or (Tracker() if store_exists() else None)
     preflight(grid, unfinished(grid, specs, tracker),
               local_devices=not getattr(runner, "address", None))  # a cluster's GPUs are its own
+    timing["plan"] = time.perf_counter() - started
     with runner:
+        timing["executor start"] = time.perf_counter() - started - timing["plan"]
         session = GridSession(tracker or Tracker(), grid, profile, specs, executor, rerun_failed, progress)
+        session.timing.update(timing)
         try:
+            begun = time.perf_counter()
             with session:
+                trains = time.perf_counter()
                 train_rounds(runner, session, specs)
+                ended = time.perf_counter()
+            stopping = time.perf_counter()
         except Exception as exc:
             error = store_error(exc, session.tracker.uri)
             if error is None:
                 raise
             raise GridStopped(session, error) from None
+        session.timing.update({"store": trains - begun, "runs": ended - trains, "summary": stopping - ended})
+    session.timing["executor stop"] = time.perf_counter() - stopping
     return session
+
+
+def process_seconds() -> float:
+    """Seconds since this process started (Python, imports, what ran before the grid); 0 where unknown."""
+    try:
+        import psutil
+
+        return max(0.0, time.time() - psutil.Process().create_time())
+    except Exception:   # psutil missing (it comes with MLflow) or the platform hides it
+        return 0.0
 
 
 def train_rounds(runner, session: GridSession, specs: tuple[RunSpec, ...]) -> None:

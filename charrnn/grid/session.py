@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import math
 import os
 import socket
 import sys
@@ -22,7 +21,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -30,7 +29,7 @@ from charrnn.config import ConfigError
 from charrnn.grid.spec import Grid, RunSpec
 from charrnn.grid.locks import FileLock, is_held, lock_path
 from charrnn.run.outcome import CHECKPOINT_NAME, ResumePoint, RunOutcome
-from charrnn.grid.order import execution_order
+from charrnn.tags import OPENING, phase_metric
 from charrnn.tags import EXCLUSIVE, GRID_ARTIFACT, HEARTBEAT_TAG, IDENTITY_TAG, ROLE_TAG, SERIAL, SHARED
 from charrnn.tags import SPEED_TAG, TAG_PREFIX
 from charrnn.tags import ARMS_TABLE, INVOCATION_TAG, NOTE_TAG, OWNER_HOST_TAG, OWNER_PID_TAG
@@ -124,6 +123,7 @@ class SpecResult:
     status: str                       # the run's status in the store
     final: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    times: dict[str, float] = field(default_factory=dict)   # time_<phase>_s of a trained run (charrnn.run.phases)
 
 
 @dataclass
@@ -134,6 +134,7 @@ class Job:
     resume: ResumePoint | None
     lock: FileLock
     note: str = ""
+    open_s: float = 0.0               # seconds creating (or reopening) its run: the run's `open` phase
 
     @property
     def run_id(self) -> str:
@@ -154,6 +155,7 @@ class GridSession:
         self.parent: RunHandle | None = None
         self._deferred: list[RunSpec] = []
         self.notes: list[str] = []                   # what the summary adds (e.g. a tuning extension)
+        self.timing: dict[str, float] = {}           # wall seconds per step (console.GRID_STEPS)
         self._lock = FileLock(lock_path(results_dir(), grid.name, "invocations", self.invocation))
         self._bar = tqdm(total=len(specs), desc=f"grid {grid.name} [{profile}]", unit="run",
                          disable=not progress, dynamic_ncols=True, position=0)
@@ -289,17 +291,18 @@ class GridSession:
                 **self._owner_tags()}
         local = self.executor == "local"
         parent = self.ensure_parent()
+        started = time.perf_counter()
         if decision.action == NEW:
             run = self.tracker.start_run(self.grid.name, spec.run_name, params={}, tags=tags,
                                          parent_run_id=parent.run_id, system_metrics=local)
             log_corpora(run, [spec])                    # the runs table's Dataset column
-            return Job(spec, run, None, lock)
+            return _opened(Job(spec, run, None, lock), started)
         stored = decision.run
         if stored.status == "RUNNING":
             self.tracker.terminate(stored.run_id, "KILLED", note=f"owner died ({_owner(stored)})")
         resume = self.resume_point(stored.run_id)
         run = self.tracker.resume_run(stored.run_id, tags=tags, system_metrics=local)
-        return Job(spec, run, resume, lock, decision.note)
+        return _opened(Job(spec, run, resume, lock, decision.note), started)
 
     def resume_point(self, run_id: str) -> ResumePoint:
         """The run's last checkpoint (if any), its logged train losses (one per step) and the last
@@ -320,8 +323,9 @@ class GridSession:
         note = outcome.failure if failed else job.note
         if job.resume is not None and not failed:
             note = f"{job.note}; resumed from step {outcome.start_step}"
+        times = {**outcome.times, phase_metric(OPENING): job.open_s} if outcome.times else {}
         result = SpecResult(job.spec, FAILED if failed else FINISHED, job.run_id, outcome.status,
-                            outcome.final, note or "")
+                            outcome.final, note or "", times)
         self._record(result)
         return result
 
@@ -368,6 +372,13 @@ class GridSession:
         return time.perf_counter() - self.started
 
 
+def _opened(job: Job, started: float) -> Job:
+    """`job` with its `open` seconds, buffered on its run as `time_open_s` (sent with its first flush)."""
+    job.open_s = time.perf_counter() - started
+    job.run.log_metrics({phase_metric(OPENING): job.open_s}, step=0)
+    return job
+
+
 def require_identity_tags(experiment: str, runs: list[StoredRun]) -> None:
     """Runs without the identity tag were written by an earlier release: the grid would not
     recognise them and train them again, so the store must be upgraded first."""
@@ -390,60 +401,3 @@ def _skipped(spec: RunSpec, decision: Decision) -> SpecResult:
     final = {k: v for k, v in run.metrics.items() if k.startswith("final_")} if run else {}
     return SpecResult(spec, SKIPPED, run.run_id if run else None, run.status if run else "",
                       final, decision.note)
-
-
-def format_table(header: Iterable[str], rows: list[list[str]]) -> str:
-    """Plain left-aligned columns."""
-    rows = [list(header)] + rows
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
-
-
-def format_metric(value: float | None) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
-
-
-def summary_text(session: GridSession) -> str:
-    """The end-of-grid table: one line per RunSpec and the finished / skipped / failed counts."""
-    counts, untrained = session.counts(), session.untrained()
-    rows = [[r.outcome, r.spec.run_name, r.spec.identity, r.status or "-",
-             format_metric(r.final.get("final_val_loss")), (r.note.splitlines() or [""])[0]]
-            for r in session.ordered_results()]  # a note's first line: a table row stays one line
-    rows += [[UNTRAINED, spec.run_name, spec.identity, "-", "-", "the invocation stopped before it"]
-             for spec in untrained]
-    head = (f"grid {session.grid.name} [{session.profile}]: {len(session.specs)} runs: "
-            f"{counts[FINISHED]} finished, {counts[SKIPPED]} skipped, {counts[FAILED]} failed"
-            f"{f', {len(untrained)} {UNTRAINED}' if untrained else ''} in {session.elapsed_s():.1f} s")
-    table = format_table(["outcome", "run", "identity", "status", "final_val_loss", "note"], rows)
-    parent = (f"parent run: {session.parent.run_id}" if session.parent else "" if untrained else
-              "nothing to train: no new parent run (the grid's latest parent run keeps its verdicts)")
-    return "\n".join(filter(None, [head, table, *session.notes, parent]))
-
-
-def plan_text(grid: Grid, profile: str, specs: tuple[RunSpec, ...], tracker: Tracker | None,
-              rerun_failed: bool) -> str:
-    """`--dry-run`: every RunSpec in execution order (seed block, position, arm) with its
-    identity, store status and what a real run would do."""
-    runs: dict[str, list[StoredRun]] = {}
-    for run in tracker.runs(grid.name, {ROLE_TAG: ROLE_RUN}) if tracker else []:
-        runs.setdefault(run.identity or "", []).append(run)
-    rows = []
-    for slot in execution_order(specs, grid.order_seed):
-        spec = slot.spec
-        found = runs.get(spec.identity, [])
-        decision = decide(found, rerun_failed, now_ms(), lambda r: owner_alive(grid.name, r))
-        latest = max(found, key=lambda r: r.start_time).status if found else "-"
-        action = {NEW: "train", RESUME: "resume", SKIP: "skip"}[decision.action]
-        rows.append([str(slot.block), str(slot.position), spec.run_name, spec.identity, latest, action,
-                     decision.note])
-    head = (f"grid {grid.name} [{profile}]: {len(specs)} runs in seed blocks, arms shuffled per block by "
-            f"order_seed {grid.order_seed}{plan_notes(grid)} (dry run: nothing was created)")
-    return head + "\n" + format_table(["block", "pos", "run (arm, seed)", "identity", "store", "action", "note"], rows)
-
-
-def plan_notes(grid: Grid) -> str:
-    """What the plan cannot list: exclusive runs, and the rounds a tuning extension may add."""
-    notes = ["a claim judges speed: the runs it judges train alone"] if grid.measures_speed else []
-    if grid.tune_bounds:
-        notes.append(f"a choice at an edge adds runs within tune_bounds ({', '.join(k for k, _ in grid.tune_bounds)})")
-    return "".join(f"; {note}" for note in notes)

@@ -8,8 +8,12 @@ column (the committed `results/examples/quick.csv`). Per grid (in the order its 
 the span from its first run's start to its last run's end, its runs, how many trained beside
 another run of the suite (their wall-clock intervals overlap, `science.concurrency`), and, where a
 speed claim judges runs (`Grid.times`, sweep arms included), how many of those did; then the values
-a tuning extension added. The leading `#` lines of an existing output file (the setting: machine,
-command, commit) are kept; everything after them is written.
+a tuning extension added. Where the runs recorded their phase seconds (`time_<phase>_s`,
+`charrnn.run.phases`), a second line splits the grid's time: each phase summed over its runs, what
+the phases leave of the runs' own MLflow durations (`unaccounted`: creating a run is `open`, ending
+it is not measured), the seconds of the span with no run open (planning, the parent run, claiming the
+next spec, the summary), and the share of run time outside the training steps. The leading `#` lines
+of an existing output file (the setting: machine, command, commit) are kept; everything after them is written.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import pandas as pd
 
 from charrnn.config import ConfigError
 from charrnn.grid.spec import Grid, load_grid
+from charrnn.tags import RUN_PHASES, TRAINING, phase_metric
 from charrnn.science.concurrency import beside_counts
 from charrnn.science.stats import same_value
 
@@ -65,11 +70,52 @@ def grid_line(name: str, runs: pd.DataFrame, grid: Grid | None) -> str:
     return f"{name:<18}{wall:5.0f} s   ({'; '.join(parts)})"
 
 
+def open_s(runs: pd.DataFrame) -> float:
+    """Seconds of the runs' span during which no run was open (the union of their intervals left out)."""
+    spans = sorted(zip(pd.to_datetime(runs["start_time"], utc=True), pd.to_datetime(runs["end_time"], utc=True)))
+    covered, reach = 0.0, None
+    for start, end in spans:
+        if pd.isna(end):
+            continue
+        if reach is None or start > reach:
+            covered, reach = covered + (end - start).total_seconds(), end
+        elif end > reach:
+            covered, reach = covered + (end - reach).total_seconds(), end
+    return wall_s(runs) - covered
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.0f} %" if whole > 0 else "-"
+
+
+def split_line(runs: pd.DataFrame) -> str | None:
+    """Where the grid's time went (see the module's doc); None when no run recorded its phases."""
+    columns = [phase_metric(p) for p in RUN_PHASES]
+    timed = runs[runs[phase_metric(TRAINING)].notna()] if phase_metric(TRAINING) in runs else runs.iloc[:0]
+    if timed.empty:
+        return None
+    phases = {p: float(timed[c].fillna(0).sum()) if c in timed else 0.0 for p, c in zip(RUN_PHASES, columns)}
+    duration = (pd.to_datetime(timed["end_time"], utc=True)
+                - pd.to_datetime(timed["start_time"], utc=True)).dt.total_seconds().sum()
+    summed = sum(phases.values())
+    parts = [f"{p} {s:.1f} ({_pct(s, duration)})" for p, s in phases.items() if s >= 0.05]
+    parts.append(f"unaccounted {duration - summed:.1f} ({_pct(duration - summed, duration)})")
+    idle = open_s(runs)
+    outside = duration - phases[TRAINING]
+    return (f"{'':<18}phases, s summed over {len(timed)} runs' {duration:.1f} s: {', '.join(parts)}; "
+            f"no run open {idle:.1f} s of the {wall_s(runs):.0f} s span; outside training steps: "
+            f"{_pct(outside, duration)} of run time, {outside / len(timed):.2f} s per run")
+
+
 def suite_times(frame: pd.DataFrame, grids: dict[str, Grid | None]) -> list[str]:
-    """Every grid's line (`grid_line`) in the order its first run started, then the total span."""
+    """Every grid's line (`grid_line`) in the order its first run started, and where its runs recorded
+    their phases, its split (`split_line`); then the total span."""
     frame = frame.assign(beside=beside_counts(frame))
     order = frame.groupby("experiment")["start_time"].min().sort_values().index
-    lines = [grid_line(name, frame[frame["experiment"] == name], grids.get(name)) for name in order]
+    lines = []
+    for name in order:
+        runs = frame[frame["experiment"] == name]
+        lines += [grid_line(name, runs, grids.get(name)), *filter(None, [split_line(runs)])]
     judged = sum(int(speed_judged(frame[frame["experiment"] == n], g).sum()) for n, g in grids.items()
                  if g is not None and n in set(order))
     total = sum(wall_s(frame[frame["experiment"] == name]) for name in order)

@@ -12,12 +12,16 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import torch
+_IMPORTS_FROM = time.perf_counter()
+import torch  # noqa: E402  (timed: a worker process's imports are its first run's `startup` phase)
 
-from charrnn.config import TrainConfig
-from charrnn.run.outcome import ResumePoint, RunOutcome
-from charrnn.run.runner import train_run
-from charrnn.tags import NODE_TAG
+from charrnn.config import TrainConfig  # noqa: E402
+from charrnn.run.outcome import ResumePoint, RunOutcome  # noqa: E402
+from charrnn.run.phases import PhaseClock  # noqa: E402
+from charrnn.run.runner import train_run  # noqa: E402
+from charrnn.tags import NODE_TAG  # noqa: E402
+
+_imports_s = [time.perf_counter() - _IMPORTS_FROM]   # charged to the first run this process trains
 
 
 class QueueRun:
@@ -72,9 +76,11 @@ def train_task(cfg: TrainConfig, run_id: str, resume: ResumePoint | None, queue:
     with the node it trains on."""
     import ray
 
+    clock = PhaseClock()
+    clock.add("startup", _imports_s.pop() if _imports_s else 0.0)
     torch.set_num_threads(threads)
     run = QueueRun(run_id, queue)
     run.set_tags({NODE_TAG: ray.get_runtime_context().get_node_id()})
     # its own CUDA stream: runs packed on one GPU (--runs-per-gpu) never queue behind each other's work
     with torch.cuda.stream(torch.cuda.Stream()) if torch.cuda.is_available() else nullcontext():
-        return train_run(cfg, run, resume, progress=False)
+        return train_run(cfg, run, resume, progress=False, clock=clock)

@@ -14,6 +14,7 @@ class RunOutcome:
     final: dict[str, float] = field(default_factory=dict)
     failure: str | None = None
     start_step: int = 0                           # > 0 when resumed from a checkpoint
+    times: dict[str, float] = field(default_factory=dict)   # time_<phase>_s, as logged (charrnn.run.phases)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from charrnn.config import TrainConfig
 from charrnn.run.sample import generate, predictions
 from charrnn.tags import IDENTITY_TAG, RESUMED_TAG, STEP_GRAPH_TAG, TAG_PREFIX, TEST_WINDOWS_ARTIFACT
 from charrnn.run.outcome import CHECKPOINT_NAME, ResumePoint, RunOutcome
+from charrnn.run.phases import PhaseClock, TimedSink
 from charrnn.run.train import Diverged, Trainer
 
 if TYPE_CHECKING:  # MLflow stays out of processes that only train (Ray workers)
@@ -87,16 +88,18 @@ def run_params(trainer: Trainer) -> dict[str, Any]:
 def _log_outputs(run: RunSink, trainer: Trainer) -> None:
     """Sample text, the teacher-forced vs free-running record and the per-test-window sums, for the report."""
     cfg = trainer.cfg
-    if trainer.test_windows is not None:
-        run.log_json(trainer.test_windows, TEST_WINDOWS_ARTIFACT)
-    text = generate(trainer.model, trainer.task.vocab, trainer.task.sample_prime(),
-                    cfg.sample_length, cfg.sample_temperature, seed=cfg.seed)
-    run.log_text(text, "samples/sample.txt")
-    run.log_json(predictions(trainer.model, trainer.task, cfg.seq_len), "predictions.json")
+    with trainer.clock.phase("outputs"):
+        if trainer.test_windows is not None:
+            run.log_json(trainer.test_windows, TEST_WINDOWS_ARTIFACT)
+        text = generate(trainer.model, trainer.task.vocab, trainer.task.sample_prime(),
+                        cfg.sample_length, cfg.sample_temperature, seed=cfg.seed)
+        run.log_text(text, "samples/sample.txt")
+        run.log_json(predictions(trainer.model, trainer.task, cfg.seq_len), "predictions.json")
 
 
 def _log_provenance(run: RunSink, trainer: Trainer) -> dict[str, str]:
-    tags, files = provenance.collect(trainer.device)
+    with trainer.clock.phase("provenance"):
+        tags, files = provenance.collect(trainer.device)
     for name, text in files.items():
         run.log_text(text, name)
     return tags
@@ -107,24 +110,32 @@ def run_one(cfg: TrainConfig, tracker: Tracker, experiment: str = DEFAULT_EXPERI
             parent_run_id: str | None = None, progress: bool = True) -> RunOutcome:
     """Train `cfg` as one MLflow run. Bad input raises before any run exists; a failure inside
     training ends the run FAILED with `charrnn.failure` and is returned, not raised."""
-    trainer = Trainer(cfg, progress=progress)  # task, model, val data: input errors surface here
-    prov_tags, prov_files = provenance.collect(trainer.device)
-    run = tracker.start_run(
-        experiment, run_name or cfg.run_name(),
-        params=run_params(trainer),
-        tags={**identity_tags(cfg), **prov_tags, **(tags or {})},
-        parent_run_id=parent_run_id)
-    for name, text in prov_files.items():
-        run.log_text(text, name)
-    return _train_in(trainer, run, None)
+    clock = PhaseClock()
+    with clock.phase("setup"):
+        trainer = Trainer(cfg, progress=progress, clock=clock)  # task, model, val data: input errors surface here
+    with clock.phase("provenance"):
+        prov_tags, prov_files = provenance.collect(trainer.device)
+    with clock.phase("mlflow"):
+        run = tracker.start_run(
+            experiment, run_name or cfg.run_name(),
+            params=run_params(trainer),
+            tags={**identity_tags(cfg), **prov_tags, **(tags or {})},
+            parent_run_id=parent_run_id)
+        for name, text in prov_files.items():
+            run.log_text(text, name)
+    return _train_in(trainer, TimedSink(run, clock), None)
 
 
 def train_run(cfg: TrainConfig, run: RunSink, resume: ResumePoint | None = None,
-              progress: bool = True) -> RunOutcome:
-    """Train `cfg` into the open run `run`, from `resume`'s checkpoint when there is one.
+              progress: bool = True, clock: PhaseClock | None = None) -> RunOutcome:
+    """Train `cfg` into the open run `run`, from `resume`'s checkpoint when there is one; `clock`
+    (a fresh one by default) gets the run's phase seconds, logged as `time_<phase>_s` metrics.
     Never raises for a training problem: the run ends FAILED and the outcome says why."""
+    clock = clock or PhaseClock()
+    run = TimedSink(run, clock)
     try:
-        trainer = Trainer(cfg, progress=progress)
+        with clock.phase("setup"):
+            trainer = Trainer(cfg, progress=progress, clock=clock)
         run.log_params(run_params(trainer))
         run.set_tags({**identity_tags(cfg), **_log_provenance(run, trainer)})
     except Exception as exc:  # unusable data or a bug before the first step
@@ -150,12 +161,15 @@ def _restore(trainer: Trainer, run: RunSink, resume: ResumePoint | None) -> tupl
         run.set_tags({RESUMED_TAG: 0})
         return trainer, {}
     path = trainer.checkpoint_dir / CHECKPOINT_NAME
-    path.write_bytes(resume.checkpoint)
     try:
-        trainer.load_checkpoint(path)
+        with trainer.clock.phase("setup"):
+            path.write_bytes(resume.checkpoint)
+            trainer.load_checkpoint(path)
     except Exception as exc:
         run.set_tags({RESUMED_TAG: 0, TAG_PREFIX + "resume_note": f"checkpoint unreadable ({exc})"[:500]})
-        fresh = Trainer(trainer.cfg, sink=run, checkpoint_dir=trainer.checkpoint_dir, progress=trainer.progress)
+        with trainer.clock.phase("setup"):
+            fresh = Trainer(trainer.cfg, sink=run, checkpoint_dir=trainer.checkpoint_dir, progress=trainer.progress,
+                            clock=trainer.clock)
         return fresh, {}
     run.set_tags({RESUMED_TAG: trainer.step})
     return trainer, {step: loss for step, loss in resume.train_losses if step < trainer.step}
@@ -192,7 +206,8 @@ def _train_and_close(trainer: Trainer, run: RunSink, earlier: dict[int, float]) 
         result = trainer.fit()
         final = _finals(trainer, result, earlier)
         _log_outputs(run, trainer)
-        run.log_metrics(final, step=trainer.cfg.steps)
+        times = trainer.clock.metrics()      # up to here: what follows is the run's end (phases.py)
+        run.log_metrics({**final, **times}, step=trainer.cfg.steps)
     except Diverged as exc:
         run.end("FAILED", failure=str(exc))
         return RunOutcome(run.run_id, "FAILED", failure=str(exc))
@@ -204,4 +219,4 @@ def _train_and_close(trainer: Trainer, run: RunSink, earlier: dict[int, float]) 
     if trainer.device.type == "cuda":            # CUDA graphs: a fact about CUDA runs only
         run.set_tags({STEP_GRAPH_TAG: trainer.step_graph})
     run.end("FINISHED")
-    return RunOutcome(run.run_id, "FINISHED", final=final, start_step=result.start_step)
+    return RunOutcome(run.run_id, "FINISHED", final=final, start_step=result.start_step, times=times)

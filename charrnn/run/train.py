@@ -27,6 +27,7 @@ from charrnn.tasks.data import Batch, Task, make_task
 from charrnn.rnn.cell_math import map_hidden
 from charrnn.rnn.models import CharRNN, detach_hidden, masked_cross_entropy, param_count
 from charrnn.run.outcome import CHECKPOINT_NAME
+from charrnn.run.phases import PhaseClock
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
 COSINE_FLOOR = 0.1   # cosine schedule ends at lr * COSINE_FLOOR (nanoGPT's min_lr = lr / 10)
@@ -129,10 +130,12 @@ class Trainer:
     """Owns model, optimiser and data for one config; `fit()` runs the loop."""
 
     def __init__(self, cfg: TrainConfig, sink: MetricSink | None = None,
-                 checkpoint_dir: str | Path | None = None, progress: bool = True):
+                 checkpoint_dir: str | Path | None = None, progress: bool = True,
+                 clock: PhaseClock | None = None):
         self.cfg = cfg
         self.sink = sink
         self.progress = progress
+        self.clock = clock or PhaseClock()   # fit() charges train / eval / checkpoint seconds to it
         self.device = check_device(cfg)
         seed_everything(cfg.seed)
         self.task: Task = make_task(cfg)
@@ -199,8 +202,9 @@ class Trainer:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / CHECKPOINT_NAME
         tmp = path.with_suffix(".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)  # atomic: a kill never leaves a torn checkpoint
+        with self.clock.phase("checkpoint"):
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, path)  # atomic: a kill never leaves a torn checkpoint
         if self.sink is not None:
             self.sink.log_artifact(path, "checkpoint")
         return path
@@ -263,8 +267,9 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """val_loss (+ val_accuracy / val_exact_match for synthetic tasks) and train_eval_loss."""
-        metrics = self.score(self.val, "val")
-        metrics["train_eval_loss"] = self.score(self.train_eval, "train_eval")["train_eval_loss"]
+        with self.clock.phase("eval"):
+            metrics = self.score(self.val, "val")
+            metrics["train_eval_loss"] = self.score(self.train_eval, "train_eval")["train_eval_loss"]
         metrics["generalization_gap"] = metrics["val_loss"] - metrics["train_eval_loss"]
         return metrics
 
@@ -275,9 +280,10 @@ class Trainer:
         if not self.test:
             return {}
         plain_windows, own_windows = WindowRecord(), WindowRecord()
-        plain = self.score(self.test, "test", windows=plain_windows)
-        own, own_windows = (self.score(self.test, "test", own=True, windows=own_windows), own_windows) \
-            if self.cfg.hidden_init in OWN_PROTOCOL else (plain, plain_windows)
+        with self.clock.phase("eval"):
+            plain = self.score(self.test, "test", windows=plain_windows)
+            own, own_windows = (self.score(self.test, "test", own=True, windows=own_windows), own_windows) \
+                if self.cfg.hidden_init in OWN_PROTOCOL else (plain, plain_windows)
         self.test_windows = {"test": plain_windows.as_json(), "test_own": own_windows.as_json()}
         return {**plain, **{k.replace("test_", "test_own_", 1): v for k, v in own.items()}}
 
@@ -285,7 +291,8 @@ class Trainer:
         """`baseline_<metric>` of every loss / accuracy / exact match this run reports: the better
         of a unigram and a bigram model of its train split on the same evaluation batches
         (`charrnn.tasks.baseline`). A trivial model has no state, so test_own_* equals test_*."""
-        found = baseline_metrics(self.task, {"val": self.val, "train_eval": self.train_eval, "test": self.test})
+        with self.clock.phase("eval"):
+            found = baseline_metrics(self.task, {"val": self.val, "train_eval": self.train_eval, "test": self.test})
         own = {k.replace("baseline_test_", "baseline_test_own_", 1): v for k, v in found.items()
                if k.startswith("baseline_test_")}
         return {k: v for k, v in {**found, **own}.items() if k in registry.METRICS}  # not train_eval_accuracy
@@ -331,6 +338,12 @@ class Trainer:
 
     # --- the loop ---
     def fit(self) -> TrainResult:
+        """The loop; its seconds are charged to `clock`'s `train` phase, less what its evaluations,
+        checkpoints and (through a `TimedSink`) store writes take (`charrnn.run.phases`)."""
+        with self.clock.phase("train"):
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
         cfg = self.cfg
         start = self.step
         losses: list[float] = []
@@ -394,13 +407,15 @@ class Trainer:
     def _track_best(self, val_loss: float) -> None:
         """Feed the stopping rule; under a convergence budget keep the best weights (CPU copy)."""
         if self.stopping.update(self.step, val_loss) and self.cfg.patience > 0:
-            self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            with self.clock.phase("eval"):
+                self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def restore_best(self) -> bool:
         """Under a convergence budget, load the best-validation weights into the model (True if it did)."""
         if self.cfg.patience == 0 or self.best_model is None:
             return False
-        self.model.load_state_dict(self.best_model)
+        with self.clock.phase("eval"):
+            self.model.load_state_dict(self.best_model)
         return True
 
     def stopping_metrics(self) -> dict[str, float]:

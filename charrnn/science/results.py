@@ -2,7 +2,8 @@
 
 - `runs_frame`: one row per trained run (grid parent runs excluded): run id and name, config
   hash, status and failure reason, seed, the varied values (typed, one column each), final
-  metrics, duration, param_count, then every other config key.
+  metrics, its phase seconds (`time_<phase>_s`, `charrnn.run.phases`), duration, param_count, then
+  every other config key.
 - `curves_frame`: long form, one row per (run, metric, step) — the last value logged at a step
   wins, so a resumed run's replayed steps appear once.
 - Exactly one FINISHED run per config identity is kept (the earliest started); any further
@@ -21,6 +22,7 @@ import yaml
 from charrnn import registry
 from charrnn.config import FIELD_TYPES, FIELDS, ConfigError
 from charrnn.tags import FAILURE_TAG, GRID_ARTIFACT, GRID_ROLE, HEARTBEAT_TAG, RESUMED_TAG, ROLE_TAG, TAG_PREFIX
+from charrnn.tags import TIME_METRICS   # where each run's wall time went (charrnn.run.phases)
 from charrnn.paths import results_dir, write_atomic
 from charrnn.tracking.bulk_metrics import metric_histories
 from charrnn.tracking.store import StoredRun, Tracker, store_exists, tracking_uri
@@ -73,7 +75,8 @@ def _row(run: StoredRun) -> dict[str, Any]:
     row: dict[str, Any] = {
         **_identity(run), "identity": run.identity, "status": run.status,
         "failure": run.tags.get(FAILURE_TAG),
-        **{k: v for k, v in sorted(run.metrics.items()) if k.startswith(JUDGED_PREFIXES) or k in RUN_SUMMARY},
+        **{k: v for k, v in sorted(run.metrics.items())
+           if k.startswith(JUDGED_PREFIXES) or k in RUN_SUMMARY or k in TIME_METRICS},
         "param_count": _int(run.params.get("param_count")),
         "duration_s": (end - run.start_time) / 1000 if end else None,
         "start_time": pd.Timestamp(run.start_time, unit="ms", tz="UTC"),
@@ -114,7 +117,7 @@ def runs_frame(experiment: str, tracker: Tracker | None = None) -> pd.DataFrame:
     axes = list(dict.fromkeys(key for r in runs for key in _varied(r)))
     if frame.empty:
         frame = pd.DataFrame(columns=ID_COLUMNS + INFO_COLUMNS + list(FIELDS))
-    metrics = sorted(c for c in frame.columns if c.startswith(JUDGED_PREFIXES) or c in RUN_SUMMARY)
+    metrics = sorted(c for c in frame.columns if c.startswith(JUDGED_PREFIXES) or c in RUN_SUMMARY or c in TIME_METRICS)
     ordered = ID_COLUMNS + axes + metrics + INFO_COLUMNS
     frame = frame[ordered + [c for c in frame.columns if c not in ordered]]
     duplicates = finished_duplicates(frame)
