@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from charrnn.report import numbers as fmt
+from charrnn import numbers as fmt
 from charrnn.report.budget_view import claim_budget, table_rows
 from charrnn.report.claim_display import claim_facts, directed, display, forest_figures
 from charrnn.report.plots import cost_figure, curve_band, front

@@ -15,7 +15,7 @@ from report_browser import Browser, BrowserMissing
 
 from charrnn.cli import main
 from charrnn.grid.summary import claim_metric_name
-from charrnn.report import numbers
+from charrnn import numbers
 from charrnn.report.findings import findings_markdown
 from charrnn.science.verdict_table import AS_CLAIMED
 from charrnn.tags import NOTE_TAG, verdict_tag
@@ -45,7 +45,8 @@ def test_every_view_of_a_claim_shows_the_same_signed_effect(reported):
     # MLflow: the parent's metrics and description, in the claimed direction
     for part, value in (("effect", effect), ("low", low), ("high", high)):
         assert math.isclose(parent.metrics[claim_metric_name(CLAIM, part)], value, rel_tol=1e-9), part
-    signed = f"{'+' if effect > 0 else ''}{effect:.3g} nats/char [{low:.3g}, {high:.3g}]"
+    signed = (f"{'+' if effect > 0 else ''}{numbers.difference(effect, 'val_loss')} "
+              f"{numbers.interval(low, high, 'val_loss')}")                # the pages' formatter
     assert signed in parent.tags[NOTE_TAG] and signed in cli          # the description; `charrnn grid`'s output
     assert parent.tags[verdict_tag(CLAIM)] == row["adjusted_verdict"]
 

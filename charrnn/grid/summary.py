@@ -26,7 +26,7 @@ import pandas as pd
 
 from charrnn.grid.spec import Grid, RunSpec
 from charrnn.science import results, tuning
-from charrnn.report import numbers
+from charrnn import numbers
 from charrnn.science.stats import FINISHED, mean_ci
 from charrnn.science.verdict_table import directed_effect
 from charrnn.science.verdicts import Verdict, holm, judge_claims

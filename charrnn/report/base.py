@@ -47,7 +47,6 @@ PROVENANCE = {"git sha": "charrnn.git_sha", "dirty": "charrnn.git_dirty", "torch
 VISIBLE = {"\n": "↵", "\t": "⇥", " ": "␣", "<pad>": "∅", "<bos>": "⊳"}
 INDEX_MANIFEST = "index.json"
 NO_VARIANT = "all runs"
-NO_VALUE = "n/a"                # a number that is missing or not finite, wherever it is printed
 VERDICTS_CSV = "verdicts.csv"
 _FIRST_COLUMNS = ["experiment", "claim", "metric", "effect", "sd", "n", "low", "high", "method", "margin",
                   "verdict", "adjusted_verdict", "mde", "description", "source", "reason", "seeds_needed", "p",

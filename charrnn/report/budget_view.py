@@ -23,7 +23,7 @@ from charrnn.science.claim_options import TRAINABILITY
 from charrnn.science.claims import Claim
 from charrnn.science.verdicts import scoped
 from . import figures as rf
-from . import numbers as fmt
+from charrnn import numbers as fmt
 from .base import Figure
 
 TIME_BUDGET = "max_time_s"

@@ -15,7 +15,7 @@ from typing import Any
 from charrnn.science.claims import Claim
 from charrnn.science.verdict_table import SELF_CHECK_FAMILY
 from . import figures as rf
-from . import numbers as fmt
+from charrnn import numbers as fmt
 from .base import Figure
 
 

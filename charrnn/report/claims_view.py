@@ -23,7 +23,7 @@ from charrnn.science.window_uncertainty import (NOT_APPLICABLE, NOT_RECORDED, SE
                                                 claim_window_interval, dominant)
 from charrnn.tags import TEST_WINDOWS_ARTIFACT
 from charrnn.science.verdicts import ALPHA, LABELS, Verdict, judge_claims
-from . import numbers as fmt
+from charrnn import numbers as fmt
 from .base import VERDICT_COLUMNS, VERDICTS_CSV, ExperimentData
 
 RULES = [

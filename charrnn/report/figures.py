@@ -24,7 +24,7 @@ import seaborn as sns  # noqa: E402
 
 from charrnn.science.stats import Interval  # noqa: E402
 from .base import Figure  # noqa: E402,F401 (figures are returned as base.Figure)
-from .numbers import tick, unit_of  # noqa: E402
+from charrnn.numbers import tick, unit_of  # noqa: E402
 
 DPI = 90
 PALETTE_SMALL = "colorblind"    # up to 10 variants

@@ -27,7 +27,7 @@ import pandas as pd
 
 from charrnn.paths import SUITE_PROVENANCE
 
-from . import numbers
+from charrnn import numbers
 from .base import ReportError, rewrite_document, splice_between
 
 FINDINGS_START = "<!-- findings:start (generated from verdicts.csv: python -m charrnn.report.findings) -->"

@@ -17,7 +17,7 @@ from charrnn.paths import results_dir, write_atomic
 from charrnn.report import figures as rf
 from charrnn.report.base import now_text, render_template
 from charrnn.report.kernels_scan import MIN_CELLS, scan_figure
-from charrnn.report.numbers import number, ratio
+from charrnn.numbers import number, ratio
 from charrnn.bench.results import SHAPE as SHAPE_FIELDS
 from charrnn.bench.results import DEFAULTS, read_results, table_rows
 from charrnn.config import ConfigError

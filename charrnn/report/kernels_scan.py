@@ -10,7 +10,7 @@ import pandas as pd
 
 from charrnn import registry
 from charrnn.report import figures as rf
-from charrnn.report.numbers import ratio as ratio_text
+from charrnn.numbers import ratio as ratio_text
 
 MIN_CELLS = registry.min_cells()
 COMPARED = ("gru", "fused")          # the vendor kernel the scan is held against

@@ -10,7 +10,7 @@ from charrnn.science.claims import Claim
 from charrnn.config import FIELDS
 from charrnn.grid.spec import format_value
 from charrnn.science.stats import FINISHED, Interval, mean_ci
-from .numbers import number, unit_of
+from charrnn.numbers import number, unit_of
 from .base import FINAL_METRICS, GAP_COLUMN, NO_VARIANT, ExperimentData, natural_key
 
 

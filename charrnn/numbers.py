@@ -1,5 +1,5 @@
-"""The one number formatter of the pages: 3 significant figures, thousands separators, the
-metric's unit from the registry, p-values as "p < 0.001".
+"""The one number formatter of the pages, findings and `charrnn grid`'s summary: 3 significant
+figures, thousands separators, the metric's unit from the registry, p-values as "p < 0.001".
 
     number(44337.6)                          -> "44,300"
     quantity(0.0824, "test_loss")            -> "0.0824 nats/char"
@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 
 from charrnn import registry
-from .base import NO_VALUE
+
+NO_VALUE = "n/a"                # a number that is missing or not finite, wherever it is printed
 
 SIGNIFICANT = 3
 P_FLOOR = 0.001
