@@ -112,6 +112,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
     grid = load_grid(args.file)
     specs = grid.expand(args.profile)
+    if args.until_decided and grid.judges_after_tuning(args.profile):
+        raise ConfigError(f"--until-decided: profile {args.profile} sets tune_seeds; valid: a profile whose every "
+                          "seed tunes (each look's fresh seeds would choose their own values)")
     if args.dry_run:
         code = _dry_run(grid, args.profile, specs, args.rerun_failed)
         _print_if_any(decidability_text(grid, args.file, args.profile))
@@ -144,14 +147,14 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def _all_finished(grid, profile: str, specs) -> str | None:
-    """When the store holds a FINISHED run of every RunSpec (and no tuning extension could add
-    one), what a rerun prints; None otherwise. Reads the store only: neither torch nor the
+    """When the store holds a FINISHED run of every RunSpec (and no tuning extension or judging
+    round could add one), what a rerun prints; None otherwise. Reads the store only: neither torch nor the
     executors are loaded, so a rerun that trains nothing returns at once."""
     from charrnn.tags import ROLE_TAG, RUN_ROLE
     from charrnn.tracking.failures import store_error
     from charrnn.tracking.store import Tracker, store_exists
 
-    if grid.tune_bounds or not specs or not store_exists():
+    if grid.tune_bounds or grid.judges_after_tuning(profile) or not specs or not store_exists():
         return None
     try:
         tracker = Tracker()

@@ -62,15 +62,21 @@ def plan_text(grid: Grid, profile: str, specs: tuple[RunSpec, ...], tracker: Tra
         rows.append([str(slot.block), str(slot.position), spec.run_name, spec.identity, latest, action,
                      decision.note])
     head = (f"grid {grid.name} [{profile}]: {len(specs)} runs in seed blocks, arms shuffled per block by "
-            f"order_seed {grid.order_seed}{plan_notes(grid)} (dry run: nothing was created)")
+            f"order_seed {grid.order_seed}{plan_notes(grid, profile)} (dry run: nothing was created)")
     return head + "\n" + format_table(["block", "pos", "run (arm, seed)", "identity", "store", "action", "note"], rows)
 
 
-def plan_notes(grid: Grid) -> str:
-    """What the plan cannot list: exclusive runs, and the rounds a tuning extension may add."""
+def plan_notes(grid: Grid, profile: str) -> str:
+    """What the plan cannot list: exclusive runs, the rounds a tuning extension may add, and the
+    judging round that follows tuning on fewer seeds."""
     notes = ["a claim judges speed: the runs it judges train alone"] if grid.measures_speed else []
     if grid.tune_bounds:
         notes.append(f"a choice at an edge adds runs within tune_bounds ({', '.join(k for k, _ in grid.tune_bounds)})")
+    if grid.judges_after_tuning(profile):
+        tuning = grid.tune_seeds_of(profile)
+        others = [s for s in grid.seeds_of(profile) if s not in tuning]
+        notes.append(f"tuned on seeds {', '.join(map(str, tuning))}; then seeds {', '.join(map(str, others))} train "
+                     f"at each arm's chosen values ({len(grid.variants()) * len(others)} more runs)")
     return "".join(f"; {note}" for note in notes)
 
 

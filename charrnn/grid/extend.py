@@ -6,7 +6,8 @@ values can move judges it) chose an edge of a tuned axis below the grid's `tune_
 or per (arm, seed) under `choice: per_seed`), the axis grows one step past that edge
 (`tuning.extension`) for every variant and seed alike (each arm tuned over the same values), and
 those runs train as the next round, in seed blocks. Rounds repeat until every judged arm's choice
-is inside its axis or at the bound.
+is inside its axis or at the bound. Under a profile's `tune_seeds`, a judging round follows
+(`judging_round`): every seed that did not tune trains once, at its arm's chosen values.
 A later invocation replays the rounds from the store: the same selections, the same values.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 from charrnn import registry
 from charrnn.grid.order import ordered
 from charrnn.grid.spec import Grid, RunSpec, variant_name
+from charrnn.science.claims import Pairs
 from charrnn.science import tuning
 from charrnn.science.stats import FINISHED, same_value
 
@@ -65,6 +67,39 @@ def next_round(grid: Grid, profile: str, results, done: set[str]) -> tuple[Grid,
     specs = ordered([s for s in wider.expand(profile) if s.identity not in done], grid.order_seed)
     added = "; ".join(f"{key} + {', '.join(map(str, values))}" for key, values in grown.items())
     return wider, specs, f"tuning: a choice sat at the edge, so the axis grew ({added}): {len(specs)} more runs"
+
+
+def arm_choices(chosen: pd.DataFrame, grid: Grid) -> dict[str, Pairs]:
+    """Variant name -> its chosen tuned pairs, as the grid lists the values (extensions included), from
+    `tuning.select`'s rows (per arm: one combination per variant)."""
+    tried = chosen.attrs["tune"]
+    choices = {}
+    for _, row in chosen.drop_duplicates("variant").iterrows():
+        choices[row["variant"]] = tuple((key, next(v for v in tried[key] if same_value(v, row[key])))
+                                        for key, _ in grid.tune)
+    return choices
+
+
+def judging_round(grid: Grid, profile: str, results, done: set[str]) -> tuple[tuple[RunSpec, ...], str]:
+    """Under `tune_seeds`, once tuning has settled: the seeds that did not tune, each variant at its
+    arm's chosen values (a variant whose tuning runs all failed trains none), minus those `done`;
+    ((), "") otherwise. A rerun plans the same runs: selection prefers the combination most seeds
+    finished, which these runs only add to."""
+    if not grid.judges_after_tuning(profile):
+        return (), ""
+    space = grid.tune_space
+    frame = finished_frame(results, list(space))
+    tuning_seeds = set(grid.tune_seeds_of(profile))
+    frame = frame[frame["seed"].isin(tuning_seeds)]
+    if frame.empty:
+        return (), ""
+    choices = arm_choices(tuning.select(frame, space), grid)
+    specs = ordered([s for s in grid.judging_specs(profile, choices) if s.identity not in done], grid.order_seed)
+    if not specs:
+        return (), ""
+    others = [s for s in grid.seeds_of(profile) if s not in tuning_seeds]
+    return specs, (f"judging: seeds {', '.join(map(str, others))} train at each arm's chosen values (tuned on "
+                   f"seeds {', '.join(map(str, sorted(tuning_seeds)))}): {len(specs)} runs")
 
 
 def edge_report(grid: Grid, results) -> str:

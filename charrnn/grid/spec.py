@@ -7,6 +7,12 @@ TrainConfig defaults < `task` < `fixed` < the chosen profile < the variant's `ax
 combination of tuned values; `charrnn.science.tuning` then selects one run per (variant, seed) on val.
 The block and `tune_bounds` are parsed by `charrnn.science.tune_space` (also for the stored grid.yaml).
 `order_seed` (default 0) draws the order runs execute in (`charrnn.grid.order`).
+A profile's `tune_seeds: k` tunes on its first k seeds only: they train every tuned combination, and
+each other seed trains once, at its arm's chosen values (`judging_specs`, planned by
+`charrnn.grid.extend.judging_round` once tuning has settled). Selection needs nothing more: per arm
+it prefers the combination the most seeds finished (`charrnn.science.tuning`), which after the
+judging round is the chosen one. Not with a trainability claim (it reads every tuned run of every
+seed) nor with `choice: per_seed`.
 Every key and value is checked (each on its own, then every resolved config of every profile)
 before anything runs; a problem is a `GridError`, one line naming the file, the key, the bad value
 and the valid choices. Importing this module pulls in neither torch nor MLflow.
@@ -24,6 +30,7 @@ import yaml
 
 from charrnn import registry
 from charrnn.grid import strict_yaml
+from charrnn.science.claim_options import TRAINABILITY
 from charrnn.science.claims import Claim, Pairs, parse_claims
 from charrnn.science.stats import same_value
 from charrnn.science.tune_space import CHOICES, TuneSpace, parse_tune
@@ -37,6 +44,8 @@ REQUIRED_PROFILES = ("quick", "full")
 MAX_FILE_BYTES = 1_000_000   # a grid file (the shipped ones are under 5 kB)
 MAX_SEEDS = 1_000             # seeds of one profile
 MAX_RUNS = 10_000             # runs of one profile: variants x tuned combinations x seeds
+MIN_TUNE_SEEDS = 2            # a profile's `tune_seeds`: at least two seeds choose each arm's values
+PROFILE_KEYS = ("seeds", "tune_seeds")   # a profile block's keys that are not config keys
 MAX_CLAIM_TEXT = 20_000       # a claim's canonical text: the store keeps it as one experiment tag
 NOT_VARIABLE = {"seed": "list seeds under the top-level `seeds`",
                 "task": "set the task with the top-level `task`"}
@@ -109,6 +118,7 @@ class Grid:
     seeds: tuple[int, ...]
     profiles: tuple[tuple[str, Pairs], ...]
     profile_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()  # profiles with their own `seeds`
+    profile_tune_seeds: tuple[tuple[str, int], ...] = ()          # profiles that tune on their first k seeds
     tune: tuple[tuple[str, tuple[Any, ...]], ...] = ()             # nuisance key -> values to try
     tune_bounds: tuple[tuple[str, tuple[Any, Any]], ...] = ()      # tuned key -> (lo, hi) it may grow to
     order_seed: int = 0                                             # draws the execution order
@@ -146,6 +156,16 @@ class Grid:
         """The profile's own `seeds` list when it has one (e.g. more seeds in `full`), else `seeds`."""
         return dict(self.profile_seeds).get(profile, self.seeds)
 
+    def tune_seeds_of(self, profile: str) -> tuple[int, ...]:
+        """The seeds of `profile` that train every tuned combination: its first `tune_seeds`, else all."""
+        seeds = self.seeds_of(profile)
+        k = dict(self.profile_tune_seeds).get(profile)
+        return seeds[:k] if self.tune and k else seeds
+
+    def judges_after_tuning(self, profile: str) -> bool:
+        """Some seed of `profile` trains only at its arm's chosen values (a judging round follows tuning)."""
+        return len(self.tune_seeds_of(profile)) < len(self.seeds_of(profile))
+
     @property
     def profile_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.profiles)
@@ -162,22 +182,30 @@ class Grid:
         return [tuple(row) for row in itertools.product(*([(k, v) for v in vs] for k, vs in self.tune))]
 
     def expand(self, profile: str) -> tuple[RunSpec, ...]:
-        """The RunSpecs of `profile`: every variant × seed, as frozen resolved configs."""
+        """The RunSpecs of `profile`: every variant × tuned combination × tuning seed (every seed
+        unless the profile sets `tune_seeds`), as frozen resolved configs."""
+        return tuple(self._spec(profile, varied, tuned, seed)
+                     for varied, tuned in itertools.product(self.variants(), self.tunings())
+                     for seed in self.tune_seeds_of(profile))
+
+    def judging_specs(self, profile: str, choices: dict[str, Pairs]) -> tuple[RunSpec, ...]:
+        """Under `tune_seeds`: the RunSpecs of the seeds that did not tune, each variant at its
+        chosen tuned values (`choices`: variant name -> tuned pairs; a variant without one trains none)."""
+        judging = [s for s in self.seeds_of(profile) if s not in self.tune_seeds_of(profile)]
+        return tuple(self._spec(profile, varied, choices[variant_name(varied)], seed)
+                     for varied in self.variants() if variant_name(varied) in choices for seed in judging)
+
+    def _spec(self, profile: str, varied: Pairs, tuned: Pairs, seed: int) -> RunSpec:
         overrides = dict(self.profiles).get(profile)
         if overrides is None:
             raise GridError(f"{self.path}: profile {profile!r}: unknown profile; "
                             f"valid: {', '.join(self.profile_names)}")
-        base = {"task": self.task, **dict(self.fixed), **dict(overrides)}
-        specs = []
-        for varied, tuned in itertools.product(self.variants(), self.tunings()):
-            for seed in self.seeds_of(profile):
-                try:
-                    cfg = make_config({**base, **dict(varied), **dict(tuned), "seed": seed})
-                except ConfigError as err:
-                    raise GridError(f"{self.path}: profile {profile}, run {run_name(varied + tuned, seed)}: "
-                                    f"{err}") from None
-                specs.append(RunSpec(cfg, varied, self.name, profile, tuned, self.times(varied)))
-        return tuple(specs)
+        try:
+            cfg = make_config({"task": self.task, **dict(self.fixed), **dict(overrides), **dict(varied),
+                               **dict(tuned), "seed": seed})
+        except ConfigError as err:
+            raise GridError(f"{self.path}: profile {profile}, run {run_name(varied + tuned, seed)}: {err}") from None
+        return RunSpec(cfg, varied, self.name, profile, tuned, self.times(varied))
 
 
 # ------------------------------------------------------------------------------------ loading
@@ -265,6 +293,22 @@ class _Checker:
         return tuple((name, self.seeds(block["seeds"])) for name, block in data.items()
                      if isinstance(block, dict) and "seeds" in block)
 
+    def profile_tune_seeds(self, raw: Any, seeds: tuple[int, ...],
+                           profile_seeds: tuple[tuple[str, tuple[int, ...]], ...]) -> tuple[tuple[str, int], ...]:
+        """Profiles that tune on their first k seeds (`tune_seeds: k`, 2 <= k < the profile's seeds)."""
+        data = self.mapping(raw, "profiles", allow_none=False)
+        out = []
+        for name, block in data.items():
+            if not isinstance(block, dict) or "tune_seeds" not in block:
+                continue
+            k, n = block["tune_seeds"], len(dict(profile_seeds).get(name, seeds))
+            if not isinstance(k, int) or isinstance(k, bool) or not MIN_TUNE_SEEDS <= k < n:
+                raise self.fail(f"profiles.{name}.tune_seeds",
+                                f"{short_repr(k)}: valid: an integer from {MIN_TUNE_SEEDS} to {n - 1} "
+                                f"(the profile has {n} seeds)")
+            out.append((name, k))
+        return tuple(out)
+
     def profiles(self, raw: Any, varied: set[str]) -> tuple[tuple[str, Pairs], ...]:
         data = self.mapping(raw, "profiles", allow_none=False)
         for name in REQUIRED_PROFILES:
@@ -277,7 +321,7 @@ class _Checker:
                 raise self.fail("profiles", f"profile name {name!r}: valid: {NAME_RULE}")
             forbidden = {"seed": NOT_VARIABLE["seed"],
                          **{k: f"{k} is varied by the grid" for k in varied}}
-            block = {k: v for k, v in block.items() if k != "seeds"} if isinstance(block, dict) else block
+            block = {k: v for k, v in block.items() if k not in PROFILE_KEYS} if isinstance(block, dict) else block
             out.append((name, self.overrides(block, f"profiles.{name}", forbidden)))
         return tuple(out)
 
@@ -339,6 +383,21 @@ def _lengths_match(check: _Checker, zipped: tuple[tuple[str, tuple], ...]) -> No
                                 f"row {rows.index(rows[repeated]) + 1}; valid: distinct rows")
 
 
+def _tune_seeds_apply(check: _Checker, grid: Grid) -> None:
+    """`tune_seeds` needs a `tune` block chosen per arm, and no trainability claim judged in that profile."""
+    for profile, k in grid.profile_tune_seeds:
+        where = f"profiles.{profile}.tune_seeds"
+        if not grid.tune:
+            raise check.fail(where, f"{k}: the grid tunes nothing; valid: a grid with a `tune` block")
+        if grid.tune_choice != CHOICES[0]:
+            raise check.fail(where, f"{k}: with tune.choice {grid.tune_choice}; valid: choice {CHOICES[0]} "
+                                    "(one value per arm, which the other seeds then train at)")
+        trainability = [c.id for c in grid.claims if c.method == TRAINABILITY and c.judged_in(profile)]
+        if trainability:
+            raise check.fail(where, f"{k}: claim {trainability[0]} judges trainability, which reads every tuned "
+                                    "run of every seed; valid: no tune_seeds in a profile with a trainability claim")
+
+
 def _size_within_bounds(check: _Checker, grid: Grid) -> None:
     """Each profile's run count, counted without listing the runs, is at most MAX_RUNS."""
     variants = math.prod(len(values) for _, values in grid.axes) * (len(grid.zipped[0][1]) if grid.zipped else 1)
@@ -373,14 +432,17 @@ def load_grid(path: str | Path) -> Grid:
     space = check.tune(data, {**NOT_VARIABLE, **fixed_note, **in_axes, **in_zip})
     tune = tuple((key, tuple(values)) for key, values in space.items())
     lists = dict(axes + zipped)
+    seeds, profile_seeds = check.seeds(data["seeds"]), check.profile_seeds(data["profiles"])
     grid = Grid(path=str(path), text=text, name=name, question=check.text(data["question"], "question"),
                 task=task, claims=check.claims(data, lists), fixed=fixed, axes=axes,
-                zipped=zipped, seeds=check.seeds(data["seeds"]),
+                zipped=zipped, seeds=seeds,
                 profiles=check.profiles(data["profiles"], set(lists) | {k for k, _ in tune}),
-                profile_seeds=check.profile_seeds(data["profiles"]), tune=tune,
+                profile_seeds=profile_seeds, tune=tune,
+                profile_tune_seeds=check.profile_tune_seeds(data["profiles"], seeds, profile_seeds),
                 tune_bounds=tuple(space.bounds.items()), tune_choice=space.choice,
                 order_seed=check.order_seed(data.get("order_seed", 0)))
     _size_within_bounds(check, grid)
+    _tune_seeds_apply(check, grid)
     for claim in grid.claims:
         if len(claim.canonical_text()) > MAX_CLAIM_TEXT:
             raise check.fail(f"claim {claim.id[:60]}", f"{len(claim.canonical_text())} characters in all; valid: "

@@ -23,6 +23,19 @@ def _isolation_frame(runs: pd.DataFrame, selected: pd.DataFrame, key: str, metri
     return pd.DataFrame(rows, columns=["variant", "value", "iv", "chosen"])
 
 
+def _tuning_seeds(picked: pd.DataFrame) -> dict[str, str]:
+    """Under a profile's `tune_seeds`: the seeds that tried every value and those that trained once, at
+    their arm's choice ({"tuning_seeds": "0, 1", "judging_seeds": "2, 3, 4"}); both "" when every seed tuned."""
+    none = {"tuning_seeds": "", "judging_seeds": ""}
+    if "tune_candidates" not in picked or picked.empty or int(picked["tune_planned"].max()) < 2:
+        return none
+    tried = picked.groupby("seed")["tune_candidates"].max()
+    tuning, judging = sorted(tried.index[tried > 1], key=int), sorted(tried.index[tried == 1], key=int)
+    if not tuning or not judging:
+        return none
+    return {"tuning_seeds": ", ".join(map(str, tuning)), "judging_seeds": ", ".join(map(str, judging))}
+
+
 def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, list[Any]],
                    colors: dict[str, str]) -> dict[str, Any] | None:
     """The page's tuning block: chosen value per arm (seeds per choice), edge warnings, and one
@@ -47,7 +60,7 @@ def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, l
                                   f"{key} ({', '.join(map(format_value, tried[key]))}); mean and 95 % Student-t CI "
                                   "over seeds; a ring marks a value some seed of that arm selected.",
                                   rf.encode(rf.isolation_plot(frame, key, short, colors))))
-    return {"keys": list(tune), "chosen": chosen, "figures": figures,
+    return {"keys": list(tune), "chosen": chosen, "figures": figures, **_tuning_seeds(picked),
             "per_seed": selected.attrs.get("choice") == "per_seed",
             "edge": [f"{r.variant}, seed {r.seed}: {r.tuned}" for r in picked[at_edge & ~at_bound].itertuples()],
             "bound": [f"{r.variant}, seed {r.seed}: {r.tuned}" for r in picked[at_bound].itertuples()],
