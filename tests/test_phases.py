@@ -127,6 +127,9 @@ def test_the_grid_prints_its_steps_and_its_runs_phases_with_what_they_leave_unac
         "eval 1.00 s (14 %) = 7.0 s",
         "  runs wall 8.0 s - phases 7.0 s = 1.0 s unaccounted (claiming specs, ending runs, between runs)",
         "  not training: 7.0 s of 12.0 s (58 %); per trained run 1.00 s of 3.50 s (29 %) outside its training steps"]
+    session.timing["runs"] = 4.0                                         # two at a time: phases exceed the wall
+    assert time_split_text(session).splitlines()[-1] == (
+        "  outside the runs: 4.0 s of 8.0 s (50 %); per trained run 1.00 s of 3.50 s (29 %) outside its training steps")
     session.results = []
     assert time_split_text(session).count("\n") == 0
 

@@ -110,7 +110,12 @@ def time_split_text(session: GridSession) -> str:
                  + ("(claiming specs, ending runs, between runs)" if rest >= 0 else
                     "(negative: runs trained side by side, their phases overlap in wall time)"))
     train = phases[TRAINING]
-    lines.append(f"  not training: {total - train:.1f} s of {total:.1f} s ({share(total - train, total)}); "
-                 f"per trained run {(summed - train) / len(trained):.2f} s of {summed / len(trained):.2f} s "
-                 f"({share(summed - train, summed)}) outside its training steps")
+    per_run = (f"per trained run {(summed - train) / len(trained):.2f} s of {summed / len(trained):.2f} s "
+               f"({share(summed - train, summed)}) outside its training steps")
+    if rest >= 0:                        # one run at a time: the invocation's wall time adds up
+        lines.append(f"  not training: {total - train:.1f} s of {total:.1f} s ({share(total - train, total)}); "
+                     + per_run)
+    else:                                # side by side, training time exceeds wall time: the part outside the runs
+        lines.append(f"  outside the runs: {total - runs:.1f} s of {total:.1f} s ({share(total - runs, total)}); "
+                     + per_run)
     return "\n".join(lines)
