@@ -43,7 +43,7 @@ def test_only_the_tuning_seeds_try_every_value_and_the_others_train_at_their_arm
     ({"tune_seeds": 2}, {"claims": [{"source": "test", **SCOPE, "metric": "val_loss", "method": "trainability",
                                      "delta": 0.05, "requires": "any",
                                      "expect": {"cell": "gru", "better_than": "vanilla"}}]},
-     "judges trainability, which reads every tuned run of every seed"),
+     "reads every rate of every seed; valid: no tune_seeds"),
 ])
 def test_a_tune_seeds_the_grid_cannot_honour_is_one_line_naming_key_value_and_valid_choices(
         tmp_path, profile, data, message):

@@ -7,12 +7,8 @@ TrainConfig defaults < `task` < `fixed` < the chosen profile < the variant's `ax
 combination of tuned values; `charrnn.science.tuning` then selects one run per (variant, seed) on val.
 The block and `tune_bounds` are parsed by `charrnn.science.tune_space` (also for the stored grid.yaml).
 `order_seed` (default 0) draws the order runs execute in (`charrnn.grid.order`).
-A profile's `tune_seeds: k` tunes on its first k seeds only: they train every tuned combination, and
-each other seed trains once, at its arm's chosen values (`judging_specs`, planned by
-`charrnn.grid.extend.judging_round` once tuning has settled). Selection needs nothing more: per arm
-it prefers the combination the most seeds finished (`charrnn.science.tuning`), which after the
-judging round is the chosen one. Not with a trainability claim (it reads every tuned run of every
-seed) nor with `choice: per_seed`.
+A profile's `tune_seeds: k` tunes on its first k seeds; each other seed trains once, at its arm's
+choice (`judging_specs`, planned by `charrnn.grid.extend.judging_round`).
 Every key and value is checked (each on its own, then every resolved config of every profile)
 before anything runs; a problem is a `GridError`, one line naming the file, the key, the bad value
 and the valid choices. Importing this module pulls in neither torch nor MLflow.
@@ -182,15 +178,13 @@ class Grid:
         return [tuple(row) for row in itertools.product(*([(k, v) for v in vs] for k, vs in self.tune))]
 
     def expand(self, profile: str) -> tuple[RunSpec, ...]:
-        """The RunSpecs of `profile`: every variant × tuned combination × tuning seed (every seed
-        unless the profile sets `tune_seeds`), as frozen resolved configs."""
+        """The RunSpecs of `profile`: every variant × tuned combination × tuning seed, as frozen configs."""
         return tuple(self._spec(profile, varied, tuned, seed)
                      for varied, tuned in itertools.product(self.variants(), self.tunings())
                      for seed in self.tune_seeds_of(profile))
 
     def judging_specs(self, profile: str, choices: dict[str, Pairs]) -> tuple[RunSpec, ...]:
-        """Under `tune_seeds`: the RunSpecs of the seeds that did not tune, each variant at its
-        chosen tuned values (`choices`: variant name -> tuned pairs; a variant without one trains none)."""
+        """The RunSpecs of the seeds that did not tune, each variant at `choices[variant name]` (or none)."""
         judging = [s for s in self.seeds_of(profile) if s not in self.tune_seeds_of(profile)]
         return tuple(self._spec(profile, varied, choices[variant_name(varied)], seed)
                      for varied in self.variants() if variant_name(varied) in choices for seed in judging)
@@ -297,17 +291,13 @@ class _Checker:
                            profile_seeds: tuple[tuple[str, tuple[int, ...]], ...]) -> tuple[tuple[str, int], ...]:
         """Profiles that tune on their first k seeds (`tune_seeds: k`, 2 <= k < the profile's seeds)."""
         data = self.mapping(raw, "profiles", allow_none=False)
-        out = []
-        for name, block in data.items():
-            if not isinstance(block, dict) or "tune_seeds" not in block:
-                continue
-            k, n = block["tune_seeds"], len(dict(profile_seeds).get(name, seeds))
+        out = tuple((name, block["tune_seeds"], len(dict(profile_seeds).get(name, seeds)))
+                    for name, block in data.items() if isinstance(block, dict) and "tune_seeds" in block)
+        for name, k, n in out:
             if not isinstance(k, int) or isinstance(k, bool) or not MIN_TUNE_SEEDS <= k < n:
-                raise self.fail(f"profiles.{name}.tune_seeds",
-                                f"{short_repr(k)}: valid: an integer from {MIN_TUNE_SEEDS} to {n - 1} "
-                                f"(the profile has {n} seeds)")
-            out.append((name, k))
-        return tuple(out)
+                raise self.fail(f"profiles.{name}.tune_seeds", f"{short_repr(k)}: valid: an integer from "
+                                f"{MIN_TUNE_SEEDS} to {n - 1} (the profile has {n} seeds)")
+        return tuple((name, k) for name, k, _ in out)
 
     def profiles(self, raw: Any, varied: set[str]) -> tuple[tuple[str, Pairs], ...]:
         data = self.mapping(raw, "profiles", allow_none=False)
@@ -390,12 +380,9 @@ def _tune_seeds_apply(check: _Checker, grid: Grid) -> None:
         if not grid.tune:
             raise check.fail(where, f"{k}: the grid tunes nothing; valid: a grid with a `tune` block")
         if grid.tune_choice != CHOICES[0]:
-            raise check.fail(where, f"{k}: with tune.choice {grid.tune_choice}; valid: choice {CHOICES[0]} "
-                                    "(one value per arm, which the other seeds then train at)")
-        trainability = [c.id for c in grid.claims if c.method == TRAINABILITY and c.judged_in(profile)]
-        if trainability:
-            raise check.fail(where, f"{k}: claim {trainability[0]} judges trainability, which reads every tuned "
-                                    "run of every seed; valid: no tune_seeds in a profile with a trainability claim")
+            raise check.fail(where, f"{k}: with tune.choice {grid.tune_choice}; valid: choice {CHOICES[0]}")
+        for c in (c for c in grid.claims if c.method == TRAINABILITY and c.judged_in(profile)):
+            raise check.fail(where, f"{k}: claim {c.id} reads every rate of every seed; valid: no tune_seeds")
 
 
 def _size_within_bounds(check: _Checker, grid: Grid) -> None:
