@@ -227,7 +227,7 @@ def decidability_text(grid, path: str, profile: str) -> str:
         f" (not loadable, left out: {', '.join(unreadable)})" if unreadable else "")
     mine = [c for c in grid.claims if c.judged_in(profile)]
     skipped = [c.id for c in grid.claims if not c.judged_in(profile)]
-    text = decidability.report(mine, len(grid.seeds_of(profile)), decidability.family_sizes(judged), suite)
+    text = decidability.report(mine, len(grid.judged_seeds_of(profile)), decidability.family_sizes(judged), suite)
     if skipped:
         text += f"\n  judged on other profiles only: {', '.join(skipped)}"
     return text

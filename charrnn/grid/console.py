@@ -75,8 +75,10 @@ def plan_notes(grid: Grid, profile: str) -> str:
     if grid.judges_after_tuning(profile):
         tuning = grid.tune_seeds_of(profile)
         others = [s for s in grid.seeds_of(profile) if s not in tuning]
+        cap = grid.judge_steps_of(profile)
+        longer = f" to {cap} steps (the claims judge these seeds alone)" if cap else ""
         notes.append(f"tuned on seeds {', '.join(map(str, tuning))}; then seeds {', '.join(map(str, others))} train "
-                     f"at each arm's chosen values ({len(grid.variants()) * len(others)} more runs)")
+                     f"at each arm's chosen values{longer} ({len(grid.variants()) * len(others)} more runs)")
     return "".join(f"; {note}" for note in notes)
 
 

@@ -423,4 +423,4 @@ def train_rounds(runner, session: GridSession, specs: tuple[RunSpec, ...]) -> No
             specs, note = judging_round(grid, session.profile, session.results, done)
         if specs:
             session.add(specs, note)
-    session.notes.append(edge_report(grid, session.results))
+    session.notes.append(edge_report(grid, session.profile, session.results))

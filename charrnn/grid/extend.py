@@ -30,6 +30,13 @@ def finished_frame(results, tuned_keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "seed", *tuned_keys, "status", tuning.SELECT_METRIC])
 
 
+def tuning_frame(grid: Grid, profile: str, results) -> pd.DataFrame:
+    """`finished_frame` of the tuning seeds' runs: what every choice is made on (the judging round's
+    runs, at the chosen values only and, under `judge_steps`, to a longer cap, never move it)."""
+    frame = finished_frame(results, list(grid.tune_space))
+    return frame[frame["seed"].isin(grid.tune_seeds_of(profile))]
+
+
 def tuned_arms(grid: Grid) -> set[str]:
     """The variants whose tuned choice must be bracketed: those a claim judges on a metric the tuned
     values can move (every metric but speed: tokens/s does not depend on the learning rate), its
@@ -57,7 +64,7 @@ def next_round(grid: Grid, profile: str, results, done: set[str]) -> tuple[Grid,
     if not grid.tune_bounds:
         return grid, (), ""
     space = grid.tune_space
-    frame = finished_frame(results, list(space))
+    frame = tuning_frame(grid, profile, results)
     if frame.empty:
         return grid, (), ""
     grown = tuning.extension(judged_choices(tuning.select(frame, space), grid))
@@ -88,9 +95,8 @@ def judging_round(grid: Grid, profile: str, results, done: set[str]) -> tuple[tu
     if not grid.judges_after_tuning(profile):
         return (), ""
     space = grid.tune_space
-    frame = finished_frame(results, list(space))
+    frame = tuning_frame(grid, profile, results)
     tuning_seeds = set(grid.tune_seeds_of(profile))
-    frame = frame[frame["seed"].isin(tuning_seeds)]
     if frame.empty:
         return (), ""
     choices = arm_choices(tuning.select(frame, space), grid)
@@ -98,16 +104,18 @@ def judging_round(grid: Grid, profile: str, results, done: set[str]) -> tuple[tu
     if not specs:
         return (), ""
     others = [s for s in grid.seeds_of(profile) if s not in tuning_seeds]
+    cap = grid.judge_steps_of(profile)
     return specs, (f"judging: seeds {', '.join(map(str, others))} train at each arm's chosen values (tuned on "
-                   f"seeds {', '.join(map(str, sorted(tuning_seeds)))}): {len(specs)} runs")
+                   f"seeds {', '.join(map(str, sorted(tuning_seeds)))}){f' to {cap} steps' if cap else ''}: "
+                   f"{len(specs)} runs")
 
 
-def edge_report(grid: Grid, results) -> str:
+def edge_report(grid: Grid, profile: str, results) -> str:
     """After the last round: how many selections still sit at an edge, and whether at the bound."""
     if not grid.tune:
         return ""
     space = grid.tune_space
-    frame = finished_frame(results, list(space))
+    frame = tuning_frame(grid, profile, results)
     if frame.empty:
         return ""
     chosen = judged_choices(tuning.select(frame, space), grid)

@@ -25,8 +25,8 @@ from typing import Any
 import yaml
 
 from charrnn import registry
-from charrnn.grid import strict_yaml
-from charrnn.science.claim_options import TRAINABILITY
+from charrnn.grid import rounds, strict_yaml
+from charrnn.grid.rounds import PROFILE_KEYS
 from charrnn.science.claims import Claim, Pairs, parse_claims
 from charrnn.science.stats import same_value
 from charrnn.science.tune_space import CHOICES, TuneSpace, parse_tune
@@ -40,8 +40,6 @@ REQUIRED_PROFILES = ("quick", "full")
 MAX_FILE_BYTES = 1_000_000   # a grid file (the shipped ones are under 5 kB)
 MAX_SEEDS = 1_000             # seeds of one profile
 MAX_RUNS = 10_000             # runs of one profile: variants x tuned combinations x seeds
-MIN_TUNE_SEEDS = 2            # a profile's `tune_seeds`: at least two seeds choose each arm's values
-PROFILE_KEYS = ("seeds", "tune_seeds")   # a profile block's keys that are not config keys
 MAX_CLAIM_TEXT = 20_000       # a claim's canonical text: the store keeps it as one experiment tag
 NOT_VARIABLE = {"seed": "list seeds under the top-level `seeds`",
                 "task": "set the task with the top-level `task`"}
@@ -115,6 +113,7 @@ class Grid:
     profiles: tuple[tuple[str, Pairs], ...]
     profile_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()  # profiles with their own `seeds`
     profile_tune_seeds: tuple[tuple[str, int], ...] = ()          # profiles that tune on their first k seeds
+    profile_judge_steps: tuple[tuple[str, int], ...] = ()         # profiles judging at a longer step cap
     tune: tuple[tuple[str, tuple[Any, ...]], ...] = ()             # nuisance key -> values to try
     tune_bounds: tuple[tuple[str, tuple[Any, Any]], ...] = ()      # tuned key -> (lo, hi) it may grow to
     order_seed: int = 0                                             # draws the execution order
@@ -158,6 +157,20 @@ class Grid:
         k = dict(self.profile_tune_seeds).get(profile)
         return seeds[:k] if self.tune and k else seeds
 
+    def steps_of(self, profile: str) -> int:
+        """The step cap of `profile`'s runs (of its first run: `steps` is fixed unless an axis varies it)."""
+        return self._spec(profile, self.variants()[0], self.tunings()[0], self.seeds_of(profile)[0]).config.steps
+
+    def judge_steps_of(self, profile: str) -> int | None:
+        """The judging round's step cap where `profile` sets `judge_steps` (see `rounds`), else None."""
+        return dict(self.profile_judge_steps).get(profile)
+
+    def judged_seeds_of(self, profile: str) -> tuple[int, ...]:
+        """The seeds claims are judged on: under `judge_steps` those that did not tune, else all."""
+        tuning = self.tune_seeds_of(profile)
+        judged = [s for s in self.seeds_of(profile) if s not in tuning]
+        return tuple(judged) if self.judge_steps_of(profile) else self.seeds_of(profile)
+
     def judges_after_tuning(self, profile: str) -> bool:
         """Some seed of `profile` trains only at its arm's chosen values (a judging round follows tuning)."""
         return len(self.tune_seeds_of(profile)) < len(self.seeds_of(profile))
@@ -184,19 +197,21 @@ class Grid:
                      for seed in self.tune_seeds_of(profile))
 
     def judging_specs(self, profile: str, choices: dict[str, Pairs]) -> tuple[RunSpec, ...]:
-        """The RunSpecs of the seeds that did not tune, each variant at `choices[variant name]` (or none)."""
+        """The RunSpecs of the seeds that did not tune, each variant at `choices[variant name]` (or none),
+        to the profile's `judge_steps` where it sets one."""
         judging = [s for s in self.seeds_of(profile) if s not in self.tune_seeds_of(profile)]
-        return tuple(self._spec(profile, varied, choices[variant_name(varied)], seed)
+        cap = self.judge_steps_of(profile)
+        return tuple(self._spec(profile, varied, choices[variant_name(varied)], seed, {"steps": cap} if cap else {})
                      for varied in self.variants() if variant_name(varied) in choices for seed in judging)
 
-    def _spec(self, profile: str, varied: Pairs, tuned: Pairs, seed: int) -> RunSpec:
+    def _spec(self, profile: str, varied: Pairs, tuned: Pairs, seed: int, judging: dict | None = None) -> RunSpec:
         overrides = dict(self.profiles).get(profile)
         if overrides is None:
             raise GridError(f"{self.path}: profile {profile!r}: unknown profile; "
                             f"valid: {', '.join(self.profile_names)}")
         try:
             cfg = make_config({"task": self.task, **dict(self.fixed), **dict(overrides), **dict(varied),
-                               **dict(tuned), "seed": seed})
+                               **dict(tuned), **(judging or {}), "seed": seed})
         except ConfigError as err:
             raise GridError(f"{self.path}: profile {profile}, run {run_name(varied + tuned, seed)}: {err}") from None
         return RunSpec(cfg, varied, self.name, profile, tuned, self.times(varied))
@@ -287,18 +302,6 @@ class _Checker:
         return tuple((name, self.seeds(block["seeds"])) for name, block in data.items()
                      if isinstance(block, dict) and "seeds" in block)
 
-    def profile_tune_seeds(self, raw: Any, seeds: tuple[int, ...],
-                           profile_seeds: tuple[tuple[str, tuple[int, ...]], ...]) -> tuple[tuple[str, int], ...]:
-        """Profiles that tune on their first k seeds (`tune_seeds: k`, 2 <= k < the profile's seeds)."""
-        data = self.mapping(raw, "profiles", allow_none=False)
-        out = tuple((name, block["tune_seeds"], len(dict(profile_seeds).get(name, seeds)))
-                    for name, block in data.items() if isinstance(block, dict) and "tune_seeds" in block)
-        for name, k, n in out:
-            if not isinstance(k, int) or isinstance(k, bool) or not MIN_TUNE_SEEDS <= k < n:
-                raise self.fail(f"profiles.{name}.tune_seeds", f"{short_repr(k)}: valid: an integer from "
-                                f"{MIN_TUNE_SEEDS} to {n - 1} (the profile has {n} seeds)")
-        return tuple((name, k) for name, k, _ in out)
-
     def profiles(self, raw: Any, varied: set[str]) -> tuple[tuple[str, Pairs], ...]:
         data = self.mapping(raw, "profiles", allow_none=False)
         for name in REQUIRED_PROFILES:
@@ -373,18 +376,6 @@ def _lengths_match(check: _Checker, zipped: tuple[tuple[str, tuple], ...]) -> No
                                 f"row {rows.index(rows[repeated]) + 1}; valid: distinct rows")
 
 
-def _tune_seeds_apply(check: _Checker, grid: Grid) -> None:
-    """`tune_seeds` needs a `tune` block chosen per arm, and no trainability claim judged in that profile."""
-    for profile, k in grid.profile_tune_seeds:
-        where = f"profiles.{profile}.tune_seeds"
-        if not grid.tune:
-            raise check.fail(where, f"{k}: the grid tunes nothing; valid: a grid with a `tune` block")
-        if grid.tune_choice != CHOICES[0]:
-            raise check.fail(where, f"{k}: with tune.choice {grid.tune_choice}; valid: choice {CHOICES[0]}")
-        for c in (c for c in grid.claims if c.method == TRAINABILITY and c.judged_in(profile)):
-            raise check.fail(where, f"{k}: claim {c.id} reads every rate of every seed; valid: no tune_seeds")
-
-
 def _size_within_bounds(check: _Checker, grid: Grid) -> None:
     """Each profile's run count, counted without listing the runs, is at most MAX_RUNS."""
     variants = math.prod(len(values) for _, values in grid.axes) * (len(grid.zipped[0][1]) if grid.zipped else 1)
@@ -425,11 +416,14 @@ def load_grid(path: str | Path) -> Grid:
                 zipped=zipped, seeds=seeds,
                 profiles=check.profiles(data["profiles"], set(lists) | {k for k, _ in tune}),
                 profile_seeds=profile_seeds, tune=tune,
-                profile_tune_seeds=check.profile_tune_seeds(data["profiles"], seeds, profile_seeds),
                 tune_bounds=tuple(space.bounds.items()), tune_choice=space.choice,
                 order_seed=check.order_seed(data.get("order_seed", 0)))
+    profiles = check.mapping(data["profiles"], "profiles", allow_none=False)
+    grid = replace(grid, profile_tune_seeds=rounds.tune_seeds(profiles, grid.seeds_of, check.fail))
+    grid = replace(grid, profile_judge_steps=rounds.judge_steps(profiles, grid.steps_of, dict(grid.profile_tune_seeds),
+                                                                grid.seeds_of, check.fail))
     _size_within_bounds(check, grid)
-    _tune_seeds_apply(check, grid)
+    rounds.check_tune_seeds_apply(grid, check.fail)
     for claim in grid.claims:
         if len(claim.canonical_text()) > MAX_CLAIM_TEXT:
             raise check.fail(f"claim {claim.id[:60]}", f"{len(claim.canonical_text())} characters in all; valid: "

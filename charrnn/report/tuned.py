@@ -23,17 +23,22 @@ def _isolation_frame(runs: pd.DataFrame, selected: pd.DataFrame, key: str, metri
     return pd.DataFrame(rows, columns=["variant", "value", "iv", "chosen"])
 
 
-def _tuning_seeds(picked: pd.DataFrame) -> dict[str, str]:
+def _tuning_seeds(picked: pd.DataFrame, rounds: tuple | None) -> dict[str, Any]:
     """Under a profile's `tune_seeds`: the seeds that tried every value and those that trained once, at
-    their arm's choice ({"tuning_seeds": "0, 1", "judging_seeds": "2, 3, 4"}); both "" when every seed tuned."""
-    none = {"tuning_seeds": "", "judging_seeds": ""}
+    their arm's choice ({"tuning_seeds": "0, 1", "judging_seeds": "2, 3, 4"}); both "" when every seed tuned.
+    Under `judge_steps` (`rounds`: `tuning.judged_runs`'s attrs["judging"]) also both step caps."""
+    if rounds:
+        tuning, judged, tuning_cap, judging_cap = rounds
+        return {"tuning_seeds": ", ".join(map(str, tuning)), "judging_seeds": ", ".join(map(str, judged)),
+                "tuning_cap": tuning_cap, "judging_cap": judging_cap}
+    none = {"tuning_seeds": "", "judging_seeds": "", "tuning_cap": 0, "judging_cap": 0}
     if "tune_candidates" not in picked or picked.empty or int(picked["tune_planned"].max()) < 2:
         return none
     tried = picked.groupby("seed")["tune_candidates"].max()
     tuning, judging = sorted(tried.index[tried > 1], key=int), sorted(tried.index[tried == 1], key=int)
     if not tuning or not judging:
         return none
-    return {"tuning_seeds": ", ".join(map(str, tuning)), "judging_seeds": ", ".join(map(str, judging))}
+    return {**none, "tuning_seeds": ", ".join(map(str, tuning)), "judging_seeds": ", ".join(map(str, judging))}
 
 
 def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, list[Any]],
@@ -60,7 +65,8 @@ def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, l
                                   f"{key} ({', '.join(map(format_value, tried[key]))}); mean and 95 % Student-t CI "
                                   "over seeds; a ring marks a value some seed of that arm selected.",
                                   rf.encode(rf.isolation_plot(frame, key, short, colors))))
-    return {"keys": list(tune), "chosen": chosen, "figures": figures, **_tuning_seeds(picked),
+    seeds = _tuning_seeds(picked, selected.attrs.get("judging"))
+    return {"keys": list(tune), "chosen": chosen, "figures": figures, **seeds,
             "per_seed": selected.attrs.get("choice") == "per_seed",
             "edge": [f"{r.variant}, seed {r.seed}: {r.tuned}" for r in picked[at_edge & ~at_bound].itertuples()],
             "bound": [f"{r.variant}, seed {r.seed}: {r.tuned}" for r in picked[at_bound].itertuples()],

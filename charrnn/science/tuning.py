@@ -223,12 +223,48 @@ def combinations(tune: Tune) -> list[dict[str, Any]]:
     return [dict(zip(tune, row)) for row in itertools.product(*tune.values())]
 
 
+def past_tuning_cap(runs: pd.DataFrame, tune: Tune) -> pd.Series:
+    """True for the runs trained to a longer step cap than the shortest of their variant (per
+    profile): a `judge_steps` judging round's runs. All False where `steps` is tuned or absent."""
+    if "steps" not in runs or "steps" in tune or runs.empty:
+        return pd.Series(False, index=runs.index)
+    keys = [k for k in ("profile", "variant") if k in runs]
+    return runs["steps"] > runs.groupby(keys, dropna=False)["steps"].transform("min")
+
+
+def _judged_at_longer_cap(runs: pd.DataFrame, longer: pd.Series, tune: Tune, metric: str) -> pd.DataFrame:
+    """Under `judge_steps`: each arm's choice made on the tuning runs (the shorter cap), then every
+    run of the judging round at that choice, finished or not (a failed one counts as failed).
+    attrs: `select`'s, with the judged (variant, seed) pairs lacking a usable run as `unselected`,
+    and `judging` = (tuning seeds, judging seeds, tuning cap, judging cap)."""
+    chosen = select(runs[~longer], tune, metric)
+    judging = runs[longer]
+    arms = chosen.drop_duplicates("variant").set_index("variant")
+    at_choice = [r["variant"] in arms.index and all(same_value(r[k], arms.at[r["variant"], k]) for k in tune)
+                 for _, r in judging.iterrows()]
+    judging = judging[at_choice]
+    notes = ["tuned", "tune_planned", "tune_at_edge", "tune_at_bound"]
+    out = judging.merge(arms[notes], left_on="variant", right_index=True, how="left").assign(tune_candidates=1)
+    out = out.sort_values(list(GROUP), kind="mergesort").reset_index(drop=True)
+    usable = out[metric].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))
+    if "status" in out:
+        usable &= out["status"] == "FINISHED"
+    out.attrs = {**chosen.attrs, "unselected": sorted(set(zip(*(out[~usable][g] for g in GROUP))), key=str),
+                 "judging": (sorted(runs[~longer]["seed"].unique()), sorted(judging["seed"].unique()),
+                             int(runs[~longer]["steps"].max()), int(judging["steps"].max()) if len(judging) else 0)}
+    return out
+
+
 def judged_runs(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC) -> pd.DataFrame:
     """The runs claims are judged on: without `tune`, `runs` as they are; with it, the selected
     run per (variant, seed) (`select`), plus the runs of every (variant, seed) that had no usable
-    run, so the verdict still counts them as failed. Keeps `select`'s attrs."""
+    run, so the verdict still counts them as failed. Keeps `select`'s attrs. Where a judging round
+    trained to a longer cap (`past_tuning_cap`), its runs alone, at each arm's choice."""
     if not tune:
         return runs
+    longer = past_tuning_cap(runs, tune)
+    if longer.any():
+        return _judged_at_longer_cap(runs, longer, tune, metric)
     chosen = select(runs, tune, metric)
     attrs, missing = dict(chosen.attrs), set(chosen.attrs["unselected"])
     if missing:
