@@ -82,6 +82,16 @@ def test_a_failed_judging_run_stays_among_the_judged_and_is_named_unselected():
     assert judged.attrs["unselected"] == [("cell=gru", 4)]
 
 
+def test_an_arm_whose_tuning_runs_all_failed_stays_among_the_judged_as_failed():
+    runs = synthetic_runs({s: 1.2 for s in range(2, 7)})
+    failed = pd.DataFrame([{"variant": "cell=vanilla", "seed": s, "lr": lr, "steps": 1000, "status": "FAILED",
+                            "final_val_loss": float("nan")} for s in (0, 1) for lr in LRS])
+    judged = tuning.judged_runs(pd.concat([runs, failed], ignore_index=True), TuneSpace({"lr": LRS}))
+    lost = judged[judged["variant"] == "cell=vanilla"]
+    assert len(lost) == 6 and set(lost["tuned"]) == {"none usable"} and set(lost["status"]) == {"FAILED"}
+    assert ("cell=vanilla", 0) in judged.attrs["unselected"]
+
+
 def test_without_a_longer_cap_the_tuning_seeds_are_judged_as_before():
     runs = synthetic_runs({}).assign(steps=1000)
     assert not tuning.past_tuning_cap(runs, TuneSpace({"lr": LRS})).any()

@@ -55,6 +55,9 @@ def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, l
     at_bound = picked["tune_at_bound"].astype(bool) if "tune_at_bound" in picked else none
     tried = selected.attrs.get("tune") or tune          # the grid's values and any automatic extension
     metric = tuning.SELECT_METRIC
+    rounds = selected.attrs.get("judging")
+    if rounds:      # the figure shows what the choice was made on: the tuning seeds at the shorter cap
+        runs = runs[~tuning.past_tuning_cap(runs, tune)]
     figures = []
     for key in tune:
         frame = _isolation_frame(runs, picked, key, metric)
@@ -63,9 +66,10 @@ def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, l
             figures.append(Figure(f"isolation-{key}", f"Isolation: {short} against {key}",
                                   f"Final {short} (the selection metric, never test) per arm against each tried "
                                   f"{key} ({', '.join(map(format_value, tried[key]))}); mean and 95 % Student-t CI "
-                                  "over seeds; a ring marks a value some seed of that arm selected.",
+                                  f"over {f'the tuning seeds (to {rounds[2]} steps)' if rounds else 'seeds'}; a "
+                                  "ring marks a value some seed of that arm selected.",
                                   rf.encode(rf.isolation_plot(frame, key, short, colors))))
-    seeds = _tuning_seeds(picked, selected.attrs.get("judging"))
+    seeds = _tuning_seeds(picked, rounds)
     return {"keys": list(tune), "chosen": chosen, "figures": figures, **seeds,
             "per_seed": selected.attrs.get("choice") == "per_seed",
             "edge": [f"{r.variant}, seed {r.seed}: {r.tuned}" for r in picked[at_edge & ~at_bound].itertuples()],

@@ -245,12 +245,14 @@ def _judged_at_longer_cap(runs: pd.DataFrame, longer: pd.Series, tune: Tune, met
     judging = judging[at_choice]
     notes = ["tuned", "tune_planned", "tune_at_edge", "tune_at_bound"]
     out = judging.merge(arms[notes], left_on="variant", right_index=True, how="left").assign(tune_candidates=1)
+    no_choice = runs[~longer & ~runs["variant"].isin(arms.index)]    # every tuning run failed: no judging round
+    out = pd.concat([out, no_choice.assign(tuned="none usable")], ignore_index=True) if len(no_choice) else out
     out = out.sort_values(list(GROUP), kind="mergesort").reset_index(drop=True)
     usable = out[metric].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))
     if "status" in out:
         usable &= out["status"] == "FINISHED"
     out.attrs = {**chosen.attrs, "unselected": sorted(set(zip(*(out[~usable][g] for g in GROUP))), key=str),
-                 "judging": (sorted(runs[~longer]["seed"].unique()), sorted(judging["seed"].unique()),
+                 "judging": (sorted(set(runs[~longer]["seed"]), key=int), sorted(set(judging["seed"]), key=int),
                              int(runs[~longer]["steps"].max()), int(judging["steps"].max()) if len(judging) else 0)}
     return out
 
