@@ -43,7 +43,13 @@ BROKEN = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BROKEN))
+# Each case is a `charrnn train` subprocess (~7 s): `make test` runs one of each kind (unreadable, stale,
+# rejected), `make test-all` (CI) every case.
+FAST_CASES = {"truncated", "one-layer entry", "rejected by its entry"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=() if c in FAST_CASES else pytest.mark.slow)
+                                  for c in sorted(BROKEN)])
 def test_a_broken_cache_is_probed_again_with_one_line_and_trains_on_a_checked_backend(results_dir, case):
     results_dir.mkdir(parents=True)
     (results_dir / PROBE_CACHE).write_text(BROKEN[case])
