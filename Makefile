@@ -47,7 +47,7 @@ lint: $(STAMP)
 # Kernel timing suite (charrnn/bench/timed): PROFILE=quick (CPU, a few shapes, ~14 min on 2 cores) | sweep_hidden
 # (tokens/s against H, <= 10 min on 2 cores) | gpu (H512 B64 T100) | full (the GPU grid);
 # K='pytest -k expression' times a part. JSON in results/benchmarks/, run in MLflow `kernels`.
-# Issue 33 (runs/hour): make bench PROFILE=quick K='lstm_auto_vs_fused or seed_batched or mingru_auto'
+# The runs-per-hour benchmarks (README): make bench PROFILE=quick K='lstm_auto_vs_fused or seed_batched or mingru_auto'
 bench: $(STAMP)
 	$(BIN)/charrnn bench --profile $(PROFILE) $(if $(K),-k '$(K)')
 

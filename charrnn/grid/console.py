@@ -74,7 +74,7 @@ def plan_notes(grid: Grid, profile: str) -> str:
         notes.append(f"a choice at an edge adds runs within tune_bounds ({', '.join(k for k, _ in grid.tune_bounds)})")
     if grid.judges_after_tuning(profile):
         tuning = grid.tune_seeds_of(profile)
-        others = [s for s in grid.seeds_of(profile) if s not in tuning]
+        others = grid.judging_seeds_of(profile)
         cap = grid.judge_steps_of(profile)
         longer = f" to {cap} steps (the claims judge these seeds alone)" if cap else ""
         notes.append(f"tuned on seeds {', '.join(map(str, tuning))}; then seeds {', '.join(map(str, others))} train "

@@ -96,17 +96,17 @@ def judging_round(grid: Grid, profile: str, results, done: set[str]) -> tuple[tu
         return (), ""
     space = grid.tune_space
     frame = tuning_frame(grid, profile, results)
-    tuning_seeds = set(grid.tune_seeds_of(profile))
     if frame.empty:
         return (), ""
     choices = arm_choices(tuning.select(frame, space), grid)
     specs = ordered([s for s in grid.judging_specs(profile, choices) if s.identity not in done], grid.order_seed)
     if not specs:
         return (), ""
-    others = [s for s in grid.seeds_of(profile) if s not in tuning_seeds]
+    seeds = {k: ", ".join(map(str, v)) for k, v in (("judging", grid.judging_seeds_of(profile)),
+                                                    ("tuning", grid.tune_seeds_of(profile)))}
     cap = grid.judge_steps_of(profile)
-    return specs, (f"judging: seeds {', '.join(map(str, others))} train at each arm's chosen values (tuned on "
-                   f"seeds {', '.join(map(str, sorted(tuning_seeds)))}){f' to {cap} steps' if cap else ''}: "
+    return specs, (f"judging: seeds {seeds['judging']} train at each arm's chosen values (tuned on "
+                   f"seeds {seeds['tuning']}){f' to {cap} steps' if cap else ''}: "
                    f"{len(specs)} runs")
 
 

@@ -165,15 +165,18 @@ class Grid:
         """The judging round's step cap where `profile` sets `judge_steps` (see `rounds`), else None."""
         return dict(self.profile_judge_steps).get(profile)
 
+    def judging_seeds_of(self, profile: str) -> tuple[int, ...]:
+        """The seeds of `profile` that did not tune (each trains once, at its arm's choice); () without tune_seeds."""
+        tuning = self.tune_seeds_of(profile)
+        return tuple(s for s in self.seeds_of(profile) if s not in tuning)
+
     def judged_seeds_of(self, profile: str) -> tuple[int, ...]:
         """The seeds claims are judged on: under `judge_steps` those that did not tune, else all."""
-        tuning = self.tune_seeds_of(profile)
-        judged = [s for s in self.seeds_of(profile) if s not in tuning]
-        return tuple(judged) if self.judge_steps_of(profile) else self.seeds_of(profile)
+        return self.judging_seeds_of(profile) if self.judge_steps_of(profile) else self.seeds_of(profile)
 
     def judges_after_tuning(self, profile: str) -> bool:
         """Some seed of `profile` trains only at its arm's chosen values (a judging round follows tuning)."""
-        return len(self.tune_seeds_of(profile)) < len(self.seeds_of(profile))
+        return bool(self.judging_seeds_of(profile))
 
     @property
     def profile_names(self) -> tuple[str, ...]:
@@ -199,19 +202,20 @@ class Grid:
     def judging_specs(self, profile: str, choices: dict[str, Pairs]) -> tuple[RunSpec, ...]:
         """The RunSpecs of the seeds that did not tune, each variant at `choices[variant name]` (or none),
         to the profile's `judge_steps` where it sets one."""
-        judging = [s for s in self.seeds_of(profile) if s not in self.tune_seeds_of(profile)]
         cap = self.judge_steps_of(profile)
-        return tuple(self._spec(profile, varied, choices[variant_name(varied)], seed, {"steps": cap} if cap else {})
-                     for varied in self.variants() if variant_name(varied) in choices for seed in judging)
+        return tuple(self._spec(profile, varied, choices[variant_name(varied)], seed, cap)
+                     for varied in self.variants() if variant_name(varied) in choices
+                     for seed in self.judging_seeds_of(profile))
 
-    def _spec(self, profile: str, varied: Pairs, tuned: Pairs, seed: int, judging: dict | None = None) -> RunSpec:
+    def _spec(self, profile: str, varied: Pairs, tuned: Pairs, seed: int, steps: int | None = None) -> RunSpec:
+        """One resolved RunSpec; `steps`, where given, replaces the profile's cap (a `judge_steps` run)."""
         overrides = dict(self.profiles).get(profile)
         if overrides is None:
             raise GridError(f"{self.path}: profile {profile!r}: unknown profile; "
                             f"valid: {', '.join(self.profile_names)}")
         try:
             cfg = make_config({"task": self.task, **dict(self.fixed), **dict(overrides), **dict(varied),
-                               **dict(tuned), **(judging or {}), "seed": seed})
+                               **dict(tuned), **({"steps": steps} if steps else {}), "seed": seed})
         except ConfigError as err:
             raise GridError(f"{self.path}: profile {profile}, run {run_name(varied + tuned, seed)}: {err}") from None
         return RunSpec(cfg, varied, self.name, profile, tuned, self.times(varied))

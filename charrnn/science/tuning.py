@@ -112,6 +112,12 @@ def _at_bound(row: pd.Series, tune: Tune) -> bool:
     return any(key in bounds and same_value(row[key], bounds[key][side > 0]) for key, side in _edges(row, tune))
 
 
+def usable_mask(runs: pd.DataFrame, metric: str) -> pd.Series:
+    """The runs selection can use: FINISHED (where the frame has a status) with a finite `metric`."""
+    usable = runs[metric].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v)).astype(bool)
+    return usable & (runs["status"] == "FINISHED") if "status" in runs.columns else usable
+
+
 def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
            higher_is_better: bool | None = None) -> pd.DataFrame:
     """One row per (variant, seed), chosen per arm or per seed as `tune.choice` says (see the
@@ -126,9 +132,7 @@ def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
         raise ValueError(f"runs frame lacks columns {missing}; valid: a results.runs_frame of the grid")
     higher = registry.higher_is_better(metric) if higher_is_better is None else higher_is_better
     tune = tried_axes(runs, tune)
-    usable = runs[runs[metric].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))]
-    if "status" in usable.columns:
-        usable = usable[usable["status"] == "FINISHED"]
+    usable = runs[usable_mask(runs, metric)]
     usable = usable.assign(_order=[_order(r, tune) for _, r in usable.iterrows()])
     best = _best_per_seed(usable, metric, higher) if choice_of(tune) == "per_seed" else \
         _best_per_arm(usable, metric, higher)
@@ -248,9 +252,7 @@ def _judged_at_longer_cap(runs: pd.DataFrame, longer: pd.Series, tune: Tune, met
     no_choice = runs[~longer & ~runs["variant"].isin(arms.index)]    # every tuning run failed: no judging round
     out = pd.concat([out, no_choice.assign(tuned="none usable")], ignore_index=True) if len(no_choice) else out
     out = out.sort_values(list(GROUP), kind="mergesort").reset_index(drop=True)
-    usable = out[metric].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))
-    if "status" in out:
-        usable &= out["status"] == "FINISHED"
+    usable = usable_mask(out, metric)
     out.attrs = {**chosen.attrs, "unselected": sorted(set(zip(*(out[~usable][g] for g in GROUP))), key=str),
                  "judging": (sorted(set(runs[~longer]["seed"]), key=int), sorted(set(judging["seed"]), key=int),
                              int(runs[~longer]["steps"].max()), int(judging["steps"].max()) if len(judging) else 0)}

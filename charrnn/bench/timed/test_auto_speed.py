@@ -1,6 +1,6 @@
 """`backend=auto` against `backend=fused`: the tokens/s `charrnn train` reports (final_tokens_per_s,
 the training loop of `Trainer.fit`) for a GRU at H256 B32 T64, and for an LSTM at H128 and H256 B32
-T64 (issue 33), on this device, each pair in one run.
+T64 (the runs-per-hour benchmarks), on this device, each pair in one run.
 
 One round = one short training run of each backend, in alternation (the `fused` run in the round's
 setup, untimed by pytest-benchmark and recorded here), so load drift hits both. The auto probe
@@ -91,7 +91,7 @@ def test_auto_vs_fused_training_tokens_per_s(benchmark, tmp_path, monkeypatch, p
 @pytest.mark.timeout(1200)   # 2 x 5 short trainings and a probe: minutes on a loaded 2-core CPU
 @pytest.mark.parametrize("hidden", [128, 256], ids=lambda h: f"h{h}")
 def test_lstm_auto_vs_fused_training_tokens_per_s(benchmark, tmp_path, monkeypatch, profile_name, quiet, hidden):
-    """Issue 33: LSTM at H128 and H256 (B32 T64). `probe_ratios` is the whole-model probe's time of
+    """LSTM at H128 and H256 (B32 T64). `probe_ratios` is the whole-model probe's time of
     each candidate over nn.LSTM's: where `auto` keeps `fused`, no candidate was AUTO_MARGIN faster."""
     monkeypatch.setenv("CHARRNN_RESULTS_DIR", str(tmp_path))   # a fresh probe cache: the probe is timed too
     auto_vs_fused(benchmark, profile_name, quiet, "lstm", hidden)

@@ -1,4 +1,4 @@
-"""Seed batching (issue 33): runs/hour of five GRU CharRNN runs that differ only in their seed, trained
+"""Seed batching: runs/hour of five GRU CharRNN runs that differ only in their seed, trained
 as one 5-member seed-batched model (`charrnn.bench.seed_batch`: stacked weights, one bmm per step,
 per-member Adam state and clipping), against the same five runs trained separately (five `Trainer`s
 on backend `fused`, nn.GRU, stepped in turn in this process), at H64 and H128 B32 T64.
