@@ -55,12 +55,12 @@ grid: $(STAMP)
 	$(BIN)/charrnn grid ablations/$(ABLATION).yaml --profile $(PROFILE) --executor $(EXECUTOR)
 
 # Every claim grid (all ablations/*.yaml but smoke) that defines PROFILE (PROFILE=converged: the grids
-# with a converged profile), resumable, then the suite's provenance.json (commit, machine, torch and
-# MLflow versions) and every report + the index.
+# with a converged profile), resumable, in one `charrnn grid` process on one Ray (started once), then the
+# suite's provenance.json (commit, machine, torch and MLflow versions) and every report + the index.
 CLAIM_GRIDS := $(filter-out ablations/smoke.yaml,$(sort $(wildcard ablations/*.yaml)))
 ablations: $(STAMP)
-	status=0; for f in $$($(BIN)/python -m charrnn.grid.spec $(PROFILE) $(CLAIM_GRIDS)); do \
-		$(BIN)/charrnn grid $$f --profile $(PROFILE) --executor $(EXECUTOR) || status=1; done; \
+	$(BIN)/charrnn grid $$($(BIN)/python -m charrnn.grid.spec $(PROFILE) $(CLAIM_GRIDS)) \
+		--profile $(PROFILE) --executor $(EXECUTOR); status=$$?; \
 		$(BIN)/python -m charrnn.provenance && $(BIN)/charrnn report && exit $$status
 
 report: $(STAMP)

@@ -101,7 +101,9 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    """Train every RunSpec of a grid file not already FINISHED (or, with --dry-run, list them)."""
+    """Train every RunSpec of each grid file not already FINISHED (or, with --dry-run, list them).
+    Several files train one after another in this process, on one executor (one Ray for all of them),
+    so the process, its imports and Ray start once; every file is checked before any run."""
     # Before torch loads (Ray workers inherit it): idle OpenMP threads sleep instead of spinning.
     # Measured on the 2-core machine: with any other busy process, spinning threads made a GRU-64
     # training step 3-5 s instead of 20-40 ms; on an idle machine sleeping costs up to ~3x on tiny
@@ -110,19 +112,35 @@ def cmd_grid(args: argparse.Namespace) -> int:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from charrnn.grid.spec import load_grid
 
-    grid = load_grid(args.file)
+    grids = [(path, load_grid(path)) for path in args.file]
+    for _, grid in grids:
+        grid.expand(args.profile)   # an unknown profile or a bad value: exit 2 before any run
+        if args.until_decided and grid.judges_after_tuning(args.profile):
+            raise ConfigError(f"--until-decided: profile {args.profile} sets tune_seeds; valid: a profile whose "
+                              "every seed tunes (each look's fresh seeds would choose their own values)")
+    if len(grids) == 1 or args.dry_run:
+        return max(_grid_command(grid, path, args) for path, grid in grids)
+    from charrnn.grid.executors import shared_executor
+
+    codes = []
+    with shared_executor(args.executor, args.ray_address):
+        for number, (path, grid) in enumerate(grids, 1):
+            print(f"== {path} (grid {number} of {len(grids)})", flush=True)
+            codes.append(_grid_command(grid, path, args))
+    return max(codes)
+
+
+def _grid_command(grid, path: str, args: argparse.Namespace) -> int:
+    """`charrnn grid` for one loaded grid file: 0 when every run finished, 1 when one failed."""
     specs = grid.expand(args.profile)
-    if args.until_decided and grid.judges_after_tuning(args.profile):
-        raise ConfigError(f"--until-decided: profile {args.profile} sets tune_seeds; valid: a profile whose every "
-                          "seed tunes (each look's fresh seeds would choose their own values)")
     if args.dry_run:
         code = _dry_run(grid, args.profile, specs, args.rerun_failed)
-        _print_if_any(decidability_text(grid, args.file, args.profile))
+        _print_if_any(decidability_text(grid, path, args.profile))
         return code
     if not args.until_decided and (done := _all_finished(grid, args.profile, specs)):
         print(done)
         return 0
-    _print_if_any(decidability_text(grid, args.file, args.profile))
+    _print_if_any(decidability_text(grid, path, args.profile))
     from charrnn.grid.executors import run_grid
     from charrnn.grid.console import summary_text, time_split_text
     from charrnn.grid.session import FAILED, GridStopped
@@ -307,10 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(func=cmd_sample)
 
-    grid = sub.add_parser("grid", help="train an ablation grid: every variant x seed of a YAML file",
+    grid = sub.add_parser("grid", help="train ablation grids: every variant x seed of each YAML file",
                           description="Runs already FINISHED are skipped; KILLED/FAILED ones resume from "
-                                      "their last checkpoint. Safe to re-run and to kill.")
-    grid.add_argument("file", help="grid file, e.g. ablations/smoke.yaml")
+                                      "their last checkpoint. Safe to re-run and to kill. Several files "
+                                      "train one after another in one process, on one executor (one Ray).")
+    grid.add_argument("file", nargs="+", help="grid file(s), e.g. ablations/smoke.yaml")
     grid.add_argument("--profile", default="quick", help="named overrides from the file (default: quick)")
     grid.add_argument("--executor", default="local", help="local (in this process) | ray (one task per run)")
     grid.add_argument("--max-parallel", type=_positive_int, default=None, metavar="N",

@@ -31,8 +31,9 @@ import sys
 import tempfile
 import time
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from charrnn.config import ConfigError
 from charrnn.grid.extend import edge_report, judging_round, next_round
@@ -399,14 +400,34 @@ def run_grid(grid: Grid, profile: str, executor: str = "local", max_parallel: in
     return session
 
 
+_process_charged: list[bool] = []   # the process's start-up went to the first grid this process trained
+
+
 def process_seconds() -> float:
-    """Seconds since this process started (Python, imports, what ran before the grid); 0 where unknown."""
+    """Seconds since this process started (Python, imports, what ran before the grid), charged to the
+    first grid the process trains and 0 for the grids after it (`charrnn grid A.yaml B.yaml`); 0 where
+    unknown."""
+    if _process_charged:
+        return 0.0
+    _process_charged.append(True)
     try:
         import psutil
 
         return max(0.0, time.time() - psutil.Process().create_time())
     except Exception:   # psutil missing (it comes with MLflow) or the platform hides it
         return 0.0
+
+
+@contextmanager
+def shared_executor(executor: str, ray_address: str | None = None) -> Iterator[None]:
+    """One executor for several grids trained in one process: for `ray`, one Ray started (or joined)
+    here, which each grid's RayExecutor finds running and leaves up, so its workers, their imports and
+    the cluster start once; `local` needs nothing shared."""
+    if executor != "ray":
+        yield
+        return
+    with RayExecutor(ray_address=ray_address, progress=False):
+        yield
 
 
 def train_rounds(runner, session: GridSession, specs: tuple[RunSpec, ...]) -> None:
