@@ -91,3 +91,25 @@ def test_a_page_says_how_speed_was_measured(tmp_path):
     exp.runs[SPEED_TAG] = EXCLUSIVE
     html = render_experiment(exp, tmp_path).path.read_text()
     assert f"How speed was measured: exclusive: {SPEED_MEASUREMENTS[EXCLUSIVE]}" in html.replace("&#39;", "'")
+
+
+def test_arms_only_speed_claims_judge_are_named_as_trained_at_one_value_not_flagged_at_an_edge(tmp_path):
+    """A loss claim on hidden sizes 64 and 128 (both lrs tried), a speed claim that also judges 256,
+    which trained once per seed at the first lr: no edge warning for it, no isolation points, one note."""
+    exp = make_experiment(axes={"hidden_size": [64, 128, 256]}, seeds=[0, 1, 2, 3, 4], claims=[
+        {**SCOPE, "metric": "test_loss", "expect": {"hidden_size": 128, "better_than": 64}},
+        {**SCOPE, "metric": "tokens_per_s", "expect": {"hidden_size": 256, "better_than": 128}}])
+    rows = []
+    for _, r in exp.runs.iterrows():
+        for lr in LRS[:1] if int(r["hidden_size"]) == 256 else LRS:
+            loss = 1.8 + (0.0 if lr == 0.01 else 0.2)
+            rows.append({**r.to_dict(), "run_id": f"{r['run_id']}-{lr}", "lr": lr, "final_val_loss": loss,
+                         "final_test_loss": loss, "final_tokens_per_s": 1000.0 / int(r["hidden_size"])})
+    exp.runs = pd.DataFrame(rows)
+    exp.curves, exp.tune = make_curves(exp.runs), {"lr": LRS}
+    tuning = build_context(exp)["tuning"]
+    assert tuning["one_value"] == ["hidden_size=256"]
+    assert tuning["edge"] and not any("256" in line for line in tuning["edge"] + tuning["bound"])
+    assert {c["variant"] for c in tuning["chosen"]} == {"hidden_size=64", "hidden_size=128"}
+    html = render_experiment(exp, tmp_path).path.read_text()
+    assert "Trained at one value (the first listed), not tuned: hidden_size=256." in html

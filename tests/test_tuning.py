@@ -287,4 +287,26 @@ def test_only_arms_a_loss_claim_judges_grow_the_axis_and_speed_only_arms_do_not(
     assert next_round(grid, "quick", speed_arms_at_edge, set())[1] == ()
     judged_at_edge = results(lambda s: 0.01 if s.config.cell == "gru" else 0.003)
     wider, specs, note = next_round(grid, "quick", judged_at_edge, {s.identity for s in grid.expand("quick")})
-    assert dict(wider.tune)["lr"] == (*LRS, 0.03) and len(specs) == 4 * 2 and "axis grew (lr + 0.03)" in note
+    assert dict(wider.tune)["lr"] == (*LRS, 0.03) and "axis grew (lr + 0.03)" in note
+    assert len(specs) == 2 * 2 and {s.config.hidden_size for s in specs} == {16}   # the speed-only arms keep one lr
+
+
+def test_arms_only_speed_claims_judge_train_once_per_seed_at_the_first_tuned_value(tmp_path):
+    loss = {"source": "test", **SCOPE, "metric": "val_loss", "where": {"hidden_size": 16},
+            "expect": {"cell": "gru", "better_than": "vanilla"}}
+    speed = {"source": "test", **SCOPE, "metric": "tokens_per_s", "where": {"hidden_size": 8},
+             "expect": {"cell": "gru", "better_than": "vanilla"}}
+    grid = load_grid(write_grid(tmp_path, grid_data(claims=[loss, speed], tune={"lr": LRS})))
+    specs = grid.expand("quick")
+    lrs = {(s.config.cell, s.config.hidden_size): sorted({t.config.lr for t in specs
+                                                          if (t.config.cell, t.config.hidden_size) ==
+                                                          (s.config.cell, s.config.hidden_size)}) for s in specs}
+    assert lrs == {("vanilla", 8): [LRS[0]], ("gru", 8): [LRS[0]],
+                   ("vanilla", 16): sorted(LRS), ("gru", 16): sorted(LRS)}
+    assert len(specs) == (2 * 1 + 2 * len(LRS)) * 2
+    only_speed = load_grid(write_grid(tmp_path, grid_data(claims=[speed], tune={"lr": LRS}), name="speed.yaml"))
+    unjudged = {s.config.lr for s in only_speed.expand("quick") if s.config.hidden_size == 16}
+    assert unjudged == set(LRS)   # no claim judges it: tuned as before
+    grown = grid.with_tune({"lr": (*LRS, 0.03)})
+    assert [s for s in grown.expand("quick") if s.config.hidden_size == 8] == \
+        [s for s in specs if s.config.hidden_size == 8]   # an extension leaves them as they were

@@ -4,7 +4,8 @@ After a round of runs, selection (`charrnn.science.tuning.select`, on validation
 what the round left FINISHED; where some judged arm (`tuned_arms`: a claim on a metric the tuned
 values can move judges it) chose an edge of a tuned axis below the grid's `tune_bounds` (per arm,
 or per (arm, seed) under `choice: per_seed`), the axis grows one step past that edge
-(`tuning.extension`) for every variant and seed alike (each arm tuned over the same values), and
+(`tuning.extension`) for every variant and seed alike (each arm tuned over the same values; a variant
+only speed claims judge keeps its one combination, `Grid.tunings`), and
 those runs train as the next round, in seed blocks. Rounds repeat until every judged arm's choice
 is inside its axis or at the bound. Under a profile's `tune_seeds`, a judging round follows
 (`judging_round`): every seed that did not tune trains once, at its arm's chosen values.
@@ -20,6 +21,7 @@ from charrnn.grid.spec import Grid, RunSpec, variant_name
 from charrnn.science.claims import Pairs
 from charrnn.science import tuning
 from charrnn.science.stats import FINISHED, same_value
+from charrnn.science.tune_space import moved_by_tuning
 
 
 def finished_frame(results, tuned_keys: list[str]) -> pd.DataFrame:
@@ -39,16 +41,10 @@ def tuning_frame(grid: Grid, profile: str, results) -> pd.DataFrame:
 
 def tuned_arms(grid: Grid) -> set[str]:
     """The variants whose tuned choice must be bracketed: those a claim judges on a metric the tuned
-    values can move (every metric but speed: tokens/s does not depend on the learning rate), its
-    `where` holding and, with an axis, the variant one of its two arms. Every variant of a grid
+    values can move (`tune_space.moved_by_tuning`: every metric but speed). Every variant of a grid
     without such a claim."""
     claims = [c for c in grid.claims if not registry.METRICS[c.metric].speed]
-
-    def judged(values: dict) -> bool:
-        return any(all(same_value(values.get(k), v) for k, v in c.where)
-                   and (c.axis is None or any(same_value(values.get(c.axis), arm) for arm in (c.value, c.baseline)))
-                   for c in claims)
-    return {variant_name(v) for v in grid.variants() if not claims or judged(dict(v))}
+    return {variant_name(v) for v in grid.variants() if not claims or moved_by_tuning(claims, dict(v))}
 
 
 def judged_choices(chosen: pd.DataFrame, grid: Grid) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from charrnn.grid import rounds, strict_yaml
 from charrnn.grid.rounds import PROFILE_KEYS
 from charrnn.science.claims import Claim, Pairs, parse_claims
 from charrnn.science.stats import same_value
-from charrnn.science.tune_space import CHOICES, TuneSpace, parse_tune
+from charrnn.science.tune_space import CHOICES, TuneSpace, parse_tune, speed_only
 from charrnn.config import ConfigError, TrainConfig, check_value, format_value, make_config, short_repr
 from charrnn.paths import NAME_RULE, valid_name
 
@@ -189,15 +189,17 @@ class Grid:
         axis_rows = itertools.product(*([(key, v) for v in values] for key, values in self.axes))
         return [tuple(a) + z for a in axis_rows for z in zip_rows]
 
-    def tunings(self) -> list[Pairs]:
-        """Every combination of the `tune` values, in file order ([()] without `tune`)."""
-        return [tuple(row) for row in itertools.product(*([(k, v) for v in vs] for k, vs in self.tune))]
+    def tunings(self, varied: Pairs | None = None) -> list[Pairs]:
+        """Every combination of the `tune` values, in file order ([()] without `tune`); for a variant
+        only speed claims judge (`tune_space.speed_only`), the first alone: an extension appends
+        values, so it stays the same combination."""
+        rows = [tuple(row) for row in itertools.product(*([(k, v) for v in vs] for k, vs in self.tune))]
+        return rows[:1] if varied is not None and speed_only(self.claims, dict(varied)) else rows
 
     def expand(self, profile: str) -> tuple[RunSpec, ...]:
-        """The RunSpecs of `profile`: every variant × tuned combination × tuning seed, as frozen configs."""
-        return tuple(self._spec(profile, varied, tuned, seed)
-                     for varied, tuned in itertools.product(self.variants(), self.tunings())
-                     for seed in self.tune_seeds_of(profile))
+        """The RunSpecs of `profile`: every variant × its tuned combinations × tuning seed, as frozen configs."""
+        return tuple(self._spec(profile, varied, tuned, seed) for varied in self.variants()
+                     for tuned in self.tunings(varied) for seed in self.tune_seeds_of(profile))
 
     def judging_specs(self, profile: str, choices: dict[str, Pairs]) -> tuple[RunSpec, ...]:
         """The RunSpecs of the seeds that did not tune, each variant at `choices[variant name]` (or none),

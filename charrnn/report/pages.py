@@ -64,7 +64,7 @@ def build_context(exp: ExperimentData) -> dict[str, Any]:
                          for i in range(0, len(others), REST_COLUMNS)],
         "figures": figures(st, exp.curves, axes, variants, colors, metric),
         "budget": budget_sections(runs, exp.curves, exp.claims, axes), "sweep": speed_sweep(runs, axes),
-        "tuning": tuning_section(every_run, runs, exp.tune, colors),
+        "tuning": tuning_section(every_run, runs, exp.tune, colors, exp.claims),
         "failed": failed_runs(every_run), "unfinished": unfinished_runs(every_run),
         "provenance": provenance(exp, every_run), "duplicates": exp.duplicates,
         "generated": now_text(), "open_details": OPEN_DETAILS,

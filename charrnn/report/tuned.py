@@ -9,6 +9,7 @@ import pandas as pd
 from charrnn.science import tuning
 from charrnn.grid.spec import format_value
 from charrnn.science.stats import FINISHED, mean_ci, same_value
+from charrnn.science.tune_space import speed_only
 from . import figures as rf
 from .base import Figure
 
@@ -42,11 +43,20 @@ def _tuning_seeds(picked: pd.DataFrame, rounds: tuple | None) -> dict[str, Any]:
 
 
 def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, list[Any]],
-                   colors: dict[str, str]) -> dict[str, Any] | None:
+                   colors: dict[str, str], claims: tuple = ()) -> dict[str, Any] | None:
     """The page's tuning block: chosen value per arm (seeds per choice), edge warnings, and one
-    isolation figure per tuned key (selection metric: final val loss). None without `tune`."""
+    isolation figure per tuned key (selection metric: final val loss). None without `tune`. The arms
+    only speed claims judge (`tune_space.speed_only`: they trained at one combination) are named
+    apart and never flagged at an edge."""
     if not tune or selected.empty or "tuned" not in selected:
         return None
+    untuned = selected.apply(lambda r: speed_only(claims, r), axis=1).astype(bool) if claims else \
+        pd.Series(False, index=selected.index)
+    one_value = sorted(set(selected.loc[untuned, "variant"]))
+    if one_value:
+        attrs = dict(selected.attrs)
+        selected, runs = selected[~untuned], runs[~runs["variant"].isin(one_value)]
+        selected.attrs = attrs
     picked = selected[selected["tuned"] != "none usable"]
     chosen = [{"variant": r.variant, "tuned": r.tuned, "seeds": int(r.seeds)}
               for r in tuning.chosen_counts(picked).itertuples(index=False)]
@@ -70,7 +80,7 @@ def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, l
                                   "ring marks a value some seed of that arm selected.",
                                   rf.encode(rf.isolation_plot(frame, key, short, colors))))
     seeds = _tuning_seeds(picked, rounds)
-    return {"keys": list(tune), "chosen": chosen, "figures": figures, **seeds,
+    return {"keys": list(tune), "chosen": chosen, "figures": figures, **seeds, "one_value": one_value,
             "per_seed": selected.attrs.get("choice") == "per_seed",
             "edge": [f"{r.variant}, seed {r.seed}: {r.tuned}" for r in picked[at_edge & ~at_bound].itertuples()],
             "bound": [f"{r.variant}, seed {r.seed}: {r.tuned}" for r in picked[at_bound].itertuples()],

@@ -10,12 +10,18 @@
 mean validation loss over its seeds, so both arms of a seed pair run at their arm's one value; or
 `per_seed`, one per (variant, seed). A problem is a ConfigError, one line naming the key
 (`tune.lr: ...`), the bad value and the valid choices. Torch-free.
+
+Which variants the tuned values matter for (`moved_by_tuning`, `speed_only`): the tuned values can
+move every metric but speed (tokens/s does not depend on the learning rate). A variant that only
+speed claims judge trains once per seed, at the first tuned combination (`charrnn.grid.spec`).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+from charrnn import registry
 from charrnn.config import ConfigError, check_value, short_repr
+from charrnn.science.stats import same_value
 
 MIN_TUNE_VALUES = 3   # a tuned key's values: one inside and one at each edge
 CHOICE_KEY = "choice"
@@ -116,3 +122,24 @@ def tune_of(definition: Mapping[str, Any] | None) -> TuneSpace:
     """The tune space of a parsed grid file (the stored `grid.yaml`); empty when it tunes nothing."""
     definition = definition or {}
     return parse_tune(definition.get("tune"), definition.get("tune_bounds"))
+
+
+def judges(claim: Any, values: Mapping[str, Any], every_axis_value: bool = False) -> bool:
+    """`claim` judges a variant with these axis `values`: its `where` holds and, with an axis, the
+    variant is one of its two arms (any value of the axis with `every_axis_value`: a speed sweep)."""
+    return (all(same_value(values.get(key), value) for key, value in claim.where)
+            and (every_axis_value or claim.axis is None
+                 or any(same_value(values.get(claim.axis), arm) for arm in (claim.value, claim.baseline))))
+
+
+def moved_by_tuning(claims: Iterable[Any], values: Mapping[str, Any]) -> bool:
+    """Some claim on a metric the tuned values can move (all but speed) judges this variant."""
+    return any(judges(c, values) for c in claims if not registry.METRICS[c.metric].speed)
+
+
+def speed_only(claims: Iterable[Any], values: Mapping[str, Any]) -> bool:
+    """Speed claims alone judge this variant (their `where` holds; every value of their axis counts,
+    as the page's speed sweep reads them all): one tuned combination is enough for it."""
+    claims = list(claims)
+    return (any(judges(c, values, every_axis_value=True) for c in claims if registry.METRICS[c.metric].speed)
+            and not moved_by_tuning(claims, values))
