@@ -113,3 +113,9 @@ def test_arms_only_speed_claims_judge_are_named_as_trained_at_one_value_not_flag
     assert {c["variant"] for c in tuning["chosen"]} == {"hidden_size=64", "hidden_size=128"}
     html = render_experiment(exp, tmp_path).path.read_text()
     assert "Trained at one value (the first listed), not tuned: hidden_size=256." in html
+    assert "Each arm in the table trained every value of lr per seed" in html
+    every_rate = exp.runs[exp.runs["hidden_size"].astype(int) < 256]
+    exp.runs = pd.concat([every_rate, every_rate[every_rate["hidden_size"].astype(int) == 128].assign(
+        hidden_size="256", run_id=lambda f: f["run_id"] + "-256")], ignore_index=True)
+    exp.curves = make_curves(exp.runs)
+    assert build_context(exp)["tuning"]["one_value"] == []   # an older store tuned it: shown as tuned

@@ -46,12 +46,13 @@ def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, l
                    colors: dict[str, str], claims: tuple = ()) -> dict[str, Any] | None:
     """The page's tuning block: chosen value per arm (seeds per choice), edge warnings, and one
     isolation figure per tuned key (selection metric: final val loss). None without `tune`. The arms
-    only speed claims judge (`tune_space.speed_only`: they trained at one combination) are named
-    apart and never flagged at an edge."""
+    only speed claims judge (`tune_space.speed_only`) that trained at one combination (a store written
+    before they did trains them at every one) are named apart and never flagged at an edge."""
     if not tune or selected.empty or "tuned" not in selected:
         return None
-    untuned = selected.apply(lambda r: speed_only(claims, r), axis=1).astype(bool) if claims else \
-        pd.Series(False, index=selected.index)
+    tried = runs.drop_duplicates(["variant", *tune]).groupby("variant").size() if set(tune) <= set(runs) else {}
+    untuned = selected.apply(lambda r: tried.get(r["variant"], 0) == 1 and speed_only(claims, r), axis=1).astype(bool) \
+        if claims else pd.Series(False, index=selected.index)
     one_value = sorted(set(selected.loc[untuned, "variant"]))
     if one_value:
         attrs = dict(selected.attrs)

@@ -139,7 +139,9 @@ def moved_by_tuning(claims: Iterable[Any], values: Mapping[str, Any]) -> bool:
 
 def speed_only(claims: Iterable[Any], values: Mapping[str, Any]) -> bool:
     """Speed claims alone judge this variant (their `where` holds; every value of their axis counts,
-    as the page's speed sweep reads them all): one tuned combination is enough for it."""
+    as the page's speed sweep reads them all) in a grid where some claim on another metric exists: one
+    tuned combination is enough for it. A grid with no such claim tunes (and brackets) every variant."""
     claims = list(claims)
-    return (any(judges(c, values, every_axis_value=True) for c in claims if registry.METRICS[c.metric].speed)
+    speed = [c for c in claims if registry.METRICS[c.metric].speed]
+    return (len(speed) < len(claims) and any(judges(c, values, every_axis_value=True) for c in speed)
             and not moved_by_tuning(claims, values))
