@@ -43,8 +43,8 @@ def tuned_arms(grid: Grid) -> set[str]:
     """The variants whose tuned choice must be bracketed: those a claim judges on a metric the tuned
     values can move (`tune_space.moved_by_tuning`: every metric but speed). Every variant of a grid
     without such a claim."""
-    claims = [c for c in grid.claims if not registry.METRICS[c.metric].speed]
-    return {variant_name(v) for v in grid.variants() if not claims or moved_by_tuning(claims, dict(v))}
+    tunable = any(not registry.METRICS[c.metric].speed for c in grid.claims)
+    return {variant_name(v) for v in grid.variants() if not tunable or moved_by_tuning(grid.claims, dict(v))}
 
 
 def judged_choices(chosen: pd.DataFrame, grid: Grid) -> pd.DataFrame:

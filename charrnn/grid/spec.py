@@ -28,8 +28,7 @@ from charrnn import registry
 from charrnn.grid import rounds, strict_yaml
 from charrnn.grid.rounds import PROFILE_KEYS
 from charrnn.science.claims import Claim, Pairs, parse_claims
-from charrnn.science.stats import same_value
-from charrnn.science.tune_space import CHOICES, TuneSpace, parse_tune, speed_only
+from charrnn.science.tune_space import CHOICES, TuneSpace, parse_tune, speed_only, timed_by
 from charrnn.config import ConfigError, TrainConfig, check_value, format_value, make_config, short_repr
 from charrnn.paths import NAME_RULE, valid_name
 
@@ -133,10 +132,7 @@ class Grid:
         """A speed claim's `where` holds for this variant: its runs train with nothing beside them.
         Every value of the claim's axis counts, not only its two arms: the page's speed sweep
         reads them all. Other variants of the grid train as usual."""
-        values = dict(varied)
-        return any(registry.METRICS[claim.metric].speed
-                   and all(same_value(values.get(key), value) for key, value in claim.where)
-                   for claim in self.claims)
+        return timed_by(self.claims, dict(varied))
 
     def with_tune(self, tune: dict[str, tuple[Any, ...]]) -> "Grid":
         """The same grid trying `tune`'s values (the automatic extension of an axis)."""
