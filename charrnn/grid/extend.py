@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from charrnn import registry
 from charrnn.grid.order import ordered
 from charrnn.grid.spec import Grid, RunSpec, variant_name
 from charrnn.science.claims import Pairs
 from charrnn.science import tuning
 from charrnn.science.stats import FINISHED, same_value
-from charrnn.science.tune_space import moved_by_tuning
+from charrnn.science.tune_space import moved_by_tuning, tunes_anything
 
 
 def finished_frame(results, tuned_keys: list[str]) -> pd.DataFrame:
@@ -43,7 +42,7 @@ def tuned_arms(grid: Grid) -> set[str]:
     """The variants whose tuned choice must be bracketed: those a claim judges on a metric the tuned
     values can move (`tune_space.moved_by_tuning`: every metric but speed). Every variant of a grid
     without such a claim."""
-    tunable = any(not registry.METRICS[c.metric].speed for c in grid.claims)
+    tunable = tunes_anything(grid.claims)
     return {variant_name(v) for v in grid.variants() if not tunable or moved_by_tuning(grid.claims, dict(v))}
 
 
