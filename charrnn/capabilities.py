@@ -186,6 +186,8 @@ AUTO_MARGIN = 0.15                  # a candidate must take <= 85 % of the refer
 PROBE_ROUNDS = 5                    # timed paired rounds per candidate, after one warm-up round
 MIN_ROUNDS = 2                      # ... or fewer, down to this, once the probe has run PROBE_BUDGET_S
 PROBE_BUDGET_S = 8.0
+OUT_OF_REACH = 1.0                  # ... or once a candidate's best round, after MIN_ROUNDS, is no faster than
+                                    # the reference's best: winning would need 15 % more off its best time
 PROBE_CACHE = "backend_probe.json"
 
 
@@ -252,14 +254,22 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
 
 
+def best_ratio(pairs: list[tuple[float, float]]) -> float:
+    """The candidate's fastest round over the reference's fastest. Fastest against fastest: other
+    processes only ever add time, so the minimum is the estimate least moved by load (a median of
+    paired ratios swung 0.5-3x on a loaded 2-core CPU)."""
+    return min(mine for mine, _ in pairs) / min(ref for _, ref in pairs)
+
+
 def _paired_rounds(model: nn.Module, reference: nn.Module, batch: Batch, autocast, device: torch.device,
                    deadline: float) -> list[tuple[float, float]]:
-    """(candidate s, reference s) per round, alternating, after one untimed warm-up of each."""
+    """(candidate s, reference s) per round, alternating, after one untimed warm-up of each; after
+    MIN_ROUNDS, fewer than PROBE_ROUNDS once past the deadline or once the candidate is out of reach."""
     pairs: list[tuple[float, float]] = []
     for round_ in range(PROBE_ROUNDS + 1):
         pairs.append((model_probe.timed(model, batch, autocast, device),
                       model_probe.timed(reference, batch, autocast, device)))
-        if round_ >= MIN_ROUNDS and time.monotonic() > deadline:
+        if round_ >= MIN_ROUNDS and (time.monotonic() > deadline or best_ratio(pairs[1:]) >= OUT_OF_REACH):
             break
     return pairs[1:]
 
@@ -298,9 +308,7 @@ def _probe(cfg: TrainConfig, device: torch.device, work: Workload) -> Choice:
         except Exception as exc:   # no compiler, no kernel for this dtype: it cannot be chosen
             rejected[name] = _first_line(exc)
             continue
-        # fastest against fastest: other processes only ever add time, so the minimum is the
-        # estimate least moved by load (a median of paired ratios swung 0.5-3x on a loaded 2-core CPU)
-        ratios[name] = min(mine for mine, _ in pairs) / min(ref for _, ref in pairs)
+        ratios[name] = best_ratio(pairs)
     best = min(ratios, key=ratios.get)
     return Choice(best if ratios[best] <= 1 - AUTO_MARGIN else names[0], ratios, rejected)
 

@@ -107,6 +107,17 @@ def test_the_probe_times_the_whole_model_on_the_runs_token_ids(monkeypatch):
     assert len(seen) >= 2 * (1 + capabilities.MIN_ROUNDS) * (len(choice.ratios) - 1)   # pairs, a warm-up each
 
 
+@pytest.mark.parametrize("candidate_s, rounds", [(1.0, capabilities.MIN_ROUNDS), (1.3, capabilities.MIN_ROUNDS),
+                                                  (0.99, capabilities.PROBE_ROUNDS), (0.5, capabilities.PROBE_ROUNDS)])
+def test_a_candidate_out_of_reach_stops_after_the_minimum_rounds(monkeypatch, candidate_s, rounds):
+    """A candidate no faster than the reference in its best round cannot win by the margin: it is
+    timed MIN_ROUNDS times; one that might win gets every round (the deadline far away)."""
+    reference, candidate = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    monkeypatch.setattr(model_probe, "timed", lambda model, *a: candidate_s if model is candidate else 1.0)
+    pairs = capabilities._paired_rounds(candidate, reference, None, None, torch.device("cpu"), deadline=float("inf"))
+    assert len(pairs) == rounds and capabilities.best_ratio(pairs) == candidate_s
+
+
 def test_the_probe_key_names_the_model_around_the_layers():
     keys = {probe_key(cfg, "cpu", workload(cfg)) for cfg in
             (tiny(), tiny(layers=2), tiny(input="onehot"), tiny(embed_size=4), tiny(residual=True),
