@@ -54,6 +54,17 @@ def test_a_tuned_page_judges_best_against_best_and_shows_the_choice(tmp_path):
     assert "Nuisance tuning" in html and "Isolation: val_loss against lr" in html
 
 
+def test_the_tuning_table_names_the_values_each_arm_tried(tmp_path):
+    exp = tuned_experiment()
+    extra = exp.runs[(exp.runs["input_combine"] == "concat") & (exp.runs["lr"] == 0.01)]
+    exp.runs = pd.concat([exp.runs, extra.assign(lr=0.1, run_id=extra["run_id"] + "-grown",
+                                                 final_val_loss=extra["final_val_loss"] + 1)], ignore_index=True)
+    tried = {c["variant"]: c["tried"] for c in build_context(exp)["tuning"]["chosen"]}
+    assert tried == {"input_combine=add": "0.001, 0.01", "input_combine=concat": "0.001, 0.01, 0.1"}
+    html = render_experiment(exp, tmp_path).path.read_text()
+    assert "<th>tried</th>" in html and "<td>0.001, 0.01, 0.1</td>" in html
+
+
 def test_every_page_shows_the_effect_over_steps_and_at_equal_time(tmp_path):
     exp = tuned_experiment()
     budget = build_context(exp)["budget"][0]
@@ -113,7 +124,7 @@ def test_arms_only_speed_claims_judge_are_named_as_trained_at_one_value_not_flag
     assert {c["variant"] for c in tuning["chosen"]} == {"hidden_size=64", "hidden_size=128"}
     html = render_experiment(exp, tmp_path).path.read_text()
     assert "Trained at one value (the first listed), not tuned: hidden_size=256." in html
-    assert "Each arm in the table trained every value of lr per seed" in html
+    assert "Each arm in the table trained every value of lr it tried per seed" in html
     every_rate = exp.runs[exp.runs["hidden_size"].astype(int) < 256]
     exp.runs = pd.concat([every_rate, every_rate[every_rate["hidden_size"].astype(int) == 128].assign(
         hidden_size="256", run_id=lambda f: f["run_id"] + "-256")], ignore_index=True)

@@ -28,7 +28,7 @@ def test_an_edge_choice_trains_one_step_beyond_up_to_the_bound_in_the_same_invoc
     kids = children(runs_of("tiny", store))
     tried = sorted(float(r.params["lr"]) for r in kids)
     assert tried[:3] == LRS and tried[3:] == [0.03] and all(r.status == "FINISHED" for r in kids)
-    assert "the axis grew (lr + 0.03): 1 more runs" in out and "4 runs: 4 finished" in out
+    assert "its arm's axis grew (lr + 0.03): 1 more runs" in out and "4 runs: 4 finished" in out
     (parent,) = parents(runs_of("tiny", store))
     assert json.loads(parent.tags[TUNE_TRIED_TAG]) == {"lr": [*LRS, 0.03]}
     assert parent.params["order_seed"] == "5"

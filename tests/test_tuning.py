@@ -232,7 +232,7 @@ def top_wins(extra=()):
 def test_a_choice_at_an_edge_below_the_bound_grows_that_side_of_the_axis():
     chosen = tuning.select(top_wins(), space({"lr": (0.0005, 0.03)}))
     assert chosen["tune_at_edge"].all() and not chosen["tune_at_bound"].any()
-    assert tuning.extension(chosen) == {"lr": [0.03]}
+    assert tuning.extension(chosen) == {"a": {"lr": [0.03]}}
 
 
 def test_runs_beyond_the_listed_range_are_the_extension_and_a_choice_at_the_bound_stops_it():
@@ -260,17 +260,35 @@ def test_per_arm_the_axis_grows_where_the_arms_mean_choice_sits_at_an_edge():
     frame = runs({("a", 0, 0.001): 2.0, ("a", 0, 0.003): 1.50, ("a", 0, 0.01): 1.55,
                   ("a", 1, 0.001): 2.0, ("a", 1, 0.003): 1.90, ("a", 1, 0.01): 1.20})
     per_arm = tuning.select(frame, space({"lr": (0.0005, 0.03)}))
-    assert per_arm["lr"].tolist() == [0.01, 0.01] and tuning.extension(per_arm) == {"lr": [0.03]}
+    assert per_arm["lr"].tolist() == [0.01, 0.01] and tuning.extension(per_arm) == {"a": {"lr": [0.03]}}
     inside = runs({k: v for k, v in TWO_SEEDS.items() if k[0] == "a"})   # arm a's mean picks 0.003
     assert tuning.extension(tuning.select(inside, space({"lr": (0.0005, 0.03)}))) == {}
     per_seed = tune_space.TuneSpace({"lr": LRS}, {"lr": (0.0005, 0.03)}, "per_seed")
-    assert tuning.extension(tuning.select(inside, per_seed)) == {"lr": [0.0005]}   # seed 1 chose 0.001
+    assert tuning.extension(tuning.select(inside, per_seed)) == {"a": {"lr": [0.0005]}}   # seed 1 chose 0.001
+
+
+def test_each_arm_brackets_its_own_optimum_and_reads_its_edges_on_its_own_axis():
+    # arm a tried 0.03 beyond the grid (its edge choice grew its axis); arm b did not and chose 0.001
+    frame = runs({**{("a", s, lr): 2 - 10 * lr for s in (0, 1) for lr in (*LRS, 0.03)},
+                  **{("b", s, lr): 1 + 10 * lr for s in (0, 1) for lr in LRS}})
+    chosen = tuning.select(frame, space({"lr": (0.0001, 0.1)}))
+    by_arm = chosen.drop_duplicates("variant").set_index("variant")
+    assert by_arm["lr"].to_dict() == {"a": 0.03, "b": 0.001} and by_arm["tune_planned"].to_dict() == {"a": 4, "b": 3}
+    assert by_arm["tune_at_edge"].all() and not by_arm["tune_at_bound"].any()   # b's 0.001 is its own lowest
+    assert list(chosen.attrs["tune"]["lr"]) == [*LRS, 0.03]                      # what any arm tried
+    assert tuning.extension(chosen) == {"a": {"lr": [0.09]}, "b": {"lr": [0.0003333]}}
+
+
+def test_a_value_an_arm_tried_and_failed_at_counts_as_tried():
+    frame = runs({("a", 0, lr): 2 - 10 * lr for lr in (*LRS, 0.03)}, status={("a", 0, 0.03): "FAILED"})
+    chosen = tuning.select(frame, space({"lr": (0.0005, 0.1)}))
+    assert chosen["lr"].tolist() == [0.01] and not chosen["tune_at_edge"].any() and tuning.extension(chosen) == {}
 
 
 def test_only_arms_a_loss_claim_judges_grow_the_axis_and_speed_only_arms_do_not(tmp_path):
     from types import SimpleNamespace
 
-    from charrnn.grid.extend import next_round, tuned_arms
+    from charrnn.grid.extend import next_round, tried_values, tuned_arms
 
     loss = {"source": "test", **SCOPE, "metric": "val_loss", "where": {"hidden_size": 16},
             "expect": {"cell": "gru", "better_than": "vanilla"}}
@@ -287,8 +305,10 @@ def test_only_arms_a_loss_claim_judges_grow_the_axis_and_speed_only_arms_do_not(
     assert next_round(grid, "quick", speed_arms_at_edge, set())[1] == ()
     judged_at_edge = results(lambda s: 0.01 if s.config.cell == "gru" else 0.003)
     wider, specs, note = next_round(grid, "quick", judged_at_edge, {s.identity for s in grid.expand("quick")})
-    assert dict(wider.tune)["lr"] == (*LRS, 0.03) and "axis grew (lr + 0.03)" in note
-    assert len(specs) == 2 * 2 and {s.config.hidden_size for s in specs} == {16}   # the speed-only arms keep one lr
+    assert dict(wider.tune)["lr"] == tuple(LRS) and tried_values(wider) == {"lr": [*LRS, 0.03]}
+    assert "axis grew (cell=gru,hidden_size=16: lr + 0.03)" in note
+    assert {(s.config.cell, s.config.hidden_size, s.config.lr) for s in specs} == {("gru", 16, 0.03)}   # that arm alone
+    assert len(specs) == 2   # its two seeds; vanilla (inside its axis) and the speed-only arms train no more
 
 
 def test_arms_only_speed_claims_judge_train_once_per_seed_at_the_first_tuned_value(tmp_path):
@@ -306,6 +326,8 @@ def test_arms_only_speed_claims_judge_train_once_per_seed_at_the_first_tuned_val
     assert len(specs) == (2 * 1 + 2 * len(LRS)) * 2
     only_speed = load_grid(write_grid(tmp_path, grid_data(claims=[speed], tune={"lr": LRS}), name="speed.yaml"))
     assert {s.config.lr for s in only_speed.expand("quick")} == set(LRS)   # speed claims alone: every variant tuned
-    grown = grid.with_tune({"lr": (*LRS, 0.03)})
+    from charrnn.grid.extend import grow
+    from charrnn.grid.spec import variant_name
+    grown = grow(grid, {variant_name(v): {"lr": [0.03]} for v in grid.variants()})
     assert [s for s in grown.expand("quick") if s.config.hidden_size == 8] == \
         [s for s in specs if s.config.hidden_size == 8]   # an extension leaves them as they were

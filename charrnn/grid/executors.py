@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from charrnn.config import ConfigError
-from charrnn.grid.extend import edge_report, judging_round, next_round
+from charrnn.grid.extend import edge_report, judging_round, next_round, tried_values
 from charrnn.grid.order import ordered
 from charrnn.grid.local_ray import join_cluster, local_ray_env, restore_env, start_local_ray
 from charrnn.grid.spec import Grid, GridError, RunSpec
@@ -432,14 +432,15 @@ def shared_executor(executor: str, ray_address: str | None = None) -> Iterator[N
 
 def train_rounds(runner, session: GridSession, specs: tuple[RunSpec, ...]) -> None:
     """Train `specs`, then every round a tuning extension adds, then (under `tune_seeds`) the judging
-    round (see extend.py); the parent run records the axes finally tried (TUNE_TRIED_TAG) when they grew."""
+    round (see extend.py); the parent run records every value some arm finally tried (TUNE_TRIED_TAG)
+    when an axis grew."""
     grid = session.grid
     while specs:
         runner.run(session, specs)
         done = {s.identity for s in session.specs}
         grid, specs, note = next_round(grid, session.profile, session.results, done)
         if specs:
-            session.ensure_parent().set_tags({TUNE_TRIED_TAG: json.dumps(dict(grid.tune))})
+            session.ensure_parent().set_tags({TUNE_TRIED_TAG: json.dumps(tried_values(grid))})
         else:
             specs, note = judging_round(grid, session.profile, session.results, done)
         if specs:

@@ -1,17 +1,22 @@
 """Tuning that brackets its optimum, within one `charrnn grid` invocation.
 
 After a round of runs, selection (`charrnn.science.tuning.select`, on validation) is redone on
-what the round left FINISHED; where some judged arm (`tuned_arms`: a claim on a metric the tuned
-values can move judges it) chose an edge of a tuned axis below the grid's `tune_bounds` (per arm,
-or per (arm, seed) under `choice: per_seed`), the axis grows one step past that edge
-(`tuning.extension`) for every variant and seed alike (each arm tuned over the same values; a variant
-only speed claims judge keeps its one combination, `Grid.tunings`), and
-those runs train as the next round, in seed blocks. Rounds repeat until every judged arm's choice
-is inside its axis or at the bound. Under a profile's `tune_seeds`, a judging round follows
+what the rounds trained; where a tuned arm (`tuned_arms`: every variant but those only speed claims
+judge, which keep their one combination, `Grid.tunings`) chose an edge of its tuned axis below the
+grid's `tune_bounds` (per arm, or per (arm, seed) under `choice: per_seed`), that arm's axis grows one
+step past that edge (`tuning.extension`, `grow`) for every tuning seed of the arm, and
+those runs train as the next round, in seed blocks. An arm whose choice is inside its axis trains no
+more values: each arm's search brackets its own optimum, claimed or not (an unclaimed arm's point on
+the page is as well tuned as a claimed one's). Rounds repeat until every tuned arm's choice is
+inside its axis or at the bound.
+Under a profile's `tune_seeds`, a judging round follows
 (`judging_round`): every seed that did not tune trains once, at its arm's chosen values.
 A later invocation replays the rounds from the store: the same selections, the same values.
 """
 from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
 
 import pandas as pd
 
@@ -20,37 +25,56 @@ from charrnn.grid.spec import Grid, RunSpec, variant_name
 from charrnn.science.claims import Pairs
 from charrnn.science import tuning
 from charrnn.science.stats import FINISHED, same_value
-from charrnn.science.tune_space import moved_by_tuning, tunes_anything
+from charrnn.science.tune_space import speed_only
 
 
-def finished_frame(results, tuned_keys: list[str]) -> pd.DataFrame:
-    """One row per FINISHED result: variant, seed, its tuned values and the selection metric."""
+def results_frame(results, tuned_keys: list[str]) -> pd.DataFrame:
+    """One row per result: variant, seed, its tuned values, status and the selection metric (of a
+    FINISHED run only). Selection uses the FINISHED rows; every row tells which values an arm tried."""
     rows = [{"variant": r.spec.variant, "seed": r.spec.seed, **dict(r.spec.tuned), "status": r.status,
-             tuning.SELECT_METRIC: r.final.get(tuning.SELECT_METRIC)}
-            for r in results if r.status == FINISHED]
+             tuning.SELECT_METRIC: r.final.get(tuning.SELECT_METRIC) if r.status == FINISHED else None}
+            for r in results]
     return pd.DataFrame(rows, columns=["variant", "seed", *tuned_keys, "status", tuning.SELECT_METRIC])
 
 
 def tuning_frame(grid: Grid, profile: str, results) -> pd.DataFrame:
-    """`finished_frame` of the tuning seeds' runs: what every choice is made on (the judging round's
+    """`results_frame` of the tuning seeds' runs: what every choice is made on (the judging round's
     runs, at the chosen values only and, under `judge_steps`, to a longer cap, never move it)."""
-    frame = finished_frame(results, list(grid.tune_space))
+    frame = results_frame(results, list(grid.tune_space))
     return frame[frame["seed"].isin(grid.tune_seeds_of(profile))]
 
 
 def tuned_arms(grid: Grid) -> set[str]:
-    """The variants whose tuned choice must be bracketed: those a claim judges on a metric the tuned
-    values can move (`tune_space.moved_by_tuning`: every metric but speed). Every variant of a grid
-    without such a claim."""
-    tunable = tunes_anything(grid.claims)
-    return {variant_name(v) for v in grid.variants() if not tunable or moved_by_tuning(grid.claims, dict(v))}
+    """The variants whose tuned choice must be bracketed: every variant that tries every tuned
+    combination, all but those only speed claims judge (`tune_space.speed_only`: tokens/s does not
+    depend on the learning rate)."""
+    return {variant_name(v) for v in grid.variants() if not speed_only(grid.claims, dict(v))}
 
 
-def judged_choices(chosen: pd.DataFrame, grid: Grid) -> pd.DataFrame:
+def tuned_choices(chosen: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     """`tuning.select`'s rows of the arms `tuned_arms` names (its attrs kept)."""
     subset = chosen[chosen["variant"].isin(tuned_arms(grid))]
     subset.attrs = dict(chosen.attrs)
     return subset
+
+
+def grow(grid: Grid, grown: dict[str, dict[str, list[Any]]]) -> Grid:
+    """`grid` with each named variant's axes grown by `grown[variant][key]` (`tuning.extension`),
+    after what earlier rounds added (`Grid.tune_grown`, read by `Grid.arm_tune`)."""
+    merged = {variant: dict(keys) for variant, keys in grid.tune_grown}
+    for variant, keys in grown.items():
+        for key, values in keys.items():
+            merged.setdefault(variant, {})[key] = (*merged.get(variant, {}).get(key, ()), *values)
+    return replace(grid, tune_grown=tuple((variant, tuple(keys.items())) for variant, keys in merged.items()))
+
+
+def tried_values(grid: Grid) -> dict[str, list[Any]]:
+    """Key -> every value some arm of `grid` tries: the grid's, then each extension once, as they grew."""
+    tried = {key: list(values) for key, values in grid.tune}
+    for _, keys in grid.tune_grown:
+        for key, values in keys:
+            tried[key] += [v for v in values if v not in tried[key]]
+    return tried
 
 
 def next_round(grid: Grid, profile: str, results, done: set[str]) -> tuple[Grid, tuple[RunSpec, ...], str]:
@@ -62,13 +86,20 @@ def next_round(grid: Grid, profile: str, results, done: set[str]) -> tuple[Grid,
     frame = tuning_frame(grid, profile, results)
     if frame.empty:
         return grid, (), ""
-    grown = tuning.extension(judged_choices(tuning.select(frame, space), grid))
+    grown = tuning.extension(tuned_choices(tuning.select(frame, space), grid))
     if not grown:
         return grid, (), ""
-    wider = grid.with_tune({key: (*values, *grown.get(key, ())) for key, values in grid.tune})
+    wider = grow(grid, grown)
     specs = ordered([s for s in wider.expand(profile) if s.identity not in done], grid.order_seed)
-    added = "; ".join(f"{key} + {', '.join(map(str, values))}" for key, values in grown.items())
-    return wider, specs, f"tuning: a choice sat at the edge, so the axis grew ({added}): {len(specs)} more runs"
+    return wider, specs, (f"tuning: a choice sat at the edge, so its arm's axis grew ({growth_text(grown)}): "
+                          f"{len(specs)} more runs")
+
+
+def growth_text(grown: dict[str, dict[str, list]]) -> str:
+    """e.g. "layers=8: lr + 0.0005; layers=4: lr + 0.016" (an unnamed variant: "lr + 0.03")."""
+    def values(keys: dict[str, list]) -> str:
+        return ", ".join(f"{key} + {', '.join(map(str, vals))}" for key, vals in keys.items())
+    return "; ".join(f"{variant}: {values(keys)}" if variant else values(keys) for variant, keys in grown.items())
 
 
 def arm_choices(chosen: pd.DataFrame, grid: Grid) -> dict[str, Pairs]:
@@ -113,12 +144,12 @@ def edge_report(grid: Grid, profile: str, results) -> str:
     frame = tuning_frame(grid, profile, results)
     if frame.empty:
         return ""
-    chosen = judged_choices(tuning.select(frame, space), grid)
+    chosen = tuned_choices(tuning.select(frame, space), grid)
     if chosen.empty:
         return ""
     if not space.per_seed:                   # one choice per arm, shared by its seeds
         chosen = chosen.drop_duplicates("variant")
-    what = "judged seed's" if space.per_seed else "judged arm's"
+    what = "tuned seed's" if space.per_seed else "tuned arm's"
     edge, bound = int(chosen["tune_at_edge"].sum()), int(chosen["tune_at_bound"].sum())
     if not edge:
         return f"tuning: every {what} choice of {len(chosen)} lies inside its axis"

@@ -117,6 +117,7 @@ class Grid:
     tune_bounds: tuple[tuple[str, tuple[Any, Any]], ...] = ()      # tuned key -> (lo, hi) it may grow to
     order_seed: int = 0                                             # draws the execution order
     tune_choice: str = CHOICES[0]                                   # a tuned value per arm, or per seed
+    tune_grown: tuple[tuple[str, tuple[tuple[str, tuple[Any, ...]], ...]], ...] = ()  # variant -> key -> extension
 
     @property
     def tune_space(self) -> TuneSpace:
@@ -134,9 +135,10 @@ class Grid:
         reads them all. Other variants of the grid train as usual."""
         return timed_by(self.claims, dict(varied))
 
-    def with_tune(self, tune: dict[str, tuple[Any, ...]]) -> "Grid":
-        """The same grid trying `tune`'s values (the automatic extension of an axis)."""
-        return replace(self, tune=tuple((key, tuple(values)) for key, values in tune.items()))
+    def arm_tune(self, varied: Pairs) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        """The tuned values this variant tries: the grid's, then its own extensions (`extend.grow`)."""
+        grown = dict(dict(self.tune_grown).get(variant_name(varied), ()))
+        return tuple((key, (*values, *grown.get(key, ()))) for key, values in self.tune)
 
     def with_seeds(self, profile: str, seeds: tuple[int, ...]) -> "Grid":
         """The same grid with `profile` running `seeds` (sequential seeding adds seeds this way)."""
@@ -186,10 +188,12 @@ class Grid:
         return [tuple(a) + z for a in axis_rows for z in zip_rows]
 
     def tunings(self, varied: Pairs | None = None) -> list[Pairs]:
-        """Every combination of the `tune` values, in file order ([()] without `tune`); for a variant
-        only speed claims judge (`tune_space.speed_only`), the first alone: an extension appends
-        values, so it stays the same combination."""
-        rows = [tuple(row) for row in itertools.product(*([(k, v) for v in vs] for k, vs in self.tune))]
+        """Every combination of the variant's tuned values (`arm_tune`; the grid's `tune` without a
+        variant), in file order ([()] without `tune`); for a variant only speed claims judge
+        (`tune_space.speed_only`), the first alone: an extension appends values, so it stays the
+        same combination."""
+        tune = self.arm_tune(varied) if varied is not None else self.tune
+        rows = [tuple(row) for row in itertools.product(*([(k, v) for v in vs] for k, vs in tune))]
         return rows[:1] if varied is not None and speed_only(self.claims, dict(varied)) else rows
 
     def expand(self, profile: str) -> tuple[RunSpec, ...]:

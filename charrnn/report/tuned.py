@@ -42,6 +42,19 @@ def _tuning_seeds(picked: pd.DataFrame, rounds: tuple | None) -> dict[str, Any]:
     return {**none, "tuning_seeds": ", ".join(map(str, tuning)), "judging_seeds": ", ".join(map(str, judging))}
 
 
+def _tried_text(axes: dict[str, list[Any]] | None) -> str:
+    """An arm's tried values, e.g. "0.002, 0.004, 0.008, 0.016" (several keys: "lr 0.002, ...; steps 100, ...")."""
+    if not axes:
+        return ""
+    parts = {key: ", ".join(map(format_value, sorted(values) if _numbers(values) else values))
+             for key, values in axes.items()}
+    return next(iter(parts.values())) if len(parts) == 1 else "; ".join(f"{k} {v}" for k, v in parts.items())
+
+
+def _numbers(values: list[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
 def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, list[Any]],
                    colors: dict[str, str], claims: tuple = ()) -> dict[str, Any] | None:
     """The page's tuning block: chosen value per arm (seeds per choice), edge warnings, and one
@@ -59,7 +72,8 @@ def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, l
         selected, runs = selected[~untuned], runs[~runs["variant"].isin(one_value)]
         selected.attrs = attrs
     picked = selected[selected["tuned"] != "none usable"]
-    chosen = [{"variant": r.variant, "tuned": r.tuned, "seeds": int(r.seeds)}
+    arm_tune = selected.attrs.get("arm_tune", {})
+    chosen = [{"variant": r.variant, "tuned": r.tuned, "seeds": int(r.seeds), "tried": _tried_text(arm_tune.get(r.variant))}
               for r in tuning.chosen_counts(picked).itertuples(index=False)]
     none = pd.Series(False, index=picked.index)
     at_edge = picked["tune_at_edge"].astype(bool) if "tune_at_edge" in picked else none
@@ -75,8 +89,9 @@ def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, l
         if not frame.empty:
             short = metric.removeprefix("final_")
             figures.append(Figure(f"isolation-{key}", f"Isolation: {short} against {key}",
-                                  f"Final {short} (the selection metric, never test) per arm against each tried "
-                                  f"{key} ({', '.join(map(format_value, tried[key]))}); mean and 95 % Student-t CI "
+                                  f"Final {short} (the selection metric, never test) per arm against the values "
+                                  f"of {key} it tried (any arm: {', '.join(map(format_value, tried[key]))}); mean "
+                                  "and 95 % Student-t CI "
                                   f"over {f'the tuning seeds (to {rounds[2]} steps)' if rounds else 'seeds'}; a "
                                   "ring marks a value some seed of that arm selected.",
                                   rf.encode(rf.isolation_plot(frame, key, short, colors))))

@@ -21,11 +21,13 @@ Claims then compare the selected runs, best against best, on test. Rules:
   `tune_candidates` vs `tune_planned`; a choice at the smallest or largest value of a numeric key
   is flagged `tune_at_edge` (the best value may lie outside the range tried), whatever the number
   of values, and `tune_at_bound` when that edge is the grid's `tune_bounds` limit.
-- **Extension.** A choice at an edge below its bound grows the axis one step beyond (`extension`):
-  the ratio of the edge value to its neighbour (geometric; the difference where the two differ
-  in sign or one is 0), clipped to the bound. `charrnn grid` trains the new values and selects
-  again until no choice sits at an unbounded edge. Values the runs tried beyond the grid's listed
-  range are those extensions: selection counts them as part of the axis (listed after the grid's).
+- **Extension, per arm.** A choice at an edge below its bound grows that arm's axis one step beyond
+  (`extension`): the ratio of the edge value to its neighbour (geometric; the difference where the
+  two differ in sign or one is 0), clipped to the bound. `charrnn grid` trains the arm's new
+  values and selects again until no choice sits at an unbounded edge; an arm whose choice is
+  inside its axis trains no more. Values an arm's runs tried beyond the grid's listed range are its
+  extensions: selection counts them as part of that arm's axis (listed after the grid's), and the
+  edges, the planned count and the tie order of an arm are read on its own axis.
 
 Torch-free (pandas only): `results`, `stats` and `report` may import it.
 """
@@ -82,6 +84,12 @@ def tried_axes(runs: pd.DataFrame, tune: Tune) -> TuneSpace:
     return TuneSpace(axes, bounds_of(tune), choice_of(tune))
 
 
+def arm_axes(runs: pd.DataFrame, tune: Tune) -> dict[Any, TuneSpace]:
+    """Variant -> the axes its own runs tried (`tried_axes`: the grid's values, then the arm's
+    extensions), every run counted whatever its status: a value an arm tried and failed at was tried."""
+    return {variant: tried_axes(group, tune) for variant, group in runs.groupby("variant", sort=True, dropna=False)}
+
+
 def _position(key: str, value: Any, values: Sequence[Any]) -> int:
     for i, candidate in enumerate(values):
         if same_value(value, candidate):
@@ -123,7 +131,8 @@ def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
     """One row per (variant, seed), chosen per arm or per seed as `tune.choice` says (see the
     module doc): the selected run's row of `runs` (a `results.runs_frame`)
     plus `tuned` (e.g. "lr=0.003"), `tune_candidates`, `tune_planned`, `tune_at_edge` and
-    `tune_at_bound`. `attrs["tune"]` holds the axes tried (`tried_axes`), a TuneSpace."""
+    `tune_at_bound`, each read on the row's arm's own axes. `attrs["tune"]` holds the axes tried by
+    any arm (`tried_axes`), a TuneSpace; `attrs["arm_tune"]` each arm's (`arm_axes`)."""
     if "test" in metric:
         raise ValueError(f"metric={metric!r}: selection never uses the test split; valid: a val metric "
                          f"such as {SELECT_METRIC}")
@@ -131,23 +140,23 @@ def select(runs: pd.DataFrame, tune: Tune, metric: str = SELECT_METRIC,
     if missing:
         raise ValueError(f"runs frame lacks columns {missing}; valid: a results.runs_frame of the grid")
     higher = registry.higher_is_better(metric) if higher_is_better is None else higher_is_better
-    tune = tried_axes(runs, tune)
+    arms = arm_axes(runs, tune)
     usable = runs[usable_mask(runs, metric)]
-    usable = usable.assign(_order=[_order(r, tune) for _, r in usable.iterrows()])
+    usable = usable.assign(_order=[_order(r, arms[r["variant"]]) for _, r in usable.iterrows()])
     best = _best_per_seed(usable, metric, higher) if choice_of(tune) == "per_seed" else \
         _best_per_arm(usable, metric, higher)
     counts = usable.groupby(list(GROUP), dropna=False).size()
-    planned = math.prod(len(v) for v in tune.values())
     out = best.drop(columns="_order").assign(
-        tuned=[_tuned_text(r, tune) for _, r in best.iterrows()],
+        tuned=[_tuned_text(r, arms[r["variant"]]) for _, r in best.iterrows()],
         tune_candidates=[int(counts[tuple(r[g] for g in GROUP)]) for _, r in best.iterrows()],
-        tune_planned=planned,
-        tune_at_edge=[bool(_edges(r, tune)) for _, r in best.iterrows()],
-        tune_at_bound=[_at_bound(r, tune) for _, r in best.iterrows()],
+        tune_planned=[math.prod(len(v) for v in arms[r["variant"]].values()) for _, r in best.iterrows()],
+        tune_at_edge=[bool(_edges(r, arms[r["variant"]])) for _, r in best.iterrows()],
+        tune_at_bound=[_at_bound(r, arms[r["variant"]]) for _, r in best.iterrows()],
     ).sort_values(list(GROUP), kind="mergesort").reset_index(drop=True)
     chosen = set(zip(*(out[g] for g in GROUP)))
     out.attrs["unselected"] = sorted({k for k in zip(*(runs[g] for g in GROUP)) if k not in chosen}, key=str)
-    out.attrs["tune"] = tune
+    out.attrs["tune"] = tried_axes(runs, tune)
+    out.attrs["arm_tune"] = arms
     out.attrs["metric"] = metric
     out.attrs["choice"] = choice_of(tune)
     return out
@@ -195,17 +204,19 @@ def beyond(values: Sequence[Any], side: int, bound: Any) -> Any | None:
     return min(step, bound) if side > 0 else max(step, bound)
 
 
-def extension(selected: pd.DataFrame) -> dict[str, list[Any]]:
-    """Key -> the values to add (one per side) where some selection of `select` chose an edge of
-    its axis below the grid's bound; {} when every choice is inside, or at a bound."""
-    tune = selected.attrs["tune"]
-    bounds = bounds_of(tune)
-    sides = {edge for _, row in selected.iterrows() for edge in _edges(row, tune) if edge[0] in bounds}
-    grown: dict[str, list[Any]] = {}
-    for key, side in sorted(sides):
-        value = beyond(tune[key], side, bounds[key][side > 0]) if len(tune[key]) >= 2 else None
-        if value is not None:
-            grown.setdefault(key, []).append(value)
+def extension(selected: pd.DataFrame) -> dict[Any, dict[str, list[Any]]]:
+    """Variant -> key -> the values to add to that arm's axis (one per side) where a selection of
+    `select` chose an edge of the arm's axis below the grid's bound; {} when every choice is inside,
+    or at a bound. An arm whose choices are all inside its axis is absent."""
+    grown: dict[Any, dict[str, list[Any]]] = {}
+    for variant, rows in selected.groupby("variant", sort=True, dropna=False):
+        tune = selected.attrs["arm_tune"][variant]
+        bounds = bounds_of(tune)
+        sides = {edge for _, row in rows.iterrows() for edge in _edges(row, tune) if edge[0] in bounds}
+        for key, side in sorted(sides):
+            value = beyond(tune[key], side, bounds[key][side > 0]) if len(tune[key]) >= 2 else None
+            if value is not None:
+                grown.setdefault(variant, {}).setdefault(key, []).append(value)
     return grown
 
 
