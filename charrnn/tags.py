@@ -27,7 +27,7 @@ NODE_LOST_TAG = TAG_PREFIX + "node_lost"       # a node died under the run: how 
 # Experiment tags of preregistration: CLAIM_TAG_PREFIX + <claim id, "=" as ":"> + .text / .sha256 / .when
 CLAIM_TAG_PREFIX = TAG_PREFIX + "claim."
 CLAIM_LOGGED_BEFORE_RUNS = "before any run"    # `.when` of a claim logged before its grid's first run
-TUNE_TRIED_TAG = TAG_PREFIX + "tune_tried"    # parent run: JSON, key -> every value some arm tried after automatic extension
+TUNE_TRIED_TAG = TAG_PREFIX + "tune_tried"    # parent run: JSON, key -> every value some arm tried (extensions too)
 # How a run's speed was measured (every grid run carries one); the sentence a page shows for each
 SPEED_TAG = TAG_PREFIX + "speed_measurement"
 EXCLUSIVE, SERIAL, SHARED = "exclusive", "serial", "shared"

@@ -73,8 +73,8 @@ def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, l
         selected.attrs = attrs
     picked = selected[selected["tuned"] != "none usable"]
     arm_tune = selected.attrs.get("arm_tune", {})
-    chosen = [{"variant": r.variant, "tuned": r.tuned, "seeds": int(r.seeds), "tried": _tried_text(arm_tune.get(r.variant))}
-              for r in tuning.chosen_counts(picked).itertuples(index=False)]
+    chosen = [{"variant": r.variant, "tuned": r.tuned, "seeds": int(r.seeds),
+               "tried": _tried_text(arm_tune.get(r.variant))} for r in tuning.chosen_counts(picked).itertuples(index=False)]
     none = pd.Series(False, index=picked.index)
     at_edge = picked["tune_at_edge"].astype(bool) if "tune_at_edge" in picked else none
     at_bound = picked["tune_at_bound"].astype(bool) if "tune_at_bound" in picked else none
