@@ -72,9 +72,9 @@ def tuning_section(runs: pd.DataFrame, selected: pd.DataFrame, tune: dict[str, l
         selected, runs = selected[~untuned], runs[~runs["variant"].isin(one_value)]
         selected.attrs = attrs
     picked = selected[selected["tuned"] != "none usable"]
-    arm_tune = selected.attrs.get("arm_tune", {})
-    chosen = [{"variant": r.variant, "tuned": r.tuned, "seeds": int(r.seeds),
-               "tried": _tried_text(arm_tune.get(r.variant))} for r in tuning.chosen_counts(picked).itertuples(index=False)]
+    tried_by_arm = {v: _tried_text(axes) for v, axes in selected.attrs.get("arm_tune", {}).items()}
+    chosen = [{"variant": r.variant, "tuned": r.tuned, "seeds": int(r.seeds), "tried": tried_by_arm.get(r.variant, "")}
+              for r in tuning.chosen_counts(picked).itertuples(index=False)]
     none = pd.Series(False, index=picked.index)
     at_edge = picked["tune_at_edge"].astype(bool) if "tune_at_edge" in picked else none
     at_bound = picked["tune_at_bound"].astype(bool) if "tune_at_bound" in picked else none
