@@ -216,14 +216,16 @@ def workload(cfg: TrainConfig, task: Task | None = None) -> Workload:
 
 def probe_key(cfg: TrainConfig, device_type: str, work: Workload) -> str:
     """What decides the choice: cell (and vanilla options), device, dtype, H, B, T (the batch's: a
-    sequence task's own length), and the model around the layers: vocabulary, input encoding, layers,
-    residuals."""
+    sequence task's own length), the model around the layers: vocabulary, input encoding, layers,
+    residuals, and on a CPU torch's threads now (a run packed beside another trains on 1 of 2 cores,
+    one alone on both, and kernels scale differently: the probe times at the run's own threads)."""
     options = f"{cfg.input_combine}-{cfg.activation}" if cfg.cell == "vanilla" else ""
     B, T = work.batch.x.shape
     encoding = "onehot" if cfg.input == "onehot" else f"e{cfg.embed_size or cfg.hidden_size}"
     residual = f"-{cfg.residual_mode}" if cfg.residual else ""
+    threads = f"threads{torch.get_num_threads()}" if device_type == "cpu" else ""
     return "/".join(filter(None, [cfg.cell, options, device_type, cfg.dtype, f"h{cfg.hidden_size}b{B}t{T}",
-                                  f"v{work.vocab_size}{encoding}l{cfg.layers}{residual}"]))
+                                  f"v{work.vocab_size}{encoding}l{cfg.layers}{residual}", threads]))
 
 
 def machine_key(device_type: str) -> str:

@@ -8,11 +8,12 @@ import json
 
 import pytest
 import torch
-from grid_support import TINY_FIXED, empty_store_db, runs_of, store  # noqa: F401
+from grid_support import TINY_FIXED, empty_store_db, grid_data, runs_of, store, write_grid  # noqa: F401
 
 from charrnn import capabilities, registry
 from charrnn.capabilities import AUTO_MARGIN, PROBE_CACHE, candidates, probe, probe_key, resolve_backend, workload
 from charrnn.config import ConfigError, make_config
+from charrnn.grid.preflight import torch_threads
 from charrnn.rnn import model_probe
 from charrnn.rnn.models import CharRNN
 from charrnn.run.runner import run_one
@@ -123,8 +124,51 @@ def test_the_probe_key_names_the_model_around_the_layers():
             (tiny(), tiny(layers=2), tiny(input="onehot"), tiny(embed_size=4), tiny(residual=True),
              tiny(task="names"), tiny(seed=3))}
     assert len(keys) == 6                                     # the seed changes nothing the probe times
-    assert probe_key(tiny(), "cpu", workload(tiny())) == "gru/cpu/fp32/h8b4t16/v65e8l1"
+    with torch_threads(1):
+        assert probe_key(tiny(), "cpu", workload(tiny())) == "gru/cpu/fp32/h8b4t16/v65e8l1/threads1"
     assert probe_key(tiny(task="names"), "cpu", workload(tiny(task="names"))).startswith("gru/cpu/fp32/h8b4t")
+
+
+def test_the_probe_key_names_the_cpu_threads_a_gpu_key_does_not():
+    """A run packed beside another trains on one thread, one alone on every core: each is probed
+    (and its choice cached) at its own threads."""
+    work = workload(tiny())
+    with torch_threads(1):
+        one = probe_key(tiny(), "cpu", work)
+    with torch_threads(2):
+        two = probe_key(tiny(), "cpu", work)
+    assert one.endswith("/threads1") and two.endswith("/threads2")
+    assert "threads" not in probe_key(tiny(), "cuda", work)
+
+
+def test_preflight_probes_each_run_at_the_threads_it_will_train_with(monkeypatch, results_dir, tmp_path):
+    from charrnn.grid.preflight import preflight
+    from charrnn.grid.spec import load_grid
+
+    seen = []
+
+    def recording(cfg, device_type, work):
+        seen.append((cfg.seed, torch.get_num_threads()))
+        return capabilities.Choice("fused", {"fused": 1.0}, {})
+
+    monkeypatch.setattr(capabilities, "probe", recording)
+    grid = load_grid(write_grid(tmp_path, grid_data(fixed={k: v for k, v in TINY.items() if k != "hidden_size"})))   # 4 models x 2 seeds
+    before = torch.get_num_threads()
+    preflight(grid, grid.expand("quick"), threads_of=lambda spec: 1 + spec.seed)
+    assert sorted(seen) == [(0, 1)] * 4 + [(1, 2)] * 4     # each model once per thread count, at that count
+    assert torch.get_num_threads() == before
+
+
+def test_ray_gives_a_shared_run_its_share_of_the_cpus_and_an_exclusive_run_all_of_them(monkeypatch):
+    from types import SimpleNamespace
+
+    from charrnn.grid import executors
+
+    monkeypatch.setattr(executors, "usable_cpus", lambda: 4)
+    shared, alone = SimpleNamespace(exclusive=False), SimpleNamespace(exclusive=True)
+    assert [executors.RayExecutor().threads_of(s) for s in (shared, alone)] == [1, 4]
+    assert executors.RayExecutor(max_parallel=2).threads_of(shared) == 2
+    assert executors.LocalExecutor().threads_of(shared) is None
 
 
 MODELS = {"one layer": {}, "two layers, one-hot, residual": {"layers": 2, "input": "onehot", "residual": True},

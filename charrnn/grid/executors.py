@@ -37,55 +37,18 @@ from typing import Any, Iterator
 
 from charrnn.config import ConfigError
 from charrnn.grid.extend import edge_report, judging_round, next_round, tried_values
+from charrnn.grid.preflight import preflight, unfinished
 from charrnn.grid.order import ordered
 from charrnn.grid.local_ray import join_cluster, local_ray_env, restore_env, start_local_ray
-from charrnn.grid.spec import Grid, GridError, RunSpec
+from charrnn.grid.spec import Grid, RunSpec
 from charrnn.grid.session import GridSession, GridStopped, Job
 from charrnn.run.phases import PhaseClock
-from charrnn.tags import NODE_LOST_TAG, ROLE_TAG, RUN_ROLE, TUNE_TRIED_TAG
+from charrnn.tags import NODE_LOST_TAG, TUNE_TRIED_TAG
 from charrnn.tracking.failures import store_error
 from charrnn.tracking.store import Tracker, store_exists
 
 POLL_S = 0.2
 NODE_LOSS_RETRIES = 3   # times one run is resumed elsewhere after its node died, then FAILED
-
-
-def preflight(grid: Grid, specs: tuple[RunSpec, ...], local_devices: bool = True) -> None:
-    """Build every RunSpec's data (task, validation batches, a first batch) before any run exists,
-    so unusable data (a corpus shorter than seq_len, ...) is a bad-input error, not a failed run.
-    With `local_devices` (runs train on this machine) a backend or dtype this machine cannot run is one too,
-    and `backend: auto` is resolved here, one probe at a time, so the runs read the cached choice."""
-    if not specs:
-        return
-    from charrnn.capabilities import check_device, resolve_backend
-    from charrnn.tasks.data import make_task
-
-    for spec in specs:
-        cfg = spec.config
-        try:
-            task = make_task(cfg)
-            if local_devices:
-                resolve_backend(cfg, check_device(cfg).type, task)
-            for split in ("val", "test") if task.has_test else ("val",):
-                task.eval_batches(split, cfg.batch_size, cfg.seq_len, cfg.eval_batches)
-            task.train_batch(0, cfg.batch_size, cfg.seq_len, cfg.seed, cfg.hidden_init.startswith("epoch_"))
-        except ConfigError as err:
-            raise GridError(f"{grid.path}: profile {spec.profile}, run {spec.run_name}: {err}") from None
-
-
-def unfinished(grid: Grid, specs: tuple[RunSpec, ...], tracker: Tracker | None) -> tuple[RunSpec, ...]:
-    """The specs with no FINISHED run in the store: every other one is skipped whatever happens, so
-    pre-flight (and torch) is for these alone, and a rerun that trains nothing loads neither."""
-    if tracker is None:
-        return specs
-    try:
-        stored = tracker.runs(grid.name, {ROLE_TAG: RUN_ROLE})
-    except Exception as exc:
-        if store_error(exc, tracker.uri) is None:
-            raise
-        return specs   # the store failed: the session reports it, with what was done so far
-    finished = {run.identity for run in stored if run.status == "FINISHED"}
-    return tuple(spec for spec in specs if spec.identity not in finished)
 
 
 class LocalExecutor:
@@ -101,6 +64,10 @@ class LocalExecutor:
 
     def __enter__(self) -> "LocalExecutor":
         return self
+
+    def threads_of(self, spec: RunSpec) -> None:
+        """Runs train in this process, at its own torch threads."""
+        return None
 
     def __exit__(self, *exc) -> None:
         pass
@@ -187,6 +154,14 @@ class RayExecutor:
         self.address = ray_address or os.environ.get("RAY_ADDRESS") or None
         self._started = False
         self._env_before: dict[str, str | None] = {}   # what a local Ray's settings replaced
+
+    def threads_of(self, spec: RunSpec) -> int:
+        """The torch threads `spec` will train with on a local Ray: every CPU when it trains alone
+        (`exclusive`), else its share (`task_resources`), as `run` gives them."""
+        if spec.exclusive:
+            return usable_cpus()
+        cpus, _, _ = task_resources({"CPU": usable_cpus()}, self.max_parallel, self.runs_per_gpu)
+        return max(1, int(cpus))
 
     def __enter__(self) -> "RayExecutor":
         """Connect to (or start) Ray before any run exists: a bad address is bad input."""
@@ -377,7 +352,8 @@ def run_grid(grid: Grid, profile: str, executor: str = "local", max_parallel: in
                                  runs_per_gpu=runs_per_gpu)
     tracker = tracker or (Tracker() if store_exists() else None)
     preflight(grid, unfinished(grid, specs, tracker),
-              local_devices=not getattr(runner, "address", None))  # a cluster's GPUs are its own
+              local_devices=not getattr(runner, "address", None),  # a cluster's GPUs are its own
+              threads_of=runner.threads_of)
     timing["plan"] = time.perf_counter() - started
     with runner:
         timing["executor start"] = time.perf_counter() - started - timing["plan"]
