@@ -152,7 +152,8 @@ def test_preflight_probes_each_run_at_the_threads_it_will_train_with(monkeypatch
         return capabilities.Choice("fused", {"fused": 1.0}, {})
 
     monkeypatch.setattr(capabilities, "probe", recording)
-    grid = load_grid(write_grid(tmp_path, grid_data(fixed={k: v for k, v in TINY.items() if k != "hidden_size"})))   # 4 models x 2 seeds
+    fixed = {k: v for k, v in TINY.items() if k != "hidden_size"}
+    grid = load_grid(write_grid(tmp_path, grid_data(fixed=fixed)))   # 4 models (cell x hidden_size) x 2 seeds
     before = torch.get_num_threads()
     preflight(grid, grid.expand("quick"), threads_of=lambda spec: 1 + spec.seed)
     assert sorted(seen) == [(0, 1)] * 4 + [(1, 2)] * 4     # each model once per thread count, at that count
